@@ -1,0 +1,169 @@
+// SQLite primitives. A branch is an ordinary SQLite transaction: it can commit in one
+// phase or roll back, but it cannot be prepared, since nothing would keep it across a
+// crash of this process. The core refuses prepare as declared.
+#include <fmt/format.h>
+
+#include "sqlite.hpp"
+#include "xa.h"
+
+namespace xarm::sqlite {
+
+capability_set declared_capabilities() {
+    capability_set c;
+    c.no(capability::two_phase,
+         "SQLite cannot keep a prepared transaction: a transaction that survives the crash of "
+         "the process that prepared it does not exist in SQLite")
+        .yes(capability::one_phase, "COMMIT of the branch's SQLite transaction")
+        .yes(capability::recovery, "always empty: this driver never leaves a branch prepared")
+        .no(capability::read_only_vote, "there is no prepare to vote at")
+        .yes(capability::join, "TMJOIN of an ended branch on the same connection")
+        .yes(capability::suspend_resume, "on the same thread, with no other branch in between")
+        .no(capability::migrate, "an sqlite3 connection belongs to the thread that opened it")
+        .no(capability::async, "SQLite calls are synchronous")
+        .no(capability::interleave,
+            "an SQLite connection holds one transaction at a time");
+    return c;
+}
+
+session::session(const std::string& path, int flags, int busy_timeout_ms, bool foreign_keys) {
+    int rc = sqlite3_open_v2(path.c_str(), &m_db, flags, nullptr);
+    if (rc != SQLITE_OK) {
+        std::string msg = m_db ? sqlite3_errmsg(m_db) : sqlite3_errstr(rc);
+        sqlite3_close_v2(m_db);
+        m_db = nullptr;
+        raise(XAER_RMERR, sqlstate_of(rc), fmt::format("cannot open '{}': {}", path, msg), rc);
+    }
+    sqlite3_extended_result_codes(m_db, 1);
+    sqlite3_busy_timeout(m_db, busy_timeout_ms);
+    if (foreign_keys) exec("PRAGMA foreign_keys = ON", XAER_RMERR);
+}
+
+session::~session() {
+    // Closing rolls back whatever transaction is open, as the server-side databases do
+    // when a connection closes.
+    if (m_db != nullptr) sqlite3_close_v2(m_db);
+}
+
+capability_set session::capabilities() const { return declared_capabilities(); }
+
+void session::exec(const char* sql, int xa_code) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(m_db, sql, nullptr, nullptr, &err);
+    if (rc != SQLITE_OK) {
+        std::string msg = err ? err : sqlite3_errstr(rc);
+        sqlite3_free(err);
+        raise(xa_code, sqlstate_of(rc), fmt::format("{}: {}", sql, msg), rc);
+    }
+}
+
+void session::start(const xid&, start_mode mode) {
+    if (mode != start_mode::fresh) return;  // join/resume: the transaction is still open
+    exec("BEGIN", XAER_RMERR);
+    m_branch = true;
+}
+
+void session::end(const xid&, end_mode) {
+    // SQLite rolls a transaction back by itself after some failures (I/O, full disk,
+    // out of memory): then the branch's work is gone, and the protocol must know.
+    if (m_branch && sqlite3_get_autocommit(m_db) != 0) {
+        m_branch = false;
+        raise(XA_RBROLLBACK, "40000", "SQLite rolled the branch's transaction back after an error");
+    }
+}
+
+vote session::prepare(const xid&) {
+    // Unreachable: the core refuses prepare because two_phase is declared missing.
+    raise(XAER_RMERR, "0A000", "SQLite cannot prepare a transaction");
+}
+
+void session::commit(const xid& x, bool one_phase) {
+    if (!one_phase || !m_branch)
+        raise(XAER_NOTA, "XAE04", "no such branch on this SQLite connection: " + x.to_string());
+    m_branch = false;
+    if (sqlite3_get_autocommit(m_db) != 0)
+        raise(XA_RBROLLBACK, "40000", "SQLite rolled the branch's transaction back after an error");
+    int rc = sqlite3_exec(m_db, "COMMIT", nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) return;
+    // A failed COMMIT (busy, deferred constraint) leaves the transaction open: roll it
+    // back, so that the one-phase outcome is a clean rollback, never a half-state.
+    std::string msg = sqlite3_errmsg(m_db);
+    sqlite3_exec(m_db, "ROLLBACK", nullptr, nullptr, nullptr);
+    raise(rollback_code_of(rc), sqlstate_of(rc), "COMMIT failed and was rolled back: " + msg, rc);
+}
+
+void session::rollback(const xid& x, bool prepared) {
+    if (prepared || !m_branch)
+        raise(XAER_NOTA, "XAE04", "no such branch on this SQLite connection: " + x.to_string());
+    m_branch = false;
+    if (sqlite3_get_autocommit(m_db) == 0) exec("ROLLBACK", XAER_RMERR);
+}
+
+std::vector<xid> session::recover() { return {}; }
+
+void session::begin_local_if_needed() {
+    // PEP 249: autocommit off; the first statement outside a branch begins a transaction.
+    if (!m_branch && !m_local) {
+        exec("BEGIN", XAER_RMERR);
+        m_local = true;
+    }
+}
+
+result session::run(std::string_view sql, bool collect) {
+    begin_local_if_needed();
+    result out;
+    const char* tail = sql.data();
+    const char* end = sql.data() + sql.size();
+    while (tail < end) {
+        sqlite3_stmt* raw = nullptr;
+        int rc = sqlite3_prepare_v2(m_db, tail, static_cast<int>(end - tail), &raw, &tail);
+        std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> stmt(raw, &sqlite3_finalize);
+        if (rc != SQLITE_OK) raise_sqlite(m_db, rc, XAER_RMERR, "SQL error");
+        if (!stmt) continue;  // whitespace or comment
+        const int ncol = sqlite3_column_count(stmt.get());
+        if (collect && ncol > 0) {
+            out.columns.clear();
+            out.rows.clear();
+            for (int i = 0; i < ncol; ++i) out.columns.emplace_back(sqlite3_column_name(stmt.get(), i));
+        }
+        while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+            if (!collect) continue;
+            auto& row = out.rows.emplace_back();
+            for (int i = 0; i < ncol; ++i) {
+                if (sqlite3_column_type(stmt.get(), i) == SQLITE_NULL) {
+                    row.emplace_back(std::nullopt);
+                } else {
+                    auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt.get(), i));
+                    row.emplace_back(std::string(text, sqlite3_column_bytes(stmt.get(), i)));
+                }
+            }
+        }
+        if (rc != SQLITE_DONE) raise_sqlite(m_db, rc, XAER_RMERR, "SQL error");
+        out.affected = sqlite3_changes64(m_db);
+    }
+    return out;
+}
+
+std::int64_t session::execute(std::string_view sql) { return run(sql, false).affected; }
+
+result session::query(std::string_view sql) { return run(sql, true); }
+
+void session::commit_local() {
+    if (!m_local) return;
+    m_local = false;
+    if (sqlite3_get_autocommit(m_db) != 0)
+        raise(XAER_RMERR, "40000", "SQLite rolled the transaction back after an error");
+    int rc = sqlite3_exec(m_db, "COMMIT", nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) {
+        std::string msg = sqlite3_errmsg(m_db);
+        sqlite3_exec(m_db, "ROLLBACK", nullptr, nullptr, nullptr);
+        raise(XAER_RMERR, sqlstate_of(rc), "COMMIT failed and was rolled back: " + msg, rc);
+    }
+}
+
+void session::rollback_local() {
+    if (!m_local) return;
+    m_local = false;
+    if (sqlite3_get_autocommit(m_db) == 0) exec("ROLLBACK", XAER_RMERR);
+}
+
+}  // namespace xarm::sqlite

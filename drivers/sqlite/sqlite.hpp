@@ -1,0 +1,52 @@
+// The SQLite driver's internals: one sqlite3 connection per session.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <memory>
+#include <string>
+
+#include "xarm/driver.hpp"
+
+namespace xarm::sqlite {
+
+/// The native-error table: an SQLite result code as an xarm error (error.cpp).
+/// xa_code: the XA code to report; the SQLSTATE comes from the table.
+[[noreturn]] void raise_sqlite(sqlite3* db, int rc, int xa_code, const std::string& context);
+/// The SQLSTATE the table gives an SQLite result code.
+const char* sqlstate_of(int rc) noexcept;
+/// The XA rollback code for a commit that failed with rc (after the work was rolled back).
+int rollback_code_of(int rc) noexcept;
+
+class session final : public native_session {
+public:
+    session(const std::string& path, int flags, int busy_timeout_ms, bool foreign_keys);
+    ~session() override;
+
+    capability_set capabilities() const override;
+    void start(const xid& x, start_mode mode) override;
+    void end(const xid& x, end_mode mode) override;
+    vote prepare(const xid& x) override;
+    void commit(const xid& x, bool one_phase) override;
+    void rollback(const xid& x, bool prepared) override;
+    std::vector<xid> recover() override;
+    std::int64_t execute(std::string_view sql) override;
+    result query(std::string_view sql) override;
+    void commit_local() override;
+    void rollback_local() override;
+    bool in_local_transaction() const override { return m_local; }
+    void* native_handle() noexcept override { return m_db; }
+
+private:
+    void exec(const char* sql, int xa_code);
+    result run(std::string_view sql, bool collect);
+    void begin_local_if_needed();
+
+    sqlite3* m_db = nullptr;
+    bool m_branch = false;  // a branch's transaction is open
+    bool m_local = false;   // a local transaction is open
+};
+
+capability_set declared_capabilities();
+
+}  // namespace xarm::sqlite

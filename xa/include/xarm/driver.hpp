@@ -1,0 +1,124 @@
+// The driver interface: the database primitives a driver implements. The XA protocol
+// (states, flags, which call is legal when, which code to return) is the core's; a
+// driver never checks protocol state. Adding a driver touches nothing in xa/.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "xarm/error.hpp"
+#include "xarm/export.h"
+#include "xarm/xid.hpp"
+
+namespace xarm {
+
+/// What a driver can do. The core refuses a missing capability the same way every time.
+enum class capability {
+    two_phase,       ///< prepare, then commit or roll back the prepared branch
+    one_phase,       ///< commit without prepare (TMONEPHASE, tpc_commit() unprepared)
+    recovery,        ///< list prepared branches and finish them from any connection
+    read_only_vote,  ///< a branch that wrote nothing votes XA_RDONLY at prepare
+    join,            ///< xa_start(TMJOIN) of an ended branch
+    suspend_resume,  ///< xa_end(TMSUSPEND) then xa_start(TMRESUME) on the same thread
+    migrate,         ///< resume a suspended branch on another thread (TMMIGRATE)
+    async,           ///< TMASYNC and xa_complete
+    interleave,      ///< start a branch while another unprepared one holds the connection
+};
+inline constexpr capability all_capabilities[] = {
+    capability::two_phase,      capability::one_phase, capability::recovery,
+    capability::read_only_vote, capability::join,      capability::suspend_resume,
+    capability::migrate,        capability::async,     capability::interleave};
+
+XARM_API const char* to_string(capability c) noexcept;
+
+/// One capability as a driver declares it: supported or not, and why.
+struct capability_status {
+    capability what;
+    bool supported;
+    std::string reason;  ///< why not; or, when supported, a note on how (may be empty)
+};
+
+/// A driver's declaration, complete (every capability named once).
+class XARM_API capability_set {
+public:
+    capability_set() = default;
+    capability_set& yes(capability c, std::string note = {});
+    capability_set& no(capability c, std::string reason);
+    bool has(capability c) const;
+    /// The declaration for c; a capability never declared counts as missing.
+    capability_status get(capability c) const;
+    std::vector<capability_status> list() const;
+
+private:
+    std::vector<capability_status> m_items;
+};
+
+enum class start_mode { fresh, join, resume };
+enum class end_mode { success, fail, suspend };
+enum class vote { ok, read_only };
+
+/// A query's result, as text (NULL is nullopt): enough for applications' checks and tools.
+struct result {
+    std::vector<std::string> columns;
+    std::vector<std::vector<std::optional<std::string>>> rows;
+    std::int64_t affected = 0;
+};
+
+/// One open database connection. The core calls a primitive only when the protocol
+/// allows it; primitives report failure by throwing xarm::error with the XA code from
+/// the driver's native-error table (a rollback code only when the branch is gone).
+class XARM_API native_session {
+public:
+    virtual ~native_session();
+
+    virtual capability_set capabilities() const = 0;
+
+    // Branch primitives.
+    virtual void start(const xid& x, start_mode mode) = 0;
+    virtual void end(const xid& x, end_mode mode) = 0;
+    virtual vote prepare(const xid& x) = 0;
+    /// one_phase: the branch is idle on this session. Otherwise x is prepared (by this
+    /// session or any other, possibly an unparsed foreign name).
+    virtual void commit(const xid& x, bool one_phase) = 0;
+    /// prepared=false: the branch is idle on this session; true: prepared anywhere.
+    virtual void rollback(const xid& x, bool prepared) = 0;
+    /// Every prepared branch this connection may finish, foreign names included.
+    virtual std::vector<xid> recover() = 0;
+    /// Forget a heuristically completed branch. Drivers whose servers never report
+    /// heuristic outcomes keep this default, which the core never reaches.
+    virtual void forget(const xid& x);
+
+    // Local work (autocommit off, as PEP 249 wants: the first statement begins a
+    // transaction). Inside a branch, the same calls do the branch's work.
+    virtual std::int64_t execute(std::string_view sql) = 0;
+    virtual result query(std::string_view sql) = 0;
+    virtual void commit_local() = 0;
+    virtual void rollback_local() = 0;
+    /// A local transaction has begun and is not finished (xa_start must say XAER_OUTSIDE).
+    virtual bool in_local_transaction() const = 0;
+
+    /// The database's own handle (PGconn*, sqlite3*, ...), for applications' SQL work.
+    virtual void* native_handle() noexcept = 0;
+};
+
+/// A database driver: a name, a declaration, and connections.
+class XARM_API driver {
+public:
+    virtual ~driver();
+    virtual std::string_view name() const noexcept = 0;
+    /// What connections of this driver can do, before any is opened (ODBC: the most a
+    /// connection can have; the connection's own list is authoritative).
+    virtual capability_set capabilities() const = 0;
+    /// The keys the info string accepts, with a short description each, for --help.
+    virtual std::string info_help() const = 0;
+    /// Opens a connection; XAER_INVAL for a bad info string, XAER_RMERR when it cannot
+    /// be opened (the server is unreachable, the login fails). Messages never contain a
+    /// password.
+    virtual std::unique_ptr<native_session> open(std::string_view info) const = 0;
+};
+
+}  // namespace xarm

@@ -1,0 +1,82 @@
+// The transaction branch identifier as a value type, and its wire encodings.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "xa.h"
+#include "xarm/export.h"
+
+namespace xarm {
+
+/// A transaction branch identifier: format id, global transaction id and branch
+/// qualifier, binary-safe. A default-constructed xid is the null XID.
+///
+/// An xid read back from a database that does not parse as one of ours (a "foreign"
+/// gid, e.g. a PostgreSQL transaction prepared by hand) is *unparsed*: it has no format
+/// id and its gtrid holds the whole name, so it can still be committed or rolled back.
+class XARM_API xid {
+public:
+    static constexpr long null_format = -1;
+    static constexpr std::size_t max_gtrid = MAXGTRIDSIZE;
+    static constexpr std::size_t max_bqual = MAXBQUALSIZE;
+    /// Format ids are kept to 0..2^31-1 so that every database can store them.
+    static constexpr long max_format = 0x7fffffffL;
+
+    xid() = default;
+    /// Validates: format id 0..2^31-1, gtrid 1..64 bytes, bqual 0..64 bytes
+    /// (programming_error, XAER_INVAL, otherwise).
+    xid(long format_id, std::string_view gtrid, std::string_view bqual);
+
+    /// A name found in a database that is not one of our encodings.
+    static xid unparsed(std::string_view name);
+    /// Reads and validates a C XID; XAER_INVAL on a null pointer, the null XID or bad lengths.
+    static xid from_c(const XID* c);
+
+    void to_c(XID& out) const;  ///< requires !is_null() && !is_unparsed()
+
+    long format_id() const noexcept { return m_format; }
+    const std::string& gtrid() const noexcept { return m_gtrid; }
+    const std::string& bqual() const noexcept { return m_bqual; }
+    bool is_null() const noexcept { return m_format == null_format && !m_unparsed; }
+    bool is_unparsed() const noexcept { return m_unparsed; }
+
+    /// For messages and logs: "fmt:hexgtrid:hexbqual", or the foreign name quoted.
+    std::string to_string() const;
+
+    friend bool operator==(const xid&, const xid&) = default;
+    friend auto operator<=>(const xid&, const xid&) = default;
+
+private:
+    long m_format = null_format;
+    std::string m_gtrid;
+    std::string m_bqual;
+    bool m_unparsed = false;
+};
+
+/// Standard padded base64 (RFC 4648), as the PostgreSQL gid encoding needs.
+XARM_API std::string base64_encode(std::string_view bytes);
+/// Strict decoding: padding required, no whitespace; nullopt when not canonical base64.
+XARM_API std::optional<std::string> base64_decode(std::string_view text);
+XARM_API std::string hex_encode(std::string_view bytes);
+
+/// PostgreSQL gid: "<formatID>_<base64(gtrid)>_<base64(bqual)>" (pgjdbc, psycopg, LIXA).
+XARM_API std::string encode_pg_gid(const xid& x);
+/// The xid a gid encodes, or an unparsed xid holding the gid when it is foreign.
+XARM_API xid decode_pg_gid(std::string_view gid);
+
+/// MySQL/MariaDB: X'<hex gtrid>',X'<hex bqual>',<formatID>: no XID byte reaches SQL raw.
+XARM_API std::string encode_mysql_xid(const xid& x);
+
+}  // namespace xarm
+
+template <>
+struct std::hash<xarm::xid> {
+    std::size_t operator()(const xarm::xid& x) const noexcept {
+        return std::hash<std::string>{}(x.gtrid()) ^ (std::hash<std::string>{}(x.bqual()) << 1) ^
+               static_cast<std::size_t>(x.format_id());
+    }
+};

@@ -1,0 +1,59 @@
+#include "xarm/driver.hpp"
+
+#include <algorithm>
+
+#include "xa.h"
+
+namespace xarm {
+
+native_session::~native_session() = default;
+driver::~driver() = default;
+
+void native_session::forget(const xid& x) {
+    // Reached only if a driver reports a heuristic outcome without implementing forget.
+    raise(XAER_RMERR, "HY000",
+          "the driver reported a heuristic outcome but cannot forget branch " + x.to_string());
+}
+
+const char* to_string(capability c) noexcept {
+    switch (c) {
+        case capability::two_phase: return "two_phase";
+        case capability::one_phase: return "one_phase";
+        case capability::recovery: return "recovery";
+        case capability::read_only_vote: return "read_only_vote";
+        case capability::join: return "join";
+        case capability::suspend_resume: return "suspend_resume";
+        case capability::migrate: return "migrate";
+        case capability::async: return "async";
+        case capability::interleave: return "interleave";
+    }
+    return "unknown";
+}
+
+capability_set& capability_set::yes(capability c, std::string note) {
+    std::erase_if(m_items, [c](const capability_status& s) { return s.what == c; });
+    m_items.push_back({c, true, std::move(note)});
+    return *this;
+}
+
+capability_set& capability_set::no(capability c, std::string reason) {
+    std::erase_if(m_items, [c](const capability_status& s) { return s.what == c; });
+    m_items.push_back({c, false, std::move(reason)});
+    return *this;
+}
+
+bool capability_set::has(capability c) const { return get(c).supported; }
+
+capability_status capability_set::get(capability c) const {
+    for (const auto& s : m_items)
+        if (s.what == c) return s;
+    return {c, false, "not declared by the driver"};
+}
+
+std::vector<capability_status> capability_set::list() const {
+    std::vector<capability_status> out;
+    for (capability c : all_capabilities) out.push_back(get(c));
+    return out;
+}
+
+}  // namespace xarm

@@ -1,0 +1,79 @@
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "xa.h"
+#include "xarm/connection.hpp"
+
+namespace xarm {
+
+namespace {
+
+// The directory libxarm itself was loaded from: drivers are installed beside it.
+std::string own_directory() {
+    Dl_info info{};
+    if (dladdr(reinterpret_cast<void*>(&load_driver), &info) == 0 || info.dli_fname == nullptr)
+        return {};
+    return std::filesystem::path(info.dli_fname).parent_path().string();
+}
+
+bool valid_name(std::string_view name) {
+    if (name.empty() || name.size() > 32) return false;
+    for (char c : name)
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+    return true;
+}
+
+}  // namespace
+
+std::shared_ptr<const driver> load_driver(std::string_view name_or_path) {
+    const bool is_path = name_or_path.find('/') != std::string_view::npos ||
+                         name_or_path.find(".so") != std::string_view::npos;
+    std::vector<std::string> candidates;
+    if (is_path) {
+        candidates.emplace_back(name_or_path);
+    } else {
+        if (!valid_name(name_or_path))
+            raise(XAER_INVAL, "XAE05",
+                  fmt::format("driver name '{}' is not a name (letters, digits, _)", name_or_path));
+        const std::string file = fmt::format("libxarm_{}.so", name_or_path);
+        if (const char* path = std::getenv("XARM_DRIVER_PATH")) {
+            std::stringstream ss(path);
+            for (std::string dir; std::getline(ss, dir, ':');)
+                if (!dir.empty()) candidates.push_back(dir + "/" + file);
+        }
+        if (auto dir = own_directory(); !dir.empty()) candidates.push_back(dir + "/" + file);
+        candidates.push_back(std::string(XARM_INSTALL_LIBDIR) + "/" + file);
+        candidates.push_back(file);  // the system's library search path
+    }
+    std::string tried;
+    for (const auto& c : candidates) {
+        // RTLD_NODELETE: sessions of a thread outlive any handle; the code must stay.
+        void* h = dlopen(c.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+        if (h == nullptr) {
+            const char* why = dlerror();
+            tried += fmt::format("\n  {}: {}", c, why ? why : "cannot load");
+            continue;
+        }
+        using entry_t = const driver* (*)();
+        auto entry = reinterpret_cast<entry_t>(dlsym(h, "xarm_driver_v1"));
+        if (entry == nullptr) {
+            tried += fmt::format("\n  {}: loads, but is not an xarm driver (no xarm_driver_v1; a "
+                                 "third-party xa_switch_t is tested with `xarm conformance "
+                                 "--switch`)",
+                                 c);
+            continue;
+        }
+        const driver* d = entry();
+        // The driver object is static in a library that is never unloaded.
+        return std::shared_ptr<const driver>(d, [](const driver*) {});
+    }
+    raise(XAER_INVAL, "08001",
+          fmt::format("cannot load xarm driver '{}'; tried:{}", name_or_path, tried));
+}
+
+}  // namespace xarm
