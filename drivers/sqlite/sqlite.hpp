@@ -34,7 +34,10 @@ public:
     result query(std::string_view sql) override;
     void commit_local() override;
     void rollback_local() override;
-    bool in_local_transaction() const override { return m_local; }
+    /// Also sees a transaction the application began itself on the native handle.
+    bool in_local_transaction() const override {
+        return m_local || (!m_branch && sqlite3_get_autocommit(m_db) == 0);
+    }
     void* native_handle() noexcept override { return m_db; }
 
 private:

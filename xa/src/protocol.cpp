@@ -156,7 +156,8 @@ int rm_session::start(const xid& x, long flags) {
                 state_error(XAER_PROTO, x, "xa_start",
                             "the branch is suspended; resume it with TMRESUME");
             default:
-                state_error(XAER_PROTO, x, "xa_start", "the branch has been prepared");
+                state_error(XAER_PROTO, x, "xa_start",
+                            "the branch is prepared or heuristically completed");
         }
         try {
             call([&] { m_native->start(x, start_mode::join); });
