@@ -1,0 +1,15 @@
+// Uses the installed headers and library: an xid, its encodings, and the loader's error.
+#include <iostream>
+
+#include <xarm/connection.hpp>
+
+int main() {
+    auto x = xarm::connection::xid(42, "gtrid", "bqual");
+    if (xarm::encode_pg_gid(x) != "42_Z3RyaWQ=_YnF1YWw=") return 1;
+    auto c = xarm::connect("sqlite", "path=:memory:");  // found beside the installed libxarm
+    c.tpc_begin(x);
+    c.execute("CREATE TABLE t (v)");
+    c.tpc_commit();
+    std::cout << "consumer: xarm found, sqlite driver loaded, one-phase commit done\n";
+    return 0;
+}
