@@ -28,30 +28,35 @@ bool valid_name(std::string_view name) {
     return true;
 }
 
-}  // namespace
 
-std::shared_ptr<const driver> load_driver(std::string_view name_or_path) {
+// Every place a driver name or path may be found, in search order.
+std::vector<std::string> candidates_for(std::string_view name_or_path) {
     const bool is_path = name_or_path.find('/') != std::string_view::npos ||
                          name_or_path.find(".so") != std::string_view::npos;
     std::vector<std::string> candidates;
     if (is_path) {
         candidates.emplace_back(name_or_path);
-    } else {
-        if (!valid_name(name_or_path))
-            raise(XAER_INVAL, "XAE05",
-                  fmt::format("driver name '{}' is not a name (letters, digits, _)", name_or_path));
-        const std::string file = fmt::format("libxarm_{}.so", name_or_path);
-        if (const char* path = std::getenv("XARM_DRIVER_PATH")) {
-            std::stringstream ss(path);
-            for (std::string dir; std::getline(ss, dir, ':');)
-                if (!dir.empty()) candidates.push_back(dir + "/" + file);
-        }
-        if (auto dir = own_directory(); !dir.empty()) candidates.push_back(dir + "/" + file);
-        candidates.push_back(std::string(XARM_INSTALL_LIBDIR) + "/" + file);
-        candidates.push_back(file);  // the system's library search path
+        return candidates;
     }
+    if (!valid_name(name_or_path))
+        raise(XAER_INVAL, "XAE05",
+              fmt::format("driver name '{}' is not a name (letters, digits, _)", name_or_path));
+    const std::string file = fmt::format("libxarm_{}.so", name_or_path);
+    if (const char* path = std::getenv("XARM_DRIVER_PATH")) {
+        std::stringstream ss(path);
+        for (std::string dir; std::getline(ss, dir, ':');)
+            if (!dir.empty()) candidates.push_back(dir + "/" + file);
+    }
+    if (auto dir = own_directory(); !dir.empty()) candidates.push_back(dir + "/" + file);
+    candidates.push_back(std::string(XARM_INSTALL_LIBDIR) + "/" + file);
+    candidates.push_back(file);  // the system's library search path
+    return candidates;
+}
+
+// Opens the first candidate that loads and has `symbol`; the error lists every try.
+void* find_symbol(std::string_view name_or_path, const std::string& symbol, const char* hint) {
     std::string tried;
-    for (const auto& c : candidates) {
+    for (const auto& c : candidates_for(name_or_path)) {
         // RTLD_NODELETE: sessions of a thread outlive any handle; the code must stay.
         void* h = dlopen(c.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
         if (h == nullptr) {
@@ -59,21 +64,35 @@ std::shared_ptr<const driver> load_driver(std::string_view name_or_path) {
             tried += fmt::format("\n  {}: {}", c, why ? why : "cannot load");
             continue;
         }
-        using entry_t = const driver* (*)();
-        auto entry = reinterpret_cast<entry_t>(dlsym(h, "xarm_driver_v1"));
-        if (entry == nullptr) {
-            tried += fmt::format("\n  {}: loads, but is not an xarm driver (no xarm_driver_v1; a "
-                                 "third-party xa_switch_t is tested with `xarm conformance "
-                                 "--switch`)",
-                                 c);
-            continue;
-        }
-        const driver* d = entry();
-        // The driver object is static in a library that is never unloaded.
-        return std::shared_ptr<const driver>(d, [](const driver*) {});
+        if (void* sym = dlsym(h, symbol.c_str())) return sym;
+        tried += fmt::format("\n  {}: loads, but has no {}{}", c, symbol, hint);
     }
-    raise(XAER_INVAL, "08001",
-          fmt::format("cannot load xarm driver '{}'; tried:{}", name_or_path, tried));
+    raise(XAER_INVAL, "08001", fmt::format("cannot load '{}'; tried:{}", name_or_path, tried));
+}
+
+}  // namespace
+
+std::shared_ptr<const driver> load_driver(std::string_view name_or_path) {
+    using entry_t = const driver* (*)();
+    auto entry = reinterpret_cast<entry_t>(find_symbol(
+        name_or_path, "xarm_driver_v1",
+        " (not an xarm driver; a third-party xa_switch_t is tested with `xarm conformance "
+        "--switch`)"));
+    // The driver object is static in a library that is never unloaded.
+    return std::shared_ptr<const driver>(entry(), [](const driver*) {});
+}
+
+xa_switch_t* load_switch(std::string_view name_or_path, std::string_view symbol) {
+    if (!symbol.empty())
+        return static_cast<xa_switch_t*>(find_symbol(name_or_path, std::string(symbol), ""));
+    using get_t = xa_switch_t* (*)();
+    auto get = reinterpret_cast<get_t>(find_symbol(name_or_path, "lixa_get_xa_switch",
+                                                   " (name the switch symbol instead)"));
+    xa_switch_t* sw = get();
+    if (sw == nullptr)
+        raise(XAER_INVAL, "08001",
+              fmt::format("'{}': lixa_get_xa_switch() returned NULL", name_or_path));
+    return sw;
 }
 
 }  // namespace xarm

@@ -19,6 +19,11 @@ namespace xarm {
 /// path. The error lists every place tried.
 XARM_API std::shared_ptr<const driver> load_driver(std::string_view name_or_path);
 
+/// Loads a switch library the same way (a driver name or any library path, a third
+/// party's too) and returns its xa_switch_t: the named symbol when given, else the one
+/// lixa_get_xa_switch() returns. The library is never unloaded.
+XARM_API xa_switch_t* load_switch(std::string_view name_or_path, std::string_view symbol = {});
+
 /// One database connection speaking PEP 249's two-phase API. Usable from any one
 /// thread at a time.
 class XARM_API connection {
