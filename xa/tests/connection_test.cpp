@@ -120,22 +120,4 @@ BOOST_AUTO_TEST_CASE(loader_names_every_place_it_tried) {
     BOOST_CHECK_THROW(load_driver("Bad Name"), programming_error);
 }
 
-BOOST_AUTO_TEST_CASE(load_switch_by_name_symbol_or_path) {
-    xa_switch_t* a = load_switch("sqlite");
-    BOOST_TEST(std::string(a->name) == "xarm_sqlite");
-    BOOST_TEST(load_switch("sqlite", "xarm_sqlite_switch") == a);
-    try {
-        load_switch("sqlite", "no_such_symbol");
-        BOOST_FAIL("found a symbol that does not exist");
-    } catch (const error& e) {
-        BOOST_TEST(std::string(e.what()).find("no_such_symbol") != std::string::npos);
-    }
-    try {
-        load_switch("/nonexistent/libswitch.so");
-        BOOST_FAIL("loaded a missing file");
-    } catch (const error& e) {
-        BOOST_TEST(std::string(e.what()).find("/nonexistent/libswitch.so") != std::string::npos);
-    }
-}
-
 BOOST_AUTO_TEST_SUITE_END()

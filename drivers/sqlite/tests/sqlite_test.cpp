@@ -177,6 +177,25 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_FIXTURE_TEST_SUITE(sqlite_c_switch, db_file)
 
+BOOST_AUTO_TEST_CASE(load_switch_by_name_symbol_or_path) {
+    xa_switch_t* a = xarm::load_switch("sqlite");
+    BOOST_TEST(std::string(a->name) == "xarm_sqlite");
+    // Same switch (addresses may differ: this program links the variable directly).
+    BOOST_TEST(xarm::load_switch("sqlite", "xarm_sqlite_switch")->xa_open_entry == a->xa_open_entry);
+    try {
+        xarm::load_switch("sqlite", "no_such_symbol");
+        BOOST_FAIL("found a symbol that does not exist");
+    } catch (const xarm::error& e) {
+        BOOST_TEST(std::string(e.what()).find("no_such_symbol") != std::string::npos);
+    }
+    try {
+        xarm::load_switch("/nonexistent/libswitch.so");
+        BOOST_FAIL("loaded a missing file");
+    } catch (const xarm::error& e) {
+        BOOST_TEST(std::string(e.what()).find("/nonexistent/libswitch.so") != std::string::npos);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(exports_and_switch_layout) {
     BOOST_TEST(std::string(xarm_sqlite_switch.name) == "xarm_sqlite");
     BOOST_TEST(xarm_sqlite_switch.version == 0);

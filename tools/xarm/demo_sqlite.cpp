@@ -1,0 +1,123 @@
+#include "demo_sqlite.hpp"
+
+#include <cstring>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <fmt/ostream.h>
+
+#include "xa.h"
+#include "xarm/connection.hpp"
+#include "xarm/switch.hpp"
+
+namespace xarm::cli {
+
+namespace {
+
+struct walkthrough {
+    std::ostream& out;
+    int wrong = 0;
+
+    // Prints one call with its answer, marking an answer that is not the expected one.
+    void show(const std::string& call, int rc, int want, int rmid) {
+        std::string line = fmt::format("  {:<44} -> {}", call, xa_code_name(rc));
+        if (rc != XA_OK && rc != XA_RDONLY) {
+            xarm_diag d{};
+            if (last_error(rmid, &d) == 0)
+                line += fmt::format("  [SQLSTATE {}] {}", d.sqlstate, d.message);
+        }
+        if (rc != want) {
+            line += fmt::format("   << UNEXPECTED, wanted {}", xa_code_name(want));
+            ++wrong;
+        }
+        fmt::print(out, "{}\n", line);
+    }
+};
+
+XID c_xid(const char* gtrid) {
+    XID x{};
+    x.formatID = 4711;
+    x.gtrid_length = static_cast<long>(std::strlen(gtrid));
+    x.bqual_length = 1;
+    std::memcpy(x.data, gtrid, static_cast<std::size_t>(x.gtrid_length));
+    x.data[x.gtrid_length] = '1';
+    return x;
+}
+
+std::string count(connection& c) {
+    auto r = c.query("SELECT count(*) FROM account");
+    c.rollback();
+    return r.rows.at(0).at(0).value_or("NULL");
+}
+
+}  // namespace
+
+int demo_sqlite(const std::string& path, std::ostream& out) {
+    std::filesystem::remove(path);
+    const std::string info = fmt::format("path='{}'", path);
+    walkthrough w{out};
+
+    fmt::print(out, "SQLite driver: capabilities as declared\n");
+    auto drv = load_driver("sqlite");
+    for (const auto& c : drv->capabilities().list())
+        fmt::print(out, "  {:<15} {:<4} {}\n", to_string(c.what), c.supported ? "yes" : "no",
+                   c.reason);
+
+    fmt::print(out, "\nThe C switch, as a transaction monitor sees it (lixa_get_xa_switch)\n");
+    xa_switch_t* sw = load_switch("sqlite");
+    std::string open_info = info;
+    const int rm = 1;
+    XID a = c_xid("demo-a");
+    w.show("xa_open(path=...)", sw->xa_open_entry(open_info.data(), rm, TMNOFLAGS), XA_OK, rm);
+    w.show("xa_start(a)", sw->xa_start_entry(&a, rm, TMNOFLAGS), XA_OK, rm);
+    w.show("xa_start(a) again", sw->xa_start_entry(&a, rm, TMNOFLAGS), XAER_PROTO, rm);
+    w.show("xa_end(a, TMSUCCESS)", sw->xa_end_entry(&a, rm, TMSUCCESS), XA_OK, rm);
+    w.show("xa_prepare(a)", sw->xa_prepare_entry(&a, rm, TMNOFLAGS), XAER_RMERR, rm);
+    w.show("xa_commit(a) without TMONEPHASE", sw->xa_commit_entry(&a, rm, TMNOFLAGS), XAER_PROTO, rm);
+    w.show("xa_commit(a, TMONEPHASE)", sw->xa_commit_entry(&a, rm, TMONEPHASE), XA_OK, rm);
+    XID page[4];
+    w.show("xa_recover(TMSTARTRSCAN|TMENDRSCAN) count",
+           sw->xa_recover_entry(page, 4, rm, TMSTARTRSCAN | TMENDRSCAN), 0, rm);
+    XID bad = a;
+    bad.gtrid_length = 65;
+    w.show("xa_start(gtrid_length 65)", sw->xa_start_entry(&bad, rm, TMNOFLAGS), XAER_INVAL, rm);
+    XID unknown = c_xid("never-started");
+    w.show("xa_end(unknown xid)", sw->xa_end_entry(&unknown, rm, TMSUCCESS), XAER_NOTA, rm);
+    XID b = c_xid("demo-b");
+    w.show("xa_start(b); xa_end(b, TMFAIL)",
+           (sw->xa_start_entry(&b, rm, TMNOFLAGS), sw->xa_end_entry(&b, rm, TMFAIL)),
+           XA_RBROLLBACK, rm);
+    w.show("xa_commit(b, TMONEPHASE)", sw->xa_commit_entry(&b, rm, TMONEPHASE), XA_RBROLLBACK, rm);
+    w.show("xa_close", sw->xa_close_entry(open_info.data(), rm, TMNOFLAGS), XA_OK, rm);
+
+    fmt::print(out, "\nThe C++ API (PEP 249's two-phase names)\n");
+    auto c = connect("sqlite", info);
+    c.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)");
+    c.commit();
+    auto other = connect("sqlite", info);
+    c.tpc_begin(c.xid(42, "transfer-1", "sqlite"));
+    c.execute("INSERT INTO account VALUES (1, 100), (2, 50)");
+    fmt::print(out, "  tpc_begin + 2 inserts; rows seen by another connection: {}\n", count(other));
+    c.tpc_commit();
+    fmt::print(out, "  tpc_commit() without prepare (one phase); rows now: {}\n", count(other));
+    c.tpc_begin(c.xid(42, "transfer-2", "sqlite"));
+    c.execute("UPDATE account SET balance = balance - 10 WHERE id = 1");
+    try {
+        c.tpc_prepare();
+        fmt::print(out, "  tpc_prepare() succeeded   << UNEXPECTED\n");
+        ++w.wrong;
+    } catch (const not_supported_error& e) {
+        fmt::print(out, "  tpc_prepare() -> not_supported_error: {}\n", e.what());
+    }
+    c.tpc_rollback();
+    auto r = other.query("SELECT balance FROM account WHERE id = 1");
+    other.rollback();
+    fmt::print(out, "  tpc_rollback(); balance of account 1 still {}\n",
+               r.rows.at(0).at(0).value_or("NULL"));
+    fmt::print(out, "  tpc_recover(): {} in-doubt branches\n", c.tpc_recover().size());
+    fmt::print(out, "\n{}\n", w.wrong == 0 ? "Every answer was the declared one."
+                                           : fmt::format("{} UNEXPECTED answers", w.wrong));
+    return w.wrong == 0 ? 0 : 1;
+}
+
+}  // namespace xarm::cli
