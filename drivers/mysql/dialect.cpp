@@ -1,0 +1,224 @@
+// The MySQL/MariaDB XA dialect: statement texts, XA RECOVER parsing, the error table.
+#include "dialect.hpp"
+
+#include <fmt/format.h>
+
+#include <cctype>
+#include <vector>
+
+#include "xa.h"
+
+namespace xarm::mysql {
+
+dialect detect_dialect(std::string_view v) noexcept {
+    // MariaDB reports e.g. "10.11.6-MariaDB-0+deb12u1" (older proxies "5.5.5-10.11...").
+    for (std::size_t i = 0; i + 7 <= v.size(); ++i) {
+        bool match = true;
+        for (std::size_t j = 0; j < 7 && match; ++j)
+            match = std::tolower(static_cast<unsigned char>(v[i + j])) == "mariadb"[j];
+        if (match) return dialect::mariadb;
+    }
+    return dialect::mysql;
+}
+
+const char* to_string(dialect d) noexcept {
+    return d == dialect::mariadb ? "mariadb" : "mysql";
+}
+
+std::string xa_start_sql(const xid& x) {
+    return "XA START " + encode_mysql_xid(x);
+}
+std::string xa_end_sql(const xid& x) {
+    return "XA END " + encode_mysql_xid(x);
+}
+std::string xa_prepare_sql(const xid& x) {
+    return "XA PREPARE " + encode_mysql_xid(x);
+}
+std::string xa_end_prepare_sql(const xid& x) {
+    const std::string e = encode_mysql_xid(x);
+    return fmt::format("XA END {0};XA PREPARE {0}", e);
+}
+std::string xa_commit_sql(const xid& x, bool one_phase) {
+    return "XA COMMIT " + encode_mysql_xid(x) + (one_phase ? " ONE PHASE" : "");
+}
+std::string xa_rollback_sql(const xid& x) {
+    return "XA ROLLBACK " + encode_mysql_xid(x);
+}
+
+std::string xa_recover_sql(dialect d) {
+    return d == dialect::mariadb ? "XA RECOVER FORMAT='SQL'" : "XA RECOVER CONVERT XID";
+}
+
+namespace {
+
+int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+std::optional<std::string> hex_decode(std::string_view h) {
+    if (h.size() % 2 != 0) return std::nullopt;
+    std::string out;
+    out.reserve(h.size() / 2);
+    for (std::size_t i = 0; i < h.size(); i += 2) {
+        const int hi = hex_value(h[i]), lo = hex_value(h[i + 1]);
+        if (hi < 0 || lo < 0) return std::nullopt;
+        out.push_back(static_cast<char>(hi * 16 + lo));
+    }
+    return out;
+}
+
+// One literal of MariaDB's FORMAT='SQL' output at data[pos]: X'hex', 'text' (with ''
+// and backslash escapes) or a decimal number. Advances pos past it.
+std::optional<std::string> read_literal(std::string_view data, std::size_t& pos) {
+    if (pos >= data.size()) return std::nullopt;
+    if ((data[pos] == 'X' || data[pos] == 'x') && pos + 1 < data.size() && data[pos + 1] == '\'') {
+        const auto close = data.find('\'', pos + 2);
+        if (close == std::string_view::npos) return std::nullopt;
+        auto bytes = hex_decode(data.substr(pos + 2, close - pos - 2));
+        pos = close + 1;
+        return bytes;
+    }
+    if (data[pos] == '\'') {
+        std::string out;
+        for (std::size_t i = pos + 1; i < data.size(); ++i) {
+            const char c = data[i];
+            if (c == '\\' && i + 1 < data.size()) {
+                const char n = data[++i];
+                switch (n) {
+                    case '0':
+                        out.push_back('\0');
+                        break;
+                    case 'n':
+                        out.push_back('\n');
+                        break;
+                    case 'r':
+                        out.push_back('\r');
+                        break;
+                    case 't':
+                        out.push_back('\t');
+                        break;
+                    case 'Z':
+                        out.push_back('\x1a');
+                        break;
+                    default:
+                        out.push_back(n);
+                }
+            } else if (c == '\'') {
+                if (i + 1 < data.size() && data[i + 1] == '\'') {
+                    out.push_back('\'');
+                    ++i;
+                } else {
+                    pos = i + 1;
+                    return out;
+                }
+            } else {
+                out.push_back(c);
+            }
+        }
+        return std::nullopt;
+    }
+    const std::size_t start = pos;
+    if (data[pos] == '-') ++pos;
+    while (pos < data.size() && std::isdigit(static_cast<unsigned char>(data[pos]))) ++pos;
+    if (pos == start) return std::nullopt;
+    return std::string(data.substr(start, pos - start));
+}
+
+}  // namespace
+
+std::optional<xid> parse_recover_row(dialect d, long format_id, long gtrid_length,
+                                     long bqual_length, std::string_view data) {
+    if (format_id < 0 || gtrid_length < 1 || gtrid_length > static_cast<long>(xid::max_gtrid) ||
+        bqual_length < 0 || bqual_length > static_cast<long>(xid::max_bqual))
+        return std::nullopt;
+    const auto glen = static_cast<std::size_t>(gtrid_length);
+    const auto blen = static_cast<std::size_t>(bqual_length);
+    std::string gtrid, bqual;
+    if (d == dialect::mysql) {
+        // CONVERT XID: "0x" + hex(gtrid bytes followed by bqual bytes).
+        if (data.size() < 2 || data[0] != '0' || (data[1] != 'x' && data[1] != 'X'))
+            return std::nullopt;
+        auto bytes = hex_decode(data.substr(2));
+        if (!bytes || bytes->size() != glen + blen) return std::nullopt;
+        gtrid = bytes->substr(0, glen);
+        bqual = bytes->substr(glen);
+    } else {
+        // FORMAT='SQL': gtrid[,bqual[,formatID]], each X'hex' or a quoted string; the
+        // parts MariaDB leaves out are the defaults (empty bqual, format 1).
+        std::vector<std::string> parts;
+        std::size_t pos = 0;
+        while (true) {
+            auto lit = read_literal(data, pos);
+            if (!lit) return std::nullopt;
+            parts.push_back(std::move(*lit));
+            if (pos == data.size()) break;
+            if (data[pos] != ',' || parts.size() == 3) return std::nullopt;
+            ++pos;
+        }
+        gtrid = parts[0];
+        if (parts.size() > 1) bqual = parts[1];
+        if (parts.size() > 2 && parts[2] != std::to_string(format_id)) return std::nullopt;
+        if (gtrid.size() != glen || bqual.size() != blen) return std::nullopt;
+    }
+    if (format_id > xid::max_format) return std::nullopt;
+    return xid(format_id, gtrid, bqual);
+}
+
+namespace {
+struct entry {
+    unsigned errnum;
+    server_error e;
+};
+// Server errors (1xxx) and client-library errors (2xxx) as XA sees them. Deadlock and
+// lock-wait timeout name the rollback reason: InnoDB rolls back the whole transaction
+// on a deadlock, and the driver makes a branch rollback-only after a lock-wait timeout.
+constexpr entry table[] = {
+    {1397, {XAER_NOTA, "XAE04", false}},      // ER_XAER_NOTA: unknown XID
+    {1398, {XAER_INVAL, "XAE05", false}},     // ER_XAER_INVAL
+    {1399, {XAER_PROTO, "XAE07", false}},     // ER_XAER_RMFAIL: command illegal in this XA state
+    {1400, {XAER_OUTSIDE, "XAE09", false}},   // ER_XAER_OUTSIDE: work done outside the branch
+    {1401, {XAER_RMERR, "XAE03", false}},     // ER_XAER_RMERR
+    {1402, {XA_RBROLLBACK, "XA100", false}},  // ER_XA_RBROLLBACK
+    {1440, {XAER_DUPID, "XAE08", false}},     // ER_XAER_DUPID
+    {1613, {XA_RBTIMEOUT, "XA106", false}},   // ER_XA_RBTIMEOUT
+    {1614, {XA_RBDEADLOCK, "XA102", false}},  // ER_XA_RBDEADLOCK
+    {1213, {XA_RBDEADLOCK, "40001", false}},  // ER_LOCK_DEADLOCK
+    {1205, {XA_RBTIMEOUT, "40001", false}},   // ER_LOCK_WAIT_TIMEOUT
+    {1179, {XAER_OUTSIDE, "25000", false}},   // ER_CANT_DO_THIS_DURING_AN_TRANSACTION
+    {1045, {XAER_RMERR, "28000", false}},     // ER_ACCESS_DENIED_ERROR
+    {1044, {XAER_RMERR, "42000", false}},     // ER_DBACCESS_DENIED_ERROR
+    {1049, {XAER_RMERR, "3D000", false}},     // ER_BAD_DB_ERROR
+    {1040, {XAER_RMERR, "08004", false}},     // ER_CON_COUNT_ERROR
+    {1053, {XAER_RMFAIL, "08S01", true}},     // ER_SERVER_SHUTDOWN
+    {1152, {XAER_RMFAIL, "08S01", true}},     // ER_ABORTING_CONNECTION
+    {1927, {XAER_RMFAIL, "08S01", true}},     // ER_CONNECTION_KILLED (MariaDB)
+    {2002, {XAER_RMFAIL, "08001", true}},     // CR_CONNECTION_ERROR (socket)
+    {2003, {XAER_RMFAIL, "08001", true}},     // CR_CONN_HOST_ERROR
+    {2005, {XAER_RMFAIL, "08001", true}},     // CR_UNKNOWN_HOST
+    {2006, {XAER_RMFAIL, "08S01", true}},     // CR_SERVER_GONE_ERROR
+    {2013, {XAER_RMFAIL, "08S01", true}},     // CR_SERVER_LOST
+    {2055, {XAER_RMFAIL, "08S01", true}},     // CR_SERVER_LOST_EXTENDED
+    {4031, {XAER_RMFAIL, "08S01", true}},     // ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8)
+};
+}  // namespace
+
+const server_error* lookup_server_error(unsigned errnum) noexcept {
+    for (const auto& t : table)
+        if (t.errnum == errnum) return &t.e;
+    return nullptr;
+}
+
+int xa_code_of(unsigned errnum, int fallback) noexcept {
+    const server_error* e = lookup_server_error(errnum);
+    return e ? e->xa_code : fallback;
+}
+
+bool is_connection_lost(unsigned errnum) noexcept {
+    const server_error* e = lookup_server_error(errnum);
+    return e != nullptr && e->connection_lost;
+}
+
+}  // namespace xarm::mysql

@@ -1,0 +1,94 @@
+// The MySQL/MariaDB driver object and the library's exported C symbols.
+#include <cppconn/resultset.h>
+#include <fmt/format.h>
+
+#include "mysql.hpp"
+#include "xa.h"
+#include "xarm/info.hpp"
+#include "xarm/switch.hpp"
+
+namespace xarm::mysql {
+
+namespace {
+
+int int_option(const std::map<std::string, std::string>& kv, const char* key, int fallback, int min,
+               int max) {
+    auto it = kv.find(key);
+    if (it == kv.end()) return fallback;
+    try {
+        std::size_t used = 0;
+        const int v = std::stoi(it->second, &used);
+        if (used == it->second.size() && v >= min && v <= max) return v;
+    } catch (const std::exception&) {
+    }
+    raise(XAER_INVAL, "08001",
+          fmt::format("info string: {} must be a whole number from {} to {}", key, min, max));
+}
+
+class mysql_driver final : public driver {
+  public:
+    std::string_view name() const noexcept override { return "mysql"; }
+    capability_set capabilities() const override { return declared_capabilities(); }
+    std::string info_help() const override {
+        return "host=NAME (default 127.0.0.1)\n"
+               "port=N (default 3306)\n"
+               "socket=PATH (Unix socket; instead of host and port)\n"
+               "user=NAME (required)\n"
+               "password=SECRET\n"
+               "database=NAME (default schema)\n"
+               "connect_timeout=SECONDS (default 10)\n"
+               "multi_statements=on|off (default on: XA END travels with the next XA verb in "
+               "one round trip; also lets application SQL hold several statements)\n"
+               "max_parked=N (default 8: connections a session keeps aside holding prepared "
+               "branches before it closes the oldest, which detaches its branch)";
+    }
+    std::unique_ptr<native_session> open(std::string_view info) const override {
+        auto kv = parse_info(info, {"host", "port", "socket", "user", "password", "database",
+                                    "connect_timeout", "multi_statements", "max_parked"});
+        options o;
+        auto get = [&](const char* k, std::string& into) {
+            if (auto it = kv.find(k); it != kv.end()) into = it->second;
+        };
+        get("host", o.host);
+        get("socket", o.socket);
+        get("user", o.user);
+        get("password", o.password);
+        get("database", o.database);
+        if (o.user.empty()) raise(XAER_INVAL, "08001", "info string: 'user' is required");
+        o.port = int_option(kv, "port", 3306, 1, 65535);
+        o.connect_timeout = int_option(kv, "connect_timeout", 10, 1, 3600);
+        o.max_parked = int_option(kv, "max_parked", 8, 0, 1000);
+        if (auto m = kv.find("multi_statements"); m != kv.end()) {
+            if (m->second == "off")
+                o.multi_statements = false;
+            else if (m->second != "on")
+                raise(XAER_INVAL, "08001", "info string: multi_statements must be on or off");
+        }
+        auto first = connect(o);
+        dialect d = dialect::mariadb;
+        try {
+            std::unique_ptr<sql::ResultSet> rs(first->stmt->executeQuery("SELECT VERSION()"));
+            rs->next();
+            d = detect_dialect(rs->getString(1).asStdString());
+            // SELECT began nothing on the server, but say so explicitly for autocommit=0.
+            first->conn->rollback();
+        } catch (const sql::SQLException& e) {
+            raise_sql(e, XAER_RMERR, "reading the server version", true);
+        }
+        return std::make_unique<session>(std::move(o), d, std::move(first));
+    }
+};
+
+std::shared_ptr<const driver> instance() {
+    static const auto d = std::make_shared<const mysql_driver>();
+    return d;
+}
+
+}  // namespace
+}  // namespace xarm::mysql
+
+XARM_DEFINE_DRIVER_EXPORTS(mysql, ::xarm::mysql::instance)
+
+extern "C" XARM_API sql::Connection* xarm_mysql_conn(int rmid) {
+    return static_cast<sql::Connection*>(::xarm::native_handle_for(::xarm::mysql::instance, rmid));
+}

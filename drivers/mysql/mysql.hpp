@@ -1,0 +1,117 @@
+// The MySQL/MariaDB driver's internals: one Connector/C++ 1.1 connection per session,
+// plus the connections it had to set aside to keep prepared branches alive.
+//
+// Connection affinity: MariaDB keeps a prepared XA branch attached to the connection
+// that prepared it until that connection ends; meanwhile other connections get "unknown
+// XID" for it and the connection itself refuses any other statement. The driver bridges
+// this inside one process:
+//   - prepare then commit on the same session runs on the same connection (no cost);
+//   - a session whose connection holds a prepared branch and must do anything else
+//     parks that connection (it keeps the branch) and continues on another one: an own
+//     parked connection whose branch has since finished, or a new one;
+//   - phase two from any session of this process finds the owning connection through
+//     a process-wide registry and runs XA COMMIT/ROLLBACK there.
+// Another process cannot reach a connection of this one: while it lives, xa_commit
+// there answers XA_RETRY (and xa_rollback XAER_RMERR) with a message that says why.
+#pragma once
+
+#include <cppconn/connection.h>
+#include <cppconn/exception.h>
+#include <cppconn/statement.h>
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dialect.hpp"
+#include "xarm/driver.hpp"
+
+namespace xarm::mysql {
+
+/// The parsed info string.
+struct options {
+    std::string host = "127.0.0.1";
+    int port = 3306;
+    std::string socket;
+    std::string user;
+    std::string password;
+    std::string database;
+    int connect_timeout = 10;      ///< seconds
+    bool multi_statements = true;  ///< send XA END and the next XA verb in one round trip
+    int max_parked = 8;            ///< connections a session may set aside holding branches
+
+    /// The server this connects to, as a registry key (branch names are server-wide).
+    std::string server_key() const;
+};
+
+/// The native-error table as exceptions (error.cpp): the XA code and SQLSTATE from the
+/// dialect's table, fallback when the number is not in it.
+/// force: report fallback whatever the table says (e.g. XAER_RMERR for a failed open).
+[[noreturn]] void raise_sql(const sql::SQLException& e, int fallback, const std::string& context,
+                            bool force = false);
+/// The server's (or client library's) error number.
+unsigned errnum_of(const sql::SQLException& e) noexcept;
+
+/// One server connection and the prepared branch it still holds. Every use of conn
+/// holds mu: a session of another thread may run phase two on it.
+struct link {
+    std::mutex mu;
+    std::unique_ptr<sql::Connection> conn;  ///< null once closed or lost
+    std::unique_ptr<sql::Statement> stmt;   ///< reused for every statement
+    std::optional<xid> prepared;            ///< attached prepared branch, if any
+    bool lost = false;                      ///< the server connection broke
+};
+
+class session final : public native_session {
+  public:
+    session(options opt, dialect d, std::shared_ptr<link> first);
+    ~session() override;
+
+    capability_set capabilities() const override;
+    void start(const xid& x, start_mode mode) override;
+    void end(const xid& x, end_mode mode) override;
+    vote prepare(const xid& x) override;
+    void commit(const xid& x, bool one_phase) override;
+    void rollback(const xid& x, bool prepared) override;
+    std::vector<xid> recover() override;
+    std::int64_t execute(std::string_view sql) override;
+    result query(std::string_view sql) override;
+    void commit_local() override;
+    void rollback_local() override;
+    bool in_local_transaction() const override { return m_local; }
+    void* native_handle() noexcept override { return m_link->conn.get(); }
+
+  private:
+    /// Makes sure m_link holds no prepared branch, switching connections when it does.
+    void ensure_free_link();
+    /// Sends the deferred XA END of the idle branch, if any.
+    void flush_end();
+    /// Runs XA END (when deferred) then verb, in one round trip when possible; on a
+    /// rollback code rolls the branch back on the server and rethrows.
+    /// is_rollback: the verb is XA ROLLBACK, which a rollback code does not fail.
+    void finish_idle(link& l, const xid& x, const std::string& verb_sql, const char* what,
+                     bool is_rollback);
+    /// Phase two of a prepared branch, wherever in this process it is attached.
+    void finish_prepared(const xid& x, bool commit);
+    /// Runs an application statement; rows collected into out when given.
+    std::int64_t statement(std::string_view sql, result* out);
+
+    options m_opt;
+    dialect m_dialect;
+    std::string m_server;
+    std::shared_ptr<link> m_link;                 ///< the connection in use
+    std::vector<std::shared_ptr<link>> m_parked;  ///< set aside, holding (or having held) a branch
+    std::optional<xid> m_branch;  ///< the server-side XA transaction (active or idle)
+    bool m_end_pending = false;   ///< XA END deferred, to travel with the next verb
+    int m_rollback_pending = 0;   ///< XA_RB* after a statement failure inside the branch
+    bool m_local = false;         ///< a local transaction is open
+};
+
+/// Opens a connection with autocommit off (PEP 249).
+std::shared_ptr<link> connect(const options& opt);
+
+capability_set declared_capabilities();
+
+}  // namespace xarm::mysql

@@ -1,0 +1,573 @@
+// MySQL/MariaDB primitives over Connector/C++ 1.1, and the bridging of the server's
+// connection affinity for prepared branches (see mysql.hpp).
+#include <cppconn/resultset.h>
+#include <cppconn/resultset_metadata.h>
+#include <fmt/format.h>
+#include <mysql_driver.h>
+
+#include <chrono>
+#include <map>
+#include <thread>
+#include <utility>
+
+#include "mysql.hpp"
+#include "xa.h"
+
+namespace xarm::mysql {
+
+capability_set declared_capabilities() {
+    capability_set c;
+    c.yes(capability::two_phase,
+          "XA END + XA PREPARE in one round trip; a prepared branch survives a server restart")
+        .yes(capability::one_phase, "XA COMMIT ... ONE PHASE")
+        .yes(capability::recovery,
+             "XA RECOVER FORMAT='SQL' (MariaDB) or CONVERT XID (MySQL), byte-exact; a branch "
+             "still attached to a live connection of another process is listed but can be "
+             "finished only after that connection ends (xa_commit answers XA_RETRY)")
+        .no(capability::read_only_vote,
+            "MariaDB 10.11 answers XA PREPARE of a branch that wrote nothing with a plain OK "
+            "and keeps it prepared (listed by XA RECOVER) like any other; nothing tells the "
+            "client it is read-only (information_schema.innodb_trx needs the PROCESS privilege "
+            "and a round trip)")
+        .no(capability::join,
+            "MariaDB 10.11 answers XA START ... JOIN with ER_XAER_INVAL (1398): parsed, not "
+            "implemented")
+        .no(capability::suspend_resume,
+            "MariaDB 10.11 answers XA END ... SUSPEND with ER_XAER_INVAL (1398)")
+        .no(capability::migrate,
+            "MariaDB 10.11 answers XA END ... SUSPEND FOR MIGRATE with ER_XAER_INVAL (1398)")
+        .no(capability::async, "Connector/C++ 1.1 has no asynchronous calls")
+        .no(capability::interleave,
+            "a MySQL/MariaDB connection holds one XA transaction at a time");
+    return c;
+}
+
+std::string options::server_key() const {
+    return socket.empty() ? fmt::format("{}:{}", host, port) : "unix:" + socket;
+}
+
+namespace {
+
+// Prepared branches attached to live connections of this process, so that phase two
+// from any session reaches the connection the server insists on. A branch whose
+// connection this process closed stays known (without a connection) until it is
+// finished here: the server detaches it a moment after the disconnect, and a
+// finisher that meets it still attached waits for that instead of blaming another
+// process.
+class registry {
+  public:
+    static registry& instance() {
+        // Leaked on purpose: sessions may still close during static destruction.
+        static registry* r = new registry;
+        return *r;
+    }
+    void attach(const std::string& server, const xid& x, const std::shared_ptr<link>& l) {
+        std::lock_guard g(m_mu);
+        m_owners[{server, x}] = l;
+    }
+    /// The live connection holding x (or null), and whether x was prepared here at all.
+    std::pair<std::shared_ptr<link>, bool> owner(const std::string& server, const xid& x) {
+        std::lock_guard g(m_mu);
+        auto it = m_owners.find({server, x});
+        if (it == m_owners.end()) return {nullptr, false};
+        return {it->second.lock(), true};
+    }
+    /// x's connection is being closed: it stays known, without a connection.
+    void detached(const std::string& server, const xid& x) {
+        std::lock_guard g(m_mu);
+        if (auto it = m_owners.find({server, x}); it != m_owners.end()) it->second.reset();
+    }
+    /// x was finished.
+    void forget(const std::string& server, const xid& x) {
+        std::lock_guard g(m_mu);
+        m_owners.erase({server, x});
+    }
+
+  private:
+    std::mutex m_mu;
+    std::map<std::pair<std::string, xid>, std::weak_ptr<link>> m_owners;
+};
+
+sql::mysql::MySQL_Driver& native_driver() {
+    // get_mysql_driver_instance() is not safe to race on first use.
+    static sql::mysql::MySQL_Driver* d = sql::mysql::get_mysql_driver_instance();
+    return *d;
+}
+
+[[noreturn]] void raise_gone() {
+    raise(XAER_RMFAIL, "08003",
+          "the connection to the server was lost earlier; close and open the resource manager "
+          "again");
+}
+
+// Runs one statement on l (l.mu held), discarding any result. A broken connection is
+// remembered on the link.
+void run(link& l, const std::string& sql) {
+    if (!l.conn || l.lost) raise_gone();
+    try {
+        if (l.stmt->execute(sql)) std::unique_ptr<sql::ResultSet> rs(l.stmt->getResultSet());
+    } catch (const sql::SQLException& e) {
+        if (is_connection_lost(errnum_of(e))) l.lost = true;
+        throw;
+    }
+}
+
+// Runs a then b, in one round trip on a multi-statement connection. step tells which
+// one failed when this throws.
+void run_pair(link& l, bool multi, const std::string& a, const std::string& b, int& step) {
+    step = 0;
+    if (!multi) {
+        run(l, a);
+        step = 1;
+        run(l, b);
+        return;
+    }
+    if (!l.conn || l.lost) raise_gone();
+    try {
+        if (l.stmt->execute(a + ";" + b))
+            std::unique_ptr<sql::ResultSet> rs(l.stmt->getResultSet());
+        step = 1;
+        // The second statement's error surfaces when its result is read.
+        if (l.stmt->getMoreResults()) std::unique_ptr<sql::ResultSet> rs(l.stmt->getResultSet());
+    } catch (const sql::SQLException& e) {
+        if (is_connection_lost(errnum_of(e))) l.lost = true;
+        throw;
+    }
+}
+
+std::vector<xid> recover_on(link& l, dialect d) {
+    if (!l.conn || l.lost) raise_gone();
+    std::vector<xid> out;
+    try {
+        std::unique_ptr<sql::ResultSet> rs(l.stmt->executeQuery(xa_recover_sql(d)));
+        while (rs->next()) {
+            const std::string data = rs->getString(4).asStdString();
+            auto x = parse_recover_row(d, static_cast<long>(rs->getInt64(1)),
+                                       static_cast<long>(rs->getInt64(2)),
+                                       static_cast<long>(rs->getInt64(3)), data);
+            out.push_back(x ? *x : xid::unparsed(data));
+        }
+    } catch (const sql::SQLException& e) {
+        if (is_connection_lost(errnum_of(e))) l.lost = true;
+        raise_sql(e, XAER_RMERR, "XA RECOVER");
+    }
+    return out;
+}
+
+}  // namespace
+
+std::shared_ptr<link> connect(const options& o) {
+    sql::ConnectOptionsMap m;
+    if (!o.socket.empty()) {
+        m["hostName"] = sql::SQLString("localhost");
+        m["socket"] = sql::SQLString(o.socket);
+    } else {
+        m["hostName"] = sql::SQLString(o.host);
+        m["port"] = o.port;
+    }
+    m["userName"] = sql::SQLString(o.user);
+    m["password"] = sql::SQLString(o.password);
+    if (!o.database.empty()) m["schema"] = sql::SQLString(o.database);
+    m["OPT_CONNECT_TIMEOUT"] = o.connect_timeout;
+    m["OPT_RECONNECT"] = false;  // a silent reconnect would drop the branch under our feet
+    if (o.multi_statements) m["CLIENT_MULTI_STATEMENTS"] = true;
+    auto l = std::make_shared<link>();
+    try {
+        l->conn.reset(native_driver().connect(m));
+        l->conn->setAutoCommit(false);  // PEP 249: the first statement begins a transaction
+        l->stmt.reset(l->conn->createStatement());
+    } catch (const sql::SQLException& e) {
+        raise_sql(e, XAER_RMERR,
+                  fmt::format("cannot connect to the MySQL server at {} as user '{}'",
+                              o.server_key(), o.user),
+                  true);
+    }
+    return l;
+}
+
+session::session(options opt, dialect d, std::shared_ptr<link> first)
+    : m_opt(std::move(opt)), m_dialect(d), m_server(m_opt.server_key()), m_link(std::move(first)) {}
+
+session::~session() {
+    // Closing a connection makes the server detach its prepared branch: from then on
+    // any connection can finish it.
+    auto& reg = registry::instance();
+    auto drop = [&](const std::shared_ptr<link>& l) {
+        std::lock_guard g(l->mu);
+        if (l->prepared) reg.detached(m_server, *l->prepared);
+    };
+    drop(m_link);
+    for (const auto& p : m_parked) drop(p);
+}
+
+capability_set session::capabilities() const {
+    return declared_capabilities();
+}
+
+void session::ensure_free_link() {
+    {
+        std::lock_guard g(m_link->mu);
+        if (!m_link->prepared) return;
+    }
+    // An own parked connection whose branch was finished since (by any thread).
+    std::erase_if(m_parked, [](const std::shared_ptr<link>& p) {
+        std::lock_guard g(p->mu);
+        return !p->conn || p->lost;
+    });
+    for (auto& p : m_parked) {
+        std::lock_guard g(p->mu);
+        if (!p->prepared) {
+            std::swap(p, m_link);
+            return;
+        }
+    }
+    if (static_cast<int>(m_parked.size()) >= m_opt.max_parked) {
+        // Too many set aside: close the oldest (or, with max_parked=0, this one), which
+        // detaches its branch on the server: any connection can finish it then.
+        std::shared_ptr<link> victim = m_link;
+        if (!m_parked.empty()) {
+            victim = m_parked.front();
+            m_parked.erase(m_parked.begin());
+        }
+        auto fresh = victim == m_link ? connect(m_opt) : nullptr;
+        {
+            std::lock_guard g(victim->mu);
+            if (victim->prepared) registry::instance().detached(m_server, *victim->prepared);
+            victim->prepared.reset();
+            victim->stmt.reset();
+            victim->conn.reset();
+        }
+        if (fresh) {
+            m_link = std::move(fresh);
+            return;
+        }
+    }
+    auto fresh = connect(m_opt);
+    m_parked.push_back(std::move(m_link));
+    m_link = std::move(fresh);
+}
+
+void session::start(const xid& x, start_mode) {
+    // Join and resume are declared missing: the core never asks for them.
+    ensure_free_link();
+    std::lock_guard g(m_link->mu);
+    try {
+        run(*m_link, xa_start_sql(x));
+    } catch (const sql::SQLException& e) {
+        raise_sql(e, XAER_RMERR, "XA START");
+    }
+    m_branch = x;
+    m_end_pending = false;
+    m_rollback_pending = 0;
+}
+
+void session::end(const xid& x, end_mode) {
+    // Suspend is declared missing; TMFAIL ends like TMSUCCESS (the core then rolls back).
+    if (m_rollback_pending == 0 && m_opt.multi_statements) {
+        m_end_pending = true;  // travels with the next verb
+        return;
+    }
+    std::lock_guard g(m_link->mu);
+    try {
+        run(*m_link, xa_end_sql(x));
+    } catch (const sql::SQLException& e) {
+        // After a deadlock MariaDB refuses XA END (1399, "ROLLBACK ONLY state"): the
+        // branch is over either way, and the rollback code says why.
+        if (m_rollback_pending == 0 || is_connection_lost(errnum_of(e)))
+            raise_sql(e, XAER_RMERR, "XA END");
+    }
+    if (m_rollback_pending != 0)
+        raise(m_rollback_pending, "40001",
+              fmt::format("XA END: the branch's work failed ({}); it can only be rolled back",
+                          xa_code_name(m_rollback_pending)));
+}
+
+void session::flush_end() {
+    if (!m_end_pending || !m_branch) return;
+    m_end_pending = false;
+    try {
+        run(*m_link, xa_end_sql(*m_branch));
+    } catch (const sql::SQLException& e) {
+        const int code = xa_code_of(errnum_of(e), XAER_RMERR);
+        if (!is_rollback_code(code)) raise_sql(e, XAER_RMERR, "XA END");
+        m_rollback_pending = code;  // reported by the next verb on the branch
+    }
+}
+
+void session::finish_idle(link& l, const xid& x, const std::string& verb_sql, const char* what,
+                          bool is_rollback) {
+    auto roll_back_quietly = [&] {
+        try {
+            run(l, xa_rollback_sql(x));
+        } catch (const sql::SQLException&) {
+            // Already gone on the server: nothing left to release.
+        }
+        m_branch.reset();
+        m_end_pending = false;
+    };
+    if (m_rollback_pending != 0 && !m_end_pending) {
+        const int code = std::exchange(m_rollback_pending, 0);
+        roll_back_quietly();
+        if (is_rollback) return;
+        raise(code, "40001",
+              fmt::format("{}: the branch's work failed ({}) and it was rolled back", what,
+                          xa_code_name(code)));
+    }
+    int step = 1;
+    try {
+        if (m_end_pending)
+            run_pair(l, m_opt.multi_statements, xa_end_sql(x), verb_sql, step);
+        else
+            run(l, verb_sql);
+    } catch (const sql::SQLException& e) {
+        if (step == 1) m_end_pending = false;
+        const unsigned n = errnum_of(e);
+        int code = xa_code_of(n, XAER_RMERR);
+        if (step == 0 && n == errnum::xaer_rmfail) {
+            // XA END refused because the server made the branch rollback-only (its work
+            // was rolled back by a deadlock): roll it back, and XA ROLLBACK names why.
+            try {
+                run(l, xa_rollback_sql(x));
+                code = XA_RBROLLBACK;
+            } catch (const sql::SQLException& e2) {
+                const int c2 = xa_code_of(errnum_of(e2), XAER_RMERR);
+                if (is_rollback_code(c2)) code = c2;
+            }
+            if (is_rollback_code(code)) {
+                m_branch.reset();
+                m_end_pending = false;
+                m_rollback_pending = 0;
+                if (is_rollback) return;
+                raise(code, "40001",
+                      fmt::format("{}: the branch was rolled back by the server ({})", what,
+                                  e.what()),
+                      static_cast<long>(n));
+            }
+        }
+        if (is_rollback_code(code)) {
+            m_rollback_pending = 0;
+            roll_back_quietly();
+            if (is_rollback) return;
+        }
+        raise_sql(e, XAER_RMERR, step == 0 ? "XA END" : what);
+    }
+    m_end_pending = false;
+    m_rollback_pending = 0;
+    m_branch.reset();
+}
+
+vote session::prepare(const xid& x) {
+    {
+        std::lock_guard g(m_link->mu);
+        finish_idle(*m_link, x, xa_prepare_sql(x), "XA PREPARE", false);
+        m_link->prepared = x;
+    }
+    registry::instance().attach(m_server, x, m_link);
+    return vote::ok;
+}
+
+void session::commit(const xid& x, bool one_phase) {
+    if (!one_phase) return finish_prepared(x, true);
+    std::lock_guard g(m_link->mu);
+    finish_idle(*m_link, x, xa_commit_sql(x, true), "XA COMMIT ONE PHASE", false);
+}
+
+void session::rollback(const xid& x, bool prepared) {
+    if (prepared) return finish_prepared(x, false);
+    std::lock_guard g(m_link->mu);
+    finish_idle(*m_link, x, xa_rollback_sql(x), "XA ROLLBACK", true);
+}
+
+void session::finish_prepared(const xid& x, bool commit) {
+    const std::string sql = commit ? xa_commit_sql(x, false) : xa_rollback_sql(x);
+    const char* what = commit ? "XA COMMIT" : "XA ROLLBACK";
+    auto& reg = registry::instance();
+    // MariaDB discards a prepared branch that wrote nothing when its connection ends and
+    // then answers XA_RBROLLBACK for it: there was nothing to commit, so it is done.
+    auto finished_anyway = [](unsigned n) { return n == errnum::xa_rbrollback; };
+
+    // 1. Attached to this session's connection: the common, free path.
+    {
+        std::unique_lock lk(m_link->mu);
+        if (m_link->prepared == x) {
+            try {
+                run(*m_link, sql);
+            } catch (const sql::SQLException& e) {
+                if (!finished_anyway(errnum_of(e))) raise_sql(e, XAER_RMERR, what);
+            }
+            m_link->prepared.reset();
+            lk.unlock();
+            reg.forget(m_server, x);
+            return;
+        }
+    }
+    // 2. Attached to another connection of this process: finish it there.
+    auto [l, was_ours] = reg.owner(m_server, x);
+    if (l) {
+        std::unique_lock lk(l->mu);
+        if (l->conn && !l->lost && l->prepared == x) {
+            bool done = true;
+            try {
+                run(*l, sql);
+            } catch (const sql::SQLException& e) {
+                const unsigned n = errnum_of(e);
+                if (!finished_anyway(n) && !is_connection_lost(n)) raise_sql(e, XAER_RMERR, what);
+                // Lost: the server detaches the branch; finish it below.
+                done = finished_anyway(n);
+            }
+            l->prepared.reset();
+            lk.unlock();
+            if (done) {
+                reg.forget(m_server, x);
+                return;
+            }
+        }
+    }
+    // 3. Detached (its connection ended, or the server restarted): any connection will do.
+    ensure_free_link();
+    std::lock_guard g(m_link->mu);
+    // With autocommit off MariaDB counts the session as inside a transaction and
+    // answers XAER_OUTSIDE for another connection's branch: switch it on meanwhile,
+    // unless a local transaction is really open (which that answer then reports).
+    struct autocommit_on {
+        link* l = nullptr;
+        ~autocommit_on() {
+            if (l == nullptr) return;
+            try {
+                run(*l, "SET autocommit=0");
+            } catch (const sql::SQLException&) {
+                // Lost connection: the next use reports it.
+            }
+        }
+    } ac;
+    if (!m_local) {
+        try {
+            run(*m_link, "SET autocommit=1");
+        } catch (const sql::SQLException& e) {
+            raise_sql(e, XAER_RMERR, what);
+        }
+        ac.l = m_link.get();
+    }
+    for (int attempt = 0;; ++attempt) {
+        try {
+            run(*m_link, sql);
+            if (was_ours) reg.forget(m_server, x);
+            return;
+        } catch (const sql::SQLException& e) {
+            const unsigned n = errnum_of(e);
+            if (finished_anyway(n)) {
+                if (was_ours) reg.forget(m_server, x);
+                return;
+            }
+            if (n != errnum::xaer_nota) raise_sql(e, XAER_RMERR, what);
+            const auto listed = recover_on(*m_link, m_dialect);
+            if (std::find(listed.begin(), listed.end(), x) == listed.end()) {
+                if (was_ours) reg.forget(m_server, x);
+                raise_sql(e, XAER_NOTA, what);
+            }
+            // Prepared, yet unknown to this connection: still attached to a live
+            // connection. One of ours that just closed is detached by the server shortly.
+            if (was_ours && attempt < 100) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                continue;
+            }
+            raise(commit ? XA_RETRY : XAER_RMERR, "55006",
+                  fmt::format("{}: branch {} is prepared but still attached to the live "
+                              "connection that prepared it, in another process (MariaDB "
+                              "lets only that connection finish it until it disconnects; "
+                              "xarm bridges this only inside one process): retry after that "
+                              "connection ends, or finish it from that process",
+                              what, x.to_string()),
+                  n);
+        }
+    }
+}
+
+std::vector<xid> session::recover() {
+    std::lock_guard g(m_link->mu);
+    flush_end();  // keep the server's state what the core believes it is
+    return recover_on(*m_link, m_dialect);
+}
+
+std::int64_t session::statement(std::string_view text, result* out) {
+    // Outside a branch a connection that holds a prepared branch refuses everything.
+    if (!m_branch) ensure_free_link();
+    std::lock_guard g(m_link->mu);
+    flush_end();
+    if (!m_branch) m_local = true;  // autocommit is off: this begins a transaction
+    link& l = *m_link;
+    if (!l.conn || l.lost) raise_gone();
+    try {
+        const std::string sql(text);
+        std::int64_t affected = 0;
+        if (l.stmt->execute(sql)) {
+            std::unique_ptr<sql::ResultSet> rs(l.stmt->getResultSet());
+            if (out != nullptr) {
+                sql::ResultSetMetaData* md = rs->getMetaData();
+                const unsigned n = md->getColumnCount();
+                for (unsigned i = 1; i <= n; ++i)
+                    out->columns.push_back(md->getColumnLabel(i).asStdString());
+                while (rs->next()) {
+                    auto& row = out->rows.emplace_back();
+                    for (unsigned i = 1; i <= n; ++i) {
+                        std::string v = rs->getString(i).asStdString();
+                        if (rs->wasNull())
+                            row.emplace_back(std::nullopt);
+                        else
+                            row.emplace_back(std::move(v));
+                    }
+                }
+            }
+        } else {
+            const auto c = l.stmt->getUpdateCount();
+            affected = c == ~std::uint64_t{0} ? 0 : static_cast<std::int64_t>(c);
+        }
+        if (out != nullptr) out->affected = affected;
+        return affected;
+    } catch (const sql::SQLException& e) {
+        const unsigned n = errnum_of(e);
+        if (is_connection_lost(n)) l.lost = true;
+        // InnoDB rolled the transaction back (deadlock), or the statement failed in a
+        // way that leaves the branch's work incomplete (lock-wait timeout): the branch
+        // can only be rolled back now, and xa_end says so.
+        if (m_branch && (n == errnum::deadlock || n == errnum::lock_wait_timeout))
+            m_rollback_pending = xa_code_of(n, XA_RBOTHER);
+        raise_sql(e, XAER_RMERR, "statement failed");
+    }
+}
+
+std::int64_t session::execute(std::string_view sql) {
+    return statement(sql, nullptr);
+}
+
+result session::query(std::string_view sql) {
+    result r;
+    statement(sql, &r);
+    return r;
+}
+
+void session::commit_local() {
+    std::lock_guard g(m_link->mu);
+    if (!m_link->conn || m_link->lost) raise_gone();
+    try {
+        m_link->conn->commit();
+    } catch (const sql::SQLException& e) {
+        if (is_connection_lost(errnum_of(e))) m_link->lost = true;
+        raise_sql(e, XAER_RMERR, "COMMIT");
+    }
+    m_local = false;
+}
+
+void session::rollback_local() {
+    std::lock_guard g(m_link->mu);
+    if (!m_link->conn || m_link->lost) raise_gone();
+    try {
+        m_link->conn->rollback();
+    } catch (const sql::SQLException& e) {
+        if (is_connection_lost(errnum_of(e))) m_link->lost = true;
+        raise_sql(e, XAER_RMERR, "ROLLBACK");
+    }
+    m_local = false;
+}
+
+}  // namespace xarm::mysql

@@ -1,0 +1,906 @@
+// The MySQL/MariaDB driver against a real server: two-phase through the C switch and
+// the C++ API, byte-exact recovery, the connection-affinity bridge, error mapping,
+// and what MariaDB really does with join, suspend and read-only branches.
+#define BOOST_TEST_MODULE xarm_mysql_tests
+#include <boost/test/unit_test.hpp>
+
+#include <cppconn/connection.h>
+#include <cppconn/exception.h>
+#include <cppconn/resultset.h>
+#include <cppconn/statement.h>
+#include <fmt/format.h>
+#include <mysql_driver.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <future>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "xa.h"
+#include "xarm/connection.hpp"
+#include "xarm/info.hpp"
+#include "xarm/xarm.h"
+#include "xarm_testing.hpp"
+
+extern "C" struct xa_switch_t xarm_mysql_switch;
+extern "C" sql::Connection* xarm_mysql_conn(int rmid);
+
+namespace t = xarm::testing;
+using xarm::xid;
+
+namespace {
+
+const auto needs_mysql = boost::unit_test::precondition(t::needs{"XARM_TEST_MYSQL"});
+
+std::string info() {
+    return t::server("XARM_TEST_MYSQL");
+}
+
+std::string ident(const std::string& prefix) {
+    std::string s = t::unique(prefix);
+    std::replace(s.begin(), s.end(), '-', '_');
+    return s;
+}
+
+// A plain Connector/C++ connection from an info string: the "other client".
+std::unique_ptr<sql::Connection> raw(const std::string& inf) {
+    auto kv = xarm::parse_info(inf, {"host", "port", "socket", "user", "password", "database"});
+    sql::ConnectOptionsMap m;
+    m["hostName"] = sql::SQLString(kv.count("host") ? kv["host"] : "127.0.0.1");
+    m["port"] = kv.count("port") ? std::stoi(kv["port"]) : 3306;
+    if (kv.count("socket")) m["socket"] = sql::SQLString(kv["socket"]);
+    m["userName"] = sql::SQLString(kv["user"]);
+    m["password"] = sql::SQLString(kv["password"]);
+    if (kv.count("database")) m["schema"] = sql::SQLString(kv["database"]);
+    return std::unique_ptr<sql::Connection>(sql::mysql::get_mysql_driver_instance()->connect(m));
+}
+
+void exec(sql::Connection& c, const std::string& q) {
+    std::unique_ptr<sql::Statement> s(c.createStatement());
+    if (s->execute(q)) std::unique_ptr<sql::ResultSet> rs(s->getResultSet());
+}
+
+std::string scalar(sql::Connection& c, const std::string& q) {
+    std::unique_ptr<sql::Statement> s(c.createStatement());
+    std::unique_ptr<sql::ResultSet> rs(s->executeQuery(q));
+    BOOST_REQUIRE(rs->next());
+    return rs->getString(1).asStdString();
+}
+
+// A unique InnoDB table, dropped at the end.
+struct table {
+    std::string name = ident("xm");
+    table() {
+        auto c = raw(info());
+        exec(*c, "CREATE TABLE " + name + " (id INT PRIMARY KEY, v INT) ENGINE=InnoDB");
+    }
+    ~table() {
+        try {
+            auto c = raw(info());
+            exec(*c, "DROP TABLE IF EXISTS " + name);
+        } catch (...) {
+        }
+    }
+    long count() const {
+        auto c = raw(info());
+        return std::stol(scalar(*c, "SELECT COUNT(*) FROM " + name));
+    }
+    std::string insert(int id) const {
+        return fmt::format("INSERT INTO {} VALUES ({}, 0)", name, id);
+    }
+};
+
+xid new_xid(const std::string& bqual = "b", long fmt_id = 1) {
+    return xid(fmt_id, t::unique("xm-g"), bqual);
+}
+
+XID to_c(const xid& x) {
+    XID c{};
+    x.to_c(c);
+    return c;
+}
+
+xa_switch_t& sw() {
+    return xarm_mysql_switch;
+}
+
+xarm_diag diag(int rmid) {
+    xarm_diag d{};
+    BOOST_TEST(xarm_last_error(rmid, &d) == 0);
+    return d;
+}
+
+// One rmid opened through the C switch on the calling thread.
+struct rm {
+    int id;
+    explicit rm(int rmid, std::string inf = info()) : id(rmid) {
+        BOOST_REQUIRE_EQUAL(sw().xa_open_entry(inf.data(), id, TMNOFLAGS), XA_OK);
+    }
+    ~rm() { sw().xa_close_entry(const_cast<char*>(""), id, TMNOFLAGS); }
+    int start(const xid& x, long f = TMNOFLAGS) {
+        XID c = to_c(x);
+        return sw().xa_start_entry(&c, id, f);
+    }
+    int end(const xid& x, long f = TMSUCCESS) {
+        XID c = to_c(x);
+        return sw().xa_end_entry(&c, id, f);
+    }
+    int prepare(const xid& x) {
+        XID c = to_c(x);
+        return sw().xa_prepare_entry(&c, id, TMNOFLAGS);
+    }
+    int commit(const xid& x, long f = TMNOFLAGS) {
+        XID c = to_c(x);
+        return sw().xa_commit_entry(&c, id, f);
+    }
+    int rollback(const xid& x) {
+        XID c = to_c(x);
+        return sw().xa_rollback_entry(&c, id, TMNOFLAGS);
+    }
+    sql::Connection& conn() {
+        sql::Connection* c = xarm_mysql_conn(id);
+        BOOST_REQUIRE(c != nullptr);
+        return *c;
+    }
+    // Every prepared branch, read page by page through xa_recover.
+    std::vector<xid> recover(long page, std::vector<int>* sizes = nullptr) {
+        std::vector<xid> all;
+        std::vector<XID> buf(static_cast<std::size_t>(page));
+        long flags = TMSTARTRSCAN;
+        while (true) {
+            const int n = sw().xa_recover_entry(buf.data(), page, id, flags);
+            BOOST_REQUIRE(n >= 0);
+            if (sizes) sizes->push_back(n);
+            for (int i = 0; i < n; ++i)
+                all.push_back(xid::from_c(&buf[static_cast<std::size_t>(i)]));
+            flags = TMNOFLAGS;
+            if (n < page) break;
+        }
+        BOOST_TEST(sw().xa_recover_entry(buf.data(), 0, id, TMENDRSCAN) == 0);
+        return all;
+    }
+};
+
+bool listed(const std::vector<xid>& v, const xid& x) {
+    return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+long connection_id(sql::Connection& c) {
+    return std::stol(scalar(c, "SELECT CONNECTION_ID()"));
+}
+
+// Rolls back, at the end of the run, any branch this process left prepared after a
+// failure (never another process's: the gtrid carries our pid).
+struct cleanup {
+    ~cleanup() {
+        if (std::getenv("XARM_TEST_MYSQL") == nullptr) return;
+        try {
+            auto c = xarm::connect("mysql", std::getenv("XARM_TEST_MYSQL"));
+            const std::string mark = fmt::format("-{}-", ::getpid());
+            for (const auto& x : c.tpc_recover())
+                if (!x.is_unparsed() && x.gtrid().rfind("xm-g" + mark, 0) == 0) c.tpc_rollback(x);
+        } catch (...) {
+        }
+    }
+};
+BOOST_GLOBAL_FIXTURE(cleanup);
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(mysql_driver)
+
+BOOST_AUTO_TEST_CASE(c_switch_two_phase_commit, *needs_mysql) {
+    table tb;
+    rm r(1);
+    const xid x = new_xid();
+    BOOST_TEST(r.start(x) == XA_OK);
+    exec(r.conn(), tb.insert(1));
+    BOOST_TEST(r.end(x) == XA_OK);
+    BOOST_TEST(r.prepare(x) == XA_OK);
+    BOOST_TEST(tb.count() == 0);
+    {
+        auto other = xarm::connect("mysql", info());
+        BOOST_TEST(listed(other.tpc_recover(), x));
+    }
+    BOOST_TEST(r.commit(x) == XA_OK);
+    BOOST_TEST(tb.count() == 1);
+    auto other = xarm::connect("mysql", info());
+    BOOST_TEST(!listed(other.tpc_recover(), x));
+}
+
+BOOST_AUTO_TEST_CASE(c_switch_prepared_rollback_and_one_phase, *needs_mysql) {
+    table tb;
+    rm r(1);
+    const xid x = new_xid();
+    BOOST_TEST(r.start(x) == XA_OK);
+    exec(r.conn(), tb.insert(1));
+    BOOST_TEST(r.end(x) == XA_OK);
+    BOOST_TEST(r.prepare(x) == XA_OK);
+    BOOST_TEST(r.rollback(x) == XA_OK);
+    BOOST_TEST(tb.count() == 0);
+    const xid y = new_xid();
+    BOOST_TEST(r.start(y) == XA_OK);
+    exec(r.conn(), tb.insert(2));
+    BOOST_TEST(r.end(y) == XA_OK);
+    BOOST_TEST(r.commit(y, TMONEPHASE) == XA_OK);
+    BOOST_TEST(tb.count() == 1);
+    const xid z = new_xid();
+    BOOST_TEST(r.start(z) == XA_OK);
+    exec(r.conn(), tb.insert(3));
+    BOOST_TEST(r.end(z) == XA_OK);
+    BOOST_TEST(r.rollback(z) == XA_OK);
+    BOOST_TEST(tb.count() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(cpp_api_two_phase_one_phase_rollback, *needs_mysql) {
+    table tb;
+    auto c = xarm::connect("mysql", info());
+    auto x = c.xid(42, t::unique("xm-g"), "bq");
+    c.tpc_begin(x);
+    BOOST_TEST(c.execute(tb.insert(1)) == 1);
+    c.tpc_prepare();
+    BOOST_TEST(tb.count() == 0);
+    c.tpc_commit();
+    BOOST_TEST(tb.count() == 1);
+    c.tpc_begin(c.xid(42, t::unique("xm-g"), ""));
+    c.execute(tb.insert(2));
+    c.tpc_commit();  // one phase
+    BOOST_TEST(tb.count() == 2);
+    c.tpc_begin(c.xid(42, t::unique("xm-g"), ""));
+    c.execute(tb.insert(3));
+    c.tpc_rollback();
+    BOOST_TEST(tb.count() == 2);
+    auto r = c.query("SELECT id, v, NULL AS n FROM " + tb.name + " ORDER BY id");
+    BOOST_TEST(r.columns.size() == 3u);
+    BOOST_TEST(r.rows.size() == 2u);
+    BOOST_TEST(*r.rows[1][0] == "2");
+    BOOST_TEST(!r.rows[1][2].has_value());
+    c.rollback();
+}
+
+BOOST_AUTO_TEST_CASE(binary_xids_round_trip_byte_exact, *needs_mysql) {
+    table tb;
+    // Quote, backslash, NUL and 0xff in both parts, the largest format id.
+    const std::string g = "xm-g-" + std::to_string(::getpid()) + "-" +
+                          std::string("q'uote\\back\0nul\xff", 16) + t::unique("-");
+    // Two branches: one recovered while its connection lives (bridged in-process), one
+    // after its connection closed (detached on the server).
+    const xid a(0x7fffffff, g, std::string("\0'\\\xff", 4));
+    const xid b(0, g + "2", std::string("\xff\0", 2));
+    auto c1 = xarm::connect("mysql", info());
+    c1.tpc_begin(a);
+    c1.execute(tb.insert(1));
+    c1.tpc_prepare();
+    {
+        auto c2 = xarm::connect("mysql", info());
+        c2.tpc_begin(b);
+        c2.execute(tb.insert(2));
+        c2.tpc_prepare();
+        c2.close();
+    }
+    rm r(2);
+    auto found = r.recover(3);
+    BOOST_TEST(listed(found, a));
+    BOOST_TEST(listed(found, b));
+    for (const auto& x : found)
+        if (x.gtrid() == a.gtrid()) {
+            BOOST_TEST(x.bqual() == a.bqual());
+            BOOST_TEST(x.format_id() == 0x7fffffff);
+        }
+    BOOST_TEST(r.commit(a) == XA_OK);  // on c1's connection, through the registry
+    BOOST_TEST(r.commit(b) == XA_OK);  // detached
+    BOOST_TEST(tb.count() == 2);
+    auto after = r.recover(10);
+    BOOST_TEST(!listed(after, a));
+    BOOST_TEST(!listed(after, b));
+}
+
+BOOST_AUTO_TEST_CASE(branch_prepared_by_raw_sql_is_recovered_exactly, *needs_mysql) {
+    table tb;
+    const std::string g = "xm-g-" + std::to_string(::getpid()) + "-" + ident("raw");
+    const xid x(7, g, "b");
+    auto other = raw(info());
+    exec(*other, fmt::format("XA START '{}','b',7", g));
+    exec(*other, tb.insert(1));
+    exec(*other, fmt::format("XA END '{}','b',7", g));
+    exec(*other, fmt::format("XA PREPARE '{}','b',7", g));
+    rm r(1);
+    BOOST_TEST(listed(r.recover(50), x));
+    // Still attached to the other client's live connection, which this process cannot
+    // reach: XA_RETRY, with the reason.
+    BOOST_TEST(r.commit(x) == XA_RETRY);
+    auto d = diag(1);
+    BOOST_TEST(std::string(d.message).find("still attached") != std::string::npos);
+    BOOST_TEST(r.rollback(x) == XAER_RMERR);
+    other.reset();  // disconnect: the server detaches the branch
+    int rc = XA_RETRY;
+    for (int i = 0; i < 100 && rc == XA_RETRY; ++i) {
+        rc = r.commit(x);
+        if (rc == XA_RETRY) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    BOOST_TEST(rc == XA_OK);
+    BOOST_TEST(tb.count() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(recovery_pages_with_count_smaller_than_branches, *needs_mysql) {
+    table tb;
+    rm r(1);
+    std::vector<xid> mine;
+    // One thread prepares five branches in a row: each start after a prepare needs the
+    // driver to set the connection holding the prepared branch aside.
+    for (int i = 0; i < 5; ++i) {
+        const xid x = new_xid("b" + std::to_string(i));
+        BOOST_TEST_REQUIRE(r.start(x) == XA_OK);
+        exec(r.conn(), tb.insert(i));
+        BOOST_TEST_REQUIRE(r.end(x) == XA_OK);
+        BOOST_TEST_REQUIRE(r.prepare(x) == XA_OK);
+        mine.push_back(x);
+    }
+    rm r2(2);
+    std::vector<int> sizes;
+    auto found = r2.recover(2, &sizes);
+    for (const auto& x : mine) BOOST_TEST(std::count(found.begin(), found.end(), x) == 1);
+    for (std::size_t i = 0; i + 1 < sizes.size(); ++i) BOOST_TEST(sizes[i] == 2);
+    BOOST_TEST(sizes.back() < 2);
+    // Without TMSTARTRSCAN there is no scan to continue.
+    XID buf[2];
+    BOOST_TEST(sw().xa_recover_entry(buf, 2, 2, TMNOFLAGS) == XAER_PROTO);
+    for (std::size_t i = 0; i < mine.size(); ++i)
+        BOOST_TEST(((i % 2 == 0) ? r2.commit(mine[i]) : r.commit(mine[i])) == XA_OK);
+    BOOST_TEST(tb.count() == 5);
+    for (const auto& x : r2.recover(100)) BOOST_TEST(!listed(mine, x));
+}
+
+BOOST_AUTO_TEST_CASE(prepare_then_commit_on_one_thread_keeps_the_connection, *needs_mysql) {
+    table tb;
+    rm r(1);
+    sql::Connection* handle = &r.conn();
+    const long id = connection_id(*handle);
+    for (int i = 0; i < 3; ++i) {
+        const xid x = new_xid();
+        BOOST_TEST(r.start(x) == XA_OK);
+        exec(r.conn(), tb.insert(i));
+        BOOST_TEST(r.end(x) == XA_OK);
+        BOOST_TEST(r.prepare(x) == XA_OK);
+        BOOST_TEST(r.commit(x) == XA_OK);
+    }
+    BOOST_TEST(&r.conn() == handle);
+    BOOST_TEST(connection_id(r.conn()) == id);
+    BOOST_TEST(tb.count() == 3);
+}
+
+BOOST_AUTO_TEST_CASE(phase_two_from_another_thread, *needs_mysql) {
+    table tb;
+    for (const bool commit : {true, false}) {
+        const xid x = new_xid();
+        std::promise<void> prepared, finished;
+        long id_before = 0, id_after = 0;
+        int next_start = -1;
+        std::thread a([&] {
+            rm r(1);
+            id_before = connection_id(r.conn());
+            BOOST_TEST(r.start(x) == XA_OK);
+            exec(r.conn(), tb.insert(commit ? 1 : 2));
+            BOOST_TEST(r.end(x) == XA_OK);
+            BOOST_TEST(r.prepare(x) == XA_OK);
+            prepared.set_value();
+            finished.get_future().wait();
+            // The branch was finished elsewhere: this connection is free again.
+            const xid y = new_xid();
+            next_start = r.start(y);
+            id_after = connection_id(r.conn());
+            r.end(y);
+            r.rollback(y);
+        });
+        prepared.get_future().wait();
+        int rc = -1;
+        std::thread b([&] {
+            rm r(1);
+            rc = commit ? r.commit(x) : r.rollback(x);
+        });
+        b.join();
+        finished.set_value();
+        a.join();
+        BOOST_TEST(rc == XA_OK);
+        BOOST_TEST(next_start == XA_OK);
+        BOOST_TEST(id_after == id_before);
+    }
+    BOOST_TEST(tb.count() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(alternating_prepare_and_remote_commit_reuses_connections, *needs_mysql) {
+    table tb;
+    rm r(1);
+    std::set<long> ids;
+    std::vector<std::thread> committers;
+    std::vector<int> codes(6, -1);
+    for (int i = 0; i < 6; ++i) {
+        const xid x = new_xid();
+        BOOST_TEST_REQUIRE(r.start(x) == XA_OK);
+        ids.insert(connection_id(r.conn()));
+        exec(r.conn(), tb.insert(i));
+        BOOST_TEST_REQUIRE(r.end(x) == XA_OK);
+        BOOST_TEST_REQUIRE(r.prepare(x) == XA_OK);
+        std::thread b([&codes, i, x] {
+            rm other(1);
+            codes[static_cast<std::size_t>(i)] = other.commit(x);
+        });
+        b.join();
+    }
+    for (int c : codes) BOOST_TEST(c == XA_OK);
+    BOOST_TEST(ids.size() == 1u);  // every branch was finished before the next start
+    BOOST_TEST(tb.count() == 6);
+}
+
+BOOST_AUTO_TEST_CASE(concurrent_phase_two_of_branches_prepared_by_one_thread, *needs_mysql) {
+    table tb;
+    // max_parked=3: of 8 prepared branches, the older ones are detached by closing
+    // their connections; the rest are finished on the connections that hold them.
+    rm r(1, info() + " max_parked=3");
+    std::vector<xid> xs;
+    for (int i = 0; i < 8; ++i) {
+        const xid x = new_xid();
+        BOOST_TEST_REQUIRE(r.start(x) == XA_OK);
+        exec(r.conn(), tb.insert(i));
+        BOOST_TEST_REQUIRE(r.end(x) == XA_OK);
+        BOOST_TEST_REQUIRE(r.prepare(x) == XA_OK);
+        xs.push_back(x);
+    }
+    std::vector<int> codes(xs.size(), -1);
+    std::vector<std::thread> workers;
+    for (std::size_t w = 0; w < 4; ++w)
+        workers.emplace_back([&, w] {
+            rm other(1);
+            for (std::size_t i = w; i < xs.size(); i += 4)
+                codes[i] = (i % 3 == 0) ? other.rollback(xs[i]) : other.commit(xs[i]);
+        });
+    for (auto& t : workers) t.join();
+    for (int c : codes) BOOST_TEST(c == XA_OK);
+    BOOST_TEST(tb.count() == 5);  // 0, 3 and 6 rolled back
+    for (const auto& x : r.recover(100)) BOOST_TEST(!listed(xs, x));
+    // The preparing thread carries on on a connection of its own.
+    const xid y = new_xid();
+    BOOST_TEST(r.start(y) == XA_OK);
+    BOOST_TEST(r.end(y) == XA_OK);
+    BOOST_TEST(r.commit(y, TMONEPHASE) == XA_OK);
+}
+
+BOOST_AUTO_TEST_CASE(recovered_branch_committed_by_a_thread_holding_its_own_prepared_one,
+                     *needs_mysql) {
+    table tb;
+    const xid other = new_xid();
+    {
+        auto c = xarm::connect("mysql", info());
+        c.tpc_begin(other);
+        c.execute(tb.insert(1));
+        c.tpc_prepare();
+    }  // closed: detached on the server
+    rm r(1);
+    const xid mine = new_xid();
+    BOOST_TEST(r.start(mine) == XA_OK);
+    exec(r.conn(), tb.insert(2));
+    BOOST_TEST(r.end(mine) == XA_OK);
+    BOOST_TEST(r.prepare(mine) == XA_OK);
+    // This connection holds `mine`, so the server would refuse anything else on it.
+    BOOST_TEST(r.commit(other) == XA_OK);
+    BOOST_TEST(r.commit(mine) == XA_OK);
+    BOOST_TEST(tb.count() == 2);
+}
+
+BOOST_AUTO_TEST_CASE(server_restart_between_prepare_and_commit,
+                     *needs_mysql* boost::unit_test::precondition(t::needs{"XARM_DEVSERVERS"})) {
+    table tb;
+    const std::string tool = t::server("XARM_DEVSERVERS");
+    const xid x = new_xid();
+    {
+        rm r(1);
+        BOOST_TEST_REQUIRE(r.start(x) == XA_OK);
+        exec(r.conn(), tb.insert(1));
+        BOOST_TEST_REQUIRE(r.end(x) == XA_OK);
+        BOOST_TEST_REQUIRE(r.prepare(x) == XA_OK);
+        BOOST_TEST_REQUIRE(std::system((tool + " restart mysql >/dev/null 2>&1").c_str()) == 0);
+        // The connection that held the branch is gone: the outcome is unknown to it.
+        BOOST_TEST(r.commit(x) == XAER_RMFAIL);
+        BOOST_TEST(std::string(diag(1).sqlstate).substr(0, 2) == "08");
+        BOOST_TEST(r.commit(x) == XAER_RMFAIL);  // until closed and opened again
+    }
+    rm r(1);
+    BOOST_TEST(listed(r.recover(20), x));
+    BOOST_TEST(r.commit(x) == XA_OK);
+    BOOST_TEST(tb.count() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(deadlock_gives_rbdeadlock, *needs_mysql) {
+    table tb;
+    {
+        auto c = raw(info());
+        exec(*c, fmt::format("INSERT INTO {} VALUES (1, 0), (2, 0)", tb.name));
+    }
+    auto c1 = xarm::connect("mysql", info());
+    auto c2 = xarm::connect("mysql", info());
+    const xid x1 = new_xid(), x2 = new_xid();
+    c1.session().start(x1, TMNOFLAGS);
+    c2.session().start(x2, TMNOFLAGS);
+    c1.execute("UPDATE " + tb.name + " SET v = 1 WHERE id = 1");
+    c2.execute("UPDATE " + tb.name + " SET v = 2 WHERE id = 2");
+    auto f = std::async(std::launch::async, [&] {
+        try {
+            c1.execute("UPDATE " + tb.name + " SET v = 1 WHERE id = 2");
+            return 0;
+        } catch (const xarm::error& e) {
+            return e.xa_code();
+        }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    int code2 = 0;
+    try {
+        c2.execute("UPDATE " + tb.name + " SET v = 2 WHERE id = 1");
+    } catch (const xarm::error& e) {
+        code2 = e.xa_code();
+    }
+    const int code1 = f.get();
+    BOOST_TEST(((code1 == XA_RBDEADLOCK) != (code2 == XA_RBDEADLOCK)));
+    auto& victim = code1 == XA_RBDEADLOCK ? c1 : c2;
+    auto& survivor = code1 == XA_RBDEADLOCK ? c2 : c1;
+    const xid& vx = code1 == XA_RBDEADLOCK ? x1 : x2;
+    const xid& sx = code1 == XA_RBDEADLOCK ? x2 : x1;
+    int end_code = 0;
+    try {
+        victim.session().end(vx, TMSUCCESS);
+    } catch (const xarm::rollback_error& e) {
+        end_code = e.xa_code();
+    }
+    BOOST_TEST(end_code == XA_RBDEADLOCK);
+    BOOST_TEST(victim.session().rollback(vx, TMNOFLAGS) == XA_OK);
+    BOOST_TEST(survivor.session().end(sx, TMSUCCESS) == XA_OK);
+    BOOST_TEST(survivor.session().commit(sx, TMONEPHASE) == XA_OK);
+    // The survivor's two updates are in, the victim's none.
+    auto c = raw(info());
+    const std::string want = code1 == XA_RBDEADLOCK ? "2" : "1";
+    BOOST_TEST(scalar(*c, "SELECT GROUP_CONCAT(v ORDER BY id) FROM " + tb.name) ==
+               want + "," + want);
+}
+
+BOOST_AUTO_TEST_CASE(lock_wait_timeout_gives_rbtimeout, *needs_mysql) {
+    table tb;
+    {
+        auto c = raw(info());
+        exec(*c, fmt::format("INSERT INTO {} VALUES (1, 0)", tb.name));
+    }
+    auto holder = xarm::connect("mysql", info());
+    auto waiter = xarm::connect("mysql", info());
+    waiter.execute("SET SESSION innodb_lock_wait_timeout = 1");
+    waiter.commit();
+    const xid h = new_xid(), w = new_xid();
+    holder.tpc_begin(h);
+    holder.execute("UPDATE " + tb.name + " SET v = 1 WHERE id = 1");
+    waiter.session().start(w, TMNOFLAGS);
+    waiter.execute(tb.insert(5));  // work that must not survive
+    int code = 0;
+    try {
+        waiter.execute("UPDATE " + tb.name + " SET v = 2 WHERE id = 1");
+    } catch (const xarm::error& e) {
+        code = e.xa_code();
+    }
+    BOOST_TEST(code == XA_RBTIMEOUT);
+    int end_code = 0;
+    try {
+        waiter.session().end(w, TMSUCCESS);
+    } catch (const xarm::rollback_error& e) {
+        end_code = e.xa_code();
+    }
+    BOOST_TEST(end_code == XA_RBTIMEOUT);
+    // xa_prepare of a rollback-only branch rolls it back and says why.
+    int prep = 0;
+    try {
+        waiter.session().prepare(w, TMNOFLAGS);
+    } catch (const xarm::rollback_error& e) {
+        prep = e.xa_code();
+    }
+    BOOST_TEST(prep == XA_RBTIMEOUT);
+    holder.tpc_prepare();
+    holder.tpc_commit();
+    BOOST_TEST(tb.count() == 1);  // row 5 never committed
+    auto c = raw(info());
+    BOOST_TEST(scalar(*c, "SELECT v FROM " + tb.name + " WHERE id = 1") == "1");
+}
+
+BOOST_AUTO_TEST_CASE(local_transaction_open_gives_outside, *needs_mysql) {
+    table tb;
+    // C++ API: tracked by the driver.
+    auto c = xarm::connect("mysql", info());
+    c.execute(tb.insert(1));
+    try {
+        c.tpc_begin(new_xid());
+        BOOST_FAIL("tpc_begin with a local transaction open must fail");
+    } catch (const xarm::error& e) {
+        BOOST_TEST(e.xa_code() == XAER_OUTSIDE);
+    }
+    c.commit();  // the local work is still there
+    BOOST_TEST(tb.count() == 1);
+    // C switch, work done directly on the native connection: the server says so.
+    rm r(1);
+    exec(r.conn(), tb.insert(2));
+    const xid x = new_xid();
+    BOOST_TEST(r.start(x) == XAER_OUTSIDE);
+    BOOST_TEST(std::string(diag(1).sqlstate) == "XAE09");
+    r.conn().commit();
+    BOOST_TEST(tb.count() == 2);
+    BOOST_TEST(r.start(x) == XA_OK);  // after the local commit
+    BOOST_TEST(r.end(x) == XA_OK);
+    BOOST_TEST(r.rollback(x) == XA_OK);
+}
+
+BOOST_AUTO_TEST_CASE(duplicate_xid_gives_dupid, *needs_mysql) {
+    rm r(1);
+    const xid x = new_xid();
+    BOOST_TEST(r.start(x) == XA_OK);
+    int other_code = -1, other_prepared = -1;
+    xarm_diag d{};
+    std::thread b([&] {
+        rm r2(1);
+        other_code = r2.start(x);
+        xarm_last_error(1, &d);
+    });
+    b.join();
+    BOOST_TEST(other_code == XAER_DUPID);
+    BOOST_TEST(std::string(d.sqlstate) == "XAE08");
+    BOOST_TEST(d.native_code == 1440);
+    BOOST_TEST(r.end(x) == XA_OK);
+    BOOST_TEST(r.prepare(x) == XA_OK);
+    std::thread c([&] {
+        rm r2(1);
+        other_prepared = r2.start(x);
+    });
+    c.join();
+    BOOST_TEST(other_prepared == XAER_DUPID);
+    BOOST_TEST(r.rollback(x) == XA_OK);
+}
+
+BOOST_AUTO_TEST_CASE(unknown_xid_gives_nota, *needs_mysql) {
+    rm r(1);
+    const xid x = new_xid();
+    BOOST_TEST(r.commit(x) == XAER_NOTA);
+    auto d = diag(1);
+    BOOST_TEST(std::string(d.sqlstate) == "XAE04");
+    BOOST_TEST(d.native_code == 1397);
+    BOOST_TEST(r.rollback(x) == XAER_NOTA);
+    auto c = xarm::connect("mysql", info());
+    try {
+        c.tpc_commit(x);
+        BOOST_FAIL("commit of an unknown xid must fail");
+    } catch (const xarm::programming_error& e) {
+        BOOST_TEST(e.xa_code() == XAER_NOTA);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(killed_connection_gives_rmfail, *needs_mysql) {
+    table tb;
+    rm r(1);
+    const long id = connection_id(r.conn());
+    const xid x = new_xid();
+    BOOST_TEST(r.start(x) == XA_OK);
+    exec(r.conn(), tb.insert(1));
+    {
+        auto killer = raw(info());
+        exec(*killer, fmt::format("KILL {}", id));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    BOOST_TEST(r.end(x) == XA_OK);  // deferred: travels with the next verb
+    BOOST_TEST(r.prepare(x) == XAER_RMFAIL);
+    const auto d = diag(1);
+    BOOST_TEST(std::string(d.sqlstate).substr(0, 2) == "08");
+    BOOST_TEST(r.start(new_xid()) == XAER_RMFAIL);  // until closed and opened again
+    BOOST_TEST(tb.count() == 0);
+    // C++: statements on a killed connection.
+    auto c = xarm::connect("mysql", info());
+    const long cid = std::stol(*c.query("SELECT CONNECTION_ID()").rows[0][0]);
+    c.rollback();
+    {
+        auto killer = raw(info());
+        exec(*killer, fmt::format("KILL {}", cid));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    try {
+        c.tpc_begin(new_xid());
+        BOOST_FAIL("tpc_begin on a killed connection must fail");
+    } catch (const xarm::operational_error& e) {
+        BOOST_TEST(e.xa_code() == XAER_RMFAIL);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(wrong_password_is_a_clear_error_without_it, *needs_mysql) {
+    auto kv = xarm::parse_info(info(), {"host", "port", "socket", "user", "password", "database"});
+    const std::string secret = "Wr0ng-s3cret-pw";
+    const std::string bad = fmt::format("host={} port={} user={} password={} database={}",
+                                        kv["host"], kv["port"], kv["user"], secret, kv["database"]);
+    std::string b = bad;
+    BOOST_TEST(sw().xa_open_entry(b.data(), 5, TMNOFLAGS) == XAER_RMERR);
+    auto d = diag(5);
+    const std::string msg = d.message;
+    BOOST_TEST(msg.find("Access denied") != std::string::npos, msg);
+    BOOST_TEST(msg.find(secret) == std::string::npos, msg);
+    BOOST_TEST(std::string(d.sqlstate) == "28000");
+    try {
+        xarm::connect("mysql", bad);
+        BOOST_FAIL("connecting with a wrong password must fail");
+    } catch (const xarm::error& e) {
+        BOOST_TEST(e.xa_code() == XAER_RMERR);
+        BOOST_TEST(std::string(e.what()).find(secret) == std::string::npos);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(info_string_errors, *needs_mysql) {
+    std::string unknown = info() + " colour=blue";
+    BOOST_TEST(sw().xa_open_entry(unknown.data(), 6, TMNOFLAGS) == XAER_INVAL);
+    BOOST_TEST(std::string(diag(6).message).find("colour") != std::string::npos);
+    std::string nouser = "host=127.0.0.1 port=1";
+    BOOST_TEST(sw().xa_open_entry(nouser.data(), 6, TMNOFLAGS) == XAER_INVAL);
+    std::string badport = info() + " connect_timeout=x";
+    BOOST_TEST(sw().xa_open_entry(badport.data(), 6, TMNOFLAGS) == XAER_INVAL);
+    std::string unreachable = "host=127.0.0.1 port=1 user=u password=pw connect_timeout=2";
+    BOOST_TEST(sw().xa_open_entry(unreachable.data(), 6, TMNOFLAGS) == XAER_RMERR);
+}
+
+BOOST_AUTO_TEST_CASE(join_suspend_migrate_declared_missing_as_the_server_refuses, *needs_mysql) {
+    // What MariaDB does with the syntax, checked so the declaration stays honest.
+    auto c = raw(info());
+    const std::string g = "xm-g-" + std::to_string(::getpid()) + "-" + ident("js");
+    exec(*c, fmt::format("XA START '{}'", g));
+    exec(*c, fmt::format("XA END '{}'", g));
+    auto refused = [&](const std::string& q) {
+        try {
+            exec(*c, q);
+            return 0;
+        } catch (const sql::SQLException& e) {
+            return e.getErrorCode();
+        }
+    };
+    BOOST_TEST(refused(fmt::format("XA START '{}' JOIN", g)) == 1398);
+    exec(*c, fmt::format("XA ROLLBACK '{}'", g));
+    exec(*c, fmt::format("XA START '{}'", g));
+    BOOST_TEST(refused(fmt::format("XA END '{}' SUSPEND", g)) == 1398);
+    BOOST_TEST(refused(fmt::format("XA END '{}' SUSPEND FOR MIGRATE", g)) == 1398);
+    exec(*c, fmt::format("XA END '{}'", g));
+    exec(*c, fmt::format("XA ROLLBACK '{}'", g));
+
+    auto caps = xarm::connect("mysql", info()).capabilities();
+    for (auto k :
+         {xarm::capability::two_phase, xarm::capability::one_phase, xarm::capability::recovery})
+        BOOST_TEST(caps.has(k));
+    for (auto k : {xarm::capability::join, xarm::capability::suspend_resume,
+                   xarm::capability::migrate, xarm::capability::async, xarm::capability::interleave,
+                   xarm::capability::read_only_vote}) {
+        BOOST_TEST(!caps.has(k));
+        BOOST_TEST(!caps.get(k).reason.empty());
+    }
+    rm r(1);
+    const xid x = new_xid();
+    BOOST_TEST(r.start(x) == XA_OK);
+    BOOST_TEST(r.end(x, TMSUSPEND) == XAER_RMERR);
+    BOOST_TEST(std::string(diag(1).sqlstate) == "0A000");
+    BOOST_TEST(r.end(x, TMSUSPEND | TMMIGRATE) == XAER_RMERR);
+    BOOST_TEST(std::string(diag(1).sqlstate) == "0A000");
+    BOOST_TEST(r.end(x) == XA_OK);
+    BOOST_TEST(r.start(x, TMJOIN) == XAER_RMERR);
+    BOOST_TEST(std::string(diag(1).sqlstate) == "0A000");
+    BOOST_TEST(r.rollback(x) == XA_OK);
+    // Interleaving: a second branch while the first holds the connection.
+    const xid y = new_xid(), z = new_xid();
+    BOOST_TEST(r.start(y) == XA_OK);
+    BOOST_TEST(r.end(y) == XA_OK);
+    BOOST_TEST(r.start(z) == XAER_RMERR);
+    BOOST_TEST(std::string(diag(1).sqlstate) == "0A000");
+    BOOST_TEST(r.rollback(y) == XA_OK);
+}
+
+BOOST_AUTO_TEST_CASE(read_only_branch_is_prepared_like_any_other, *needs_mysql) {
+    table tb;
+    rm r(1);
+    const xid x = new_xid();
+    BOOST_TEST(r.start(x) == XA_OK);
+    BOOST_TEST(scalar(r.conn(), "SELECT COUNT(*) FROM " + tb.name) == "0");
+    BOOST_TEST(r.end(x) == XA_OK);
+    BOOST_TEST(r.prepare(x) == XA_OK);  // no read-only vote: MariaDB does not tell
+    BOOST_TEST(listed(r.recover(50), x));
+    BOOST_TEST(r.commit(x) == XA_OK);
+    // MariaDB drops such a branch when its connection ends and then answers
+    // XA_RBROLLBACK for it; there was nothing to commit, so the driver says XA_OK.
+    const xid y = new_xid();
+    {
+        auto c = xarm::connect("mysql", info());
+        c.tpc_begin(y);
+        c.tpc_prepare();
+    }
+    BOOST_TEST(r.commit(y) == XA_OK);
+    BOOST_TEST(!listed(r.recover(50), y));
+}
+
+BOOST_AUTO_TEST_CASE(without_multi_statements, *needs_mysql) {
+    table tb;
+    rm r(1, info() + " multi_statements=off max_parked=0");
+    std::vector<xid> xs;
+    for (int i = 0; i < 3; ++i) {
+        const xid x = new_xid();
+        BOOST_TEST_REQUIRE(r.start(x) == XA_OK);
+        exec(r.conn(), tb.insert(i));
+        BOOST_TEST(r.end(x) == XA_OK);
+        BOOST_TEST(r.prepare(x) == XA_OK);
+        xs.push_back(x);
+    }
+    // max_parked=0: every start after a prepare closed the connection holding the branch.
+    for (const auto& x : xs) BOOST_TEST(r.commit(x) == XA_OK);
+    BOOST_TEST(tb.count() == 3);
+}
+
+// Re-expression of MySQL Connector/J's XATest: coordination of two resource managers
+// (testCoordination), rollback from another connection (testRollback), recovery
+// listing exactly the prepared branches (testRecover), and local transactions between
+// global ones on the same connection (testLocalTransaction).
+BOOST_AUTO_TEST_CASE(connector_j_coordination_of_two_resources, *needs_mysql) {
+    table tb;
+    const std::string g = t::unique("xm-g");
+    for (const bool commit : {true, false}) {
+        auto c1 = xarm::connect("mysql", info());
+        auto c2 = xarm::connect("mysql", info());
+        const xid x1(1, g + (commit ? "c" : "r"), "1"), x2(1, g + (commit ? "c" : "r"), "2");
+        c1.tpc_begin(x1);
+        c1.execute(tb.insert(commit ? 1 : 3));
+        c2.tpc_begin(x2);
+        c2.execute(tb.insert(commit ? 2 : 4));
+        c1.tpc_prepare();
+        c2.tpc_prepare();
+        auto c3 = xarm::connect("mysql", info());
+        auto rec = c3.tpc_recover();
+        BOOST_TEST(listed(rec, x1));
+        BOOST_TEST(listed(rec, x2));
+        if (commit) {
+            c1.tpc_commit();
+            c3.tpc_commit(x2);  // from a connection that did not prepare it
+        } else {
+            c1.tpc_rollback();
+            c3.tpc_rollback(x2);
+        }
+        rec = c3.tpc_recover();
+        BOOST_TEST(!listed(rec, x1));
+        BOOST_TEST(!listed(rec, x2));
+    }
+    BOOST_TEST(tb.count() == 2);
+}
+
+BOOST_AUTO_TEST_CASE(connector_j_local_transactions_between_global_ones, *needs_mysql) {
+    table tb;
+    auto c = xarm::connect("mysql", info());
+    c.execute(tb.insert(1));
+    c.rollback();
+    BOOST_TEST(tb.count() == 0);
+    c.tpc_begin(new_xid());
+    c.execute(tb.insert(2));
+    try {
+        c.commit();  // local commit inside a branch: refused (PEP 249)
+        BOOST_FAIL("commit inside a branch must fail");
+    } catch (const xarm::programming_error&) {
+    }
+    c.tpc_prepare();
+    c.tpc_commit();
+    c.execute(tb.insert(3));
+    c.commit();
+    BOOST_TEST(tb.count() == 2);
+    // Local work after a prepare on the same connection: the driver moves to another
+    // connection, since the server refuses every statement on the one holding it.
+    const xid x = new_xid();
+    c.tpc_begin(x);
+    c.execute(tb.insert(4));
+    c.tpc_prepare();
+    auto d = xarm::connect("mysql", info());
+    BOOST_TEST(listed(d.tpc_recover(), x));
+    d.tpc_commit(x);
+    BOOST_TEST(tb.count() == 3);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
