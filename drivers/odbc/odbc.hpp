@@ -1,0 +1,165 @@
+// The ODBC driver's internals: one ODBC connection (SQLHDBC) per session. ODBC itself has
+// no two-phase commit (its enlistment attributes need Microsoft's DTC), so a session
+// recognises the DBMS behind the connection at open and does two-phase through that
+// backend's own SQL when it knows it (PostgreSQL, MariaDB/MySQL), reusing the native
+// drivers' dialect libraries; anything else gets local work and one-phase commit only.
+#pragma once
+
+#include <sql.h>
+#include <sqlext.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "xarm/driver.hpp"
+
+namespace xarm::odbc {
+
+// ---- handles -------------------------------------------------------------------
+
+struct env_deleter {
+    void operator()(SQLHENV h) const noexcept { SQLFreeHandle(SQL_HANDLE_ENV, h); }
+};
+struct dbc_deleter {
+    void operator()(SQLHDBC h) const noexcept;  // disconnects first when connected
+};
+struct stmt_deleter {
+    void operator()(SQLHSTMT h) const noexcept { SQLFreeHandle(SQL_HANDLE_STMT, h); }
+};
+using env_ptr = std::unique_ptr<std::remove_pointer_t<SQLHENV>, env_deleter>;
+using dbc_ptr = std::unique_ptr<std::remove_pointer_t<SQLHDBC>, dbc_deleter>;
+using stmt_ptr = std::unique_ptr<std::remove_pointer_t<SQLHSTMT>, stmt_deleter>;
+
+/// The process's ODBC environment (ODBC 3), made once.
+SQLHENV environment();
+
+// ---- backends ------------------------------------------------------------------
+
+/// The DBMS behind a connection, from SQLGetInfo(SQL_DBMS_NAME).
+enum class backend { unknown, postgresql, mariadb, mysql, sqlite };
+const char* to_string(backend b) noexcept;
+backend backend_from_dbms_name(std::string_view dbms_name) noexcept;
+
+// ---- the native-error table (error.cpp) -----------------------------------------
+
+/// What the driver was doing when ODBC reported an error (the mapping depends on it).
+enum class op {
+    open,        ///< connecting, recognising the DBMS
+    statement,   ///< the branch's or a local transaction's work
+    start,       ///< beginning the branch (XA START)
+    end,         ///< ending the branch's work (XA END)
+    prepare,     ///< PREPARE TRANSACTION / XA PREPARE: a failure rolls the branch back
+    commit_one,  ///< one-phase commit: a failure rolls the branch back
+    finish,      ///< COMMIT/ROLLBACK PREPARED, XA COMMIT/ROLLBACK of a prepared branch
+    rollback,    ///< rollback of an unprepared branch or a local transaction
+    recover,     ///< the recovery query
+};
+
+/// One ODBC diagnostic record.
+struct diag_record {
+    std::string sqlstate;  ///< five characters ("HY000" when the driver gave none)
+    long native = 0;       ///< the DBMS's own error number (MySQL errno, ...)
+    std::string message;
+};
+
+/// The first diagnostic record of a handle (SQLGetDiagRec), or a generic one.
+diag_record read_diag(SQLSMALLINT type, SQLHANDLE h);
+/// The XA code the table gives a diagnostic during o, for backend b.
+int xa_code_for(const diag_record& d, backend b, op o) noexcept;
+/// The XA_RB* code for an error that aborted (or must abort) a branch's work.
+int rollback_code_for(const diag_record& d, backend b) noexcept;
+/// True when the diagnostic means the connection is gone.
+bool is_connection_loss(const diag_record& d, backend b) noexcept;
+/// Raises the error for d during o; context says what was being done (never the
+/// connection string, which holds the password).
+[[noreturn]] void raise_diag(const diag_record& d, backend b, op o, std::string_view context);
+/// Reads the handle's diagnostic and raises it.
+[[noreturn]] void raise_odbc(SQLSMALLINT type, SQLHANDLE h, backend b, op o,
+                             std::string_view context);
+inline bool ok(SQLRETURN rc) noexcept {
+    return rc == SQL_SUCCESS || rc == SQL_SUCCESS_WITH_INFO;
+}
+
+// ---- the session ---------------------------------------------------------------
+
+/// A statement's outcome: the last result set (as text or raw bytes) and the row count.
+struct outcome {
+    result rows;
+    bool failed = false;
+    diag_record diag;  ///< when failed
+};
+
+class session final : public native_session {
+  public:
+    /// conn: an ODBC connection string; it holds the password: never put it in a message.
+    explicit session(std::string conn);
+    ~session() override;
+
+    capability_set capabilities() const override { return m_caps; }
+    void start(const xid& x, start_mode mode) override;
+    void end(const xid& x, end_mode mode) override;
+    vote prepare(const xid& x) override;
+    void commit(const xid& x, bool one_phase) override;
+    void rollback(const xid& x, bool prepared) override;
+    std::vector<xid> recover() override;
+    std::int64_t execute(std::string_view sql) override;
+    result query(std::string_view sql) override;
+    void commit_local() override;
+    void rollback_local() override;
+    bool in_local_transaction() const override { return m_local; }
+    void* native_handle() noexcept override { return m_dbc.get(); }
+
+    backend which() const noexcept { return m_backend; }
+
+  private:
+    void connect(const std::string& conn);
+    void recognise();
+    void declare();
+    void set_autocommit(bool on);
+    /// Runs one statement on a fresh statement handle. collect: keep the rows (binary:
+    /// binary columns as raw bytes). Never throws for an SQL error: the caller maps it.
+    outcome run(std::string_view sql, bool collect);
+    /// run, raising the mapped error on failure.
+    result run_or_raise(std::string_view sql, bool collect, op o, std::string_view context);
+    /// A statement that must run outside any transaction (COMMIT PREPARED, recovery).
+    result run_autocommit(std::string_view sql, bool collect, op o, std::string_view context);
+    void end_tran(SQLSMALLINT what, op o, std::string_view context);
+    /// A statement of the branch or of a local transaction failed: remember how.
+    void note_failure(const diag_record& d);
+    /// MariaDB keeps a prepared XA branch attached to its session: detach it by
+    /// reconnecting (the server keeps prepared branches of closed sessions).
+    void reconnect();
+
+    // Per backend.
+    vote prepare_pq(const xid& x);
+    vote prepare_my(const xid& x);
+    void xa_end_if_needed(const xid& x);
+    std::vector<xid> recover_my();
+    /// MariaDB: XA COMMIT/ROLLBACK of a prepared branch by xid, waiting out its
+    /// detachment from a session the server is still closing.
+    void finish_my(const xid& x, bool commit);
+    /// MariaDB: this connection's server session id (CONNECTION_ID()), 0 if unknown.
+    long fetch_session_id();
+    /// MariaDB: waits (bounded) until the server has closed session id, so that the
+    /// branch it held is detached and any connection can finish it.
+    void wait_session_closed(long id);
+
+    std::string m_conn;  // the connection string as connected (holds the password)
+    dbc_ptr m_dbc;
+    backend m_backend = backend::unknown;
+    std::string m_dbms;         // "PostgreSQL 15.x", for messages
+    std::string m_odbc_driver;  // SQL_DRIVER_NAME, e.g. psqlodbcw.so
+    capability_set m_caps;
+    bool m_two_phase = false;
+    bool m_autocommit = false;
+    bool m_branch = false;          // a branch's transaction is open on this connection
+    bool m_xa_end_pending = false;  // MariaDB: XA END not yet sent for the open branch
+    bool m_local = false;           // a local transaction is open
+    std::optional<diag_record> m_branch_failure;  // a statement of the branch failed
+    long m_session_id = 0;                        // MariaDB: CONNECTION_ID()
+};
+
+}  // namespace xarm::odbc

@@ -1,0 +1,757 @@
+// ODBC primitives. The connection runs with autocommit off, so the first statement
+// begins a transaction (PEP 249); one-phase commit and rollback go through SQLEndTran.
+// Two-phase commit goes through the backend's own SQL when the DBMS is one we know
+// (PostgreSQL: PREPARE TRANSACTION; MariaDB/MySQL: XA), with the native drivers'
+// dialect code, so the two drivers' branches are interchangeable.
+//
+// A failed statement (run through execute/query) inside a branch makes the branch
+// rollback-only here, whatever the ODBC driver does with the failure (psqlODBC may roll
+// back only the statement, MariaDB does): preparing the rest of the work would commit
+// part of what the application asked for. Statements an application runs itself on
+// xarm_odbc_hdbc are not seen here: PostgreSQL aborts the block for them (psqlODBC is
+// told not to hide it); MariaDB keeps the branch, as with any MariaDB client.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <chrono>
+#include <thread>
+
+#include "odbc.hpp"
+#include "xa.h"
+
+#ifdef XARM_ODBC_WITH_PQ_DIALECT
+#include "../pq/dialect.hpp"
+#endif
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+#include "../mysql/dialect.hpp"
+#endif
+
+namespace xarm::odbc {
+
+// ---- handles and backends -----------------------------------------------------------
+
+void dbc_deleter::operator()(SQLHDBC h) const noexcept {
+    // An open transaction makes some drivers refuse to disconnect (25000): roll it back,
+    // as a closing server connection would.
+    SQLEndTran(SQL_HANDLE_DBC, h, SQL_ROLLBACK);
+    SQLDisconnect(h);
+    SQLFreeHandle(SQL_HANDLE_DBC, h);
+}
+
+SQLHENV environment() {
+    static env_ptr env = [] {
+        SQLHENV h = SQL_NULL_HENV;
+        if (!ok(SQLAllocHandle(SQL_HANDLE_ENV, SQL_NULL_HANDLE, &h)))
+            raise(XAER_RMERR, "HY001", "cannot allocate the ODBC environment (unixODBC)");
+        env_ptr p(h);
+        if (!ok(SQLSetEnvAttr(h, SQL_ATTR_ODBC_VERSION,
+                              reinterpret_cast<SQLPOINTER>(static_cast<SQLULEN>(SQL_OV_ODBC3)), 0)))
+            raise_odbc(SQL_HANDLE_ENV, h, backend::unknown, op::open, "SQLSetEnvAttr(ODBC 3)");
+        return p;
+    }();
+    return env.get();
+}
+
+const char* to_string(backend b) noexcept {
+    switch (b) {
+        case backend::postgresql:
+            return "PostgreSQL";
+        case backend::mariadb:
+            return "MariaDB";
+        case backend::mysql:
+            return "MySQL";
+        case backend::sqlite:
+            return "SQLite";
+        case backend::unknown:
+            break;
+    }
+    return "an unrecognised DBMS";
+}
+
+backend backend_from_dbms_name(std::string_view name) noexcept {
+    std::string low;
+    for (char c : name) low += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (low.find("postgres") != std::string::npos) return backend::postgresql;
+    if (low.find("mariadb") != std::string::npos) return backend::mariadb;
+    if (low.find("mysql") != std::string::npos) return backend::mysql;
+    if (low.find("sqlite") != std::string::npos) return backend::sqlite;
+    return backend::unknown;
+}
+
+namespace {
+
+std::string get_info(SQLHDBC dbc, SQLUSMALLINT what) {
+    std::array<SQLCHAR, 256> buf{};
+    SQLSMALLINT len = 0;
+    if (!ok(SQLGetInfo(dbc, what, buf.data(), static_cast<SQLSMALLINT>(buf.size()), &len)))
+        return {};
+    return reinterpret_cast<const char*>(buf.data());
+}
+
+bool is_binary_type(SQLSMALLINT t) {
+    return t == SQL_BINARY || t == SQL_VARBINARY || t == SQL_LONGVARBINARY;
+}
+
+// One column's value: binary columns as raw bytes (ODBC would convert them to hex as
+// text), the others as text; long values are read in pieces.
+std::optional<std::string> get_value(SQLHSTMT st, SQLUSMALLINT col, bool binary, SQLRETURN& rc) {
+    std::string out;
+    std::array<char, 4096> buf{};
+    const SQLSMALLINT ctype = binary ? SQL_C_BINARY : SQL_C_CHAR;
+    const std::size_t cap = binary ? buf.size() : buf.size() - 1;  // text: room for NUL
+    for (;;) {
+        SQLLEN ind = 0;
+        rc = SQLGetData(st, col, ctype, buf.data(), static_cast<SQLLEN>(buf.size()), &ind);
+        if (rc == SQL_NO_DATA) {
+            rc = SQL_SUCCESS;  // everything was read by the previous calls
+            break;
+        }
+        if (!ok(rc)) return std::nullopt;
+        if (ind == SQL_NULL_DATA) return std::nullopt;
+        const bool more = ind == SQL_NO_TOTAL || static_cast<std::size_t>(ind) > cap;
+        out.append(buf.data(), more ? cap : static_cast<std::size_t>(ind));
+        if (!more || rc == SQL_SUCCESS) break;
+    }
+    return out;
+}
+
+}  // namespace
+
+// ---- connection -------------------------------------------------------------------
+
+session::session(std::string conn) {
+    if (conn.find_first_not_of(" \t\r\n") == std::string::npos)
+        raise(
+            XAER_INVAL, "08001",
+            "info string: an ODBC connection string is required (e.g. DSN=name;UID=user;PWD=...)");
+    connect(conn);
+    recognise();
+#ifdef XARM_ODBC_WITH_PQ_DIALECT
+    // psqlODBC (13.02) rolls back only the failed statement by default (a savepoint
+    // around each one), and with Protocol=7.4-1 rolls back the whole transaction and
+    // carries on in a new one: either way a later PREPARE TRANSACTION would prepare part
+    // of the work. Reconnect with Protocol=7.4-0 (no rollback by the driver), so that
+    // the server's own rule holds (an error aborts the whole block), also for the work
+    // applications do directly on xarm_odbc_hdbc. The later key wins in psqlODBC.
+    if (m_backend == backend::postgresql && m_odbc_driver.find("psqlodbc") != std::string::npos) {
+        m_dbc.reset();
+        connect(conn + (conn.ends_with(';') ? "" : ";") + "Protocol=7.4-0");
+    }
+#endif
+    declare();
+}
+
+session::~session() = default;
+
+void session::connect(const std::string& conn) {
+    SQLHDBC raw = SQL_NULL_HDBC;
+    if (!ok(SQLAllocHandle(SQL_HANDLE_DBC, environment(), &raw)))
+        raise_odbc(SQL_HANDLE_ENV, environment(), backend::unknown, op::open,
+                   "cannot allocate an ODBC connection handle");
+    SQLSMALLINT out_len = 0;
+    SQLRETURN rc =
+        SQLDriverConnect(raw, nullptr, reinterpret_cast<SQLCHAR*>(const_cast<char*>(conn.c_str())),
+                         SQL_NTS, nullptr, 0, &out_len, SQL_DRIVER_NOPROMPT);
+    if (!ok(rc)) {
+        diag_record d = read_diag(SQL_HANDLE_DBC, raw);
+        SQLFreeHandle(SQL_HANDLE_DBC, raw);  // never connected: nothing to disconnect
+        // The message is the driver manager's or the driver's, never the connection string.
+        raise(diagnostic{d.sqlstate == "IM002" ? XAER_INVAL : XAER_RMERR,
+                         d.sqlstate,
+                         d.native,
+                         {},
+                         "cannot connect through ODBC (SQLDriverConnect): " + d.message});
+    }
+    m_dbc.reset(raw);
+    m_conn = conn;
+    m_autocommit = true;
+    set_autocommit(false);
+}
+
+void session::recognise() {
+    const std::string name = get_info(m_dbc.get(), SQL_DBMS_NAME);
+    const std::string ver = get_info(m_dbc.get(), SQL_DBMS_VER);
+    m_odbc_driver = get_info(m_dbc.get(), SQL_DRIVER_NAME);
+    m_backend = backend_from_dbms_name(name);
+    m_dbms = fmt::format("{} {}", name.empty() ? "unnamed DBMS" : name, ver);
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    // Connector/ODBC may call a MariaDB server "MySQL", and SQL_DBMS_VER is only the
+    // number: the server's own version string says which it is.
+    if (m_backend == backend::mysql) {
+        auto v = run("SELECT VERSION()", true);
+        if (!v.failed && !v.rows.rows.empty() && !v.rows.rows[0].empty() && v.rows.rows[0][0] &&
+            mysql::detect_dialect(*v.rows.rows[0][0]) == mysql::dialect::mariadb)
+            m_backend = backend::mariadb;
+        SQLEndTran(SQL_HANDLE_DBC, m_dbc.get(), SQL_ROLLBACK);
+    }
+#endif
+}
+
+void session::declare() {
+    const std::string via = fmt::format("through ODBC ({}, {})", m_dbms,
+                                        m_odbc_driver.empty() ? "driver" : m_odbc_driver);
+    capability_set c;
+    c.yes(capability::one_phase, "SQLEndTran(SQL_COMMIT) of the branch's transaction " + via)
+        .yes(capability::join, "TMJOIN of an ended branch on the same connection")
+        .yes(capability::suspend_resume, "on the same thread, with no other branch in between")
+        .no(capability::migrate,
+            "an ODBC connection's transaction belongs to the connection, and xarm keeps one "
+            "connection per thread: a branch cannot move to another thread")
+        .no(capability::async, "this driver makes ODBC calls synchronously")
+        .no(capability::interleave, "an ODBC connection holds one transaction at a time");
+    const std::string no_2pc =
+        "ODBC has no two-phase commit (its enlistment attributes need Microsoft's DTC), and "
+        "xarm does two-phase through ODBC only with a backend whose own SQL it knows "
+        "(PostgreSQL, MariaDB/MySQL); this connection reaches " +
+        m_dbms;
+    switch (m_backend) {
+        case backend::postgresql: {
+#ifdef XARM_ODBC_WITH_PQ_DIALECT
+            long max_prepared = 0;
+            auto r = run_autocommit(pq::max_prepared_sql, true, op::open,
+                                    "reading max_prepared_transactions");
+            if (!r.rows.empty() && r.rows[0].size() == 1 && r.rows[0][0]) {
+                try {
+                    max_prepared = std::stol(*r.rows[0][0]);
+                } catch (const std::exception&) {
+                    max_prepared = 0;
+                }
+            }
+            for (const auto& s : pq::capabilities_for(max_prepared).list()) {
+                if (s.what != capability::two_phase && s.what != capability::recovery &&
+                    s.what != capability::read_only_vote)
+                    continue;
+                if (s.supported)
+                    c.yes(s.what, s.reason + ", " + via);
+                else
+                    c.no(s.what, s.reason);
+            }
+            m_two_phase = max_prepared > 0;
+#else
+            const std::string why = "this build of xarm has no PostgreSQL dialect (drivers/pq)";
+            c.no(capability::two_phase, why)
+                .no(capability::recovery, why)
+                .no(capability::read_only_vote, why);
+#endif
+            break;
+        }
+        case backend::mariadb:
+        case backend::mysql: {
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+            c.yes(capability::two_phase,
+                  "XA START/END/PREPARE/COMMIT/ROLLBACK " + via +
+                      "; after XA PREPARE the connection is reopened, since the server keeps a "
+                      "prepared branch attached to its session until that session closes "
+                      "(xarm_odbc_hdbc stays the same handle)")
+                .yes(capability::recovery,
+                     std::string("XA RECOVER ") +
+                         (m_backend == backend::mariadb ? "FORMAT='SQL'" : "CONVERT XID") +
+                         ", read byte-exact " + via)
+                .no(capability::read_only_vote,
+                    "XA PREPARE gives no read-only answer: every prepared branch is kept "
+                    "until it is committed or rolled back");
+            c.yes(capability::one_phase, "XA COMMIT ... ONE PHASE " + via);
+            m_session_id = fetch_session_id();
+            if (m_backend == backend::mysql && m_odbc_driver.find("maodbc") != std::string::npos)
+                c.no(capability::recovery,
+                     "MariaDB Connector/ODBC cannot read XA RECOVER's result (it sees no "
+                     "columns and leaves the connection unusable), and a MySQL server has no "
+                     "anonymous compound statement to wrap it in: use MySQL's Connector/ODBC "
+                     "or the native mysql driver to recover");
+            m_two_phase = true;
+#else
+            const std::string why = "this build of xarm has no MySQL dialect (drivers/mysql)";
+            c.no(capability::two_phase, why)
+                .no(capability::recovery, why)
+                .no(capability::read_only_vote, why);
+#endif
+            break;
+        }
+        case backend::sqlite:
+            c.no(capability::two_phase,
+                 "SQLite cannot keep a prepared transaction: a transaction that survives the "
+                 "crash of the process that prepared it does not exist in SQLite (" +
+                     via + ")")
+                .yes(capability::recovery,
+                     "always empty: a SQLite backend never holds a prepared branch")
+                .no(capability::read_only_vote, "there is no prepare to vote at");
+            break;
+        case backend::unknown:
+            c.no(capability::two_phase, no_2pc)
+                .no(capability::recovery,
+                    "there is no portable way to list a DBMS's prepared transactions through "
+                    "ODBC, and an empty list could hide branches this DBMS holds; this "
+                    "connection reaches " +
+                        m_dbms)
+                .no(capability::read_only_vote, "there is no prepare to vote at");
+            break;
+    }
+    m_caps = std::move(c);
+}
+
+void session::set_autocommit(bool on) {
+    if (m_autocommit == on) return;
+    const auto v = static_cast<SQLULEN>(on ? SQL_AUTOCOMMIT_ON : SQL_AUTOCOMMIT_OFF);
+    if (!ok(SQLSetConnectAttr(m_dbc.get(), SQL_ATTR_AUTOCOMMIT, reinterpret_cast<SQLPOINTER>(v),
+                              0)))
+        raise_odbc(SQL_HANDLE_DBC, m_dbc.get(), m_backend, op::statement,
+                   on ? "SQLSetConnectAttr(autocommit on)" : "SQLSetConnectAttr(autocommit off)");
+    m_autocommit = on;
+}
+
+void session::reconnect() {
+    // SQLDisconnect + SQLDriverConnect on the same handle: the value applications got
+    // from xarm_odbc_hdbc stays valid (their statement handles do not).
+    SQLDisconnect(m_dbc.get());
+    SQLSMALLINT out_len = 0;
+    SQLRETURN rc = SQLDriverConnect(m_dbc.get(), nullptr,
+                                    reinterpret_cast<SQLCHAR*>(const_cast<char*>(m_conn.c_str())),
+                                    SQL_NTS, nullptr, 0, &out_len, SQL_DRIVER_NOPROMPT);
+    if (!ok(rc)) {
+        diag_record d = read_diag(SQL_HANDLE_DBC, m_dbc.get());
+        // The branch is prepared on the server; only this session is gone.
+        raise(diagnostic{XAER_RMFAIL,
+                         d.sqlstate,
+                         d.native,
+                         {},
+                         "the branch is prepared, but reopening the connection after XA "
+                         "PREPARE failed: " +
+                             d.message});
+    }
+    m_autocommit = true;
+    set_autocommit(false);
+    m_session_id = fetch_session_id();
+}
+
+long session::fetch_session_id() {
+    auto r = run("SELECT CONNECTION_ID()", true);
+    SQLEndTran(SQL_HANDLE_DBC, m_dbc.get(), SQL_ROLLBACK);
+    if (r.failed || r.rows.rows.empty() || r.rows.rows[0].empty() || !r.rows.rows[0][0]) return 0;
+    try {
+        return std::stol(*r.rows.rows[0][0]);
+    } catch (const std::exception&) {
+        return 0;
+    }
+}
+
+void session::wait_session_closed(long id) {
+    if (id <= 0) return;
+    // SQLDisconnect returns before the server has torn the session down; until it has,
+    // the prepared branch is still attached there and XA COMMIT elsewhere says
+    // XAER_NOTA. A session always sees its own user's threads in PROCESSLIST.
+    const std::string sql =
+        fmt::format("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {}", id);
+    for (int i = 0; i < 500; ++i) {
+        auto r = run(sql, true);
+        SQLEndTran(SQL_HANDLE_DBC, m_dbc.get(), SQL_ROLLBACK);
+        if (r.failed || r.rows.rows.empty() || r.rows.rows[0].empty() || !r.rows.rows[0][0] ||
+            *r.rows.rows[0][0] == "0")
+            return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+}
+
+// ---- statements -------------------------------------------------------------------
+
+outcome session::run(std::string_view sql, bool collect) {
+    outcome out;
+    SQLHSTMT raw = SQL_NULL_HSTMT;
+    if (!ok(SQLAllocHandle(SQL_HANDLE_STMT, m_dbc.get(), &raw))) {
+        out.failed = true;
+        out.diag = read_diag(SQL_HANDLE_DBC, m_dbc.get());
+        return out;
+    }
+    stmt_ptr st(raw);
+    auto fail = [&] {
+        out.failed = true;
+        out.diag = read_diag(SQL_HANDLE_STMT, st.get());
+        return out;
+    };
+    SQLRETURN rc =
+        SQLExecDirect(st.get(), reinterpret_cast<SQLCHAR*>(const_cast<char*>(sql.data())),
+                      static_cast<SQLINTEGER>(sql.size()));
+    if (rc == SQL_NO_DATA) return out;  // a searched UPDATE/DELETE that matched no row
+    if (!ok(rc)) return fail();
+    for (;;) {
+        SQLSMALLINT ncol = 0;
+        if (!ok(SQLNumResultCols(st.get(), &ncol))) return fail();
+        if (ncol > 0 && collect) {
+            out.rows.columns.clear();
+            out.rows.rows.clear();
+            std::vector<bool> binary;
+            for (SQLUSMALLINT i = 1; i <= static_cast<SQLUSMALLINT>(ncol); ++i) {
+                std::array<SQLCHAR, 256> name{};
+                SQLSMALLINT name_len = 0, type = 0, digits = 0, nullable = 0;
+                SQLULEN size = 0;
+                if (!ok(SQLDescribeCol(st.get(), i, name.data(),
+                                       static_cast<SQLSMALLINT>(name.size()), &name_len, &type,
+                                       &size, &digits, &nullable)))
+                    return fail();
+                out.rows.columns.emplace_back(reinterpret_cast<const char*>(name.data()));
+                binary.push_back(is_binary_type(type));
+            }
+            while ((rc = SQLFetch(st.get())) != SQL_NO_DATA) {
+                if (!ok(rc)) return fail();
+                auto& row = out.rows.rows.emplace_back();
+                for (SQLUSMALLINT i = 1; i <= static_cast<SQLUSMALLINT>(ncol); ++i) {
+                    row.push_back(get_value(st.get(), i, binary[i - 1], rc));
+                    if (!ok(rc)) return fail();
+                }
+            }
+        } else if (ncol == 0) {
+            SQLLEN n = 0;
+            if (ok(SQLRowCount(st.get(), &n)) && n >= 0) out.rows.affected = n;
+        }
+        rc = SQLMoreResults(st.get());
+        if (rc == SQL_NO_DATA) break;
+        if (!ok(rc)) return fail();
+    }
+    return out;
+}
+
+result session::run_or_raise(std::string_view sql, bool collect, op o, std::string_view context) {
+    auto out = run(sql, collect);
+    if (out.failed) raise_diag(out.diag, m_backend, o, context);
+    return std::move(out.rows);
+}
+
+result session::run_autocommit(std::string_view sql, bool collect, op o, std::string_view context) {
+    // With a transaction open on this connection, switching autocommit on would commit
+    // it: run inside it instead (PostgreSQL then refuses COMMIT PREPARED with 25001).
+    if (m_branch || m_local) return run_or_raise(sql, collect, o, context);
+    set_autocommit(true);
+    auto out = run(sql, collect);
+    set_autocommit(false);
+    if (out.failed) raise_diag(out.diag, m_backend, o, context);
+    return std::move(out.rows);
+}
+
+void session::end_tran(SQLSMALLINT what, op o, std::string_view context) {
+    if (!ok(SQLEndTran(SQL_HANDLE_DBC, m_dbc.get(), what)))
+        raise_odbc(SQL_HANDLE_DBC, m_dbc.get(), m_backend, o, context);
+}
+
+void session::note_failure(const diag_record& d) {
+    if (m_branch && !m_branch_failure) m_branch_failure = d;
+}
+
+std::int64_t session::execute(std::string_view sql) {
+    return query(sql).affected;
+}
+
+result session::query(std::string_view sql) {
+    // PEP 249: autocommit off; outside a branch the first statement begins a local
+    // transaction (ODBC begins it implicitly).
+    if (!m_branch) m_local = true;
+    auto out = run(sql, true);
+    if (out.failed) {
+        note_failure(out.diag);
+        raise_diag(out.diag, m_backend, op::statement, "SQL error");
+    }
+    return std::move(out.rows);
+}
+
+void session::commit_local() {
+    if (!m_local) return;
+    m_local = false;
+    end_tran(SQL_COMMIT, op::rollback, "COMMIT (SQLEndTran)");
+}
+
+void session::rollback_local() {
+    if (!m_local) return;
+    m_local = false;
+    end_tran(SQL_ROLLBACK, op::rollback, "ROLLBACK (SQLEndTran)");
+}
+
+// ---- branches ---------------------------------------------------------------------
+
+void session::start(const xid& x, start_mode mode) {
+    if (mode != start_mode::fresh) return;  // join/resume: the transaction is still open
+    m_branch_failure.reset();
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    if (m_backend == backend::mariadb || m_backend == backend::mysql) {
+        run_or_raise(mysql::xa_start_sql(x), false, op::start, "XA START");
+        m_xa_end_pending = true;
+    }
+#else
+    (void)x;
+#endif
+    m_branch = true;
+}
+
+void session::end(const xid&, end_mode mode) {
+    // XA END is sent when the branch is prepared or finished, so that TMJOIN and
+    // TMRESUME need nothing from the server.
+    if (mode == end_mode::suspend || !m_branch_failure) return;
+    const diag_record d = *m_branch_failure;
+    raise(diagnostic{rollback_code_for(d, m_backend),
+                     d.sqlstate,
+                     d.native,
+                     {},
+                     "a statement of the branch failed, so the branch can only be rolled back "
+                     "(preparing the rest would commit part of its work): " +
+                         d.message});
+}
+
+void session::xa_end_if_needed([[maybe_unused]] const xid& x) {
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    if (!m_xa_end_pending) return;
+    m_xa_end_pending = false;
+    run_or_raise(mysql::xa_end_sql(x), false, op::end, "XA END");
+#endif
+}
+
+vote session::prepare(const xid& x) {
+    if (!m_branch)
+        raise(XAER_NOTA, "XAE04", "no branch is open on this ODBC connection: " + x.to_string());
+    if (m_backend == backend::postgresql && m_two_phase) return prepare_pq(x);
+    if ((m_backend == backend::mariadb || m_backend == backend::mysql) && m_two_phase)
+        return prepare_my(x);
+    // Unreachable: the core refuses prepare because two_phase is declared missing.
+    raise(XAER_RMERR, "0A000", "two-phase commit is not supported through ODBC to " + m_dbms);
+}
+
+vote session::prepare_pq([[maybe_unused]] const xid& x) {
+#ifdef XARM_ODBC_WITH_PQ_DIALECT
+    m_branch = false;
+    auto abandon = [&](const diag_record& d, op o, std::string_view what) {
+        SQLEndTran(SQL_HANDLE_DBC, m_dbc.get(), SQL_ROLLBACK);
+        raise_diag(d, m_backend, o, what);
+    };
+    // The read-only check also finds a transaction block the server aborted after an
+    // error (25P02), which PREPARE TRANSACTION would silently turn into ROLLBACK.
+    auto check = run(pq::wrote_nothing_sql, true);
+    if (check.failed)
+        abandon(check.diag, op::end, "checking the branch before PREPARE TRANSACTION");
+    if (!check.rows.rows.empty() && !check.rows.rows[0].empty() && check.rows.rows[0][0] &&
+        pq::parse_bool(*check.rows.rows[0][0])) {
+        end_tran(SQL_ROLLBACK, op::rollback, "ROLLBACK of a read-only branch");
+        return vote::read_only;
+    }
+    auto prep = run(pq::prepare_sql(x), false);
+    if (prep.failed) abandon(prep.diag, op::prepare, "PREPARE TRANSACTION");
+    return vote::ok;
+#else
+    raise(XAER_RMERR, "0A000", "no PostgreSQL dialect in this build");
+#endif
+}
+
+vote session::prepare_my([[maybe_unused]] const xid& x) {
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    m_branch = false;
+    try {
+        xa_end_if_needed(x);
+        run_or_raise(mysql::xa_prepare_sql(x), false, op::prepare, "XA PREPARE");
+    } catch (const error&) {
+        // Whatever XA END or XA PREPARE left, the branch is over: roll back what remains.
+        run(mysql::xa_rollback_sql(x), false);
+        throw;
+    }
+    // The server keeps the prepared branch attached to this session, which could do no
+    // other work until it is finished: detach it by reopening the connection, and wait
+    // until the server has closed the old session (then any connection can finish it).
+    const long old_session = m_session_id;
+    reconnect();
+    wait_session_closed(old_session);
+    return vote::ok;
+#else
+    raise(XAER_RMERR, "0A000", "no MySQL dialect in this build");
+#endif
+}
+
+void session::commit(const xid& x, bool one_phase) {
+    const bool mysql_like = m_backend == backend::mariadb || m_backend == backend::mysql;
+    if (one_phase) {
+        if (!m_branch)
+            raise(XAER_NOTA, "XAE04",
+                  "no branch is open on this ODBC connection: " + x.to_string());
+        m_branch = false;
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+        if (mysql_like) {
+            try {
+                xa_end_if_needed(x);
+                run_or_raise(mysql::xa_commit_sql(x, true), false, op::commit_one,
+                             "XA COMMIT ONE PHASE");
+            } catch (const operational_error&) {
+                throw;
+            } catch (const error&) {
+                run(mysql::xa_rollback_sql(x), false);
+                throw;
+            }
+            return;
+        }
+#endif
+#ifdef XARM_ODBC_WITH_PQ_DIALECT
+        if (m_backend == backend::postgresql) {
+            // COMMIT of a block the server aborted answers ROLLBACK, which ODBC reports as
+            // success: look first (a statement on xarm_odbc_hdbc may have failed).
+            auto check = run(pq::wrote_nothing_sql, false);
+            if (check.failed) {
+                SQLEndTran(SQL_HANDLE_DBC, m_dbc.get(), SQL_ROLLBACK);
+                raise_diag(check.diag, m_backend, op::end, "checking the branch before COMMIT");
+            }
+        }
+#endif
+        if (!ok(SQLEndTran(SQL_HANDLE_DBC, m_dbc.get(), SQL_COMMIT))) {
+            // A failed COMMIT (a deferred constraint, a serialization failure) may leave
+            // the transaction open in some drivers: roll it back, so that the one-phase
+            // outcome is a clean rollback, never a half-state.
+            diag_record d = read_diag(SQL_HANDLE_DBC, m_dbc.get());
+            SQLEndTran(SQL_HANDLE_DBC, m_dbc.get(), SQL_ROLLBACK);
+            raise_diag(d, m_backend, op::commit_one, "COMMIT (SQLEndTran)");
+        }
+        return;
+    }
+    if (!m_two_phase)
+        raise(XAER_NOTA, "XAE04",
+              "no such prepared branch: two-phase commit is not supported "
+              "through ODBC to " +
+                  m_dbms);
+#ifdef XARM_ODBC_WITH_PQ_DIALECT
+    if (m_backend == backend::postgresql) {
+        run_autocommit(pq::commit_prepared_sql(x), false, op::finish, "COMMIT PREPARED");
+        return;
+    }
+#endif
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    if (mysql_like) {
+        finish_my(x, true);
+        return;
+    }
+#endif
+    (void)mysql_like;
+}
+
+void session::rollback(const xid& x, bool prepared) {
+    const bool mysql_like = m_backend == backend::mariadb || m_backend == backend::mysql;
+    if (!prepared) {
+        if (!m_branch)
+            raise(XAER_NOTA, "XAE04",
+                  "no branch is open on this ODBC connection: " + x.to_string());
+        m_branch = false;
+        m_branch_failure.reset();
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+        if (mysql_like) {
+            // XA END fails when the server already rolled the branch back (deadlock):
+            // XA ROLLBACK still ends it.
+            if (m_xa_end_pending) {
+                m_xa_end_pending = false;
+                auto e = run(mysql::xa_end_sql(x), false);
+                if (e.failed && is_connection_loss(e.diag, m_backend))
+                    raise_diag(e.diag, m_backend, op::rollback, "XA END");
+            }
+            auto r = run(mysql::xa_rollback_sql(x), false);
+            // ER_XA_RBROLLBACK etc.: rolled back all the same.
+            if (r.failed && !is_rollback_code(xa_code_for(r.diag, m_backend, op::finish)))
+                raise_diag(r.diag, m_backend, op::rollback, "XA ROLLBACK");
+            return;
+        }
+#endif
+        end_tran(SQL_ROLLBACK, op::rollback, "ROLLBACK (SQLEndTran)");
+        return;
+    }
+    if (!m_two_phase)
+        raise(XAER_NOTA, "XAE04",
+              "no such prepared branch: two-phase commit is not supported "
+              "through ODBC to " +
+                  m_dbms);
+#ifdef XARM_ODBC_WITH_PQ_DIALECT
+    if (m_backend == backend::postgresql) {
+        run_autocommit(pq::rollback_prepared_sql(x), false, op::finish, "ROLLBACK PREPARED");
+        return;
+    }
+#endif
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    if (mysql_like) {
+        finish_my(x, false);
+        return;
+    }
+#endif
+    (void)mysql_like;
+}
+
+std::vector<xid> session::recover() {
+    switch (m_backend) {
+        case backend::postgresql: {
+#ifdef XARM_ODBC_WITH_PQ_DIALECT
+            auto r =
+                run_autocommit(pq::recover_sql, true, op::recover, "reading pg_prepared_xacts");
+            std::vector<std::string> gids;
+            for (const auto& row : r.rows)
+                if (!row.empty() && row[0]) gids.push_back(*row[0]);
+            return pq::parse_recovered(gids);
+#else
+            break;
+#endif
+        }
+        case backend::mariadb:
+        case backend::mysql:
+            return recover_my();
+        default:
+            break;
+    }
+    return {};  // SQLite: never a prepared branch (unknown backends never get here)
+}
+
+void session::finish_my([[maybe_unused]] const xid& x, [[maybe_unused]] bool commit) {
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    const std::string sql = commit ? mysql::xa_commit_sql(x, false) : mysql::xa_rollback_sql(x);
+    const char* what = commit ? "XA COMMIT" : "XA ROLLBACK";
+    for (int attempt = 0;; ++attempt) {
+        try {
+            // MariaDB refuses XA COMMIT/ROLLBACK of a branch other than the session's own
+            // in "multi-statement transaction mode", which autocommit off is (XAER_OUTSIDE).
+            run_autocommit(sql, false, op::finish, what);
+            return;
+        } catch (const error& e) {
+            const auto n = static_cast<unsigned>(e.native_code());
+            // ER_XA_RBROLLBACK: MariaDB discarded a prepared branch that wrote nothing
+            // when its session ended: nothing to commit, and rolled back as asked.
+            if (n == mysql::errnum::xa_rbrollback) return;
+            if (n != mysql::errnum::xaer_nota) throw;
+            const auto listed = recover_my();
+            if (std::find(listed.begin(), listed.end(), x) == listed.end()) throw;
+            // Listed, yet unknown here: still attached to a session (one closing now,
+            // or a live one of another client).
+            if (attempt >= 100)
+                raise(XAER_RMERR, "XAE03",
+                      fmt::format("{}: the branch is prepared but still attached to another "
+                                  "server session; finish it there or when that session ends",
+                                  what));
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+    }
+#endif
+}
+
+std::vector<xid> session::recover_my() {
+    std::vector<xid> out;
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    const auto d = m_backend == backend::mariadb ? mysql::dialect::mariadb : mysql::dialect::mysql;
+    // MariaDB Connector/ODBC (3.1) does not see XA RECOVER's result set: it reports no
+    // columns, leaves the rows unread (every later statement on the connection fails
+    // with an empty diagnostic) and can crash on the next call. The same statement in an
+    // anonymous compound statement comes back as an ordinary result set, read as any
+    // CALL's; MySQL has no such statement, and Connector/ODBC is not used there.
+    const std::string sql = d == mysql::dialect::mariadb
+                                ? "BEGIN NOT ATOMIC " + mysql::xa_recover_sql(d) + "; END"
+                                : mysql::xa_recover_sql(d);
+    auto r = run_autocommit(sql, true, op::recover, "XA RECOVER");
+    for (const auto& row : r.rows) {
+        if (row.size() < 4 || !row[0] || !row[1] || !row[2] || !row[3]) continue;
+        std::optional<xid> x;
+        try {
+            x = mysql::parse_recover_row(d, std::stol(*row[0]), std::stol(*row[1]),
+                                         std::stol(*row[2]), *row[3]);
+        } catch (const std::exception&) {
+            x.reset();
+        }
+        out.push_back(x ? *x : xid::unparsed(*row[3]));
+    }
+#endif
+    return out;
+}
+
+}  // namespace xarm::odbc
