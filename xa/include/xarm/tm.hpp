@@ -1,0 +1,422 @@
+// xarm::tm: a small transaction manager for applications without a monitor. It enlists
+// resources (xarm connections of any driver, or user-defined data managers), gives each
+// global transaction one gtrid carrying the coordinator's identity and each resource its
+// own bqual, commits with the usual optimisations (one-phase for one resource, read-only
+// votes, presumed abort, parallel phases, a forced decision log with group commit, one
+// last resource whose commit is the decision, with a commit marker) and recovers what a
+// crash left in doubt, touching only its own branches.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "xarm/connection.hpp"
+#include "xarm/driver.hpp"
+#include "xarm/export.h"
+#include "xarm/xid.hpp"
+
+namespace xarm::tm {
+
+/// The format id of every xid this manager issues: 'xaM1'.
+inline constexpr long format_id = 0x78614d31L;
+
+// ---------------------------------------------------------------------------------------
+// Resources (data managers)
+
+/// A participant in global transactions, in the spirit of the Zope `transaction`
+/// package's data managers. The coordinator calls begin() when the resource is enlisted,
+/// then either prepare() + commit()/rollback(), or (one resource, or the last resource)
+/// a one-phase commit. Recovery uses recover() and the *_recovered() calls from a fresh
+/// instance made by the application's factory. Errors are xarm::error exceptions
+/// (rollback_error: the branch is gone; operational_error: connection lost).
+class XARM_API resource {
+  public:
+    virtual ~resource();
+    /// The name the application's factory knows it by (recovery reconnects by name).
+    virtual std::string name() const = 0;
+    /// False for a one-phase-only resource, which can only be the transaction's last.
+    virtual bool can_prepare() const = 0;
+
+    virtual void begin(const xid& x) = 0;
+    /// Phase one; vote::read_only drops the resource out of phase two.
+    virtual vote prepare(const xid& x) = 0;
+    /// Phase two (one_phase=false) or a one-phase commit of the unprepared branch.
+    virtual void commit(const xid& x, bool one_phase) = 0;
+    /// Rolls back the branch, prepared or not.
+    virtual void rollback(const xid& x) = 0;
+
+    /// Prepared branches this resource holds (all of them: the coordinator filters).
+    virtual std::vector<xid> recover() = 0;
+    virtual void commit_recovered(const xid& x) = 0;
+    virtual void rollback_recovered(const xid& x) = 0;
+
+    // Last-resource support (one-phase-only resources). The defaults throw
+    // not_supported_error: such a resource cannot be enlisted beside others.
+
+    /// Commits the branch in one phase with a marker row `marker` written in the same
+    /// local transaction, and deletes the finished markers `forget` in it too.
+    virtual void commit_with_marker(const xid& x, const std::string& marker,
+                                    const std::vector<std::string>& forget);
+    /// Markers present whose name starts with prefix.
+    virtual std::vector<std::string> markers(const std::string& prefix);
+    virtual void delete_markers(const std::vector<std::string>& names);
+};
+
+/// An xarm::connection as a resource: two-phase when its driver has two_phase, else a
+/// one-phase-only last resource (which keeps its commit markers in table xarm_tm_marker,
+/// created when missing). The application does its SQL on the connection between
+/// enlist() and commit().
+class XARM_API connection_resource final : public resource {
+  public:
+    enum class mode { automatic, one_phase_only };
+    /// Owns the connection.
+    connection_resource(std::string name, connection conn, mode m = mode::automatic);
+    /// Borrows the connection: it must outlive this object.
+    connection_resource(std::string name, connection& conn, mode m = mode::automatic);
+    ~connection_resource() override;
+
+    connection& conn() noexcept { return *m_conn; }
+
+    std::string name() const override { return m_name; }
+    bool can_prepare() const override { return m_two_phase; }
+    void begin(const xid& x) override;
+    vote prepare(const xid& x) override;
+    void commit(const xid& x, bool one_phase) override;
+    void rollback(const xid& x) override;
+    std::vector<xid> recover() override;
+    void commit_recovered(const xid& x) override;
+    void rollback_recovered(const xid& x) override;
+    void commit_with_marker(const xid& x, const std::string& marker,
+                            const std::vector<std::string>& forget) override;
+    std::vector<std::string> markers(const std::string& prefix) override;
+    void delete_markers(const std::vector<std::string>& names) override;
+
+  private:
+    void init(mode m);
+    void ensure_marker_table();
+    std::string m_name;
+    std::unique_ptr<connection> m_owned;
+    connection* m_conn;
+    bool m_two_phase = false;
+    bool m_marker_table = false;
+};
+
+/// A real non-SQL resource: files written atomically in one directory. write() stages
+/// content; prepare writes "<file>.xarm.<fmt>.<gtrid hex>.<bqual hex>.prepared" and
+/// fsyncs it and the directory; commit renames it over <file>; rollback deletes it;
+/// recover lists the prepared files. A branch that wrote nothing votes read-only.
+class XARM_API file_resource final : public resource {
+  public:
+    file_resource(std::string name, std::filesystem::path dir);
+    /// Stages `content` for file `filename` (a plain name inside dir) in the current branch.
+    void write(const std::string& filename, std::string content);
+    const std::filesystem::path& dir() const noexcept { return m_dir; }
+
+    std::string name() const override { return m_name; }
+    bool can_prepare() const override { return true; }
+    void begin(const xid& x) override;
+    vote prepare(const xid& x) override;
+    void commit(const xid& x, bool one_phase) override;
+    void rollback(const xid& x) override;
+    std::vector<xid> recover() override;
+    void commit_recovered(const xid& x) override;
+    void rollback_recovered(const xid& x) override;
+
+  private:
+    std::vector<std::filesystem::path> prepared_files(const xid& x) const;
+    std::string m_name;
+    std::filesystem::path m_dir;
+    xid m_xid;
+    std::map<std::string, std::string> m_staged;
+};
+
+// ---------------------------------------------------------------------------------------
+// The decision log
+
+/// One log record: a commit decision (with the resources that have branches) or the end
+/// of a transaction (every branch finished, the record may be trimmed).
+struct log_record {
+    enum class kind : std::uint8_t { commit = 1, end = 2 };
+    kind type = kind::commit;
+    std::string gtrid;
+    /// (resource name, bqual) of each branch to commit.
+    std::vector<std::pair<std::string, std::string>> branches;
+};
+
+/// Where decisions are kept. force() returns once the record is durable; concurrent
+/// callers may share one flush (group commit).
+class XARM_API log_store {
+  public:
+    virtual ~log_store();
+    /// Durable on return.
+    virtual void force(const log_record& r) = 0;
+    /// Not forced (an end record: losing it only repeats harmless recovery work).
+    virtual void append(const log_record& r) = 0;
+    /// Commit records without an end record, as read at open plus those since.
+    virtual std::vector<log_record> live() const = 0;
+    /// Problems found at open that did not stop it (a torn last record).
+    virtual std::vector<std::string> warnings() const = 0;
+    struct statistics {
+        std::uint64_t forced_records = 0;  ///< records force() made durable
+        std::uint64_t syncs = 0;           ///< flushes issued (fdatasync)
+        std::uint64_t trims = 0;
+    };
+    virtual statistics stats() const = 0;
+};
+
+/// The embedded default: an append-only file on local disk. Each record is
+/// magic + length + CRC-32 + payload; writes are fdatasync'd. At open a torn last
+/// record (a crash mid-write: never acknowledged) is cut off with a warning; a corrupt
+/// record followed by valid ones is an error (xarm::error), never silently dropped.
+/// When most records are dead the live ones are rewritten to a new file + rename.
+class XARM_API file_log final : public log_store {
+  public:
+    struct options {
+        /// Rewrite when the file is larger than this and over half its records are dead.
+        std::uint64_t trim_bytes = 1 << 20;
+        /// For tests and benchmarks: sleep this long inside each flush, as a slow disk.
+        std::chrono::microseconds extra_sync_delay{0};
+    };
+    explicit file_log(std::filesystem::path path);
+    file_log(std::filesystem::path path, options o);
+    ~file_log() override;
+
+    void force(const log_record& r) override;
+    void append(const log_record& r) override;
+    std::vector<log_record> live() const override;
+    std::vector<std::string> warnings() const override;
+    statistics stats() const override;
+    /// Rewrites the file with only the live records.
+    void trim();
+    const std::filesystem::path& path() const noexcept { return m_path; }
+
+  private:
+    void write_all(std::string_view bytes);
+    void note(const log_record& r);  // under m_mutex
+    void append_locked(const log_record& r);
+    void maybe_trim();
+    void trim_locked();  // m_file_mutex held
+
+    std::filesystem::path m_path;
+    options m_opts;
+    int m_fd = -1;
+    mutable std::mutex m_mutex;  // pending batch, sequence numbers, live set, stats
+    std::condition_variable m_cv;
+    std::string m_pending;
+    std::uint64_t m_appended = 0, m_durable = 0;
+    bool m_flushing = false;
+    std::string m_broken;  // a failed write or flush makes the log unusable (fail-stop)
+    std::map<std::string, log_record> m_live;
+    std::uint64_t m_records_in_file = 0, m_bytes_in_file = 0;
+    statistics m_stats;
+    std::vector<std::string> m_warnings;
+    std::mutex m_file_mutex;  // the descriptor: writes, flushes, trims
+};
+
+/// The log in a database table, for coordinators running on several machines (each
+/// with its own id): table xarm_tm_log(coordinator, gtrid, branches), created when
+/// missing, on its own connection (never one enlisted in transactions). A decision is
+/// an INSERT committed before phase two; an end record deletes the row. Concurrent
+/// decisions share one database commit (group commit). Needs no local disk.
+class XARM_API table_log final : public log_store {
+  public:
+    table_log(connection conn, std::string coordinator_id);
+    ~table_log() override;
+    void force(const log_record& r) override;
+    void append(const log_record& r) override;
+    std::vector<log_record> live() const override;
+    std::vector<std::string> warnings() const override { return {}; }
+    statistics stats() const override;
+
+  private:
+    void flush_ends();  // m_db_mutex held
+    std::string m_id;
+    mutable std::mutex m_db_mutex;  // the connection
+    mutable connection m_conn;
+    struct batch {
+        std::vector<log_record> records;
+        bool done = false;
+        std::string error;
+    };
+    mutable std::mutex m_mutex;  // batch state; taken after m_db_mutex when both
+    std::condition_variable m_cv;
+    std::shared_ptr<batch> m_open;
+    std::vector<std::string> m_ends;  // gtrids whose rows go with the next write
+    bool m_flushing = false;
+    statistics m_stats;
+};
+
+/// Encoding of one record (magic, length, CRC-32, payload), for tools and tests.
+XARM_API std::string encode_record(const log_record& r);
+
+// ---------------------------------------------------------------------------------------
+// Crash points
+
+/// Fault injection: when the point `name` is armed (XARM_CRASH_AT=<name> or
+/// set_crash_point(), optionally "<name>@<k>" for its k-th hit), the process ends with
+/// _exit(99) at once: no destructors, no flushing, as a crash.
+XARM_API void crash_point(std::string_view name);
+/// Arms a point in this process (overrides XARM_CRASH_AT); empty disarms.
+XARM_API void set_crash_point(std::string_view spec);
+/// Every point the manager checks, with what it simulates.
+XARM_API std::vector<std::pair<std::string, std::string>> crash_points();
+
+// ---------------------------------------------------------------------------------------
+// Transactions and the coordinator
+
+enum class outcome { committed, rolled_back, in_doubt };
+XARM_API const char* to_string(outcome o) noexcept;
+
+class coordinator;
+
+/// One global transaction. Enlist resources, do the work, commit() or rollback(). Not
+/// thread-safe (one application thread drives it); destroying an unfinished transaction
+/// rolls it back.
+class XARM_API transaction {
+  public:
+    ~transaction();
+    transaction(transaction&&) noexcept;
+    transaction& operator=(transaction&&) = delete;
+
+    const std::string& gtrid() const noexcept { return m_gtrid; }
+    /// Begins a branch on r (kept by reference until the transaction ends); returns its
+    /// xid. A second one-phase-only resource is a programming_error.
+    xid enlist(resource& r);
+    /// Runs before commit, in order; throwing vetoes: the transaction rolls back.
+    void before_commit(std::function<void()> hook);
+    /// Runs after the transaction ended, told the outcome; exceptions are swallowed.
+    void after_commit(std::function<void(outcome)> hook);
+
+    /// Commits atomically. Throws rollback_error when it rolled back (a vote, a veto,
+    /// the last resource refusing), operational_error with in_doubt() when the last
+    /// resource's outcome is unknown (recovery resolves it with the marker), and
+    /// heuristic_error when a resource finished heuristically otherwise than decided.
+    /// Returns normally once the commit is decided, even if some branches could not be
+    /// told yet: unfinished() lists them and recovery finishes them.
+    void commit();
+    void rollback();
+
+    bool finished() const noexcept { return m_done; }
+    std::optional<outcome> result() const noexcept { return m_outcome; }
+    /// Branches left for recovery after a decided commit (connection lost in phase two).
+    const std::vector<xid>& unfinished() const noexcept { return m_unfinished; }
+
+  private:
+    friend class coordinator;
+    transaction(coordinator& c, std::string gtrid);
+    struct member {
+        resource* res;
+        xid x;
+        bool prepared = false;
+        bool read_only = false;
+    };
+    void finish(outcome o);
+    void rollback_members(bool swallow);
+    void commit_two_phase();
+
+    coordinator* m_coord;
+    std::string m_gtrid;
+    std::vector<member> m_members;
+    std::vector<std::function<void()>> m_before;
+    std::vector<std::function<void(outcome)>> m_after;
+    std::vector<xid> m_unfinished;
+    std::optional<outcome> m_outcome;
+    bool m_done = false;
+};
+
+/// Makes a resource by name for recovery (a new process must reconnect).
+using resource_factory = std::function<std::unique_ptr<resource>(const std::string& name)>;
+
+struct recovery_options {
+    /// Attempts per resource while it is unreachable, with exponential back-off.
+    int attempts = 5;
+    std::chrono::milliseconds first_backoff{100};
+    std::chrono::milliseconds max_backoff{2000};
+};
+
+/// What recovery did. Nothing is hidden: heuristic outcomes and unreachable resources
+/// are listed, and complete() is false while anything remains in doubt.
+struct recovery_report {
+    std::vector<xid> committed;
+    std::vector<xid> rolled_back;
+    std::vector<std::string> heuristic;  ///< branch + what the resource reported
+    std::vector<std::string> errors;     ///< resources unreachable or failing after retries
+    std::vector<std::string> warnings;   ///< e.g. a torn log tail that was cut off
+    std::size_t foreign_left_alone = 0;  ///< branches of other coordinators / not xarm's
+    std::size_t markers_deleted = 0;
+    std::size_t log_records_finished = 0;  ///< commit records closed with an end record
+    bool complete() const noexcept { return heuristic.empty() && errors.empty(); }
+};
+
+/// The coordinator: an identity, a log, and the transactions it runs. Thread-safe: many
+/// threads may run transactions at once (their decisions share log flushes).
+class XARM_API coordinator {
+  public:
+    struct options {
+        /// 1-16 characters [A-Za-z0-9_-]: embedded in every gtrid; recovery touches only
+        /// branches that carry it. Two live processes must never share one.
+        std::string id;
+        /// The decision log (a file_log at log_path when null).
+        std::shared_ptr<log_store> log;
+        std::filesystem::path log_path;
+        /// Recovery at construction when set (resources = names to scan).
+        resource_factory factory;
+        std::vector<std::string> resources;
+        recovery_options recovery;
+    };
+    explicit coordinator(options o);
+    ~coordinator();
+    coordinator(const coordinator&) = delete;
+    coordinator& operator=(const coordinator&) = delete;
+
+    const std::string& id() const noexcept { return m_id; }
+    transaction begin();
+    log_store& log() noexcept { return *m_log; }
+    /// The report of the recovery run at construction, if one ran.
+    const std::optional<recovery_report>& startup_recovery() const noexcept { return m_startup; }
+
+    /// Resolves every in-doubt branch of this coordinator held by the named resources
+    /// (and by those the log names): commit when the log or a last resource's marker
+    /// says committed, roll back otherwise (presumed abort). Branches of transactions
+    /// running in this process are left to them.
+    recovery_report recover(const resource_factory& make, std::vector<std::string> names,
+                            const recovery_options& o = {});
+
+    /// True when x was issued by this coordinator (format id and identity prefix).
+    bool owns(const xid& x) const;
+    /// Counters for tests and benchmarks.
+    struct statistics {
+        std::uint64_t one_phase = 0, two_phase = 0, read_only_only = 0, rolled_back = 0,
+                      last_resource = 0;
+    };
+    statistics stats() const;
+
+  private:
+    friend class transaction;
+    void forget_inflight(const std::string& gtrid);
+    void finished_marker(const std::string& resource_name, const std::string& gtrid);
+    std::vector<std::string> take_markers(const std::string& resource_name);
+
+    std::string m_id;
+    std::string m_prefix;  // id + "." + instance nonce
+    std::shared_ptr<log_store> m_log;
+    mutable std::mutex m_mutex;
+    std::uint64_t m_seq = 0;
+    std::set<std::string> m_inflight;
+    std::map<std::string, std::vector<std::string>> m_finished_markers;  // by resource name
+    statistics m_stats;
+    std::optional<recovery_report> m_startup;
+};
+
+}  // namespace xarm::tm

@@ -1,0 +1,672 @@
+// The transaction manager: transactions, the commit protocol, recovery, crash points.
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cstdlib>
+#include <future>
+#include <random>
+#include <thread>
+
+#include "xa.h"
+#include "xarm/tm.hpp"
+
+namespace xarm::tm {
+
+// ---------------------------------------------------------------------------------------
+// Crash points
+
+namespace {
+struct crash_state {
+    std::mutex mutex;
+    std::atomic<bool> loaded{false};
+    std::string name;
+    long target = 1;
+    std::atomic<long> hits{0};
+    std::atomic<bool> armed{false};
+};
+crash_state& crash() {
+    static crash_state s;
+    return s;
+}
+void arm_locked(crash_state& s, std::string_view spec) {
+    s.armed = false;
+    s.hits = 0;
+    s.target = 1;
+    s.name.assign(spec);
+    if (auto at = s.name.rfind('@'); at != std::string::npos) {
+        s.target = std::max(1L, std::strtol(s.name.c_str() + at + 1, nullptr, 10));
+        s.name.resize(at);
+    }
+    s.armed = !s.name.empty();
+    s.loaded = true;
+}
+/// The armed point's name, loading XARM_CRASH_AT on first use.
+bool armed_for(std::string_view name) {
+    auto& s = crash();
+    if (!s.loaded) {
+        std::lock_guard lk(s.mutex);
+        if (!s.loaded) {
+            const char* env = std::getenv("XARM_CRASH_AT");
+            arm_locked(s, env ? env : "");
+        }
+    }
+    return s.armed && s.name == name;
+}
+}  // namespace
+
+void crash_point(std::string_view name) {
+    if (!armed_for(name)) return;
+    if (crash().hits.fetch_add(1) + 1 >= crash().target) ::_exit(99);
+}
+
+void set_crash_point(std::string_view spec) {
+    std::lock_guard lk(crash().mutex);
+    arm_locked(crash(), spec);
+}
+
+std::vector<std::pair<std::string, std::string>> crash_points() {
+    return {
+        {"before_prepare", "the transaction is committing; no resource prepared yet"},
+        {"after_prepare:1",
+         "the 1st two-phase resource (enlistment order; the last resource is not counted) has "
+         "prepared"},
+        {"after_prepare:2", "the 2nd resource has prepared"},
+        {"after_prepare:3", "the 3rd resource has prepared"},
+        {"before_decision", "every resource prepared; the commit decision not yet logged"},
+        {"after_decision_logged", "the commit record is durable; no branch committed yet"},
+        {"between_commits", "the first branch committed, the others not yet"},
+        {"after_commits", "every branch committed; the end record not yet written"},
+        {"before_last_resource_commit", "others prepared; the last resource not committed"},
+        {"after_last_resource_commit",
+         "the last resource committed with its marker; nothing logged, others prepared"},
+        {"during_recovery", "recovery resolved its first branch and stops"},
+    };
+}
+
+const char* to_string(outcome o) noexcept {
+    switch (o) {
+        case outcome::committed:
+            return "committed";
+        case outcome::rolled_back:
+            return "rolled back";
+        case outcome::in_doubt:
+            return "in doubt";
+    }
+    return "?";
+}
+
+namespace {
+[[noreturn]] void misuse(std::string msg) {
+    raise(XAER_PROTO, "25000", "tm: " + std::move(msg));
+}
+
+/// Runs f(i) for i in [0, n): the first on this thread, the others in parallel.
+template <class F>
+void parallel_for(std::size_t n, F f) {
+    std::vector<std::future<void>> rest;
+    rest.reserve(n > 0 ? n - 1 : 0);
+    for (std::size_t i = 1; i < n; ++i)
+        rest.push_back(std::async(std::launch::async, [&f, i] { f(i); }));
+    if (n > 0) f(0);
+    for (auto& r : rest) r.get();
+}
+
+std::string what_of(std::exception_ptr e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+        return x.what();
+    } catch (...) {
+        return "unknown exception";
+    }
+}
+
+bool valid_id(const std::string& id) {
+    if (id.empty() || id.size() > 16) return false;
+    for (char c : id)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return false;
+    return true;
+}
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// transaction
+
+transaction::transaction(coordinator& c, std::string gtrid)
+    : m_coord(&c), m_gtrid(std::move(gtrid)) {}
+
+transaction::transaction(transaction&& o) noexcept
+    : m_coord(o.m_coord),
+      m_gtrid(std::move(o.m_gtrid)),
+      m_members(std::move(o.m_members)),
+      m_before(std::move(o.m_before)),
+      m_after(std::move(o.m_after)),
+      m_unfinished(std::move(o.m_unfinished)),
+      m_outcome(o.m_outcome),
+      m_done(o.m_done) {
+    o.m_done = true;
+}
+
+transaction::~transaction() {
+    if (m_done) return;
+    rollback_members(true);
+    finish(outcome::rolled_back);
+}
+
+xid transaction::enlist(resource& r) {
+    if (m_done) misuse("enlist: the transaction is finished");
+    for (const auto& m : m_members) {
+        if (m.res == &r) misuse(fmt::format("enlist: resource '{}' is already enlisted", r.name()));
+        if (!r.can_prepare() && !m.res->can_prepare())
+            misuse(
+                fmt::format("enlist: '{}' cannot prepare and '{}', which cannot either, is already "
+                            "the last resource: a transaction may have at most one one-phase-only "
+                            "resource",
+                            r.name(), m.res->name()));
+    }
+    xid x(format_id, m_gtrid, std::to_string(m_members.size() + 1));
+    r.begin(x);
+    m_members.push_back(member{&r, x});
+    return x;
+}
+
+void transaction::before_commit(std::function<void()> hook) {
+    m_before.push_back(std::move(hook));
+}
+void transaction::after_commit(std::function<void(outcome)> hook) {
+    m_after.push_back(std::move(hook));
+}
+
+void transaction::finish(outcome o) {
+    m_done = true;
+    m_outcome = o;
+    m_coord->forget_inflight(m_gtrid);
+    for (auto& h : m_after) {
+        try {
+            h(o);
+        } catch (...) {
+            // after-commit hooks cannot change the outcome
+        }
+    }
+}
+
+void transaction::rollback_members(bool swallow) {
+    std::vector<std::exception_ptr> errs(m_members.size());
+    parallel_for(m_members.size(), [&](std::size_t i) {
+        auto& m = m_members[i];
+        if (m.read_only) return;
+        try {
+            m.res->rollback(m.x);
+        } catch (const rollback_error&) {
+            // rolled back, which is what we asked
+        } catch (...) {
+            errs[i] = std::current_exception();
+        }
+    });
+    {
+        std::lock_guard lk(m_coord->m_mutex);
+        ++m_coord->m_stats.rolled_back;
+    }
+    if (swallow) return;
+    for (auto& e : errs)
+        if (e) std::rethrow_exception(e);
+}
+
+void transaction::rollback() {
+    if (m_done) misuse("rollback: the transaction is finished");
+    std::exception_ptr err;
+    try {
+        rollback_members(false);
+    } catch (...) {
+        err = std::current_exception();
+    }
+    finish(outcome::rolled_back);
+    // A lost connection rolled its branch back with it; a prepared branch cannot exist
+    // here (prepares happen inside commit()), so any error is only reported.
+    if (err) std::rethrow_exception(err);
+}
+
+void transaction::commit() {
+    if (m_done) misuse("commit: the transaction is finished");
+    for (auto& h : m_before) {
+        try {
+            h();
+        } catch (const std::exception& e) {
+            rollback_members(true);
+            finish(outcome::rolled_back);
+            raise(XA_RBROLLBACK, "40000",
+                  fmt::format("tm: transaction {} vetoed by a before-commit hook "
+                              "and rolled back: {}",
+                              m_gtrid, e.what()));
+        }
+    }
+    if (m_members.empty()) {
+        finish(outcome::committed);
+        return;
+    }
+    if (m_members.size() == 1) {
+        auto& m = m_members[0];
+        try {
+            m.res->commit(m.x, true);
+        } catch (const rollback_error&) {
+            finish(outcome::rolled_back);
+            throw;
+        } catch (const operational_error&) {
+            finish(outcome::in_doubt);
+            throw;
+        } catch (...) {
+            try {
+                m.res->rollback(m.x);
+            } catch (...) {
+            }
+            finish(outcome::rolled_back);
+            throw;
+        }
+        {
+            std::lock_guard lk(m_coord->m_mutex);
+            ++m_coord->m_stats.one_phase;
+        }
+        finish(outcome::committed);
+        return;
+    }
+    commit_two_phase();
+}
+
+void transaction::commit_two_phase() {
+    member* last = nullptr;
+    std::vector<member*> tpc;
+    for (auto& m : m_members) (m.res->can_prepare() ? tpc.push_back(&m) : void(last = &m));
+
+    crash_point("before_prepare");
+    std::vector<std::exception_ptr> errs(tpc.size());
+    parallel_for(tpc.size(), [&](std::size_t i) {
+        try {
+            const vote v = tpc[i]->res->prepare(tpc[i]->x);
+            tpc[i]->prepared = true;
+            tpc[i]->read_only = v == vote::read_only;
+        } catch (...) {
+            errs[i] = std::current_exception();
+            return;
+        }
+        if (crash().armed) crash_point(fmt::format("after_prepare:{}", i + 1));
+    });
+    for (std::size_t i = 0; i < tpc.size(); ++i) {
+        if (!errs[i]) continue;
+        // A refused or failed vote: presumed abort, nothing to log.
+        rollback_members(true);
+        finish(outcome::rolled_back);
+        diagnostic d;
+        try {
+            std::rethrow_exception(errs[i]);
+        } catch (const error& e) {
+            d = e.diag();
+        } catch (const std::exception& e) {
+            d.message = e.what();
+        }
+        if (!is_rollback_code(d.xa_code)) {
+            d.xa_code = XA_RBROLLBACK;
+            d.sqlstate = "40000";
+        }
+        d.message =
+            fmt::format("tm: transaction {} rolled back: resource '{}' could not prepare: {}",
+                        m_gtrid, tpc[i]->res->name(), d.message);
+        raise(std::move(d));
+    }
+
+    std::vector<member*> writers;
+    for (auto* m : tpc)
+        if (!m->read_only) writers.push_back(m);
+
+    bool logged = false;
+    auto log_decision = [&] {
+        log_record rec{log_record::kind::commit, m_gtrid, {}};
+        for (auto* m : writers) rec.branches.emplace_back(m->res->name(), m->x.bqual());
+        m_coord->m_log->force(rec);
+        logged = true;
+    };
+
+    if (last != nullptr) {
+        if (writers.empty()) {
+            // Everybody else voted read-only: the last resource alone decides, no marker.
+            try {
+                last->res->commit(last->x, true);
+            } catch (const rollback_error&) {
+                finish(outcome::rolled_back);
+                throw;
+            } catch (const operational_error&) {
+                finish(outcome::in_doubt);
+                throw;
+            }
+            finish(outcome::committed);
+            return;
+        }
+        crash_point("before_last_resource_commit");
+        const std::string lr_name = last->res->name();
+        auto forget = m_coord->take_markers(lr_name);
+        try {
+            last->res->commit_with_marker(last->x, m_gtrid, forget);
+        } catch (const operational_error& e) {
+            // Outcome unknown: leave the others prepared; recovery reads the marker.
+            for (auto& f : forget) m_coord->finished_marker(lr_name, f);
+            finish(outcome::in_doubt);
+            diagnostic d = e.diag();
+            d.message = fmt::format(
+                "tm: transaction {} in doubt: the last resource '{}' failed during "
+                "its commit ({}); run recovery: it reads the commit marker",
+                m_gtrid, lr_name, d.message);
+            raise(std::move(d), true);
+        } catch (...) {
+            for (auto& f : forget) m_coord->finished_marker(lr_name, f);
+            const std::string msg = what_of(std::current_exception());
+            last->read_only = true;  // gone with its failed commit; do not roll it back again
+            try {
+                last->res->rollback(last->x);
+            } catch (...) {
+            }
+            rollback_members(true);
+            finish(outcome::rolled_back);
+            raise(XA_RBROLLBACK, "40000",
+                  fmt::format(
+                      "tm: transaction {} rolled back: the last resource '{}' did not commit: {}",
+                      m_gtrid, lr_name, msg));
+        }
+        crash_point("after_last_resource_commit");
+        // The marker is the decision; the record lets the marker go and recovery not
+        // need the last resource. A failing log changes nothing: the marker stays.
+        try {
+            log_decision();
+            m_coord->finished_marker(lr_name, m_gtrid);
+        } catch (const error&) {
+        }
+        crash_point("after_decision_logged");
+        std::lock_guard lk(m_coord->m_mutex);
+        ++m_coord->m_stats.last_resource;
+    } else if (writers.empty()) {
+        finish(outcome::committed);
+        std::lock_guard lk(m_coord->m_mutex);
+        ++m_coord->m_stats.read_only_only;
+        return;
+    } else if (writers.size() > 1) {
+        crash_point("before_decision");
+        try {
+            log_decision();
+        } catch (const error& e) {
+            // Maybe on disk, maybe not: leave the branches prepared and let recovery
+            // decide from what the log holds, which is consistent either way.
+            finish(outcome::in_doubt);
+            diagnostic d = e.diag();
+            d.xa_code = XAER_RMFAIL;
+            d.message =
+                fmt::format("tm: transaction {} in doubt: the decision could not be logged: {}",
+                            m_gtrid, d.message);
+            raise(std::move(d), true);
+        }
+        crash_point("after_decision_logged");
+    }
+    // else: one writer, the others read-only: its commit alone decides; a crash before
+    // it is a presumed abort, which is a correct outcome for an unacknowledged commit.
+
+    std::vector<std::string> heuristics;
+    std::mutex hmutex;
+    auto commit_one = [&](std::size_t i) {
+        auto* m = writers[i];
+        try {
+            m->res->commit(m->x, false);
+        } catch (const heuristic_error& e) {
+            std::lock_guard lk(hmutex);
+            heuristics.push_back(fmt::format("'{}': {}", m->res->name(), e.what()));
+        } catch (const rollback_error& e) {
+            std::lock_guard lk(hmutex);
+            heuristics.push_back(fmt::format("'{}' rolled back a branch decided committed: {}",
+                                             m->res->name(), e.what()));
+        } catch (...) {
+            std::lock_guard lk(hmutex);
+            m_unfinished.push_back(m->x);
+        }
+    };
+    if (armed_for("between_commits") && !writers.empty()) {
+        commit_one(0);
+        crash_point("between_commits");
+        for (std::size_t i = 1; i < writers.size(); ++i) commit_one(i);
+    } else {
+        parallel_for(writers.size(), commit_one);
+    }
+    crash_point("after_commits");
+    if (logged && m_unfinished.empty())
+        m_coord->m_log->append(log_record{log_record::kind::end, m_gtrid, {}});
+    if (last == nullptr) {
+        std::lock_guard lk(m_coord->m_mutex);
+        ++m_coord->m_stats.two_phase;
+    }
+    if (!logged && !m_unfinished.empty() && last == nullptr) {
+        // The single writer's commit failed without a decision on record: unknown.
+        finish(outcome::in_doubt);
+        raise(
+            XAER_RMFAIL, "08007",
+            fmt::format("tm: transaction {} in doubt: the connection to '{}' failed during commit",
+                        m_gtrid, writers[0]->res->name()),
+            0);
+    }
+    finish(outcome::committed);
+    if (!heuristics.empty()) {
+        std::string msg;
+        for (auto& h : heuristics) msg += (msg.empty() ? "" : "; ") + h;
+        raise(XA_HEURMIX, "40000",
+              fmt::format("tm: transaction {} committed but finished heuristically: {}", m_gtrid,
+                          msg));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// coordinator
+
+coordinator::coordinator(options o) : m_id(std::move(o.id)) {
+    if (!valid_id(m_id))
+        raise(XAER_INVAL, "22023",
+              "tm: the coordinator id must be 1-16 characters of [A-Za-z0-9_-]");
+    std::random_device rd;
+    const std::uint64_t nonce =
+        (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
+        static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    m_prefix = fmt::format("{}.{:016x}.", m_id, nonce);
+    m_log = o.log;
+    if (!m_log) {
+        if (o.log_path.empty()) raise(XAER_INVAL, "22023", "tm: a log or a log path is required");
+        m_log = std::make_shared<file_log>(o.log_path);
+    }
+    if (o.factory) m_startup = recover(o.factory, o.resources, o.recovery);
+}
+
+coordinator::~coordinator() = default;
+
+transaction coordinator::begin() {
+    std::lock_guard lk(m_mutex);
+    std::string g = fmt::format("{}{:x}", m_prefix, ++m_seq);
+    m_inflight.insert(g);
+    return transaction(*this, std::move(g));
+}
+
+void coordinator::forget_inflight(const std::string& gtrid) {
+    std::lock_guard lk(m_mutex);
+    m_inflight.erase(gtrid);
+}
+
+void coordinator::finished_marker(const std::string& name, const std::string& gtrid) {
+    std::lock_guard lk(m_mutex);
+    m_finished_markers[name].push_back(gtrid);
+}
+
+std::vector<std::string> coordinator::take_markers(const std::string& name) {
+    std::lock_guard lk(m_mutex);
+    auto it = m_finished_markers.find(name);
+    if (it == m_finished_markers.end()) return {};
+    std::vector<std::string> out;
+    // Batches of at most 64 per commit keep the statement small.
+    auto& v = it->second;
+    const std::size_t n = std::min<std::size_t>(v.size(), 64);
+    out.assign(v.end() - static_cast<std::ptrdiff_t>(n), v.end());
+    v.resize(v.size() - n);
+    return out;
+}
+
+bool coordinator::owns(const xid& x) const {
+    return !x.is_unparsed() && x.format_id() == format_id && x.gtrid().size() > m_id.size() &&
+           x.gtrid().compare(0, m_id.size(), m_id) == 0 && x.gtrid()[m_id.size()] == '.';
+}
+
+coordinator::statistics coordinator::stats() const {
+    std::lock_guard lk(m_mutex);
+    return m_stats;
+}
+
+recovery_report coordinator::recover(const resource_factory& make, std::vector<std::string> names,
+                                     const recovery_options& o) {
+    recovery_report rep;
+    rep.warnings = m_log->warnings();
+    std::map<std::string, log_record> live;
+    for (auto& r : m_log->live()) live.emplace(r.gtrid, r);
+    for (const auto& [g, r] : live)
+        for (const auto& b : r.branches)
+            if (std::find(names.begin(), names.end(), b.first) == names.end())
+                names.push_back(b.first);
+
+    struct scanned {
+        std::unique_ptr<resource> res;
+        std::vector<xid> own;
+    };
+    std::map<std::string, scanned> reachable;
+    for (const auto& name : names) {
+        if (reachable.count(name)) continue;
+        auto backoff = o.first_backoff;
+        for (int attempt = 1;; ++attempt) {
+            try {
+                scanned s;
+                s.res = make(name);
+                if (!s.res) {
+                    // Not a connection problem: retrying cannot help.
+                    rep.errors.push_back(
+                        fmt::format("resource '{}': the resource factory does not know it", name));
+                    break;
+                }
+                for (auto& x : s.res->recover()) {
+                    if (owns(x))
+                        s.own.push_back(x);
+                    else
+                        ++rep.foreign_left_alone;
+                }
+                reachable.emplace(name, std::move(s));
+                break;
+            } catch (const std::exception& e) {
+                if (attempt >= o.attempts) {
+                    rep.errors.push_back(
+                        fmt::format("resource '{}' unreachable after {} attempts: {}", name,
+                                    attempt, e.what()));
+                    break;
+                }
+                std::this_thread::sleep_for(backoff);
+                backoff = std::min(backoff * 2, o.max_backoff);
+            }
+        }
+    }
+
+    // Decisions recorded by last resources (markers), by gtrid.
+    std::map<std::string, std::string> markers;  // gtrid -> resource name
+    for (auto& [name, s] : reachable) {
+        if (s.res->can_prepare()) continue;
+        try {
+            for (auto& m : s.res->markers(m_id + ".")) markers.emplace(m, name);
+        } catch (const std::exception& e) {
+            rep.errors.push_back(
+                fmt::format("resource '{}': cannot read its commit markers: {}", name, e.what()));
+        }
+    }
+    if (!rep.errors.empty()) {
+        // Without every marker a missing one does not mean "not committed": decide
+        // only what the log decides, and leave the rest in doubt.
+    }
+    const bool markers_complete = rep.errors.empty();
+
+    std::set<std::string> unresolved;
+    bool first = true;
+    for (auto& [name, s] : reachable) {
+        for (const auto& x : s.own) {
+            {
+                std::lock_guard lk(m_mutex);
+                if (m_inflight.count(x.gtrid())) continue;  // a running transaction's own
+            }
+            const bool commit = live.count(x.gtrid()) || markers.count(x.gtrid());
+            if (!commit && !markers_complete) {
+                unresolved.insert(x.gtrid());
+                continue;
+            }
+            try {
+                if (commit) {
+                    s.res->commit_recovered(x);
+                    rep.committed.push_back(x);
+                } else {
+                    s.res->rollback_recovered(x);
+                    rep.rolled_back.push_back(x);
+                }
+            } catch (const heuristic_error& e) {
+                unresolved.insert(x.gtrid());  // keep the record: someone must look
+                rep.heuristic.push_back(fmt::format("'{}' {} ({}): {}", name, x.to_string(),
+                                                    commit ? "decided commit" : "decided rollback",
+                                                    e.what()));
+            } catch (const error& e) {
+                if (e.xa_code() == XAER_NOTA) continue;  // finished meanwhile
+                unresolved.insert(x.gtrid());
+                rep.errors.push_back(fmt::format("'{}' {}: {}", name, x.to_string(), e.what()));
+            }
+            if (first) {
+                first = false;
+                crash_point("during_recovery");
+            }
+        }
+    }
+
+    // Close what is finished: end records, markers.
+    for (const auto& [g, r] : live) {
+        {
+            std::lock_guard lk(m_mutex);
+            if (m_inflight.count(g)) continue;
+        }
+        bool done = !unresolved.count(g);
+        for (const auto& b : r.branches) done = done && reachable.count(b.first);
+        if (done) {
+            m_log->append(log_record{log_record::kind::end, g, {}});
+            ++rep.log_records_finished;
+        }
+    }
+    if (markers_complete) {
+        std::map<std::string, std::vector<std::string>> drop;
+        for (const auto& [g, name] : markers) {
+            std::lock_guard lk(m_mutex);
+            if (m_inflight.count(g) || unresolved.count(g)) continue;
+            drop[name].push_back(g);
+        }
+        for (auto& [name, gs] : drop) {
+            try {
+                reachable.at(name).res->delete_markers(gs);
+                rep.markers_deleted += gs.size();
+            } catch (const std::exception& e) {
+                rep.warnings.push_back(
+                    fmt::format("resource '{}': markers not deleted: {}", name, e.what()));
+            }
+        }
+    }
+    if (rep.complete()) {
+        if (auto* f = dynamic_cast<file_log*>(m_log.get())) {
+            try {
+                f->trim();
+            } catch (const error& e) {
+                rep.warnings.push_back(std::string("log not trimmed: ") + e.what());
+            }
+        }
+    }
+    return rep;
+}
+
+}  // namespace xarm::tm

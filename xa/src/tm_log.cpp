@@ -1,0 +1,381 @@
+// The transaction manager's decision log on local disk, with group commit.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <boost/crc.hpp>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include "xa.h"
+#include "xarm/tm.hpp"
+
+namespace xarm::tm {
+
+namespace {
+
+constexpr std::uint32_t record_magic = 0x584c4f47;  // "XLOG"
+constexpr std::size_t header_size = 12;             // magic, length, crc
+constexpr std::uint32_t max_payload = 1u << 20;
+
+void put_u16(std::string& s, std::size_t v) {
+    s.push_back(static_cast<char>(v & 0xff));
+    s.push_back(static_cast<char>((v >> 8) & 0xff));
+}
+void put_u32(std::string& s, std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+std::uint32_t get_u32(const char* p) {
+    std::uint32_t v = 0;
+    for (int i = 0; i < 4; ++i)
+        v |= static_cast<std::uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+    return v;
+}
+void put_str(std::string& s, std::string_view v) {
+    if (v.size() > 0xffff) raise(XAER_INVAL, "22001", "tm log: string too long for a record");
+    put_u16(s, v.size());
+    s.append(v);
+}
+
+std::uint32_t crc32(std::string_view bytes) {
+    boost::crc_32_type crc;
+    crc.process_bytes(bytes.data(), bytes.size());
+    return crc.checksum();
+}
+
+/// Parses the payload; false when it is malformed (which a valid CRC makes a bug).
+bool decode_payload(std::string_view p, log_record& out) {
+    std::size_t i = 0;
+    auto u16 = [&](std::size_t& v) {
+        if (i + 2 > p.size()) return false;
+        v = static_cast<unsigned char>(p[i]) |
+            (static_cast<std::size_t>(static_cast<unsigned char>(p[i + 1])) << 8);
+        i += 2;
+        return true;
+    };
+    auto str = [&](std::string& v) {
+        std::size_t n = 0;
+        if (!u16(n) || i + n > p.size()) return false;
+        v.assign(p.substr(i, n));
+        i += n;
+        return true;
+    };
+    if (p.empty()) return false;
+    const auto t = static_cast<std::uint8_t>(p[0]);
+    if (t != 1 && t != 2) return false;
+    out.type = static_cast<log_record::kind>(t);
+    i = 1;
+    std::size_t n = 0;
+    if (!str(out.gtrid) || !u16(n)) return false;
+    out.branches.clear();
+    for (std::size_t k = 0; k < n; ++k) {
+        std::string a, b;
+        if (!str(a) || !str(b)) return false;
+        out.branches.emplace_back(std::move(a), std::move(b));
+    }
+    return i == p.size();
+}
+
+/// The size of the valid record at off, or 0.
+std::size_t parse_at(std::string_view buf, std::size_t off, log_record& out) {
+    if (buf.size() - off < header_size) return 0;
+    const char* h = buf.data() + off;
+    if (get_u32(h) != record_magic) return 0;
+    const std::uint32_t len = get_u32(h + 4);
+    if (len > max_payload || buf.size() - off - header_size < len) return 0;
+    const std::string_view payload = buf.substr(off + header_size, len);
+    if (crc32(payload) != get_u32(h + 8)) return 0;
+    if (!decode_payload(payload, out)) return 0;
+    return header_size + len;
+}
+
+[[noreturn]] void io_error(const std::filesystem::path& p, const char* what, int err) {
+    raise(XAER_RMERR, "58030",
+          fmt::format("tm log {}: {} failed: {}", p.string(), what, std::strerror(err)));
+}
+
+void fsync_dir(const std::filesystem::path& file) {
+    auto dir = file.parent_path();
+    if (dir.empty()) dir = ".";
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) io_error(dir, "open directory", errno);
+    const int rc = ::fsync(fd);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0) io_error(dir, "fsync directory", err);
+}
+
+void write_fd(int fd, const std::filesystem::path& p, std::string_view bytes) {
+    while (!bytes.empty()) {
+        const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            io_error(p, "write", errno);
+        }
+        bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+}
+
+}  // namespace
+
+std::string encode_record(const log_record& r) {
+    std::string payload;
+    payload.push_back(static_cast<char>(r.type));
+    put_str(payload, r.gtrid);
+    put_u16(payload, r.branches.size());
+    for (const auto& [name, bqual] : r.branches) {
+        put_str(payload, name);
+        put_str(payload, bqual);
+    }
+    std::string out;
+    out.reserve(header_size + payload.size());
+    put_u32(out, record_magic);
+    put_u32(out, static_cast<std::uint32_t>(payload.size()));
+    put_u32(out, crc32(payload));
+    out += payload;
+    return out;
+}
+
+log_store::~log_store() = default;
+
+file_log::file_log(std::filesystem::path path) : file_log(std::move(path), options{}) {}
+
+file_log::file_log(std::filesystem::path path, options o) : m_path(std::move(path)), m_opts(o) {
+    const bool existed = std::filesystem::exists(m_path);
+    m_fd = ::open(m_path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (m_fd < 0) io_error(m_path, "open", errno);
+    try {
+        if (!existed) fsync_dir(m_path);
+        std::string buf;
+        char chunk[65536];
+        for (;;) {
+            const ssize_t n = ::pread(m_fd, chunk, sizeof chunk, static_cast<off_t>(buf.size()));
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                io_error(m_path, "read", errno);
+            }
+            if (n == 0) break;
+            buf.append(chunk, static_cast<std::size_t>(n));
+        }
+        std::size_t off = 0;
+        while (off < buf.size()) {
+            log_record r;
+            const std::size_t n = parse_at(buf, off, r);
+            if (n == 0) {
+                // Torn tail or corruption: corruption if any valid record follows.
+                for (std::size_t q = off + 1; q + header_size <= buf.size(); ++q) {
+                    log_record later;
+                    if (get_u32(buf.data() + q) == record_magic && parse_at(buf, q, later) != 0)
+                        raise(XAER_RMERR, "XX001",
+                              fmt::format("tm log {}: corrupt record at byte {} followed by valid "
+                                          "records at byte {}: the log is damaged; refusing to "
+                                          "guess (restore it or inspect it by hand)",
+                                          m_path.string(), off, q));
+                }
+                m_warnings.push_back(fmt::format(
+                    "tm log {}: incomplete last record at byte {} ({} bytes) cut off: a write "
+                    "interrupted by a crash, never acknowledged",
+                    m_path.string(), off, buf.size() - off));
+                if (::ftruncate(m_fd, static_cast<off_t>(off)) != 0)
+                    io_error(m_path, "truncate", errno);
+                if (::fdatasync(m_fd) != 0) io_error(m_path, "fdatasync", errno);
+                break;
+            }
+            note(r);
+            ++m_records_in_file;
+            m_bytes_in_file += n;
+            off += n;
+        }
+    } catch (...) {
+        ::close(m_fd);
+        throw;
+    }
+}
+
+file_log::~file_log() {
+    std::lock_guard f(m_file_mutex);
+    std::lock_guard lk(m_mutex);
+    if (!m_pending.empty() && m_broken.empty()) {
+        try {
+            write_fd(m_fd, m_path, m_pending);
+            (void)::fdatasync(m_fd);
+        } catch (const error&) {
+        }
+    }
+    ::close(m_fd);
+}
+
+void file_log::note(const log_record& r) {
+    if (r.type == log_record::kind::commit)
+        m_live[r.gtrid] = r;
+    else
+        m_live.erase(r.gtrid);
+}
+
+void file_log::write_all(std::string_view bytes) {
+    write_fd(m_fd, m_path, bytes);
+}
+
+void file_log::force(const log_record& r) {
+    const std::string bytes = encode_record(r);
+    std::unique_lock lk(m_mutex);
+    if (!m_broken.empty())
+        raise(XAER_RMERR, "58030", "tm log unusable after an earlier failure: " + m_broken);
+    note(r);
+    m_pending += bytes;
+    const std::uint64_t mine = ++m_appended;
+    ++m_stats.forced_records;
+    // Group commit: one leader flushes everything pending; the others wait for it.
+    while (m_durable < mine) {
+        if (!m_broken.empty())
+            raise(XAER_RMERR, "58030",
+                  "tm log write failed, the decision is not durable: " + m_broken);
+        if (m_flushing) {
+            m_cv.wait(lk);
+            continue;
+        }
+        m_flushing = true;
+        std::string batch;
+        batch.swap(m_pending);
+        const std::uint64_t upto = m_appended;
+        const auto records = upto - m_durable;
+        lk.unlock();
+        std::string err;
+        {
+            std::lock_guard f(m_file_mutex);
+            try {
+                write_all(batch);
+                if (m_opts.extra_sync_delay.count() > 0)
+                    std::this_thread::sleep_for(m_opts.extra_sync_delay);
+                if (::fdatasync(m_fd) != 0) io_error(m_path, "fdatasync", errno);
+            } catch (const std::exception& e) {
+                err = e.what();
+            }
+        }
+        lk.lock();
+        m_flushing = false;
+        if (err.empty()) {
+            m_durable = std::max(m_durable, upto);
+            ++m_stats.syncs;
+            m_records_in_file += records;
+            m_bytes_in_file += batch.size();
+        } else {
+            m_broken = err;
+        }
+        m_cv.notify_all();
+    }
+}
+
+void file_log::append(const log_record& r) {
+    append_locked(r);
+    maybe_trim();
+}
+
+void file_log::append_locked(const log_record& r) {
+    {
+        std::unique_lock lk(m_mutex);
+        if (!m_broken.empty()) return;  // end records are optional
+        if (r.type == log_record::kind::end && m_live.count(r.gtrid) == 0)
+            return;  // nothing to close
+        note(r);
+        m_pending += encode_record(r);
+        ++m_appended;
+        // Written with the next forced batch, or now when enough is pending and nobody
+        // is flushing.
+        if (m_flushing || m_pending.size() < 4096) return;
+        m_flushing = true;
+        std::string batch;
+        batch.swap(m_pending);
+        const std::uint64_t upto = m_appended;
+        const auto records = upto - m_durable;
+        lk.unlock();
+        std::string err;
+        {
+            std::lock_guard f(m_file_mutex);
+            try {
+                write_all(batch);
+                // A forced record may be in this batch: flush so its owner may go on.
+                if (::fdatasync(m_fd) != 0) io_error(m_path, "fdatasync", errno);
+            } catch (const std::exception& e) {
+                err = e.what();
+            }
+        }
+        lk.lock();
+        m_flushing = false;
+        if (err.empty()) {
+            m_durable = std::max(m_durable, upto);
+            ++m_stats.syncs;
+            m_records_in_file += records;
+            m_bytes_in_file += batch.size();
+        } else {
+            m_broken = err;
+        }
+        m_cv.notify_all();
+    }
+}
+
+void file_log::maybe_trim() {
+    {
+        std::lock_guard lk(m_mutex);
+        if (m_bytes_in_file < m_opts.trim_bytes || m_live.size() * 2 > m_records_in_file) return;
+    }
+    trim();
+}
+
+void file_log::trim() {
+    std::lock_guard f(m_file_mutex);
+    trim_locked();
+}
+
+void file_log::trim_locked() {
+    std::unique_lock lk(m_mutex);
+    if (!m_broken.empty()) return;
+    // Everything noted is in m_live, pending records included: the new file holds them
+    // all, durable, so waiters for pending records may go on.
+    std::string bytes;
+    for (const auto& [g, r] : m_live) bytes += encode_record(r);
+    const auto tmp = std::filesystem::path(m_path.string() + ".trim");
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) io_error(tmp, "open", errno);
+    try {
+        write_fd(fd, tmp, bytes);
+        if (::fdatasync(fd) != 0) io_error(tmp, "fdatasync", errno);
+    } catch (...) {
+        ::close(fd);
+        throw;
+    }
+    ::close(fd);
+    if (::rename(tmp.c_str(), m_path.c_str()) != 0) io_error(m_path, "rename", errno);
+    fsync_dir(m_path);
+    const int nfd = ::open(m_path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
+    if (nfd < 0) io_error(m_path, "reopen", errno);
+    ::close(m_fd);
+    m_fd = nfd;
+    m_pending.clear();
+    m_durable = m_appended;
+    m_records_in_file = m_live.size();
+    m_bytes_in_file = bytes.size();
+    ++m_stats.trims;
+    m_cv.notify_all();
+}
+
+std::vector<log_record> file_log::live() const {
+    std::lock_guard lk(m_mutex);
+    std::vector<log_record> out;
+    out.reserve(m_live.size());
+    for (const auto& [g, r] : m_live) out.push_back(r);
+    return out;
+}
+
+std::vector<std::string> file_log::warnings() const {
+    std::lock_guard lk(m_mutex);
+    return m_warnings;
+}
+
+log_store::statistics file_log::stats() const {
+    std::lock_guard lk(m_mutex);
+    return m_stats;
+}
+
+}  // namespace xarm::tm

@@ -1,0 +1,327 @@
+// Resources shipped with the transaction manager: xarm connections and atomic files.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+
+#include "xa.h"
+#include "xarm/tm.hpp"
+
+namespace xarm::tm {
+
+resource::~resource() = default;
+
+void resource::commit_with_marker(const xid&, const std::string&, const std::vector<std::string>&) {
+    raise(XAER_RMERR, "0A000",
+          fmt::format("resource '{}' cannot prepare and keeps no commit markers: it cannot be a "
+                      "last resource beside others",
+                      name()));
+}
+std::vector<std::string> resource::markers(const std::string&) {
+    return {};
+}
+void resource::delete_markers(const std::vector<std::string>&) {}
+
+// ---------------------------------------------------------------------------------------
+// connection_resource
+
+namespace {
+/// Marker names are gtrids this manager made: [A-Za-z0-9._-] only, checked again here
+/// because they go into SQL text.
+std::string quote_marker(const std::string& m) {
+    for (char c : m)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'))
+            raise(XAER_INVAL, "22023", "tm: a commit marker may hold only [A-Za-z0-9._-]");
+    return "'" + m + "'";
+}
+std::string in_list(const std::vector<std::string>& names) {
+    std::string s;
+    for (const auto& n : names) {
+        if (!s.empty()) s += ",";
+        s += quote_marker(n);
+    }
+    return s;
+}
+}  // namespace
+
+connection_resource::connection_resource(std::string name, connection conn, mode m)
+    : m_name(std::move(name)),
+      m_owned(std::make_unique<connection>(std::move(conn))),
+      m_conn(m_owned.get()) {
+    init(m);
+}
+
+connection_resource::connection_resource(std::string name, connection& conn, mode m)
+    : m_name(std::move(name)), m_conn(&conn) {
+    init(m);
+}
+
+connection_resource::~connection_resource() = default;
+
+void connection_resource::init(mode m) {
+    m_two_phase = m == mode::automatic && m_conn->capabilities().has(capability::two_phase);
+}
+
+void connection_resource::ensure_marker_table() {
+    if (m_marker_table) return;
+    try {
+        m_conn->execute(
+            "CREATE TABLE IF NOT EXISTS xarm_tm_marker (gtrid VARCHAR(160) NOT NULL PRIMARY KEY)");
+        m_conn->commit();
+    } catch (const error& e) {
+        try {
+            m_conn->rollback();
+        } catch (const error&) {
+        }
+        diagnostic d = e.diag();
+        d.message = fmt::format(
+            "tm: cannot create the commit-marker table xarm_tm_marker on last resource '{}' "
+            "(it needs CREATE TABLE, or create it by hand: gtrid VARCHAR(160) PRIMARY KEY): {}",
+            m_name, d.message);
+        raise(std::move(d));
+    }
+    m_marker_table = true;
+}
+
+void connection_resource::begin(const xid& x) {
+    // The marker table is made before the branch: DDL inside it would commit it (MySQL).
+    if (!m_two_phase) ensure_marker_table();
+    m_conn->tpc_begin(x);
+}
+
+vote connection_resource::prepare(const xid& x) {
+    m_conn->tpc_prepare();
+    // A read-only vote ends the branch at once: the session no longer knows it.
+    return m_conn->session().state_of(x) == branch_state::prepared ? vote::ok : vote::read_only;
+}
+
+void connection_resource::commit(const xid&, bool) {
+    m_conn->tpc_commit();
+}
+
+void connection_resource::rollback(const xid& x) {
+    if (m_conn->current() == x)
+        m_conn->tpc_rollback();
+    else
+        m_conn->tpc_rollback(x);
+}
+
+std::vector<xid> connection_resource::recover() {
+    if (!m_conn->capabilities().has(capability::recovery)) return {};
+    auto found = m_conn->tpc_recover();
+    // Listing may begin a local transaction (MariaDB with autocommit off); XA COMMIT
+    // of a listed branch would then fail with XAER_OUTSIDE.
+    m_conn->rollback();
+    return found;
+}
+
+void connection_resource::commit_recovered(const xid& x) {
+    m_conn->tpc_commit(x);
+}
+void connection_resource::rollback_recovered(const xid& x) {
+    m_conn->tpc_rollback(x);
+}
+
+void connection_resource::commit_with_marker(const xid&, const std::string& marker,
+                                             const std::vector<std::string>& forget) {
+    // Same local transaction as the work: the marker exists iff the work committed.
+    if (!forget.empty())
+        m_conn->execute("DELETE FROM xarm_tm_marker WHERE gtrid IN (" + in_list(forget) + ")");
+    m_conn->execute("INSERT INTO xarm_tm_marker (gtrid) VALUES (" + quote_marker(marker) + ")");
+    m_conn->tpc_commit();
+}
+
+std::vector<std::string> connection_resource::markers(const std::string& prefix) {
+    ensure_marker_table();
+    std::vector<std::string> out;
+    auto r = m_conn->query("SELECT gtrid FROM xarm_tm_marker");
+    m_conn->commit();
+    for (auto& row : r.rows)
+        if (!row.empty() && row[0] && row[0]->starts_with(prefix)) out.push_back(*row[0]);
+    return out;
+}
+
+void connection_resource::delete_markers(const std::vector<std::string>& names) {
+    if (names.empty()) return;
+    ensure_marker_table();
+    m_conn->execute("DELETE FROM xarm_tm_marker WHERE gtrid IN (" + in_list(names) + ")");
+    m_conn->commit();
+}
+
+// ---------------------------------------------------------------------------------------
+// file_resource
+
+namespace {
+[[noreturn]] void file_error(const std::filesystem::path& p, const char* what, int err) {
+    raise(XAER_RMERR, "58030",
+          fmt::format("file resource {}: {} failed: {}", p.string(), what, std::strerror(err)));
+}
+void sync_dir(const std::filesystem::path& dir) {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) file_error(dir, "open directory", errno);
+    const int rc = ::fsync(fd);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0) file_error(dir, "fsync directory", err);
+}
+void write_synced(const std::filesystem::path& p, const std::string& content) {
+    const int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) file_error(p, "open", errno);
+    std::string_view rest = content;
+    while (!rest.empty()) {
+        const ssize_t n = ::write(fd, rest.data(), rest.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            const int err = errno;
+            ::close(fd);
+            file_error(p, "write", err);
+        }
+        rest.remove_prefix(static_cast<std::size_t>(n));
+    }
+    if (::fsync(fd) != 0) {
+        const int err = errno;
+        ::close(fd);
+        file_error(p, "fsync", err);
+    }
+    ::close(fd);
+}
+constexpr std::string_view prepared_suffix = ".prepared";
+std::string branch_tag(const xid& x) {
+    return fmt::format(".xarm.{:x}.{}.{}", x.format_id(), hex_encode(x.gtrid()),
+                       hex_encode(x.bqual()));
+}
+std::optional<std::string> unhex(std::string_view h) {
+    if (h.size() % 2 != 0) return std::nullopt;
+    std::string out;
+    for (std::size_t i = 0; i < h.size(); i += 2) {
+        auto nib = [](char c) -> int {
+            if (c >= '0' && c <= '9') return c - '0';
+            if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+            if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+            return -1;
+        };
+        const int a = nib(h[i]), b = nib(h[i + 1]);
+        if (a < 0 || b < 0) return std::nullopt;
+        out.push_back(static_cast<char>(a * 16 + b));
+    }
+    return out;
+}
+/// "<target>.xarm.<fmt>.<gtrid>.<bqual>.prepared" -> (target, xid)
+std::optional<std::pair<std::string, xid>> parse_prepared(const std::string& fname) {
+    if (!fname.ends_with(prepared_suffix)) return std::nullopt;
+    const std::string base = fname.substr(0, fname.size() - prepared_suffix.size());
+    const auto p3 = base.rfind('.');
+    if (p3 == std::string::npos) return std::nullopt;
+    const auto p2 = base.rfind('.', p3 - 1);
+    if (p2 == std::string::npos || p2 == 0) return std::nullopt;
+    const auto p1 = base.rfind('.', p2 - 1);
+    if (p1 == std::string::npos || p1 < 5 || base.compare(p1 - 5, 5, ".xarm") != 0)
+        return std::nullopt;
+    auto g = unhex(std::string_view(base).substr(p2 + 1, p3 - p2 - 1));
+    auto b = unhex(std::string_view(base).substr(p3 + 1));
+    if (!g || !b) return std::nullopt;
+    try {
+        const long fmt_id = std::stol(base.substr(p1 + 1, p2 - p1 - 1), nullptr, 16);
+        return std::pair{base.substr(0, p1 - 5), xid(fmt_id, *g, *b)};
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+}  // namespace
+
+file_resource::file_resource(std::string name, std::filesystem::path dir)
+    : m_name(std::move(name)), m_dir(std::move(dir)) {
+    std::filesystem::create_directories(m_dir);
+}
+
+void file_resource::write(const std::string& filename, std::string content) {
+    if (filename.empty() || filename.find('/') != std::string::npos ||
+        filename.find(".xarm.") != std::string::npos)
+        raise(XAER_INVAL, "22023",
+              "file resource: write() takes a plain file name inside the directory");
+    if (m_xid.is_null())
+        raise(XAER_PROTO, "25000", "file resource: write() outside a transaction (enlist first)");
+    m_staged[filename] = std::move(content);
+}
+
+void file_resource::begin(const xid& x) {
+    if (!m_xid.is_null()) raise(XAER_PROTO, "25000", "file resource: already in a transaction");
+    m_xid = x;
+    m_staged.clear();
+}
+
+vote file_resource::prepare(const xid& x) {
+    if (m_staged.empty()) {
+        m_xid = {};
+        return vote::read_only;
+    }
+    const std::string tag = branch_tag(x);
+    for (const auto& [f, content] : m_staged)
+        write_synced(m_dir / (f + tag + std::string(prepared_suffix)), content);
+    sync_dir(m_dir);
+    m_staged.clear();
+    return vote::ok;
+}
+
+void file_resource::commit(const xid& x, bool one_phase) {
+    if (one_phase) {
+        const std::string tag = branch_tag(x);
+        for (const auto& [f, content] : m_staged) {
+            const auto tmp = m_dir / (f + tag + ".tmp");
+            write_synced(tmp, content);
+            if (::rename(tmp.c_str(), (m_dir / f).c_str()) != 0)
+                file_error(m_dir / f, "rename", errno);
+        }
+        if (!m_staged.empty()) sync_dir(m_dir);
+        m_staged.clear();
+        m_xid = {};
+        return;
+    }
+    commit_recovered(x);
+    m_xid = {};
+}
+
+void file_resource::rollback(const xid& x) {
+    m_staged.clear();
+    if (m_xid == x) m_xid = {};
+    rollback_recovered(x);
+}
+
+std::vector<std::filesystem::path> file_resource::prepared_files(const xid& x) const {
+    std::vector<std::filesystem::path> out;
+    for (const auto& e : std::filesystem::directory_iterator(m_dir)) {
+        auto p = parse_prepared(e.path().filename().string());
+        if (p && p->second == x) out.push_back(e.path());
+    }
+    return out;
+}
+
+std::vector<xid> file_resource::recover() {
+    std::set<xid> found;
+    for (const auto& e : std::filesystem::directory_iterator(m_dir))
+        if (auto p = parse_prepared(e.path().filename().string())) found.insert(p->second);
+    return {found.begin(), found.end()};
+}
+
+void file_resource::commit_recovered(const xid& x) {
+    auto files = prepared_files(x);
+    if (files.empty())
+        raise(XAER_NOTA, "XAE04", "file resource: no prepared files for " + x.to_string());
+    for (const auto& p : files) {
+        const auto parsed = parse_prepared(p.filename().string());
+        if (::rename(p.c_str(), (m_dir / parsed->first).c_str()) != 0)
+            file_error(p, "rename", errno);
+    }
+    sync_dir(m_dir);
+}
+
+void file_resource::rollback_recovered(const xid& x) {
+    auto files = prepared_files(x);
+    for (const auto& p : files) std::filesystem::remove(p);
+    if (!files.empty()) sync_dir(m_dir);
+}
+
+}  // namespace xarm::tm

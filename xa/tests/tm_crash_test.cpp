@@ -1,0 +1,462 @@
+// Crash tests of the transaction manager with real servers: for every crash point a
+// child process runs transfers and dies there (_exit 99); recovery must then leave every
+// transfer on all databases or on none, nothing of this coordinator in doubt, and the
+// sum of the balances unchanged. Also: a server killed between the phases, a
+// connection cut mid-commit, recovery while a server is down, recovery crashed itself.
+#define BOOST_TEST_MODULE xarm_tm_crash
+#include <boost/test/unit_test.hpp>
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "demo_transfer.hpp"
+#include "xarm/tm.hpp"
+#include "xarm_testing.hpp"
+
+namespace fs = std::filesystem;
+using namespace xarm;
+
+namespace {
+
+struct scratch {
+    fs::path dir;
+    scratch() : dir(fs::temp_directory_path() / xarm::testing::unique("xarm-tm-crash")) {
+        fs::create_directories(dir);
+    }
+    ~scratch() { fs::remove_all(dir); }
+};
+
+/// A short unique name usable as a table name and a coordinator id.
+std::string short_id(const char* prefix) {
+    static int n = 0;
+    return std::string(prefix) + std::to_string(::getpid() % 100000) + "x" + std::to_string(n++);
+}
+
+/// Runs the demo program; returns its exit code (or 128+signal). Output to log_file.
+int run_child(const std::vector<std::string>& args, const std::string& crash_at,
+              const fs::path& log_file) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        const int fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            ::dup2(fd, 1);
+            ::dup2(fd, 2);
+        }
+        if (crash_at.empty())
+            ::unsetenv("XARM_CRASH_AT");
+        else
+            ::setenv("XARM_CRASH_AT", crash_at.c_str(), 1);
+        std::vector<char*> argv;
+        std::string prog = XARM_TM_DEMO;
+        argv.push_back(prog.data());
+        std::vector<std::string> copy = args;
+        for (auto& a : copy) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        ::execv(prog.c_str(), argv.data());
+        ::_exit(127);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string slurp(const fs::path& p) {
+    std::ifstream in(p);
+    return {std::istreambuf_iterator<char>(in), {}};
+}
+
+struct setup_t {
+    demo::demo_databases db;
+    std::vector<std::string> args() const {
+        std::vector<std::string> a;
+        if (!db.pq.empty()) a.insert(a.end(), {"--pq", db.pq});
+        if (!db.mysql.empty()) a.insert(a.end(), {"--mysql", db.mysql});
+        if (!db.pq2.empty()) a.insert(a.end(), {"--pq2", db.pq2});
+        if (!db.sqlite.empty()) a.insert(a.end(), {"--sqlite", db.sqlite});
+        a.insert(a.end(), {"--log", db.log, "--coordinator", db.coordinator, "--table", db.table});
+        return a;
+    }
+};
+
+/// Branches of coordinator id still prepared in the databases (independent of tm).
+std::size_t own_in_doubt(const demo::demo_databases& d) {
+    std::size_t n = 0;
+    auto count = [&](const char* drv, const std::string& info) {
+        if (info.empty()) return;
+        auto c = xarm::connect(drv, info);
+        for (auto& x : c.tpc_recover())
+            if (x.format_id() == tm::format_id && x.gtrid().starts_with(d.coordinator + ".")) ++n;
+    };
+    count("pq", d.pq);
+    count("mysql", d.mysql);
+    count("pq", d.pq2);
+    return n;
+}
+
+void drop_tables(const demo::demo_databases& d) {
+    auto drop = [&](const char* drv, const std::string& info) {
+        if (info.empty()) return;
+        try {
+            auto c = xarm::connect(drv, info);
+            c.execute("DROP TABLE IF EXISTS " + d.table + "_journal");
+            c.execute("DROP TABLE IF EXISTS " + d.table);
+            c.commit();
+        } catch (const std::exception&) {
+        }
+    };
+    drop("pq", d.pq);
+    drop("mysql", d.mysql);
+    drop("pq", d.pq2);
+}
+
+/// Crash at every point that this configuration reaches, recover, check.
+void crash_every_point(setup_t s, bool with_last_resource) {
+    scratch tmp;
+    for (const auto& [point, what] : tm::crash_points()) {
+        if (point == "during_recovery") continue;  // its own test
+        const bool lr_point = point.find("last_resource") != std::string::npos;
+        const bool reached = point != "after_prepare:3" &&
+                             (with_last_resource ? point != "before_decision" : !lr_point);
+        BOOST_TEST_CONTEXT("crash point " << point) {
+            s.db.table = short_id("xtm");
+            s.db.coordinator = short_id("c");
+            s.db.log = (tmp.dir / (s.db.coordinator + ".log")).string();
+            if (with_last_resource) s.db.sqlite = (tmp.dir / (s.db.coordinator + ".db")).string();
+            const auto out = tmp.dir / (s.db.coordinator + ".out");
+            auto args = s.args();
+            args.insert(args.begin(), "transfer");
+            auto a = args;
+            a.insert(a.end(), {"--reset", "--transfers", "40", "--threads", "2"});
+            // The 5th time the point is passed: earlier transfers finished normally.
+            const int rc = run_child(a, point + "@5", out);
+            BOOST_TEST(rc == (reached ? 99 : 0), "child exit " << rc << "\n" << slurp(out));
+
+            demo::tm_recover_options ro;
+            ro.db = s.db;
+            std::ostringstream report;
+            const int rrc = demo::tm_recover(ro, report);
+            BOOST_TEST(rrc == 0, "recovery:\n" << report.str() << "child:\n" << slurp(out));
+            BOOST_TEST(own_in_doubt(s.db) == 0u);
+            BOOST_TEST(report.str().find("invariant holds") != std::string::npos, report.str());
+            // Recovery again finds nothing to do.
+            std::ostringstream again;
+            BOOST_TEST(demo::tm_recover(ro, again) == 0, again.str());
+            BOOST_TEST(again.str().find("0 committed, 0 rolled back") != std::string::npos,
+                       again.str());
+            drop_tables(s.db);
+        }
+    }
+}
+
+setup_t two_postgres() {
+    setup_t s;
+    s.db.pq = xarm::testing::server("XARM_TEST_PQ");
+    s.db.pq2 = xarm::testing::server("XARM_TEST_PQ_DB2");
+    return s;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(crash_points)
+
+BOOST_AUTO_TEST_CASE(every_point_two_postgresql_databases,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"})) {
+    crash_every_point(two_postgres(), false);
+}
+
+BOOST_AUTO_TEST_CASE(every_point_postgresql_and_sqlite_last_resource,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"})) {
+    crash_every_point(two_postgres(), true);
+}
+
+BOOST_AUTO_TEST_CASE(every_point_postgresql_and_mariadb,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_MYSQL"})) {
+    setup_t s;
+    s.db.pq = xarm::testing::server("XARM_TEST_PQ");
+    s.db.mysql = xarm::testing::server("XARM_TEST_MYSQL");
+    crash_every_point(s, false);
+}
+
+BOOST_AUTO_TEST_CASE(every_point_postgresql_mariadb_and_sqlite_last_resource,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_MYSQL"})) {
+    setup_t s;
+    s.db.pq = xarm::testing::server("XARM_TEST_PQ");
+    s.db.mysql = xarm::testing::server("XARM_TEST_MYSQL");
+    crash_every_point(s, true);
+}
+
+BOOST_AUTO_TEST_CASE(decision_log_in_postgresql_crash_after_decision,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"})) {
+    scratch tmp;
+    setup_t s = two_postgres();
+    s.db.table = short_id("xtm");
+    s.db.coordinator = short_id("c");
+    s.db.log_in_pq = true;
+    const auto out = tmp.dir / "t.out";
+    auto a = s.args();
+    a.insert(a.begin(), "transfer");
+    a.insert(a.end(), {"--log-in-pq", "--reset", "--transfers", "40", "--threads", "4"});
+    for (const char* point : {"after_decision_logged@6", "between_commits@4", "before_decision@3"}) {
+        BOOST_TEST(run_child(a, point, out) == 99, point << "\n" << slurp(out));
+        demo::tm_recover_options ro;
+        ro.db = s.db;
+        std::ostringstream report;
+        BOOST_TEST(demo::tm_recover(ro, report) == 0, point << "\n" << report.str() << slurp(out));
+        BOOST_TEST(own_in_doubt(s.db) == 0u);
+    }
+    drop_tables(s.db);
+}
+
+BOOST_AUTO_TEST_CASE(recovery_itself_crashes_and_is_run_again,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"})) {
+    scratch tmp;
+    setup_t s = two_postgres();
+    s.db.table = short_id("xtm");
+    s.db.coordinator = short_id("c");
+    s.db.log = (tmp.dir / "r.log").string();
+    const auto out = tmp.dir / "r.out";
+    auto a = s.args();
+    a.insert(a.begin(), "transfer");
+    a.insert(a.end(), {"--reset", "--transfers", "40", "--threads", "4"});
+    BOOST_TEST(run_child(a, "after_decision_logged@6", out) == 99, slurp(out));
+    BOOST_TEST(own_in_doubt(s.db) > 0u);
+    auto r = s.args();
+    r.insert(r.begin(), "recover");
+    BOOST_TEST(run_child(r, "during_recovery", out) == 99, slurp(out));
+    demo::tm_recover_options ro;
+    ro.db = s.db;
+    std::ostringstream report;
+    BOOST_TEST(demo::tm_recover(ro, report) == 0, report.str() << slurp(out));
+    BOOST_TEST(own_in_doubt(s.db) == 0u);
+    drop_tables(s.db);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(failures)
+
+namespace {
+/// Wraps a resource and runs `before_commit` just before its phase-two commit.
+class interposer final : public tm::resource {
+  public:
+    interposer(tm::resource& r, std::function<void()> f) : m_r(r), m_f(std::move(f)) {}
+    std::string name() const override { return m_r.name(); }
+    bool can_prepare() const override { return m_r.can_prepare(); }
+    void begin(const xid& x) override { m_r.begin(x); }
+    vote prepare(const xid& x) override { return m_r.prepare(x); }
+    void commit(const xid& x, bool one_phase) override {
+        if (m_f) m_f();
+        m_r.commit(x, one_phase);
+    }
+    void rollback(const xid& x) override { m_r.rollback(x); }
+    std::vector<xid> recover() override { return m_r.recover(); }
+    void commit_recovered(const xid& x) override { m_r.commit_recovered(x); }
+    void rollback_recovered(const xid& x) override { m_r.rollback_recovered(x); }
+
+  private:
+    tm::resource& m_r;
+    std::function<void()> m_f;
+};
+
+long long count_rows(const std::string& info, const std::string& table) {
+    auto c = xarm::connect("pq", info);
+    auto r = c.query("SELECT COUNT(*) FROM " + table);
+    return std::stoll(*r.rows.at(0).at(0));
+}
+
+void make_table(const std::string& info, const std::string& table) {
+    auto c = xarm::connect("pq", info);
+    c.execute("CREATE TABLE " + table + " (v TEXT)");
+    c.commit();
+}
+
+void drop_table(const std::string& info, const std::string& table) {
+    auto c = xarm::connect("pq", info);
+    c.execute("DROP TABLE IF EXISTS " + table);
+    c.commit();
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(connection_cut_mid_commit_then_recovered,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"})) {
+    scratch tmp;
+    const std::string pq = xarm::testing::server("XARM_TEST_PQ"),
+                      pq2 = xarm::testing::server("XARM_TEST_PQ_DB2");
+    const std::string table = short_id("xtmcut");
+    make_table(pq, table);
+    make_table(pq2, table);
+    const std::string id = short_id("k");
+    auto factory = [&](const std::string& n) {
+        return std::make_unique<tm::connection_resource>(n,
+                                                         xarm::connect("pq", n == "a" ? pq : pq2));
+    };
+    {
+        tm::coordinator c(tm::coordinator::options{id, {}, tmp.dir / "cut.log", {}, {}, {}});
+        tm::connection_resource a("a", xarm::connect("pq", pq)), b("b", xarm::connect("pq", pq2));
+        auto pid = a.conn().query("SELECT pg_backend_pid()").rows.at(0).at(0).value();
+        a.conn().commit();
+        auto admin = xarm::connect("pq", pq);
+        interposer cut(a, [&] {
+            admin.query("SELECT pg_terminate_backend(" + pid + ")");
+            admin.commit();
+        });
+        auto t = c.begin();
+        t.enlist(cut);
+        t.enlist(b);
+        a.conn().execute("INSERT INTO " + table + " VALUES ('x')");
+        b.conn().execute("INSERT INTO " + table + " VALUES ('x')");
+        t.commit();  // decided: returns, with a's branch left for recovery
+        BOOST_TEST(t.unfinished().size() == 1u);
+        BOOST_TEST(count_rows(pq2, table) == 1);
+        BOOST_TEST(count_rows(pq, table) == 0);
+        auto rep = c.recover(factory, {"a", "b"});
+        BOOST_TEST(rep.committed.size() == 1u);
+        BOOST_TEST(rep.complete());
+    }
+    BOOST_TEST(count_rows(pq, table) == 1);
+    drop_table(pq, table);
+    drop_table(pq2, table);
+}
+
+BOOST_AUTO_TEST_CASE(server_killed_between_the_phases_then_recovered,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_DEVSERVERS"})) {
+    scratch tmp;
+    const std::string pq = xarm::testing::server("XARM_TEST_PQ"),
+                      pq2 = xarm::testing::server("XARM_TEST_PQ_DB2");
+    const std::string ctl = xarm::testing::server("XARM_DEVSERVERS");
+    const std::string table = short_id("xtmkill");
+    make_table(pq, table);
+    make_table(pq2, table);
+    const std::string id = short_id("k");
+    auto factory = [&](const std::string& n) {
+        return std::make_unique<tm::connection_resource>(n,
+                                                         xarm::connect("pq", n == "a" ? pq : pq2));
+    };
+    tm::coordinator c(tm::coordinator::options{id, {}, tmp.dir / "kill.log", {}, {}, {}});
+    {
+        tm::connection_resource a("a", xarm::connect("pq", pq)), b("b", xarm::connect("pq", pq2));
+        bool killed = false;
+        interposer kill(a, [&] {
+            if (!killed)
+                BOOST_REQUIRE(std::system((ctl + " kill pq >/dev/null 2>&1").c_str()) == 0);
+            killed = true;
+        });
+        auto t = c.begin();
+        t.enlist(kill);
+        t.enlist(b);
+        a.conn().execute("INSERT INTO " + table + " VALUES ('x')");
+        b.conn().execute("INSERT INTO " + table + " VALUES ('x')");
+        t.commit();  // both databases live in the killed server
+        BOOST_TEST(killed);
+        BOOST_TEST(t.unfinished().size() >= 1u);
+    }
+    // Recovery while the server is down: retried, then reported, nothing decided wrongly.
+    tm::recovery_options fast{2, std::chrono::milliseconds(50), std::chrono::milliseconds(100)};
+    auto down = c.recover(factory, {"a", "b"}, fast);
+    BOOST_TEST(!down.complete());
+    BOOST_TEST(down.errors.size() >= 1u);
+    BOOST_TEST(c.log().live().size() == 1u);  // the decision is kept
+    BOOST_REQUIRE(std::system((ctl + " start pq >/dev/null 2>&1").c_str()) == 0);
+    tm::recovery_options patient{20, std::chrono::milliseconds(200),
+                                 std::chrono::milliseconds(1000)};
+    auto up = c.recover(factory, {"a", "b"}, patient);
+    BOOST_TEST(up.complete(), [&] {
+        std::string s;
+        for (auto& e : up.errors) s += e + "\n";
+        return s;
+    }());
+    BOOST_TEST(count_rows(pq, table) == 1);
+    BOOST_TEST(count_rows(pq2, table) == 1);
+    BOOST_TEST(c.log().live().empty());
+    drop_table(pq, table);
+    drop_table(pq2, table);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(table_log_on_postgresql)
+
+BOOST_AUTO_TEST_CASE(decisions_in_a_table_survive_and_drive_recovery,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"})) {
+    const std::string pq = xarm::testing::server("XARM_TEST_PQ"),
+                      pq2 = xarm::testing::server("XARM_TEST_PQ_DB2");
+    const std::string id = short_id("tl");
+    const std::string table = short_id("xtmtl");
+    failures::make_table(pq2, table);
+    // A crashed coordinator's state: a decision in the table, a branch prepared.
+    const xid x(tm::format_id, id + ".00000000000000aa.1", "1");
+    {
+        auto log = std::make_shared<tm::table_log>(xarm::connect("pq", pq), id);
+        log->force(tm::log_record{tm::log_record::kind::commit, x.gtrid(), {{"b", "1"}}});
+        auto c = xarm::connect("pq", pq2);
+        c.tpc_begin(x);
+        c.execute("INSERT INTO " + table + " VALUES ('decided')");
+        c.tpc_prepare();
+    }
+    auto log = std::make_shared<tm::table_log>(xarm::connect("pq", pq), id);
+    auto live = log->live();
+    BOOST_REQUIRE(live.size() == 1u);
+    BOOST_TEST(live[0].gtrid == x.gtrid());
+    BOOST_TEST((live[0].branches == std::vector<std::pair<std::string, std::string>>{{"b", "1"}}));
+    tm::coordinator c(tm::coordinator::options{id, log, {}, {}, {}, {}});
+    auto rep = c.recover(
+        [&](const std::string& n) {
+            return std::make_unique<tm::connection_resource>(
+                n, xarm::connect("pq", n == "a" ? pq : pq2));
+        },
+        {"a", "b"});
+    BOOST_TEST(rep.committed.size() == 1u);
+    BOOST_TEST(rep.log_records_finished == 1u);
+    BOOST_TEST(failures::count_rows(pq2, table) == 1);
+    BOOST_TEST(log->live().empty());
+
+    // Concurrent decisions share database commits.
+    failures::make_table(pq, table);
+    std::vector<std::thread> ts;
+    for (int i = 0; i < 8; ++i)
+        ts.emplace_back([&] {
+            tm::connection_resource a("a", xarm::connect("pq", pq)),
+                b("b", xarm::connect("pq", pq2));
+            for (int k = 0; k < 10; ++k) {
+                auto t = c.begin();
+                t.enlist(a);
+                t.enlist(b);
+                a.conn().execute("INSERT INTO " + table + " VALUES ('t')");
+                b.conn().execute("INSERT INTO " + table + " VALUES ('t')");
+                t.commit();
+            }
+        });
+    for (auto& t : ts) t.join();
+    const auto st = log->stats();
+    BOOST_TEST(st.forced_records == 80u);
+    BOOST_TEST(st.syncs < st.forced_records);
+    BOOST_TEST_MESSAGE("table log: " << st.forced_records << " decisions in " << st.syncs
+                                     << " commits");
+    BOOST_TEST(failures::count_rows(pq, table) == 80);
+    BOOST_TEST(failures::count_rows(pq2, table) == 81);
+    BOOST_TEST(log->live().empty());
+    failures::drop_table(pq, table);
+    failures::drop_table(pq2, table);
+    auto k = xarm::connect("pq", pq);
+    k.execute("DELETE FROM xarm_tm_log WHERE coordinator = '" + id + "'");
+    k.commit();
+}
+
+BOOST_AUTO_TEST_SUITE_END()
