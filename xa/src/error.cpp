@@ -26,8 +26,10 @@ operational_error::operational_error(diagnostic d, bool in_doubt)
 void raise(diagnostic d, bool in_doubt) {
     if (d.sqlstate.empty()) d.sqlstate = "HY000";
     const int c = d.xa_code;
-    if (d.sqlstate == "0A000") throw not_supported_error(std::move(d));
+    // A rollback code first: the branch is gone whatever the SQLSTATE (PostgreSQL says
+    // 0A000 when it cannot prepare a transaction that used temporary objects).
     if (is_rollback_code(c)) throw rollback_error(std::move(d));
+    if (d.sqlstate == "0A000") throw not_supported_error(std::move(d));
     if (is_heuristic_code(c)) throw heuristic_error(std::move(d));
     switch (c) {
         case XAER_RMFAIL:

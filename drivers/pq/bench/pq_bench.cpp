@@ -1,0 +1,270 @@
+// xarm_pq_bench: the cost of xarm over libpq. Each transaction does one UPDATE and one
+// INSERT on a small table, two-phase and one-phase, through (a) libpq directly, (b) the
+// xarm C++ API and (c) the xarm C switch with the SQL sent on xarm_pq_conn. Prints tx/s,
+// latency percentiles and the xarm/direct ratios. Not a test: figures only.
+#include <libpq-fe.h>
+
+#include <unistd.h>
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "xa.h"
+#include "xarm/connection.hpp"
+#include "xarm/xid.hpp"
+
+extern "C" {
+extern struct xa_switch_t xarm_pq_switch;
+PGconn* xarm_pq_conn(int rmid);
+}
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+struct conn_deleter {
+    void operator()(PGconn* c) const noexcept { PQfinish(c); }
+};
+
+void must(PGconn* c, const std::string& sql) {
+    PGresult* r = PQexec(c, sql.c_str());
+    const auto st = PQresultStatus(r);
+    PQclear(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        throw std::runtime_error(sql + ": " + PQerrorMessage(c));
+}
+
+struct stats {
+    std::string name;
+    double tps = 0;
+    double p50 = 0, p95 = 0, p99 = 0;  // microseconds
+    std::size_t n = 0;
+};
+
+struct bench_case {
+    std::string name;
+    std::function<void(long)> tx;
+    std::vector<double> lat;  // microseconds
+    double busy = 0;          // seconds spent running it
+    long next = 0;
+};
+
+// Runs the cases in interleaved slices (a shared machine's load then hits all alike).
+std::vector<stats> measure(std::vector<bench_case>& cases, double seconds) {
+    const int rounds = 10;
+    for (auto& c : cases)
+        for (int i = 0; i < 20; ++i) c.tx(c.next++);  // warm-up
+    for (int r = 0; r < rounds; ++r) {
+        for (auto& c : cases) {
+            const auto start = clock_type::now();
+            const auto stop = start + std::chrono::duration<double>(seconds / rounds);
+            for (auto now = start; now < stop;) {
+                c.tx(c.next++);
+                auto after = clock_type::now();
+                c.lat.push_back(std::chrono::duration<double, std::micro>(after - now).count());
+                now = after;
+            }
+            c.busy += std::chrono::duration<double>(clock_type::now() - start).count();
+        }
+    }
+    std::vector<stats> out;
+    for (auto& c : cases) {
+        std::sort(c.lat.begin(), c.lat.end());
+        auto pct = [&](double p) {
+            return c.lat[std::min(c.lat.size() - 1, static_cast<std::size_t>(p * c.lat.size()))];
+        };
+        out.push_back(
+            {c.name, c.lat.size() / c.busy, pct(0.50), pct(0.95), pct(0.99), c.lat.size()});
+    }
+    return out;
+}
+
+void usage() {
+    fmt::print(
+        "usage: xarm_pq_bench [--seconds S] [--info CONNINFO]\n"
+        "  Runs N transactions (one UPDATE and one INSERT each) for S seconds per case\n"
+        "  (default 2), two-phase and one-phase, through libpq directly, the xarm C++ API\n"
+        "  and the xarm C switch, and prints tx/s, p50/p95/p99 latency and xarm/direct\n"
+        "  ratios. CONNINFO defaults to $XARM_TEST_PQ (see tools/devservers env).\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    double seconds = 2;
+    std::string info = std::getenv("XARM_TEST_PQ") ? std::getenv("XARM_TEST_PQ") : "";
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--help" || a == "-h") {
+            usage();
+            return 0;
+        } else if (a == "--seconds" && i + 1 < argc) {
+            seconds = std::atof(argv[++i]);
+        } else if (a == "--info" && i + 1 < argc) {
+            info = argv[++i];
+        } else {
+            usage();
+            return 2;
+        }
+    }
+    if (info.empty() || seconds <= 0 || seconds > 60) {
+        usage();
+        return 2;
+    }
+    try {
+        std::unique_ptr<PGconn, conn_deleter> admin(PQconnectdb(info.c_str()));
+        if (PQstatus(admin.get()) != CONNECTION_OK)
+            throw std::runtime_error(std::string("cannot connect: ") + PQerrorMessage(admin.get()));
+        const std::string tag =
+            fmt::format("{}_{}", getpid(), clock_type::now().time_since_epoch().count() % 1000000);
+        const std::string acc = "xarm_bench_acc_" + tag, log = "xarm_bench_log_" + tag;
+        must(admin.get(),
+             fmt::format("CREATE TABLE {} (id int PRIMARY KEY, v bigint NOT NULL)", acc));
+        must(admin.get(),
+             fmt::format("INSERT INTO {} SELECT g, 0 FROM generate_series(1, 16) g", acc));
+        must(admin.get(), fmt::format("CREATE TABLE {} (n bigint NOT NULL)", log));
+        auto upd = [&](long i) {
+            return fmt::format("UPDATE {} SET v = v + 1 WHERE id = {}", acc, i % 16 + 1);
+        };
+        auto ins = [&](long i) { return fmt::format("INSERT INTO {} (n) VALUES ({})", log, i); };
+        const std::string prefix = "xarm-bench-" + tag;
+        auto gid_of = [&](const char* kind, long i) {
+            return xarm::xid(1, fmt::format("{}-{}-{}", prefix, kind, i), "b");
+        };
+
+        std::unique_ptr<PGconn, conn_deleter> direct(PQconnectdb(info.c_str()));
+        auto xc = xarm::connect("pq", info);
+        const int rmid = 1;
+        std::string sinfo = info;
+        if (xarm_pq_switch.xa_open_entry(sinfo.data(), rmid, TMNOFLAGS) != XA_OK)
+            throw std::runtime_error("xa_open failed");
+        PGconn* sw = xarm_pq_conn(rmid);
+        auto xa = [](int rc, const char* what) {
+            if (rc != XA_OK) throw std::runtime_error(fmt::format("{} returned {}", what, rc));
+        };
+
+        std::vector<bench_case> two_cases, one_cases;
+        two_cases.push_back({"libpq direct",
+                             [&](long i) {
+                                 const std::string gid = xarm::encode_pg_gid(gid_of("d", i));
+                                 must(direct.get(), "BEGIN");
+                                 must(direct.get(), upd(i));
+                                 must(direct.get(), ins(i));
+                                 must(direct.get(), "PREPARE TRANSACTION '" + gid + "'");
+                                 must(direct.get(), "COMMIT PREPARED '" + gid + "'");
+                             },
+                             {},
+                             0,
+                             0});
+        // The same statements xarm sends: the read-only check travels with PREPARE.
+        two_cases.push_back(
+            {"libpq +RO check",
+             [&](long i) {
+                 const std::string gid = xarm::encode_pg_gid(gid_of("r", i));
+                 must(direct.get(), "BEGIN");
+                 must(direct.get(), upd(i));
+                 must(direct.get(), ins(i));
+                 must(direct.get(),
+                      "SELECT 1 / (pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL)::int; "
+                      "PREPARE TRANSACTION '" +
+                          gid + "'");
+                 must(direct.get(), "COMMIT PREPARED '" + gid + "'");
+             },
+             {},
+             0,
+             0});
+        two_cases.push_back({"xarm C++ API",
+                             [&](long i) {
+                                 xc.tpc_begin(gid_of("c", i));
+                                 xc.execute(upd(i));
+                                 xc.execute(ins(i));
+                                 xc.tpc_prepare();
+                                 xc.tpc_commit();
+                             },
+                             {},
+                             0,
+                             0});
+        two_cases.push_back(
+            {"xarm C switch",
+             [&](long i) {
+                 XID x{};
+                 gid_of("s", i).to_c(x);
+                 xa(xarm_pq_switch.xa_start_entry(&x, rmid, TMNOFLAGS), "xa_start");
+                 must(sw, upd(i));
+                 must(sw, ins(i));
+                 xa(xarm_pq_switch.xa_end_entry(&x, rmid, TMSUCCESS), "xa_end");
+                 xa(xarm_pq_switch.xa_prepare_entry(&x, rmid, TMNOFLAGS), "xa_prepare");
+                 xa(xarm_pq_switch.xa_commit_entry(&x, rmid, TMNOFLAGS), "xa_commit");
+             },
+             {},
+             0,
+             0});
+        one_cases.push_back({"libpq direct",
+                             [&](long i) {
+                                 must(direct.get(), "BEGIN");
+                                 must(direct.get(), upd(i));
+                                 must(direct.get(), ins(i));
+                                 must(direct.get(), "COMMIT");
+                             },
+                             {},
+                             0,
+                             0});
+        one_cases.push_back({"xarm C++ API",
+                             [&](long i) {
+                                 xc.tpc_begin(gid_of("c1", i));
+                                 xc.execute(upd(i));
+                                 xc.execute(ins(i));
+                                 xc.tpc_commit();
+                             },
+                             {},
+                             0,
+                             0});
+        one_cases.push_back({"xarm C switch",
+                             [&](long i) {
+                                 XID x{};
+                                 gid_of("s1", i).to_c(x);
+                                 xa(xarm_pq_switch.xa_start_entry(&x, rmid, TMNOFLAGS), "xa_start");
+                                 must(sw, upd(i));
+                                 must(sw, ins(i));
+                                 xa(xarm_pq_switch.xa_end_entry(&x, rmid, TMSUCCESS), "xa_end");
+                                 xa(xarm_pq_switch.xa_commit_entry(&x, rmid, TMONEPHASE),
+                                    "xa_commit(TMONEPHASE)");
+                             },
+                             {},
+                             0,
+                             0});
+
+        auto two = measure(two_cases, seconds);
+        auto one = measure(one_cases, seconds);
+        auto print = [](const char* title, const std::vector<stats>& v, const char* trips) {
+            fmt::print("\n{}\n  round trips per transaction: {}\n", title, trips);
+            fmt::print("  {:<16} {:>8} {:>10} {:>10} {:>10} {:>10} {:>12}\n", "path", "n", "tx/s",
+                       "p50 us", "p95 us", "p99 us", "tx/s ratio");
+            for (const auto& s : v)
+                fmt::print("  {:<16} {:>8} {:>10.0f} {:>10.0f} {:>10.0f} {:>10.0f} {:>12.3f}\n",
+                           s.name, s.n, s.tps, s.p50, s.p95, s.p99, s.tps / v[0].tps);
+        };
+        fmt::print(
+            "xarm_pq_bench: {} s per case (10 interleaved slices), one UPDATE + one INSERT per "
+            "transaction\n",
+            seconds);
+        print("two-phase (BEGIN, UPDATE, INSERT, PREPARE TRANSACTION, COMMIT PREPARED)", two,
+              "direct 5, C++ API 4 (BEGIN sent with the UPDATE), switch 5");
+        print("one-phase (BEGIN, UPDATE, INSERT, COMMIT)", one,
+              "direct 4, C++ API 3 (BEGIN sent with the UPDATE), switch 4");
+
+        xarm_pq_switch.xa_close_entry(sinfo.data(), rmid, TMNOFLAGS);
+        must(admin.get(), fmt::format("DROP TABLE {}, {}", acc, log));
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "xarm_pq_bench: {}\n", e.what());
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,89 @@
+// The PostgreSQL driver's internals: one libpq connection per session. The SQL texts
+// and the SQLSTATE table are in dialect.hpp (shared with the odbc driver).
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "dialect.hpp"
+#include "xarm/driver.hpp"
+
+namespace xarm::pq {
+
+struct conn_deleter {
+    void operator()(PGconn* c) const noexcept { PQfinish(c); }
+};
+struct result_deleter {
+    void operator()(PGresult* r) const noexcept { PQclear(r); }
+};
+using conn_ptr = std::unique_ptr<PGconn, conn_deleter>;
+using result_ptr = std::unique_ptr<PGresult, result_deleter>;
+
+/// A server error as read from a result (or from the connection when there is none).
+struct server_error {
+    std::string sqlstate;  ///< "08006" when the connection is gone and the server said nothing
+    std::string message;   ///< primary message, detail and hint; never the conninfo
+    bool lost = false;     ///< the connection is unusable (PQstatus is CONNECTION_BAD)
+};
+
+/// The native-error table's libpq side (error.cpp): reads r's error (r may be null).
+server_error read_error(PGconn* c, const PGresult* r);
+/// True when r is a success (command, tuples or empty query).
+bool succeeded(const PGresult* r) noexcept;
+/// Raises e as an xarm error for operation o: the XA code from dialect.hpp's table,
+/// XAER_RMFAIL whenever the connection is lost; context prefixes the message.
+[[noreturn]] void raise_server(const server_error& e, op o, std::string_view context);
+/// Raises a failed connection attempt: XAER_RMERR, libpq's text, never the conninfo.
+[[noreturn]] void raise_connect(PGconn* c);
+/// Checks a conninfo string or URI without connecting (XAER_INVAL with libpq's reason,
+/// value fragments removed).
+void check_conninfo(const std::string& info);
+
+class session final : public native_session {
+  public:
+    explicit session(const std::string& conninfo);
+    ~session() override;
+
+    capability_set capabilities() const override { return m_caps; }
+    void start(const xid& x, start_mode mode) override;
+    void end(const xid& x, end_mode mode) override;
+    vote prepare(const xid& x) override;
+    void commit(const xid& x, bool one_phase) override;
+    void rollback(const xid& x, bool prepared) override;
+    std::vector<xid> recover() override;
+    std::int64_t execute(std::string_view sql) override;
+    result query(std::string_view sql) override;
+    void commit_local() override;
+    void rollback_local() override;
+    bool in_local_transaction() const override;
+    /// Hands the PGconn to the application: from then on the session is in direct mode
+    /// (start() sends BEGIN at once, since statements no longer pass through execute());
+    /// a BEGIN still pending is sent now.
+    void* native_handle() noexcept override;
+
+  private:
+    /// PQexec; on failure records the error that aborted a block and raises for o.
+    result_ptr exec(const std::string& sql, op o, std::string_view context);
+    /// Like exec but returns the failure instead of raising (nullptr error = success).
+    result_ptr try_exec(const std::string& sql, server_error& err);
+    result run(std::string_view sql, bool collect);
+    PGTransactionStatusType status() const noexcept { return PQtransactionStatus(m_conn.get()); }
+    /// The block failed: raises the XA_RB* code of the error that aborted it.
+    [[noreturn]] void raise_aborted(std::string_view what);
+    void rollback_block() noexcept;
+    /// XAER_RMFAIL when libpq already knows the connection is gone.
+    void check_alive(op o, std::string_view what);
+
+    conn_ptr m_conn;
+    capability_set m_caps;
+    bool m_branch = false;         // a branch (not yet prepared or finished) uses the session
+    bool m_pending_begin = false;  // the branch's BEGIN goes with its first statement
+    bool m_direct = false;         // the application has the PGconn (native_handle)
+    bool m_wrote = false;          // a statement of the branch provably wrote
+    server_error m_abort;          // the error that aborted the current block, if any
+};
+
+}  // namespace xarm::pq

@@ -1,0 +1,286 @@
+// PostgreSQL primitives over libpq. A branch is a transaction block prepared with
+// PREPARE TRANSACTION. Round trips: start() sends nothing; the BEGIN travels with the
+// branch's first statement in one simple-protocol query ("BEGIN; <sql>"); prepare is one
+// round trip (PREPARE alone when a statement's command tag proved a write, else the
+// read-only check and PREPARE in one query); commit is one. A branch that ran no
+// statement votes XA_RDONLY without any round trip; one that ran only reads votes
+// XA_RDONLY after two (the failed check, then ROLLBACK).
+//
+// Direct mode: an application that takes the PGconn (native_handle(), as xarm_pq_conn
+// does for the switch) sends its statements itself, so from then on start() sends BEGIN
+// at once and a BEGIN still pending is sent when the handle is taken.
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "pq.hpp"
+#include "xa.h"
+
+namespace xarm::pq {
+
+session::session(const std::string& conninfo) {
+    check_conninfo(conninfo);
+    m_conn.reset(PQconnectdb(conninfo.c_str()));
+    if (!m_conn || PQstatus(m_conn.get()) != CONNECTION_OK) raise_connect(m_conn.get());
+    auto r = exec(max_prepared_sql, op::open, "reading max_prepared_transactions");
+    long n = 0;
+    if (PQntuples(r.get()) == 1) {
+        const char* v = PQgetvalue(r.get(), 0, 0);
+        std::from_chars(v, v + std::char_traits<char>::length(v), n);
+    }
+    m_caps = capabilities_for(n);
+}
+
+session::~session() = default;  // PQfinish: the server rolls back an unprepared block
+
+result_ptr session::try_exec(const std::string& sql, server_error& err) {
+    const auto before = status();
+    result_ptr r(PQexec(m_conn.get(), sql.c_str()));
+    if (succeeded(r.get())) return r;
+    err = read_error(m_conn.get(), r.get());
+    // The first error of a block is the one that aborted it; later ones are 25P02.
+    if (before != PQTRANS_INERROR) m_abort = err;
+    return nullptr;
+}
+
+result_ptr session::exec(const std::string& sql, op o, std::string_view context) {
+    server_error err;
+    auto r = try_exec(sql, err);
+    if (!r) raise_server(err, o, context);
+    return r;
+}
+
+void session::rollback_block() noexcept {
+    if (status() == PQTRANS_INTRANS || status() == PQTRANS_INERROR) {
+        result_ptr r(PQexec(m_conn.get(), "ROLLBACK"));
+    }
+}
+
+void session::raise_aborted(std::string_view what) {
+    std::string state = m_abort.sqlstate.empty() ? "40000" : m_abort.sqlstate;
+    std::string cause = m_abort.message.empty()
+                            ? std::string("a statement sent on the connection failed")
+                            : m_abort.message;
+    if (m_abort.message.empty() && m_direct) {
+        // Statements sent directly on the PGconn: libpq still holds the last error text.
+        std::string m = PQerrorMessage(m_conn.get());
+        while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+        if (!m.empty()) cause = m;
+    }
+    raise(rollback_code_for(state), state, fmt::format("{}: {}", what, cause));
+}
+
+void session::start(const xid&, start_mode mode) {
+    if (mode != start_mode::fresh) return;  // join/resume: the block is still open here
+    m_abort = {};
+    m_branch = true;
+    m_wrote = false;
+    if (m_direct) {
+        exec("BEGIN", op::statement, "BEGIN");
+    } else {
+        m_pending_begin = true;
+    }
+}
+
+void session::end(const xid&, end_mode) {
+    if (m_pending_begin) return;  // no statement yet: nothing can have failed
+    switch (status()) {
+        case PQTRANS_INTRANS:
+            return;
+        case PQTRANS_INERROR:
+            raise_aborted("the branch's work failed and PostgreSQL aborted its transaction");
+        case PQTRANS_IDLE:
+            if (!m_abort.sqlstate.empty())  // the first statement failed before BEGIN ran
+                raise_aborted("the branch's first statement failed");
+            raise(XA_RBPROTO, "25000",
+                  "the branch's transaction block was ended on the connection itself (COMMIT, "
+                  "ROLLBACK or PREPARE TRANSACTION sent directly): the branch is gone");
+        case PQTRANS_ACTIVE:
+            raise(XAER_PROTO, "XAE06",
+                  "a command is still in progress on the connection; collect its results "
+                  "before xa_end");
+        default:
+            raise_server(read_error(m_conn.get(), nullptr), op::end, "xa_end");
+    }
+}
+
+void session::check_alive(op o, std::string_view what) {
+    if (PQstatus(m_conn.get()) == CONNECTION_BAD)
+        raise_server(read_error(m_conn.get(), nullptr), o, what);
+}
+
+vote session::prepare(const xid& x) {
+    if (m_pending_begin) {  // nothing ran: nothing to prepare, no round trip
+        m_pending_begin = false;
+        m_branch = false;
+        return vote::read_only;
+    }
+    m_branch = false;
+    check_alive(op::prepare, "PREPARE TRANSACTION");
+    if (status() == PQTRANS_INERROR) {
+        rollback_block();
+        raise_aborted(
+            "the branch's work failed; nothing was prepared and the branch is rolled back");
+    }
+    if (status() != PQTRANS_INTRANS)
+        raise(XA_RBPROTO, "25000",
+              "the branch's transaction block is no longer open on the connection: nothing was "
+              "prepared");
+    // A write seen through execute() needs no check; otherwise the check travels with
+    // PREPARE in the same round trip.
+    server_error err;
+    auto r = try_exec(m_wrote ? prepare_sql(x) : check_and_prepare_sql(x), err);
+    if (r) {
+        const std::string tag = PQcmdStatus(r.get());
+        if (tag == "PREPARE TRANSACTION") return vote::ok;
+        // "ROLLBACK": the block had failed and PREPARE only ended it.
+        raise_aborted(
+            fmt::format("PREPARE TRANSACTION answered '{}': the branch's transaction "
+                        "had failed, nothing was prepared and it is rolled back",
+                        tag));
+    }
+    if (!err.lost && err.sqlstate == read_only_sqlstate && status() == PQTRANS_INERROR) {
+        // The read-only check stopped the query before PREPARE: the branch wrote nothing.
+        m_abort = {};
+        server_error rb;
+        if (!try_exec("ROLLBACK", rb) && rb.lost) raise_server(rb, op::rollback, "ROLLBACK");
+        return vote::read_only;
+    }
+    rollback_block();  // a failed PREPARE already rolled back; a failed check did not
+    raise_server(err, op::prepare, "PREPARE TRANSACTION failed");
+}
+
+void session::commit(const xid& x, bool one_phase) {
+    if (!one_phase) {
+        exec(commit_prepared_sql(x), op::finish, "COMMIT PREPARED");
+        return;
+    }
+    m_branch = false;
+    if (m_pending_begin) {  // nothing ran: nothing to commit
+        m_pending_begin = false;
+        return;
+    }
+    check_alive(op::commit_one, "COMMIT");
+    if (status() == PQTRANS_INERROR) {
+        rollback_block();
+        raise_aborted("the branch's work failed and is rolled back");
+    }
+    if (status() != PQTRANS_INTRANS)
+        raise(XA_RBPROTO, "25000",
+              "the branch's transaction block is no longer open on the connection");
+    auto r = exec("COMMIT", op::commit_one, "COMMIT failed and the branch was rolled back");
+    if (std::string_view(PQcmdStatus(r.get())) != "COMMIT")
+        raise_aborted("COMMIT rolled the branch back");
+}
+
+void session::rollback(const xid& x, bool prepared) {
+    if (prepared) {
+        exec(rollback_prepared_sql(x), op::finish, "ROLLBACK PREPARED");
+        return;
+    }
+    m_branch = false;
+    if (m_pending_begin) {
+        m_pending_begin = false;
+        return;
+    }
+    check_alive(op::rollback, "ROLLBACK");
+    if (status() == PQTRANS_INTRANS || status() == PQTRANS_INERROR)
+        exec("ROLLBACK", op::rollback, "ROLLBACK");
+}
+
+std::vector<xid> session::recover() {
+    auto r = exec(recover_sql, op::recover, "listing pg_prepared_xacts");
+    std::vector<xid> out;
+    const int n = PQntuples(r.get());
+    out.reserve(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i)
+        out.push_back(parse_recovered_gid(std::string_view(
+            PQgetvalue(r.get(), i, 0), static_cast<std::size_t>(PQgetlength(r.get(), i, 0)))));
+    return out;
+}
+
+bool session::in_local_transaction() const {
+    if (m_branch) return false;
+    const auto s = status();
+    return s == PQTRANS_INTRANS || s == PQTRANS_INERROR || s == PQTRANS_ACTIVE;
+}
+
+result session::run(std::string_view sql, bool collect) {
+    std::string text;
+    // PEP 249: autocommit off, the first statement begins a transaction; in a branch
+    // the pending BEGIN goes in the same round trip.
+    const bool begin = m_branch ? m_pending_begin : status() == PQTRANS_IDLE;
+    if (begin) {
+        if (!m_branch) m_abort = {};
+        text = "BEGIN; ";
+    }
+    text.append(sql);
+    m_pending_begin = false;
+    auto r = exec(text, op::statement, "SQL error");
+    if (m_branch && !m_wrote) m_wrote = tag_proves_write(PQcmdStatus(r.get()));
+    result out;
+    if (collect) {
+        const int ncol = PQnfields(r.get());
+        for (int i = 0; i < ncol; ++i) out.columns.emplace_back(PQfname(r.get(), i));
+        const int nrow = PQntuples(r.get());
+        out.rows.reserve(static_cast<std::size_t>(nrow));
+        for (int i = 0; i < nrow; ++i) {
+            auto& row = out.rows.emplace_back();
+            for (int j = 0; j < ncol; ++j) {
+                if (PQgetisnull(r.get(), i, j))
+                    row.emplace_back(std::nullopt);
+                else
+                    row.emplace_back(
+                        std::string(PQgetvalue(r.get(), i, j),
+                                    static_cast<std::size_t>(PQgetlength(r.get(), i, j))));
+            }
+        }
+    }
+    const char* n = PQcmdTuples(r.get());
+    std::from_chars(n, n + std::char_traits<char>::length(n), out.affected);
+    return out;
+}
+
+std::int64_t session::execute(std::string_view sql) {
+    return run(sql, false).affected;
+}
+
+result session::query(std::string_view sql) {
+    return run(sql, true);
+}
+
+void session::commit_local() {
+    switch (status()) {
+        case PQTRANS_IDLE:
+            return;
+        case PQTRANS_INERROR:
+            rollback_block();
+            raise_aborted("the transaction had failed and is rolled back");
+        default:
+            break;
+    }
+    auto r = exec("COMMIT", op::commit_one, "COMMIT failed and the transaction was rolled back");
+    if (std::string_view(PQcmdStatus(r.get())) != "COMMIT")
+        raise_aborted("COMMIT rolled the transaction back");
+}
+
+void session::rollback_local() {
+    if (status() != PQTRANS_IDLE) exec("ROLLBACK", op::rollback, "ROLLBACK");
+}
+
+void* session::native_handle() noexcept {
+    m_direct = true;
+    if (m_pending_begin) {
+        m_pending_begin = false;
+        try {
+            server_error err;
+            // On failure the error is recorded; xa_end then finds no open block and
+            // reports the branch rolled back with that error.
+            try_exec("BEGIN", err);
+        } catch (...) {
+        }
+    }
+    return m_conn.get();
+}
+
+}  // namespace xarm::pq
