@@ -47,7 +47,7 @@ std::string in_list(const std::vector<std::string>& names) {
 }
 }  // namespace
 
-connection_resource::connection_resource(std::string name, connection conn, mode m)
+connection_resource::connection_resource(std::string name, connection&& conn, mode m)
     : m_name(std::move(name)),
       m_owned(std::make_unique<connection>(std::move(conn))),
       m_conn(m_owned.get()) {

@@ -81,7 +81,7 @@ class XARM_API connection_resource final : public resource {
   public:
     enum class mode { automatic, one_phase_only };
     /// Owns the connection.
-    connection_resource(std::string name, connection conn, mode m = mode::automatic);
+    connection_resource(std::string name, connection&& conn, mode m = mode::automatic);
     /// Borrows the connection: it must outlive this object.
     connection_resource(std::string name, connection& conn, mode m = mode::automatic);
     ~connection_resource() override;
