@@ -1,0 +1,223 @@
+// The conformance suite: driver-agnostic cases, a runner and report writers. A target
+// is an xarm driver (by name or path) or any xa_switch_t library given by path.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "xa.h"
+#include "xarm/connection.hpp"
+#include "xarm/driver.hpp"
+#include "xarm/xarm.h"
+
+namespace xarm::conformance {
+
+/// NOT_APPLICABLE is never a pass: it is counted apart (e.g. "no SQL access" for a
+/// third-party switch, or a restart case run without --allow-restart).
+enum class outcome { pass, fail, not_supported, error, not_applicable, not_configured };
+const char* to_string(outcome o) noexcept;
+
+/// What a case needs of the target beyond the C switch.
+enum class layer { c_switch, cpp, sql };
+const char* to_string(layer l) noexcept;
+
+/// What is tested, and how to reach it.
+struct target {
+    std::string label;        ///< column name: "pq", "odbc/mysql", a library's file name
+    std::string driver_name;  ///< xarm driver name; empty for a third-party switch
+    std::string library;      ///< the loaded library's path
+    xa_switch_t* sw = nullptr;
+    int (*last_error)(int, xarm_diag*) = nullptr;   ///< xarm_last_error when exported
+    std::shared_ptr<const driver> drv;              ///< C++ access; null: no SQL access
+    std::string info;                               ///< the xa_open string
+    std::optional<capability_set> caps;             ///< nullopt: unknown, all claimed
+    std::string dbms;         ///< "pq", "mysql", "sqlite" or "" (per-database SQL)
+    std::string restart_cmd;  ///< --allow-restart: a shell command restarting the server
+    std::string setup_error;  ///< non-empty: the target could not be set up (ERROR column)
+    bool configured = true;   ///< false: "not configured" column (no env var, not CI)
+};
+
+/// Loads a switch library (dlopen, RTLD_NODELETE); symbol empty: lixa_get_xa_switch.
+/// Throws std::runtime_error with the reason.
+target load_switch_target(const std::string& path, const std::string& symbol,
+                          const std::string& info);
+/// With SQL access: opens one connection to take its (authoritative) capability list
+/// and, when dbms is empty, probe the database; a failure becomes t.setup_error (every
+/// case then reports ERROR with that reason, e.g. "server unreachable").
+void connect_check(target& t);
+/// Which database an xarm target talks to ("pq", "mysql", "sqlite", "" unknown), by probing.
+std::string detect_dbms(const target& t);
+/// An xarm driver by name ("pq", ...) or path: switch, driver object and declaration.
+target load_driver_target(const std::string& name_or_path, const std::string& info);
+
+class context;
+
+/// One conformance case.
+struct case_def {
+    std::string id;      ///< "state.start_twice"
+    std::string title;
+    std::vector<capability> needs;  ///< one declared missing: its refusal is verified instead
+    layer needs_layer = layer::c_switch;
+    std::function<void(context&)> run;
+    /// Custom refusal check; empty: the generic one for `needs`.
+    std::function<void(context&)> refusal;
+};
+
+/// Every case, in report order.
+const std::vector<case_def>& all_cases();
+
+struct case_result {
+    std::string id;
+    outcome result = outcome::error;
+    std::string message;  ///< why (empty for a plain pass)
+    double seconds = 0;
+};
+
+struct run_result {
+    target tgt;
+    std::vector<case_result> cases;
+    std::map<outcome, int> counts() const;
+};
+
+struct run_options {
+    std::vector<std::string> globs;  ///< empty: every case
+    std::function<void(const std::string& label, const case_def&, std::size_t i,
+                       std::size_t n)>
+        on_start;
+    std::function<void(const std::string& label, const case_result&)> on_done;
+};
+
+bool glob_match(const std::string& pattern, const std::string& text);
+std::vector<const case_def*> select_cases(const std::vector<std::string>& globs);
+
+run_result run(const target& t, const run_options& opts);
+
+/// Report writers: one row per case, one column per target, a summary per target.
+std::string report_text(const std::vector<run_result>& runs);
+std::string report_markdown(const std::vector<run_result>& runs);
+std::string report_json(const std::vector<run_result>& runs);
+std::string report_junit(const std::vector<run_result>& runs);
+
+/// Thrown by a case: the driver did not do what it must (FAIL).
+struct failure : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+/// Thrown by a case: the case cannot run on this target (n/a), with the reason.
+struct not_applicable : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+/// Thrown by a case: the run itself broke (ERROR), e.g. a connection cannot be opened.
+struct setup_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// A C switch resource manager instance opened on the calling thread (xa_open with the
+/// target's info string and a fresh rmid); closed (ending and rolling back what it left)
+/// on destruction.
+class rm {
+public:
+    rm(context& ctx, bool open = true);
+    ~rm();
+    rm(const rm&) = delete;
+    rm& operator=(const rm&) = delete;
+
+    int id() const noexcept { return m_rmid; }
+    int open(const char* info, long flags = TMNOFLAGS);
+    int close(long flags = TMNOFLAGS);
+    int start(const XID* x, long flags = TMNOFLAGS);
+    int end(const XID* x, long flags = TMSUCCESS);
+    int prepare(const XID* x, long flags = TMNOFLAGS);
+    int commit(const XID* x, long flags = TMNOFLAGS);
+    int rollback(const XID* x, long flags = TMNOFLAGS);
+    int forget(const XID* x, long flags = TMNOFLAGS);
+    int recover(XID* xids, long count, long flags);
+    int complete(int* handle, int* retval, long flags = TMNOFLAGS);
+    /// Every XID xa_recover returns, paging with count per call.
+    std::vector<xid> recover_all(long count = 16);
+    /// The last failure as "CODE (SQLSTATE): message", or "" when unknown.
+    std::string diag_text() const;
+    std::optional<xarm_diag> diag() const;
+
+private:
+    context& m_ctx;
+    int m_rmid;
+    bool m_open = false;
+    std::optional<XID> m_active;  // started and not ended: ended on close
+};
+
+/// What a case receives: the target, rmids, connections, unique names, SQL helpers and
+/// cleanup of what it leaves behind.
+class context {
+public:
+    explicit context(const target& t);
+    ~context();
+
+    const target& tgt() const noexcept { return m_t; }
+    bool claims(capability c) const;
+    bool has_sql() const noexcept { return m_t.drv != nullptr; }
+    int new_rmid();
+
+    /// A C++ connection (setup_error when it cannot be opened). Requires has_sql().
+    connection connect();
+    /// A unique xid (format 0x58415243 'XARC'), tracked: rolled back at cleanup when
+    /// still prepared.
+    xid new_xid(const std::string& bqual = "b", long format = 0x58415243L);
+    void track(const xid& x);
+    static XID to_c(const xid& x);
+
+    /// A committed table "(id INTEGER PRIMARY KEY, v VARCHAR(64))", dropped at cleanup.
+    std::string new_table();
+    /// Rows in table, read from a separate observer connection (committed data only).
+    long count(const std::string& table);
+    void insert(connection& c, const std::string& table, int id);
+
+    /// Runs cleanup: rolls back tracked prepared branches, drops tables.
+    void cleanup() noexcept;
+    void note(std::string s) {
+        std::lock_guard lock(m_mu);
+        m_notes += (m_notes.empty() ? "" : "; ") + s;
+    }
+    const std::string& notes() const noexcept { return m_notes; }
+
+private:
+    const target& m_t;
+    std::mutex m_mu;  // cases run threads that make xids and tables concurrently
+    std::vector<xid> m_xids;
+    std::vector<std::string> m_tables;
+    std::optional<connection> m_observer;
+    std::string m_notes;
+};
+
+// Assertions for cases.
+[[noreturn]] void fail(const std::string& what);
+inline void check(bool ok, const std::string& what) {
+    if (!ok) fail(what);
+}
+/// rc must equal expected; the message names the call, both codes and the diagnostic.
+void expect_rc(rm& r, int rc, int expected, const char* call);
+/// rc must be one of expected.
+void expect_rc_in(rm& r, int rc, std::initializer_list<int> expected, const char* call);
+/// The refusal of a capability declared missing: code and SQLSTATE 0A000.
+void expect_refusal(rm& r, int rc, int code, const char* call);
+
+/// Runs f and requires it to throw E (FAIL otherwise); returns the caught error's XA code.
+template <class E, class F>
+int expect_throw(F&& f, const char* what);
+
+/// The per-database SQL snippets (lock timeouts, foreign gids), keyed by DBMS.
+struct dialect {
+    const char* dbms;
+    const char* lock_timeout;        ///< makes a blocked statement fail within ~1 s
+    const char* foreign_prepare;     ///< fmt: {table}, {gid}: leaves a foreign prepared tx
+};
+const dialect* dialect_for(const std::string& dbms);
+
+}  // namespace xarm::conformance
+
+#include "xarm/conformance_impl.hpp"

@@ -1,0 +1,186 @@
+// `xarm conformance`: runs the suite against one driver, one switch library, or every
+// configured driver (--all), and writes the matrix.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "xarm/conformance.hpp"
+
+namespace xarm::cli {
+
+namespace {
+
+namespace cf = xarm::conformance;
+
+struct options {
+    std::string driver, lib, symbol, info, format = "text", output, restart;
+    std::vector<std::string> cases;
+    bool all = false, list = false;
+};
+
+bool under_ci() {
+    const char* ci = std::getenv("CI");
+    return ci != nullptr && std::string(ci) == "true";
+}
+
+cf::target error_target(const std::string& label, const std::string& why) {
+    cf::target t;
+    t.label = label;
+    t.setup_error = why;
+    return t;
+}
+
+cf::target driver_target(const std::string& label, const std::string& driver, const std::string& info,
+                         const std::string& dbms) {
+    try {
+        auto t = cf::load_driver_target(driver, info);
+        if (!label.empty()) t.label = label;
+        if (!dbms.empty()) t.dbms = dbms;
+        cf::connect_check(t);
+        return t;
+    } catch (const std::exception& e) {
+        return error_target(label, e.what());
+    }
+}
+
+// Every configured driver, from the development servers' environment.
+std::vector<cf::target> all_targets(const std::string& sqlite_path) {
+    std::vector<cf::target> out;
+    out.push_back(driver_target("sqlite", "sqlite", "path=" + sqlite_path, "sqlite"));
+    struct env_target {
+        const char* label;
+        const char* driver;
+        const char* var;
+        const char* dbms;
+    };
+    static const env_target envs[] = {
+        {"pq", "pq", "XARM_TEST_PQ", "pq"},
+        {"mysql", "mysql", "XARM_TEST_MYSQL", "mysql"},
+        {"odbc/pq", "odbc", "XARM_TEST_ODBC_PQ", "pq"},
+        {"odbc/mysql", "odbc", "XARM_TEST_ODBC_MYSQL", "mysql"},
+        {"odbc/sqlite", "odbc", "XARM_TEST_ODBC_SQLITE", "sqlite"},
+    };
+    for (const auto& e : envs) {
+        const char* info = std::getenv(e.var);
+        if (info == nullptr) {
+            auto t = error_target(e.label, fmt::format("{} is not set", e.var));
+            if (under_ci()) t.setup_error += " but CI=true: the server is missing";
+            else t.configured = false;
+            out.push_back(t);
+            continue;
+        }
+        out.push_back(driver_target(e.label, e.driver, info, e.dbms));
+    }
+    return out;
+}
+
+int run(const options& o) {
+    if (o.list) {
+        for (const auto* c : cf::select_cases(o.cases)) {
+            std::string needs;
+            for (auto n : c->needs) needs += (needs.empty() ? "" : ",") + std::string(xarm::to_string(n));
+            std::printf("%-36s %-9s %-28s %s\n", c->id.c_str(), cf::to_string(c->needs_layer),
+                        needs.empty() ? "-" : needs.c_str(), c->title.c_str());
+        }
+        return exit_ok;
+    }
+    const int modes = !o.driver.empty() + !o.lib.empty() + o.all;
+    if (modes != 1) throw usage_error("give exactly one of --driver, --switch or --all");
+    if (!o.all && o.info.empty()) throw usage_error("--open INFO is required with --driver and --switch");
+    if (!o.symbol.empty() && o.lib.empty()) throw usage_error("--symbol goes with --switch");
+    if (cf::select_cases(o.cases).empty()) throw usage_error("no case matches --case");
+
+    std::vector<cf::target> targets;
+    std::string sqlite_path;
+    if (o.all) {
+        sqlite_path = (std::filesystem::temp_directory_path() / fmt::format("xarm-conformance-{}.sqlite", ::getpid())).string();
+        targets = all_targets(sqlite_path);
+    } else if (!o.driver.empty()) {
+        targets.push_back(driver_target("", o.driver, o.info, ""));
+        if (!targets.back().setup_error.empty() && !targets.back().drv)
+            throw std::runtime_error(targets.back().setup_error);
+    } else {
+        try {
+            targets.push_back(cf::load_switch_target(o.lib, o.symbol, o.info));
+        } catch (const std::exception& e) {
+            throw std::runtime_error(e.what());
+        }
+        auto& t = targets.back();
+        cf::connect_check(t);
+    }
+    for (auto& t : targets) t.restart_cmd = o.restart;
+
+    const bool progress = ::isatty(STDERR_FILENO) != 0;
+    cf::run_options ro;
+    ro.globs = o.cases;
+    if (progress) {
+        ro.on_start = [](const std::string& label, const cf::case_def& c, std::size_t i, std::size_t n) {
+            std::fprintf(stderr, "\r\033[K[%s %zu/%zu] %s", label.c_str(), i + 1, n, c.id.c_str());
+            std::fflush(stderr);
+        };
+        ro.on_done = [](const std::string& label, const cf::case_result& r) {
+            if (r.result == cf::outcome::fail || r.result == cf::outcome::error)
+                std::fprintf(stderr, "\r\033[K%s %s: %s: %s\n", label.c_str(), r.id.c_str(),
+                             cf::to_string(r.result), r.message.c_str());
+        };
+    }
+    std::vector<cf::run_result> runs;
+    for (const auto& t : targets) runs.push_back(cf::run(t, ro));
+    if (progress) std::fprintf(stderr, "\r\033[K");
+    if (!sqlite_path.empty()) {
+        std::error_code ec;
+        for (const char* suffix : {"", "-journal", "-wal", "-shm"})
+            std::filesystem::remove(sqlite_path + suffix, ec);
+    }
+
+    std::string text;
+    if (o.format == "text") text = cf::report_text(runs);
+    else if (o.format == "markdown") text = cf::report_markdown(runs);
+    else if (o.format == "json") text = cf::report_json(runs);
+    else text = cf::report_junit(runs);
+    if (o.output.empty() || o.output == "-") {
+        std::fwrite(text.data(), 1, text.size(), stdout);
+    } else {
+        std::ofstream f(o.output, std::ios::binary | std::ios::trunc);
+        f << text;
+        if (!f) throw std::runtime_error("cannot write " + o.output);
+    }
+    for (const auto& r : runs)
+        for (const auto& c : r.cases)
+            if (c.result == cf::outcome::fail || c.result == cf::outcome::error) return exit_failed;
+    return exit_ok;
+}
+
+}  // namespace
+
+runner add_conformance(CLI::App& app) {
+    auto o = std::make_shared<options>();
+    app.add_option("--driver", o->driver, "xarm driver name (pq, mysql, sqlite, odbc) or library path");
+    app.add_option("--switch", o->lib, "any XA switch library (.so) given by path");
+    app.add_option("--symbol", o->symbol, "the xa_switch_t symbol in --switch (default: lixa_get_xa_switch())");
+    app.add_option("--open", o->info, "the xa_open info string");
+    app.add_flag("--all", o->all,
+                 "every configured driver: sqlite (temporary file), XARM_TEST_PQ, XARM_TEST_MYSQL, "
+                 "XARM_TEST_ODBC_PQ/_MYSQL/_SQLITE");
+    app.add_option("--format", o->format, "report format")->check(CLI::IsMember({"text", "markdown", "json", "junit"}));
+    app.add_option("--output,-o", o->output, "write the report to FILE (default: standard output)");
+    app.add_option("--case", o->cases, "run only cases matching GLOB (repeatable), e.g. 'recovery.*'");
+    app.add_flag("--list", o->list, "list the cases (id, layer, capabilities, title) and exit");
+    app.add_option("--allow-restart", o->restart,
+                   "shell command that restarts the server, for durability.restart "
+                   "(e.g. \"$XARM_DEVSERVERS restart pq\"); {dbms} is replaced by the target's database "
+                   "(pq, mysql), for --all");
+    app.footer("Exit status: 0 when no case FAILs or ERRORs, 1 otherwise, 2 for usage errors.\n"
+               "Outcomes: PASS, FAIL, NOT SUPPORTED (declared missing and verified to fail the "
+               "declared way), ERROR (the run broke), n/a (the case cannot run on this target: "
+               "e.g. no SQL access through a third-party switch), not configured.");
+    return [o] { return run(*o); };
+}
+
+}  // namespace xarm::cli

@@ -1,0 +1,245 @@
+// `xarm recover`: the operator's tool for prepared branches left behind (holding locks):
+// lists them, and commits or rolls back one or all after a confirmation.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <optional>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "xarm/connection.hpp"
+
+namespace xarm::cli {
+
+namespace {
+
+struct options {
+    std::string driver, info, commit, rollback;
+    bool json = false, commit_all = false, rollback_all = false, yes = false;
+};
+
+/// What the server knows about a branch beyond its xid.
+struct details {
+    std::string prepared, owner, database;
+};
+
+// The only driver-specific SQL of the tool, keyed by driver name: a query returning
+// (name, prepared-at, owner, database) for each in-doubt branch.
+const char* details_sql(std::string_view driver) {
+    if (driver == "pq") return "SELECT gid, prepared::text, owner::text, database::text FROM pg_prepared_xacts";
+    return nullptr;
+}
+
+std::map<std::string, details> load_details(connection& c) {
+    std::map<std::string, details> out;
+    const char* sql = details_sql(c.drv().name());
+    if (sql == nullptr) return out;
+    try {
+        auto r = c.query(sql);
+        for (const auto& row : r.rows)
+            if (row.size() >= 4 && row[0])
+                out[*row[0]] = {row[1].value_or(""), row[2].value_or(""), row[3].value_or("")};
+        c.rollback();  // COMMIT PREPARED refuses to run inside a transaction block
+    } catch (const xarm::error&) {
+        try {
+            c.rollback();
+        } catch (const xarm::error&) {
+        }
+    }
+    return out;
+}
+
+std::string key_of(std::string_view driver, const xid& x) {
+    if (driver == "pq") return x.is_unparsed() ? x.gtrid() : encode_pg_gid(x);
+    return {};
+}
+
+std::optional<std::string> unhex(std::string_view h) {
+    if (h.size() % 2 != 0) return std::nullopt;
+    std::string out;
+    auto val = [](char ch) -> int {
+        if (ch >= '0' && ch <= '9') return ch - '0';
+        if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+        if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+        return -1;
+    };
+    for (std::size_t i = 0; i < h.size(); i += 2) {
+        int a = val(h[i]), b = val(h[i + 1]);
+        if (a < 0 || b < 0) return std::nullopt;
+        out.push_back(static_cast<char>(a * 16 + b));
+    }
+    return out;
+}
+
+/// The text xid::to_string() prints: "fmt:hexgtrid:hexbqual", or a quoted foreign name.
+xid parse_xid(const std::string& s) {
+    if (s.size() >= 2 && s.front() == '\'' && s.back() == '\'') return xid::unparsed(s.substr(1, s.size() - 2));
+    auto a = s.find(':');
+    auto b = a == std::string::npos ? a : s.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos)
+        throw usage_error(fmt::format("'{}' is not an xid: expected FORMAT:HEXGTRID:HEXBQUAL (as listed) or 'foreign-name'", s));
+    long fmt_id = 0;
+    try {
+        std::size_t used = 0;
+        fmt_id = std::stol(s.substr(0, a), &used);
+        if (used != a) throw std::invalid_argument("");
+    } catch (const std::exception&) {
+        throw usage_error(fmt::format("'{}': the format id is not a number", s));
+    }
+    auto g = unhex(std::string_view(s).substr(a + 1, b - a - 1));
+    auto q = unhex(std::string_view(s).substr(b + 1));
+    if (!g || !q) throw usage_error(fmt::format("'{}': gtrid and bqual must be hexadecimal", s));
+    try {
+        return xid(fmt_id, *g, *q);
+    } catch (const xarm::error& e) {
+        throw usage_error(e.what());
+    }
+}
+
+bool confirm(const std::string& question, bool yes) {
+    if (yes) return true;
+    if (::isatty(STDIN_FILENO) == 0)
+        throw usage_error("standard input is not a terminal: add --yes to finish branches without a prompt");
+    std::fprintf(stderr, "%s [y/N] ", question.c_str());
+    std::string answer;
+    std::getline(std::cin, answer);
+    return answer == "y" || answer == "Y" || answer == "yes";
+}
+
+int run(const options& o) {
+    const int actions = !o.commit.empty() + !o.rollback.empty() + o.commit_all + o.rollback_all;
+    if (actions > 1) throw usage_error("give at most one of --commit, --rollback, --commit-all, --rollback-all");
+    if (actions == 1 && !o.yes && ::isatty(STDIN_FILENO) == 0)
+        throw usage_error("standard input is not a terminal: add --yes to finish branches without a prompt");
+    std::optional<xid> target;
+    if (!o.commit.empty()) target = parse_xid(o.commit);
+    if (!o.rollback.empty()) target = parse_xid(o.rollback);
+
+    std::optional<connection> c;
+    try {
+        c.emplace(xarm::connect(o.driver, o.info));
+    } catch (const xarm::error& e) {
+        std::fprintf(stderr, "xarm recover: cannot connect: %s\n", e.what());
+        return exit_failed;
+    }
+    const std::string drv(c->drv().name());
+    auto branches = c->tpc_recover();
+    auto info = load_details(*c);
+
+    if (actions == 0) {
+        if (o.json) {
+            nlohmann::json j = nlohmann::json::array();
+            for (const auto& x : branches) {
+                nlohmann::json e{{"xid", x.to_string()}, {"foreign", x.is_unparsed()}};
+                if (!x.is_unparsed()) {
+                    e["format_id"] = x.format_id();
+                    e["gtrid_hex"] = hex_encode(x.gtrid());
+                    e["bqual_hex"] = hex_encode(x.bqual());
+                }
+                if (auto it = info.find(key_of(drv, x)); it != info.end()) {
+                    e["prepared"] = it->second.prepared;
+                    e["owner"] = it->second.owner;
+                    e["database"] = it->second.database;
+                }
+                j.push_back(e);
+            }
+            std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+            return exit_ok;
+        }
+        if (branches.empty()) {
+            std::printf("no in-doubt branches\n");
+            return exit_ok;
+        }
+        const bool detailed = !info.empty();
+        if (detailed) std::printf("%-32s  %-12s  %-12s  %s\n", "prepared", "owner", "database", "xid");
+        for (const auto& x : branches) {
+            if (detailed) {
+                details d;
+                if (auto it = info.find(key_of(drv, x)); it != info.end()) d = it->second;
+                std::printf("%-32s  %-12s  %-12s  %s\n", d.prepared.c_str(), d.owner.c_str(), d.database.c_str(),
+                            x.to_string().c_str());
+            } else {
+                std::printf("%s\n", x.to_string().c_str());
+            }
+        }
+        std::printf("%zu in-doubt branch%s\n", branches.size(), branches.size() == 1 ? "" : "es");
+        return exit_ok;
+    }
+
+    const bool commit = !o.commit.empty() || o.commit_all;
+    std::vector<xid> todo;
+    if (target) {
+        if (std::find(branches.begin(), branches.end(), *target) == branches.end()) {
+            std::fprintf(stderr, "xarm recover: %s is not in doubt on this server\n", target->to_string().c_str());
+            return exit_failed;
+        }
+        todo.push_back(*target);
+    } else {
+        todo = branches;
+    }
+    if (todo.empty()) {
+        std::printf("no in-doubt branches\n");
+        return exit_ok;
+    }
+    for (const auto& x : todo) std::fprintf(stderr, "  %s %s\n", commit ? "commit" : "rollback", x.to_string().c_str());
+    if (!confirm(fmt::format("{} {} branch{}?", commit ? "Commit" : "Roll back", todo.size(),
+                             todo.size() == 1 ? "" : "es"),
+                 o.yes)) {
+        std::fprintf(stderr, "nothing done\n");
+        return exit_failed;
+    }
+    int failed = 0;
+    for (const auto& x : todo) {
+        try {
+            if (commit) c->tpc_commit(x);
+            else c->tpc_rollback(x);
+            std::printf("%s %s\n", commit ? "committed" : "rolled back", x.to_string().c_str());
+        } catch (const xarm::error& e) {
+            ++failed;
+            std::fprintf(stderr, "xarm recover: %s: %s\n", x.to_string().c_str(), e.what());
+        }
+    }
+    return failed == 0 ? exit_ok : exit_failed;
+}
+
+}  // namespace
+
+runner add_recover(CLI::App& app) {
+    auto o = std::make_shared<options>();
+    app.add_option("--driver", o->driver, "xarm driver name (pq, mysql, sqlite, odbc) or library path");
+    app.add_option("--open", o->info, "connection info string");
+    // Coordinator mode: finish what an xarm::tm coordinator (the demo's) left in doubt.
+    auto tm = std::make_shared<xarm::demo::tm_recover_options>();
+    auto* coord = app.add_option("--coordinator", tm->db.coordinator,
+                                 "coordinator mode: resolve the in-doubt branches of xarm::tm "
+                                 "coordinator ID from its log (with --pq/--mysql/--pq2/--sqlite/--log)");
+    auto demo_opts = app.add_option_group("coordinator mode");
+    add_demo_databases(*demo_opts, tm->db);
+    demo_opts->remove_option(demo_opts->get_option("--coordinator"));
+    demo_opts->add_option("--attempts", tm->attempts, "attempts per unreachable database")
+        ->capture_default_str();
+    auto no_check = std::make_shared<bool>(false);
+    demo_opts->add_flag("--no-check", *no_check, "do not check the demo's invariant afterwards");
+    app.add_flag("--json", o->json, "list as JSON");
+    app.add_option("--commit", o->commit, "commit the branch XID (FORMAT:HEXGTRID:HEXBQUAL or 'foreign-name', as listed)");
+    app.add_option("--rollback", o->rollback, "roll back the branch XID");
+    app.add_flag("--commit-all", o->commit_all, "commit every in-doubt branch");
+    app.add_flag("--rollback-all", o->rollback_all, "roll back every in-doubt branch");
+    app.add_flag("--yes,-y", o->yes, "do not ask for confirmation (required when stdin is not a terminal)");
+    return [o, tm, coord, no_check] {
+        if (coord->count() > 0) {
+            tm->check = !*no_check;
+            return xarm::demo::tm_recover(*tm, std::cout);
+        }
+        if (o->driver.empty() || o->info.empty())
+            throw usage_error("recover needs --driver and --open (or --coordinator ID)");
+        return run(*o);
+    };
+}
+
+}  // namespace xarm::cli
