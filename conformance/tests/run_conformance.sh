@@ -8,4 +8,17 @@ if [ -z "$info" ]; then
     if [ "${CI-}" = true ]; then echo "$var is not set but CI=true: server missing" >&2; exit 1; fi
     echo "$var is not set (start servers with tools/devservers): skipped"; exit 77
 fi
+# The development servers may be restarted (the durability.restart case); the test is
+# a SERVER test, so no other server test runs meanwhile.
+if [ -n "${XARM_DEVSERVERS-}" ]; then
+    case "$driver:$var" in
+        pq:*|odbc:*_PQ) server=pq ;;
+        mysql:*|odbc:*_MYSQL) server=mysql ;;
+        *) server= ;;
+    esac
+    if [ -n "$server" ]; then
+        exec "$xarm" conformance --driver "$driver" --open "$info" \
+            --allow-restart "\"$XARM_DEVSERVERS\" restart $server >/dev/null 2>&1"
+    fi
+fi
 exec "$xarm" conformance --driver "$driver" --open "$info"
