@@ -51,24 +51,7 @@ std::string xa_recover_sql(dialect d) {
 
 namespace {
 
-int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
 
-std::optional<std::string> hex_decode(std::string_view h) {
-    if (h.size() % 2 != 0) return std::nullopt;
-    std::string out;
-    out.reserve(h.size() / 2);
-    for (std::size_t i = 0; i < h.size(); i += 2) {
-        const int hi = hex_value(h[i]), lo = hex_value(h[i + 1]);
-        if (hi < 0 || lo < 0) return std::nullopt;
-        out.push_back(static_cast<char>(hi * 16 + lo));
-    }
-    return out;
-}
 
 // One literal of MariaDB's FORMAT='SQL' output at data[pos]: X'hex', 'text' (with ''
 // and backslash escapes) or a decimal number. Advances pos past it.

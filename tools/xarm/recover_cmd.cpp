@@ -59,22 +59,6 @@ std::string key_of(std::string_view driver, const xid& x) {
     return {};
 }
 
-std::optional<std::string> unhex(std::string_view h) {
-    if (h.size() % 2 != 0) return std::nullopt;
-    std::string out;
-    auto val = [](char ch) -> int {
-        if (ch >= '0' && ch <= '9') return ch - '0';
-        if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-        if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-        return -1;
-    };
-    for (std::size_t i = 0; i < h.size(); i += 2) {
-        int a = val(h[i]), b = val(h[i + 1]);
-        if (a < 0 || b < 0) return std::nullopt;
-        out.push_back(static_cast<char>(a * 16 + b));
-    }
-    return out;
-}
 
 /// The text xid::to_string() prints: "fmt:hexgtrid:hexbqual", or a quoted foreign name.
 xid parse_xid(const std::string& s) {
@@ -91,8 +75,8 @@ xid parse_xid(const std::string& s) {
     } catch (const std::exception&) {
         throw usage_error(fmt::format("'{}': the format id is not a number", s));
     }
-    auto g = unhex(std::string_view(s).substr(a + 1, b - a - 1));
-    auto q = unhex(std::string_view(s).substr(b + 1));
+    auto g = hex_decode(std::string_view(s).substr(a + 1, b - a - 1));
+    auto q = hex_decode(std::string_view(s).substr(b + 1));
     if (!g || !q) throw usage_error(fmt::format("'{}': gtrid and bqual must be hexadecimal", s));
     try {
         return xid(fmt_id, *g, *q);

@@ -193,22 +193,6 @@ std::string branch_tag(const xid& x) {
     return fmt::format(".xarm.{:x}.{}.{}", x.format_id(), hex_encode(x.gtrid()),
                        hex_encode(x.bqual()));
 }
-std::optional<std::string> unhex(std::string_view h) {
-    if (h.size() % 2 != 0) return std::nullopt;
-    std::string out;
-    for (std::size_t i = 0; i < h.size(); i += 2) {
-        auto nib = [](char c) -> int {
-            if (c >= '0' && c <= '9') return c - '0';
-            if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-            if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-            return -1;
-        };
-        const int a = nib(h[i]), b = nib(h[i + 1]);
-        if (a < 0 || b < 0) return std::nullopt;
-        out.push_back(static_cast<char>(a * 16 + b));
-    }
-    return out;
-}
 /// "<target>.xarm.<fmt>.<gtrid>.<bqual>.prepared" -> (target, xid)
 std::optional<std::pair<std::string, xid>> parse_prepared(const std::string& fname) {
     if (!fname.ends_with(prepared_suffix)) return std::nullopt;
@@ -220,8 +204,8 @@ std::optional<std::pair<std::string, xid>> parse_prepared(const std::string& fna
     const auto p1 = base.rfind('.', p2 - 1);
     if (p1 == std::string::npos || p1 < 5 || base.compare(p1 - 5, 5, ".xarm") != 0)
         return std::nullopt;
-    auto g = unhex(std::string_view(base).substr(p2 + 1, p3 - p2 - 1));
-    auto b = unhex(std::string_view(base).substr(p3 + 1));
+    auto g = hex_decode(std::string_view(base).substr(p2 + 1, p3 - p2 - 1));
+    auto b = hex_decode(std::string_view(base).substr(p3 + 1));
     if (!g || !b) return std::nullopt;
     try {
         const long fmt_id = std::stol(base.substr(p1 + 1, p2 - p1 - 1), nullptr, 16);

@@ -10,22 +10,6 @@
 namespace xarm::tm {
 
 namespace {
-std::optional<std::string> unhex(std::string_view h) {
-    if (h.size() % 2 != 0) return std::nullopt;
-    std::string out;
-    for (std::size_t i = 0; i < h.size(); i += 2) {
-        auto nib = [](char c) -> int {
-            if (c >= '0' && c <= '9') return c - '0';
-            if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-            if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-            return -1;
-        };
-        const int a = nib(h[i]), b = nib(h[i + 1]);
-        if (a < 0 || b < 0) return std::nullopt;
-        out.push_back(static_cast<char>(a * 16 + b));
-    }
-    return out;
-}
 
 /// Everything that reaches SQL is hex or a validated id.
 std::string encode_branches(const log_record& r) {
@@ -170,7 +154,7 @@ std::vector<log_record> table_log::live() const {
     std::vector<log_record> out;
     for (auto& row : res.rows) {
         if (row.size() < 2 || !row[0] || !row[1]) continue;
-        auto g = unhex(*row[0]);
+        auto g = hex_decode(*row[0]);
         if (!g) raise(XAER_RMERR, "XX001", "tm: xarm_tm_log holds a malformed gtrid: " + *row[0]);
         if (ended.count(*g)) continue;
         log_record r{log_record::kind::commit, *g, {}};
@@ -179,9 +163,9 @@ std::vector<log_record> table_log::live() const {
             const auto comma = rest.find(',');
             const std::string_view item = rest.substr(0, comma);
             const auto colon = item.find(':');
-            auto name = unhex(item.substr(0, colon));
+            auto name = hex_decode(item.substr(0, colon));
             auto bq =
-                colon == std::string_view::npos ? std::nullopt : unhex(item.substr(colon + 1));
+                colon == std::string_view::npos ? std::nullopt : hex_decode(item.substr(colon + 1));
             if (!name || !bq)
                 raise(XAER_RMERR, "XX001", "tm: xarm_tm_log holds a malformed branch list");
             r.branches.emplace_back(*name, *bq);

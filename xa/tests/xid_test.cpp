@@ -127,3 +127,17 @@ BOOST_AUTO_TEST_CASE(to_string_is_printable) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(hex_tests)
+
+BOOST_AUTO_TEST_CASE(hex_round_trip_and_rejects) {
+    std::string all;
+    for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
+    BOOST_TEST(xarm::hex_decode(xarm::hex_encode(all)).value() == all);
+    BOOST_TEST(xarm::hex_decode("0aFF").value() == std::string("\x0a\xff", 2));
+    BOOST_TEST(xarm::hex_decode("").value().empty());
+    BOOST_TEST(!xarm::hex_decode("abc").has_value());
+    BOOST_TEST(!xarm::hex_decode("zz").has_value());
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -62,6 +62,8 @@ XARM_API std::string base64_encode(std::string_view bytes);
 /// Strict decoding: padding required, no whitespace; nullopt when not canonical base64.
 XARM_API std::optional<std::string> base64_decode(std::string_view text);
 XARM_API std::string hex_encode(std::string_view bytes);
+/// The bytes a hex string (either case) spells; nullopt for odd length or a non-hex digit.
+XARM_API std::optional<std::string> hex_decode(std::string_view hex);
 
 /// PostgreSQL gid: "<formatID>_<base64(gtrid)>_<base64(bqual)>" (pgjdbc, psycopg, LIXA).
 XARM_API std::string encode_pg_gid(const xid& x);
