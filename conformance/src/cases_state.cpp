@@ -11,7 +11,9 @@ namespace xarm::conformance {
 
 namespace {
 
-XID fresh(context& ctx, const std::string& bqual = "b") { return context::to_c(ctx.new_xid(bqual)); }
+XID fresh(context& ctx, const std::string& bqual = "b") {
+    return context::to_c(ctx.new_xid(bqual));
+}
 
 void calls_before_open(context& ctx) {
     rm r(ctx, false);
@@ -22,7 +24,8 @@ void calls_before_open(context& ctx) {
     expect_rc(r, r.commit(&x), XAER_PROTO, "xa_commit before xa_open");
     expect_rc(r, r.rollback(&x), XAER_PROTO, "xa_rollback before xa_open");
     XID out[4];
-    expect_rc(r, r.recover(out, 4, TMSTARTRSCAN | TMENDRSCAN), XAER_PROTO, "xa_recover before xa_open");
+    expect_rc(r, r.recover(out, 4, TMSTARTRSCAN | TMENDRSCAN), XAER_PROTO,
+              "xa_recover before xa_open");
     expect_rc(r, r.forget(&x), XAER_PROTO, "xa_forget before xa_open");
 }
 
@@ -318,9 +321,13 @@ void migrate_c(context& ctx) {
         try {
             rm r2(ctx);
             int rc = r2.start(&x, TMRESUME);
-            if (rc != XA_OK) err = fmt::format("xa_start(TMRESUME) on another thread: {} {}", xa_code_name(rc), r2.diag_text());
-            else if ((rc = r2.end(&x)) != XA_OK) err = fmt::format("xa_end: {}", xa_code_name(rc));
-            else if ((rc = r2.rollback(&x)) != XA_OK) err = fmt::format("xa_rollback: {}", xa_code_name(rc));
+            if (rc != XA_OK)
+                err = fmt::format("xa_start(TMRESUME) on another thread: {} {}", xa_code_name(rc),
+                                  r2.diag_text());
+            else if ((rc = r2.end(&x)) != XA_OK)
+                err = fmt::format("xa_end: {}", xa_code_name(rc));
+            else if ((rc = r2.rollback(&x)) != XA_OK)
+                err = fmt::format("xa_rollback: {}", xa_code_name(rc));
         } catch (const std::exception& e) {
             err = e.what();
         }
@@ -366,7 +373,8 @@ void threads_c(context& ctx) {
                     if (rc == XA_OK) rc = r.end(&x);
                     if (rc == XA_OK) rc = r.rollback(&x);
                     if (rc != XA_OK) {
-                        errs[static_cast<std::size_t>(i)] = fmt::format("thread {}: {} {}", i, xa_code_name(rc), r.diag_text());
+                        errs[static_cast<std::size_t>(i)] =
+                            fmt::format("thread {}: {} {}", i, xa_code_name(rc), r.diag_text());
                         return;
                     }
                 }
@@ -431,7 +439,9 @@ void last_error_reports(context& ctx) {
     expect_rc(r, r.end(&x), XAER_NOTA, "xa_end of an unknown xid");
     auto d = r.diag();
     check(d.has_value(), "xarm_last_error reports nothing after a failed call");
-    check(d->xa_code == XAER_NOTA, fmt::format("xarm_last_error says {}, the call returned XAER_NOTA", xa_code_name(d->xa_code)));
+    check(d->xa_code == XAER_NOTA,
+          fmt::format("xarm_last_error says {}, the call returned XAER_NOTA",
+                      xa_code_name(d->xa_code)));
     check(std::strlen(d->sqlstate) == 5, "SQLSTATE is not five characters");
     expect_rc(r, r.start(&x), XA_OK, "xa_start");
     check(!r.diag().has_value(), "xarm_last_error still reports a failure after a successful call");
@@ -448,39 +458,65 @@ void add_state_cases(std::vector<case_def>& v) {
         if (c) needs.push_back(*c);
         v.push_back({id, title, needs, layer::c_switch, f, {}});
     };
-    add("state.calls_before_open", "every entry before xa_open -> XAER_PROTO", {}, calls_before_open);
-    add("state.open_close_idempotent", "xa_open/xa_close twice -> XA_OK; reopen works", {}, open_close_idempotent);
+    add("state.calls_before_open", "every entry before xa_open -> XAER_PROTO", {},
+        calls_before_open);
+    add("state.open_close_idempotent", "xa_open/xa_close twice -> XA_OK; reopen works", {},
+        open_close_idempotent);
     add("state.start_twice", "xa_start while associated -> XAER_PROTO", {}, start_twice);
     add("state.duplicate_xid", "xa_start of an existing xid -> XAER_DUPID", {}, duplicate_xid);
     add("state.end_unknown_xid", "xa_end of an unknown xid -> XAER_NOTA", {}, end_unknown);
-    add("state.end_without_association", "xa_end without association -> XAER_PROTO", {}, end_without_association);
+    add("state.end_without_association", "xa_end without association -> XAER_PROTO", {},
+        end_without_association);
     add("state.prepare_active", "xa_prepare of an active branch -> XAER_PROTO", {}, prepare_active);
     add("state.prepare_unknown", "xa_prepare of an unknown xid -> XAER_NOTA", {}, prepare_unknown);
-    add("state.rollback_active", "xa_rollback/xa_commit of an active branch -> XAER_PROTO", {}, rollback_active);
-    add("state.commit_idle_unprepared", "xa_commit without TMONEPHASE of an unprepared branch -> XAER_PROTO", {}, commit_idle_unprepared);
-    add("state.commit_onephase_unknown", "xa_commit(TMONEPHASE) of an unknown xid -> XAER_NOTA", C::one_phase, commit_onephase_unknown);
-    add("state.commit_rollback_unknown", "xa_commit/xa_rollback of a never-prepared xid -> XAER_NOTA", {}, commit_rollback_unknown);
-    add("state.close_while_associated", "xa_close while associated -> XAER_PROTO", {}, close_while_associated);
+    add("state.rollback_active", "xa_rollback/xa_commit of an active branch -> XAER_PROTO", {},
+        rollback_active);
+    add("state.commit_idle_unprepared",
+        "xa_commit without TMONEPHASE of an unprepared branch -> XAER_PROTO", {},
+        commit_idle_unprepared);
+    add("state.commit_onephase_unknown", "xa_commit(TMONEPHASE) of an unknown xid -> XAER_NOTA",
+        C::one_phase, commit_onephase_unknown);
+    add("state.commit_rollback_unknown",
+        "xa_commit/xa_rollback of a never-prepared xid -> XAER_NOTA", {}, commit_rollback_unknown);
+    add("state.close_while_associated", "xa_close while associated -> XAER_PROTO", {},
+        close_while_associated);
     add("state.invalid_flags", "invalid flags on every entry -> XAER_INVAL", {}, invalid_flags);
-    add("state.join_resume_together", "xa_start(TMJOIN|TMRESUME) -> XAER_INVAL", {}, join_resume_together);
-    add("state.tmfail_rollback_only", "xa_end(TMFAIL) -> XA_RB*, then xa_prepare -> XA_RB*", {}, tmfail_rollback_only);
-    add("state.tmfail_onephase", "rollback-only branch: xa_commit(TMONEPHASE) -> XA_RB*, xid reusable", C::one_phase, tmfail_then_rollback);
-    add("state.recover_without_startrscan", "xa_recover without TMSTARTRSCAN -> XAER_PROTO; bad args -> XAER_INVAL", C::recovery, recover_without_start);
-    add("state.forget_non_heuristic", "xa_forget of a non-heuristic branch -> XAER_NOTA", {}, forget_non_heuristic);
-    add("state.complete_without_async", "xa_complete with nothing outstanding -> XAER_PROTO", {}, complete_without_async);
-    add("state.rmid_per_thread", "an rmid opened on one thread is not open on another -> XAER_PROTO", {}, rmid_per_thread);
-    add("state.last_error", "xarm_last_error reports the failing call and clears on success", {}, last_error_reports);
+    add("state.join_resume_together", "xa_start(TMJOIN|TMRESUME) -> XAER_INVAL", {},
+        join_resume_together);
+    add("state.tmfail_rollback_only", "xa_end(TMFAIL) -> XA_RB*, then xa_prepare -> XA_RB*", {},
+        tmfail_rollback_only);
+    add("state.tmfail_onephase",
+        "rollback-only branch: xa_commit(TMONEPHASE) -> XA_RB*, xid reusable", C::one_phase,
+        tmfail_then_rollback);
+    add("state.recover_without_startrscan",
+        "xa_recover without TMSTARTRSCAN -> XAER_PROTO; bad args -> XAER_INVAL", C::recovery,
+        recover_without_start);
+    add("state.forget_non_heuristic", "xa_forget of a non-heuristic branch -> XAER_NOTA", {},
+        forget_non_heuristic);
+    add("state.complete_without_async", "xa_complete with nothing outstanding -> XAER_PROTO", {},
+        complete_without_async);
+    add("state.rmid_per_thread",
+        "an rmid opened on one thread is not open on another -> XAER_PROTO", {}, rmid_per_thread);
+    add("state.last_error", "xarm_last_error reports the failing call and clears on success", {},
+        last_error_reports);
     add("xid.null_xid", "the null XID (formatID -1) -> XAER_INVAL", {}, xid_null_xid);
-    add("xid.bad_lengths", "gtrid_length 0/65/-5, bqual_length 65/-1 -> XAER_INVAL", {}, xid_bad_lengths);
+    add("xid.bad_lengths", "gtrid_length 0/65/-5, bqual_length 65/-1 -> XAER_INVAL", {},
+        xid_bad_lengths);
     add("xid.null_pointer", "NULL XID pointer on every entry -> XAER_INVAL", {}, xid_null_pointer);
     add("xid.bqual_distinguishes", "same gtrid, two bquals: two branches", {}, bqual_distinguishes);
-    add("join.c_switch", "xa_start(TMJOIN) of an idle branch; unknown -> XAER_NOTA", C::join, join_c);
-    add("suspend.c_switch", "TMSUSPEND / TMRESUME state rules", C::suspend_resume, suspend_resume_c);
+    add("join.c_switch", "xa_start(TMJOIN) of an idle branch; unknown -> XAER_NOTA", C::join,
+        join_c);
+    add("suspend.c_switch", "TMSUSPEND / TMRESUME state rules", C::suspend_resume,
+        suspend_resume_c);
     add("suspend.migrate", "TMSUSPEND|TMMIGRATE, resumed on another thread", C::migrate, migrate_c);
-    add("state.interleave", "a second branch while another is idle on the rmid", C::interleave, interleave_c);
+    add("state.interleave", "a second branch while another is idle on the rmid", C::interleave,
+        interleave_c);
     add("state.async", "TMASYNC and xa_complete", C::async, async_c);
-    add("concurrency.threads_c_switch", "4 threads x 10 branches through the switch", {}, threads_c);
-    add("input.bad_open_string", "bad open string -> XAER_INVAL/RMERR, message, no password; rmid reusable", {}, bad_open_string);
+    add("concurrency.threads_c_switch", "4 threads x 10 branches through the switch", {},
+        threads_c);
+    add("input.bad_open_string",
+        "bad open string -> XAER_INVAL/RMERR, message, no password; rmid reusable", {},
+        bad_open_string);
 }
 
 }  // namespace xarm::conformance

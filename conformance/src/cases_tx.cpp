@@ -34,20 +34,24 @@ int code(F&& f, std::string* msg = nullptr) {
 
 void expect(int rc, int want, const std::string& call, const std::string& msg = {}) {
     if (rc != want)
-        fail(fmt::format("{} returned {}, expected {}{}{}", call, xa_code_name(rc), xa_code_name(want),
-                         msg.empty() ? "" : ": ", msg));
+        fail(fmt::format("{} returned {}, expected {}{}{}", call, xa_code_name(rc),
+                         xa_code_name(want), msg.empty() ? "" : ": ", msg));
 }
 
-bool is_rb(int rc) { return rc >= XA_RBBASE && rc <= XA_RBEND; }
+bool is_rb(int rc) {
+    return rc >= XA_RBBASE && rc <= XA_RBEND;
+}
 
 /// Commits x on its idle branch: two-phase when claimed (vote must be XA_OK), else one-phase.
 void finish_commit(context& ctx, rm_session& s, const xid& x) {
     std::string m;
     if (ctx.claims(C::two_phase)) {
-        expect(code([&] { return s.prepare(x, TMNOFLAGS); }, &m), XA_OK, "xa_prepare of a branch that wrote", m);
+        expect(code([&] { return s.prepare(x, TMNOFLAGS); }, &m), XA_OK,
+               "xa_prepare of a branch that wrote", m);
         expect(code([&] { return s.commit(x, TMNOFLAGS); }, &m), XA_OK, "xa_commit", m);
     } else {
-        expect(code([&] { return s.commit(x, TMONEPHASE); }, &m), XA_OK, "xa_commit(TMONEPHASE)", m);
+        expect(code([&] { return s.commit(x, TMONEPHASE); }, &m), XA_OK, "xa_commit(TMONEPHASE)",
+               m);
     }
 }
 
@@ -131,9 +135,11 @@ void two_phase_rollback(context& ctx) {
     ctx.insert(c, t, 1);
     expect(code([&] { return s.end(x, TMSUCCESS); }, &m), XA_OK, "xa_end", m);
     expect(code([&] { return s.prepare(x, TMNOFLAGS); }, &m), XA_OK, "xa_prepare", m);
-    expect(code([&] { return s.rollback(x, TMNOFLAGS); }, &m), XA_OK, "xa_rollback of the prepared branch", m);
+    expect(code([&] { return s.rollback(x, TMNOFLAGS); }, &m), XA_OK,
+           "xa_rollback of the prepared branch", m);
     check(ctx.count(t) == 0, "the row is visible after rolling back the prepared branch");
-    expect(code([&] { return s.commit(x, TMNOFLAGS); }, &m), XAER_NOTA, "xa_commit after the rollback", m);
+    expect(code([&] { return s.commit(x, TMNOFLAGS); }, &m), XAER_NOTA,
+           "xa_commit after the rollback", m);
 }
 
 void read_only_vote(context& ctx) {
@@ -145,9 +151,12 @@ void read_only_vote(context& ctx) {
     expect(code([&] { return s.start(x, TMNOFLAGS); }, &m), XA_OK, "xa_start", m);
     c.query(fmt::format("SELECT COUNT(*) FROM {}", t));
     expect(code([&] { return s.end(x, TMSUCCESS); }, &m), XA_OK, "xa_end", m);
-    expect(code([&] { return s.prepare(x, TMNOFLAGS); }, &m), XA_RDONLY, "xa_prepare of a read-only branch", m);
-    if (ctx.claims(C::recovery)) check(count_in(c.tpc_recover(), x) == 0, "a read-only branch is listed as in doubt");
-    expect(code([&] { return s.commit(x, TMNOFLAGS); }, &m), XAER_NOTA, "xa_commit after an XA_RDONLY vote", m);
+    expect(code([&] { return s.prepare(x, TMNOFLAGS); }, &m), XA_RDONLY,
+           "xa_prepare of a read-only branch", m);
+    if (ctx.claims(C::recovery))
+        check(count_in(c.tpc_recover(), x) == 0, "a read-only branch is listed as in doubt");
+    expect(code([&] { return s.commit(x, TMNOFLAGS); }, &m), XAER_NOTA,
+           "xa_commit after an XA_RDONLY vote", m);
 }
 
 void read_only_refusal(context& ctx) {
@@ -192,7 +201,8 @@ void failed_work(context& ctx) {
             rc = code([&] { return s.commit(x, TMONEPHASE); }, &m);
         }
     } else if (is_rb(rc)) {
-        expect(code([&] { return s.rollback(x, TMNOFLAGS); }, &m), XA_OK, "xa_rollback after XA_RB at xa_end", m);
+        expect(code([&] { return s.rollback(x, TMNOFLAGS); }, &m), XA_OK,
+               "xa_rollback after XA_RB at xa_end", m);
     }
     if (rc == XA_OK) {
         check(ctx.count(t) == 1, "committed, but the successful row is missing");
@@ -216,7 +226,8 @@ void tmfail_sql(context& ctx) {
     const int rc = code([&] { return s.end(x, TMFAIL); }, &m);
     check(is_rb(rc), fmt::format("xa_end(TMFAIL) returned {}", xa_code_name(rc)));
     const int rb = code([&] { return s.rollback(x, TMNOFLAGS); }, &m);
-    check(rb == XA_OK || is_rb(rb), fmt::format("xa_rollback of a rollback-only branch: {} {}", xa_code_name(rb), m));
+    check(rb == XA_OK || is_rb(rb),
+          fmt::format("xa_rollback of a rollback-only branch: {} {}", xa_code_name(rb), m));
     check(ctx.count(t) == 0, "a TMFAIL branch's row is visible");
 }
 
@@ -230,7 +241,8 @@ void commit_other_connection(context& ctx) {
     auto b = ctx.connect();
     b.tpc_commit(x);
     check(ctx.count(t) == 1, "tpc_commit(xid) from another connection: the row is not visible");
-    if (ctx.claims(C::recovery)) check(count_in(b.tpc_recover(), x) == 0, "committed, still listed");
+    if (ctx.claims(C::recovery))
+        check(count_in(b.tpc_recover(), x) == 0, "committed, still listed");
 }
 
 void rollback_other_connection(context& ctx) {
@@ -243,7 +255,8 @@ void rollback_other_connection(context& ctx) {
     auto b = ctx.connect();
     b.tpc_rollback(x);
     check(ctx.count(t) == 0, "tpc_rollback(xid) from another connection: the row is visible");
-    if (ctx.claims(C::recovery)) check(count_in(b.tpc_recover(), x) == 0, "rolled back, still listed");
+    if (ctx.claims(C::recovery))
+        check(count_in(b.tpc_recover(), x) == 0, "rolled back, still listed");
 }
 
 void durability_disconnect(context& ctx) {
@@ -252,7 +265,8 @@ void durability_disconnect(context& ctx) {
     prepare_left_behind(ctx, x, t, 1);
     auto b = ctx.connect();
     if (ctx.claims(C::recovery))
-        check(count_in(b.tpc_recover(), x) == 1, "a prepared branch is not listed once after its connection closed");
+        check(count_in(b.tpc_recover(), x) == 1,
+              "a prepared branch is not listed once after its connection closed");
     check(ctx.count(t) == 0, "a prepared branch's row is visible after disconnect");
     b.tpc_commit(x);
     check(ctx.count(t) == 1, "committing the branch after disconnect: the row is not visible");
@@ -260,7 +274,8 @@ void durability_disconnect(context& ctx) {
 
 void durability_restart(context& ctx) {
     std::string cmd = ctx.tgt().restart_cmd;
-    if (cmd.empty()) throw not_applicable("not run: give --allow-restart CMD to restart the server");
+    if (cmd.empty())
+        throw not_applicable("not run: give --allow-restart CMD to restart the server");
     // "{dbms}" names the database of this target (pq, mysql), for --all runs.
     for (auto p = cmd.find("{dbms}"); p != std::string::npos; p = cmd.find("{dbms}"))
         cmd.replace(p, 6, ctx.tgt().dbms);
@@ -279,9 +294,11 @@ void durability_restart(context& ctx) {
     }
     if (!b) throw setup_error("the server did not come back within 30 s");
     if (ctx.claims(C::recovery))
-        check(count_in(b->tpc_recover(), x) == 1, "the prepared branch is not listed after the restart");
+        check(count_in(b->tpc_recover(), x) == 1,
+              "the prepared branch is not listed after the restart");
     b->tpc_commit(x);
-    check(ctx.count(t) == 1, "the branch prepared before the restart: the row is not visible after commit");
+    check(ctx.count(t) == 1,
+          "the branch prepared before the restart: the row is not visible after commit");
 }
 
 void isolation_locks(context& ctx) {
@@ -319,7 +336,8 @@ void isolation_locks(context& ctx) {
     check(n == 1, "after the commit, the row could not be updated");
     auto r = b.query(fmt::format("SELECT v FROM {} WHERE id = 1", t));
     b.rollback();
-    check(r.rows.size() == 1 && r.rows[0][0] == std::optional<std::string>("other"), "unexpected row value");
+    check(r.rows.size() == 1 && r.rows[0][0] == std::optional<std::string>("other"),
+          "unexpected row value");
 }
 
 // -- recovery ---------------------------------------------------------------------------
@@ -380,10 +398,12 @@ void recovery_other_process(context& ctx) {
     }
     int st = 0;
     ::waitpid(pid, &st, 0);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) throw setup_error("the child process failed to prepare");
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        throw setup_error("the child process failed to prepare");
     rm r(ctx);
     auto found = r.recover_all();
-    check(count_in(found, x) == 1, "a branch prepared by an exited process is not listed by xa_recover");
+    check(count_in(found, x) == 1,
+          "a branch prepared by an exited process is not listed by xa_recover");
     XID cx = context::to_c(x);
     expect_rc(r, r.commit(&cx), XA_OK, "xa_commit of the other process's branch");
     check(ctx.count(t) == 1, "the other process's row is not visible after commit");
@@ -413,7 +433,9 @@ void recovery_paging(context& ctx) {
     }
     expect_rc(r, r.recover(page, 0, TMENDRSCAN), 0, "xa_recover(TMENDRSCAN, count 0)");
     std::set<xid> seen;
-    for (const auto& x : all) check(seen.insert(x).second, "xa_recover returned " + x.to_string() + " twice across pages");
+    for (const auto& x : all)
+        check(seen.insert(x).second,
+              "xa_recover returned " + x.to_string() + " twice across pages");
     for (const auto& x : mine) check(seen.count(x) == 1, "paging lost " + x.to_string());
     for (const auto& x : mine) {
         XID cx = context::to_c(x);
@@ -436,14 +458,20 @@ void recovery_many(context& ctx) {
     }
     auto c = ctx.connect();
     auto listed = c.tpc_recover();
-    for (const auto& x : mine) check(count_in(listed, x) == 1, "tpc_recover does not list " + x.to_string() + " exactly once");
+    for (const auto& x : mine)
+        check(count_in(listed, x) == 1,
+              "tpc_recover does not list " + x.to_string() + " exactly once");
     for (int i = 0; i < n; ++i) {
-        if (i % 2 == 0) c.tpc_commit(mine[static_cast<std::size_t>(i)]);
-        else c.tpc_rollback(mine[static_cast<std::size_t>(i)]);
+        if (i % 2 == 0)
+            c.tpc_commit(mine[static_cast<std::size_t>(i)]);
+        else
+            c.tpc_rollback(mine[static_cast<std::size_t>(i)]);
     }
-    check(ctx.count(t) == n / 2, fmt::format("after committing {} of {} branches, {} rows", n / 2, n, ctx.count(t)));
+    check(ctx.count(t) == n / 2,
+          fmt::format("after committing {} of {} branches, {} rows", n / 2, n, ctx.count(t)));
     auto after = c.tpc_recover();
-    for (const auto& x : mine) check(count_in(after, x) == 0, "finished branch still listed: " + x.to_string());
+    for (const auto& x : mine)
+        check(count_in(after, x) == 0, "finished branch still listed: " + x.to_string());
 }
 
 void byte_roundtrip(context& ctx) {
@@ -481,9 +509,10 @@ void byte_roundtrip(context& ctx) {
 void xid_edges(context& ctx) {
     auto t = ctx.new_table();
     auto tok = ctx.new_xid().gtrid();
-    std::vector<xid> mine = {xid(7, tok + std::string(64 - tok.size(), 'g'), std::string(64, 'q')),
-                             xid(7, "g-empty-bqual-" + ctx.new_xid().gtrid(), ""),
-                             xid(0, std::string(1, 'z') + ctx.new_xid().gtrid(), std::string(1, '\0'))};
+    std::vector<xid> mine = {
+        xid(7, tok + std::string(64 - tok.size(), 'g'), std::string(64, 'q')),
+        xid(7, "g-empty-bqual-" + ctx.new_xid().gtrid(), ""),
+        xid(0, std::string(1, 'z') + ctx.new_xid().gtrid(), std::string(1, '\0'))};
     int id = 0;
     for (const auto& x : mine) {
         ctx.track(x);
@@ -491,7 +520,8 @@ void xid_edges(context& ctx) {
     }
     auto c = ctx.connect();
     auto listed = c.tpc_recover();
-    for (const auto& x : mine) check(count_in(listed, x) == 1, "not listed exactly: " + x.to_string());
+    for (const auto& x : mine)
+        check(count_in(listed, x) == 1, "not listed exactly: " + x.to_string());
     for (const auto& x : mine) c.tpc_rollback(x);
     check(ctx.count(t) == 0, "rolled back edge xids' rows are visible");
 }
@@ -551,7 +581,8 @@ void threads_sql(context& ctx) {
         });
     for (auto& th : ts) th.join();
     for (const auto& e : errs) check(e.empty(), e);
-    check(ctx.count(t) == threads * per, fmt::format("{} threads x {} commits: {} rows", threads, per, ctx.count(t)));
+    check(ctx.count(t) == threads * per,
+          fmt::format("{} threads x {} commits: {} rows", threads, per, ctx.count(t)));
 }
 
 void sql_error_in_branch(context& ctx) {
@@ -564,7 +595,8 @@ void sql_error_in_branch(context& ctx) {
     } catch (const failure&) {
         throw;
     } catch (const xarm::error& e) {
-        check(e.sqlstate().size() == 5 && e.sqlstate() != "00000", fmt::format("no SQLSTATE: {}", e.what()));
+        check(e.sqlstate().size() == 5 && e.sqlstate() != "00000",
+              fmt::format("no SQLSTATE: {}", e.what()));
         check(std::string(e.what()).size() > 0, "no message");
     }
     c.tpc_rollback();
@@ -579,7 +611,8 @@ void sql_error_in_branch(context& ctx) {
 void pep_begin_twice(context& ctx) {
     auto c = ctx.connect();
     c.tpc_begin(ctx.new_xid());
-    expect_throw<programming_error>([&] { c.tpc_begin(ctx.new_xid()); }, "tpc_begin inside a two-phase transaction");
+    expect_throw<programming_error>([&] { c.tpc_begin(ctx.new_xid()); },
+                                    "tpc_begin inside a two-phase transaction");
     c.tpc_rollback();
 }
 
@@ -589,7 +622,8 @@ void pep_commit_inside(context& ctx) {
     c.tpc_begin(ctx.new_xid());
     ctx.insert(c, t, 1);
     expect_throw<programming_error>([&] { c.commit(); }, "commit() inside a two-phase transaction");
-    expect_throw<programming_error>([&] { c.rollback(); }, "rollback() inside a two-phase transaction");
+    expect_throw<programming_error>([&] { c.rollback(); },
+                                    "rollback() inside a two-phase transaction");
     check(ctx.count(t) == 0, "commit() inside tpc made the row visible");
     c.tpc_commit();
     check(ctx.count(t) == 1, "the branch did not commit after the refused commit()");
@@ -611,7 +645,8 @@ void pep_one_phase(context& ctx) {
     c.tpc_commit();  // not prepared: one phase
     check(ctx.count(t) == 1, "tpc_commit() without tpc_prepare(): the row is not visible");
     check(c.current().is_null(), "the connection still reports a branch after tpc_commit()");
-    if (ctx.claims(C::recovery)) check(count_in(c.tpc_recover(), x) == 0, "a one-phase-committed xid is listed in doubt");
+    if (ctx.claims(C::recovery))
+        check(count_in(c.tpc_recover(), x) == 0, "a one-phase-committed xid is listed in doubt");
 }
 
 void pep_two_phase(context& ctx) {
@@ -621,9 +656,11 @@ void pep_two_phase(context& ctx) {
     ctx.insert(c, t, 1);
     c.tpc_prepare();
     check(c.prepared(), "prepared() is false after tpc_prepare()");
-    expect_throw<programming_error>([&] { c.execute("SELECT 1"); }, "execute() after tpc_prepare()");
+    expect_throw<programming_error>([&] { c.execute("SELECT 1"); },
+                                    "execute() after tpc_prepare()");
     expect_throw<programming_error>([&] { c.tpc_prepare(); }, "tpc_prepare() twice");
-    expect_throw<programming_error>([&] { c.tpc_commit(ctx.new_xid()); }, "tpc_commit(xid) inside a transaction");
+    expect_throw<programming_error>([&] { c.tpc_commit(ctx.new_xid()); },
+                                    "tpc_commit(xid) inside a transaction");
     check(ctx.count(t) == 0, "prepared row visible");
     c.tpc_commit();
     check(ctx.count(t) == 1, "tpc_prepare + tpc_commit: the row is not visible");
@@ -638,7 +675,8 @@ void pep_rollback_prepared(context& ctx) {
     c.tpc_prepare();
     c.tpc_rollback();
     check(ctx.count(t) == 0, "tpc_prepare + tpc_rollback: the row is visible");
-    if (ctx.claims(C::recovery)) check(count_in(c.tpc_recover(), x) == 0, "rolled back, still listed");
+    if (ctx.claims(C::recovery))
+        check(count_in(c.tpc_recover(), x) == 0, "rolled back, still listed");
 }
 
 void pep_recover_after_reconnect(context& ctx) {
@@ -663,7 +701,8 @@ void pep_unusual_xid(context& ctx) {
     ctx.track(x);
     prepare_left_behind(ctx, x, t, 1);
     auto c = ctx.connect();
-    check(count_in(c.tpc_recover(), x) == 1, "an xid with quotes, backslashes and high bytes is not listed exactly");
+    check(count_in(c.tpc_recover(), x) == 1,
+          "an xid with quotes, backslashes and high bytes is not listed exactly");
     c.tpc_commit(x);
     check(ctx.count(t) == 1, "committing the unusual xid by name: the row is not visible");
 }
@@ -676,7 +715,8 @@ void pep_foreign_gid(context& ctx) {
     const std::string gid = "xarm-foreign-" + ctx.new_xid().gtrid();
     {
         auto c = ctx.connect();
-        std::string sql = fmt::format(fmt::runtime(d->foreign_prepare), fmt::arg("table", t), fmt::arg("gid", gid));
+        std::string sql = fmt::format(fmt::runtime(d->foreign_prepare), fmt::arg("table", t),
+                                      fmt::arg("gid", gid));
         std::size_t pos = 0;
         while (pos <= sql.size()) {
             auto nl = sql.find('\n', pos);
@@ -688,7 +728,8 @@ void pep_foreign_gid(context& ctx) {
     }
     auto c = ctx.connect();
     auto listed = c.tpc_recover();
-    auto it = std::find_if(listed.begin(), listed.end(), [&](const xid& x) { return x.gtrid() == gid; });
+    auto it =
+        std::find_if(listed.begin(), listed.end(), [&](const xid& x) { return x.gtrid() == gid; });
     check(it != listed.end(), "a transaction prepared with plain SQL is not listed by tpc_recover");
     c.tpc_commit(*it);
     check(ctx.count(t) == 1, "committing the foreign transaction by name: the row is not visible");
@@ -705,8 +746,9 @@ void pep_begin_after_local(context& ctx) {
     } catch (const failure&) {
         throw;
     } catch (const xarm::error& e) {
-        check(e.xa_code() == XAER_OUTSIDE || e.xa_code() == XAER_PROTO,
-              fmt::format("tpc_begin with local work: {} ({})", xa_code_name(e.xa_code()), e.what()));
+        check(
+            e.xa_code() == XAER_OUTSIDE || e.xa_code() == XAER_PROTO,
+            fmt::format("tpc_begin with local work: {} ({})", xa_code_name(e.xa_code()), e.what()));
     }
     c.rollback();
     c.tpc_begin(ctx.new_xid());
@@ -738,17 +780,21 @@ void pep_close_rolls_back(context& ctx) {
     }
     check(ctx.count(t) == 0, "closing with an unprepared branch left its row visible");
     if (ctx.claims(C::recovery) && ctx.claims(C::two_phase))
-        check(count_in(ctx.connect().tpc_recover(), x) == 0, "an unprepared branch is listed after close");
+        check(count_in(ctx.connect().tpc_recover(), x) == 0,
+              "an unprepared branch is listed after close");
 }
 
 void pep_xid_validation(context& ctx) {
     (void)ctx;
     expect_throw<programming_error>([] { connection::xid(-1, "g", "b"); }, "xid(-1, ...)");
     expect_throw<programming_error>([] { connection::xid(1, "", "b"); }, "xid with an empty gtrid");
-    expect_throw<programming_error>([] { connection::xid(1, std::string(65, 'g'), ""); }, "xid with a 65-byte gtrid");
-    expect_throw<programming_error>([] { connection::xid(1, "g", std::string(65, 'b')); }, "xid with a 65-byte bqual");
+    expect_throw<programming_error>([] { connection::xid(1, std::string(65, 'g'), ""); },
+                                    "xid with a 65-byte gtrid");
+    expect_throw<programming_error>([] { connection::xid(1, "g", std::string(65, 'b')); },
+                                    "xid with a 65-byte bqual");
     auto x = connection::xid(0x7fffffffL, std::string(64, 'a'), std::string(64, 'b'));
-    check(x.format_id() == 0x7fffffffL && x.gtrid().size() == 64 && x.bqual().size() == 64, "xid fields");
+    check(x.format_id() == 0x7fffffffL && x.gtrid().size() == 64 && x.bqual().size() == 64,
+          "xid fields");
 }
 
 void caps_declared(context& ctx) {
@@ -760,59 +806,102 @@ void caps_declared(context& ctx) {
         for (const auto& s : ctx.tgt().caps->list()) n += s.what == cap;
         check(n == 1, fmt::format("capability {} declared {} times", to_string(cap), n));
         auto s = conn_caps.get(cap);
-        if (!s.supported) check(!s.reason.empty(), fmt::format("{} missing without a reason", to_string(cap)));
+        if (!s.supported)
+            check(!s.reason.empty(), fmt::format("{} missing without a reason", to_string(cap)));
         if (s.supported && ctx.tgt().driver_name != "odbc")
-            check(ctx.tgt().caps->has(cap), fmt::format("a connection has {} that the driver does not declare", to_string(cap)));
+            check(ctx.tgt().caps->has(cap),
+                  fmt::format("a connection has {} that the driver does not declare",
+                              to_string(cap)));
     }
 }
 
 }  // namespace
 
 void add_tx_cases(std::vector<case_def>& v) {
-    auto add = [&](const char* id, const char* title, std::vector<C> needs, layer l, void (*f)(context&),
-                   void (*refusal)(context&) = nullptr) {
+    auto add = [&](const char* id, const char* title, std::vector<C> needs, layer l,
+                   void (*f)(context&), void (*refusal)(context&) = nullptr) {
         case_def c{id, title, std::move(needs), l, f, {}};
         if (refusal) c.refusal = refusal;
         v.push_back(std::move(c));
     };
     const auto S = layer::sql, P = layer::cpp;
-    add("tx.one_phase_commit", "one-phase commit: invisible before, visible after", {C::one_phase}, S, one_phase_commit);
-    add("tx.one_phase_rollback", "rollback of an idle branch: nothing visible", {}, S, one_phase_rollback);
-    add("tx.two_phase_commit", "prepare votes XA_OK, invisible while prepared, visible after commit", {C::two_phase}, S, two_phase_commit);
-    add("tx.two_phase_rollback", "rollback of a prepared branch: nothing visible; commit then XAER_NOTA", {C::two_phase}, S, two_phase_rollback);
-    add("tx.read_only_vote", "a branch that only read votes XA_RDONLY and is gone", {C::read_only_vote}, S, read_only_vote, read_only_refusal);
-    add("tx.failed_work", "a failed statement: all rolled back (XA_RB*) or statement-level, never half", {}, S, failed_work);
+    add("tx.one_phase_commit", "one-phase commit: invisible before, visible after", {C::one_phase},
+        S, one_phase_commit);
+    add("tx.one_phase_rollback", "rollback of an idle branch: nothing visible", {}, S,
+        one_phase_rollback);
+    add("tx.two_phase_commit",
+        "prepare votes XA_OK, invisible while prepared, visible after commit", {C::two_phase}, S,
+        two_phase_commit);
+    add("tx.two_phase_rollback",
+        "rollback of a prepared branch: nothing visible; commit then XAER_NOTA", {C::two_phase}, S,
+        two_phase_rollback);
+    add("tx.read_only_vote", "a branch that only read votes XA_RDONLY and is gone",
+        {C::read_only_vote}, S, read_only_vote, read_only_refusal);
+    add("tx.failed_work",
+        "a failed statement: all rolled back (XA_RB*) or statement-level, never half", {}, S,
+        failed_work);
     add("tx.tmfail_sql", "TMFAIL with work: XA_RB*, rollback, nothing visible", {}, S, tmfail_sql);
-    add("tx.commit_other_connection", "prepare on A, tpc_commit(xid) on B", {C::two_phase}, S, commit_other_connection);
-    add("tx.rollback_other_connection", "prepare on A, tpc_rollback(xid) on B", {C::two_phase}, S, rollback_other_connection);
-    add("durability.disconnect", "a prepared branch survives its connection's close", {C::two_phase}, S, durability_disconnect);
-    add("durability.restart", "a prepared branch survives a server restart (--allow-restart)", {C::two_phase, C::recovery}, S, durability_restart);
-    add("isolation.locks_held", "a prepared branch keeps its row locks until commit", {C::two_phase}, S, isolation_locks);
-    add("recovery.c_switch", "xa_recover lists branches prepared elsewhere; xa_commit/xa_rollback them", {C::two_phase, C::recovery}, S, recovery_c_switch);
-    add("recovery.other_thread", "recover a branch prepared on another thread", {C::two_phase, C::recovery}, S, recovery_other_thread);
-    add("recovery.other_process", "recover a branch prepared by a process that exited", {C::two_phase, C::recovery}, S, recovery_other_process);
-    add("recovery.paging", "xa_recover pages of 3 over 7+ branches: no loss, no repetition", {C::two_phase, C::recovery}, S, recovery_paging);
-    add("recovery.many_branches", "40 prepared branches listed once each and finished", {C::two_phase, C::recovery}, S, recovery_many);
-    add("xid.byte_roundtrip", "every byte 0..255 in gtrid/bqual through prepare and xa_recover", {C::two_phase, C::recovery}, S, byte_roundtrip);
-    add("xid.edges", "64-byte gtrid/bqual, empty bqual, NUL bqual round trip", {C::two_phase, C::recovery}, S, xid_edges);
+    add("tx.commit_other_connection", "prepare on A, tpc_commit(xid) on B", {C::two_phase}, S,
+        commit_other_connection);
+    add("tx.rollback_other_connection", "prepare on A, tpc_rollback(xid) on B", {C::two_phase}, S,
+        rollback_other_connection);
+    add("durability.disconnect", "a prepared branch survives its connection's close",
+        {C::two_phase}, S, durability_disconnect);
+    add("durability.restart", "a prepared branch survives a server restart (--allow-restart)",
+        {C::two_phase, C::recovery}, S, durability_restart);
+    add("isolation.locks_held", "a prepared branch keeps its row locks until commit",
+        {C::two_phase}, S, isolation_locks);
+    add("recovery.c_switch",
+        "xa_recover lists branches prepared elsewhere; xa_commit/xa_rollback them",
+        {C::two_phase, C::recovery}, S, recovery_c_switch);
+    add("recovery.other_thread", "recover a branch prepared on another thread",
+        {C::two_phase, C::recovery}, S, recovery_other_thread);
+    add("recovery.other_process", "recover a branch prepared by a process that exited",
+        {C::two_phase, C::recovery}, S, recovery_other_process);
+    add("recovery.paging", "xa_recover pages of 3 over 7+ branches: no loss, no repetition",
+        {C::two_phase, C::recovery}, S, recovery_paging);
+    add("recovery.many_branches", "40 prepared branches listed once each and finished",
+        {C::two_phase, C::recovery}, S, recovery_many);
+    add("xid.byte_roundtrip", "every byte 0..255 in gtrid/bqual through prepare and xa_recover",
+        {C::two_phase, C::recovery}, S, byte_roundtrip);
+    add("xid.edges", "64-byte gtrid/bqual, empty bqual, NUL bqual round trip",
+        {C::two_phase, C::recovery}, S, xid_edges);
     add("join.sql", "work before and after TMJOIN commits together", {C::join}, S, join_sql);
-    add("suspend.sql", "work before and after TMSUSPEND/TMRESUME commits together", {C::suspend_resume}, S, suspend_sql);
-    add("concurrency.threads_sql", "4 threads x 5 branches with work, each its own connection", {}, S, threads_sql);
-    add("input.sql_error_in_branch", "an SQL error in a branch: SQLSTATE, rollback, connection reusable", {}, S, sql_error_in_branch);
+    add("suspend.sql", "work before and after TMSUSPEND/TMRESUME commits together",
+        {C::suspend_resume}, S, suspend_sql);
+    add("concurrency.threads_sql", "4 threads x 5 branches with work, each its own connection", {},
+        S, threads_sql);
+    add("input.sql_error_in_branch",
+        "an SQL error in a branch: SQLSTATE, rollback, connection reusable", {}, S,
+        sql_error_in_branch);
     add("pep249.tpc_begin_twice", "tpc_begin twice -> ProgrammingError", {}, P, pep_begin_twice);
-    add("pep249.commit_inside_tpc", "commit()/rollback() inside tpc -> ProgrammingError", {}, S, pep_commit_inside);
-    add("pep249.calls_outside_tpc", "tpc_prepare/commit/rollback without tpc_begin -> ProgrammingError", {}, P, pep_calls_outside);
-    add("pep249.tpc_commit_one_phase", "tpc_commit() without tpc_prepare() is a one-phase commit", {C::one_phase}, S, pep_one_phase);
-    add("pep249.tpc_two_phase", "tpc_prepare + tpc_commit; no statements after prepare", {C::two_phase}, S, pep_two_phase);
-    add("pep249.tpc_rollback_prepared", "tpc_prepare + tpc_rollback", {C::two_phase}, S, pep_rollback_prepared);
-    add("pep249.recover_after_reconnect", "tpc_recover lists a prepared xid after reconnecting", {C::two_phase, C::recovery}, S, pep_recover_after_reconnect);
-    add("pep249.unusual_xid", "format id 2^31-1, quotes/backslashes/high bytes in gtrid and bqual", {C::two_phase, C::recovery}, S, pep_unusual_xid);
-    add("pep249.foreign_gid", "a transaction prepared with plain SQL is listed and committable", {C::two_phase, C::recovery}, S, pep_foreign_gid);
-    add("pep249.begin_after_local_work", "tpc_begin with a local transaction pending is refused", {}, S, pep_begin_after_local);
-    add("pep249.local_after_tpc", "local commit() works after a two-phase transaction", {}, S, pep_local_after_tpc);
-    add("pep249.close_rolls_back", "closing with an unprepared branch rolls it back", {}, S, pep_close_rolls_back);
-    add("pep249.xid_validation", "xid(): format id and lengths validated", {}, P, pep_xid_validation);
-    add("caps.declaration", "every capability declared once, each missing one with a reason", {}, P, caps_declared);
+    add("pep249.commit_inside_tpc", "commit()/rollback() inside tpc -> ProgrammingError", {}, S,
+        pep_commit_inside);
+    add("pep249.calls_outside_tpc",
+        "tpc_prepare/commit/rollback without tpc_begin -> ProgrammingError", {}, P,
+        pep_calls_outside);
+    add("pep249.tpc_commit_one_phase", "tpc_commit() without tpc_prepare() is a one-phase commit",
+        {C::one_phase}, S, pep_one_phase);
+    add("pep249.tpc_two_phase", "tpc_prepare + tpc_commit; no statements after prepare",
+        {C::two_phase}, S, pep_two_phase);
+    add("pep249.tpc_rollback_prepared", "tpc_prepare + tpc_rollback", {C::two_phase}, S,
+        pep_rollback_prepared);
+    add("pep249.recover_after_reconnect", "tpc_recover lists a prepared xid after reconnecting",
+        {C::two_phase, C::recovery}, S, pep_recover_after_reconnect);
+    add("pep249.unusual_xid", "format id 2^31-1, quotes/backslashes/high bytes in gtrid and bqual",
+        {C::two_phase, C::recovery}, S, pep_unusual_xid);
+    add("pep249.foreign_gid", "a transaction prepared with plain SQL is listed and committable",
+        {C::two_phase, C::recovery}, S, pep_foreign_gid);
+    add("pep249.begin_after_local_work", "tpc_begin with a local transaction pending is refused",
+        {}, S, pep_begin_after_local);
+    add("pep249.local_after_tpc", "local commit() works after a two-phase transaction", {}, S,
+        pep_local_after_tpc);
+    add("pep249.close_rolls_back", "closing with an unprepared branch rolls it back", {}, S,
+        pep_close_rolls_back);
+    add("pep249.xid_validation", "xid(): format id and lengths validated", {}, P,
+        pep_xid_validation);
+    add("caps.declaration", "every capability declared once, each missing one with a reason", {}, P,
+        caps_declared);
 }
 
 }  // namespace xarm::conformance

@@ -50,21 +50,30 @@ std::string probe_dbms(const target& t) {
 
 const char* to_string(outcome o) noexcept {
     switch (o) {
-        case outcome::pass: return "PASS";
-        case outcome::fail: return "FAIL";
-        case outcome::not_supported: return "NOT SUPPORTED";
-        case outcome::error: return "ERROR";
-        case outcome::not_applicable: return "n/a";
-        case outcome::not_configured: return "not configured";
+        case outcome::pass:
+            return "PASS";
+        case outcome::fail:
+            return "FAIL";
+        case outcome::not_supported:
+            return "NOT SUPPORTED";
+        case outcome::error:
+            return "ERROR";
+        case outcome::not_applicable:
+            return "n/a";
+        case outcome::not_configured:
+            return "not configured";
     }
     return "?";
 }
 
 const char* to_string(layer l) noexcept {
     switch (l) {
-        case layer::c_switch: return "C switch";
-        case layer::cpp: return "C++ API";
-        case layer::sql: return "SQL";
+        case layer::c_switch:
+            return "C switch";
+        case layer::cpp:
+            return "C++ API";
+        case layer::sql:
+            return "SQL";
     }
     return "?";
 }
@@ -78,7 +87,8 @@ target load_switch_target(const std::string& path, const std::string& symbol,
     void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (h == nullptr) {
         const char* why = dlerror();
-        throw std::runtime_error(fmt::format("cannot load {}: {}", path, why ? why : "dlopen failed"));
+        throw std::runtime_error(
+            fmt::format("cannot load {}: {}", path, why ? why : "dlopen failed"));
     }
     if (!symbol.empty()) {
         t.sw = static_cast<xa_switch_t*>(dlsym(h, symbol.c_str()));
@@ -262,14 +272,21 @@ std::string rm::diag_text() const {
 // context
 
 context::context(const target& t) : m_t(t) {}
-context::~context() { cleanup(); }
+context::~context() {
+    cleanup();
+}
 
-bool context::claims(capability c) const { return !m_t.caps || m_t.caps->has(c); }
+bool context::claims(capability c) const {
+    return !m_t.caps || m_t.caps->has(c);
+}
 
-int context::new_rmid() { return g_rmid++; }
+int context::new_rmid() {
+    return g_rmid++;
+}
 
 connection context::connect() {
-    if (!m_t.drv) throw not_applicable("needs SQL access (a third-party switch has no C++ connection)");
+    if (!m_t.drv)
+        throw not_applicable("needs SQL access (a third-party switch has no C++ connection)");
     try {
         return connection(m_t.drv, m_t.info);
     } catch (const xarm::error& e) {
@@ -319,7 +336,8 @@ long context::count(const std::string& table) {
 }
 
 void context::insert(connection& c, const std::string& table, int id) {
-    const auto n = c.execute(fmt::format("INSERT INTO {} (id, v) VALUES ({}, 'row {}')", table, id, id));
+    const auto n =
+        c.execute(fmt::format("INSERT INTO {} (id, v) VALUES ({}, 'row {}')", table, id, id));
     check(n == 1, fmt::format("INSERT reported {} rows affected, expected 1", n));
 }
 
@@ -371,12 +389,15 @@ void context::cleanup() noexcept {
 // ---------------------------------------------------------------------------------------
 // assertions
 
-void fail(const std::string& what) { throw failure(what); }
+void fail(const std::string& what) {
+    throw failure(what);
+}
 
 void expect_rc(rm& r, int rc, int expected, const char* call) {
     if (rc != expected)
         fail(fmt::format("{} returned {}, expected {}{}{}", call, xa_code_name(rc),
-                         xa_code_name(expected), rc < 0 ? " -- " : "", rc < 0 ? r.diag_text() : ""));
+                         xa_code_name(expected), rc < 0 ? " -- " : "",
+                         rc < 0 ? r.diag_text() : ""));
 }
 
 void expect_rc_in(rm& r, int rc, std::initializer_list<int> expected, const char* call) {
@@ -411,7 +432,9 @@ const dialect* dialect_for(const std::string& dbms) {
     return nullptr;
 }
 
-std::string detect_dbms(const target& t) { return t.drv ? probe_dbms(t) : std::string(); }
+std::string detect_dbms(const target& t) {
+    return t.drv ? probe_dbms(t) : std::string();
+}
 
 void connect_check(target& t) {
     if (!t.drv) return;

@@ -12,9 +12,9 @@ namespace xarm::conformance {
 
 namespace {
 
-constexpr outcome summary_order[] = {outcome::pass, outcome::fail, outcome::not_supported,
-                                     outcome::error, outcome::not_applicable,
-                                     outcome::not_configured};
+constexpr outcome summary_order[] = {outcome::pass,           outcome::fail,
+                                     outcome::not_supported,  outcome::error,
+                                     outcome::not_applicable, outcome::not_configured};
 
 // Case ids in report order, with the results of each run by id.
 std::vector<std::string> row_ids(const std::vector<run_result>& runs) {
@@ -43,14 +43,26 @@ std::string xml_escape(const std::string& s) {
     std::string o;
     for (unsigned char ch : s) {
         switch (ch) {
-            case '&': o += "&amp;"; break;
-            case '<': o += "&lt;"; break;
-            case '>': o += "&gt;"; break;
-            case '"': o += "&quot;"; break;
-            case '\'': o += "&apos;"; break;
+            case '&':
+                o += "&amp;";
+                break;
+            case '<':
+                o += "&lt;";
+                break;
+            case '>':
+                o += "&gt;";
+                break;
+            case '"':
+                o += "&quot;";
+                break;
+            case '\'':
+                o += "&apos;";
+                break;
             default:
-                if (ch < 0x20 && ch != '\n' && ch != '\t') o += fmt::format("&#x{:x};", 0xfffd);
-                else o.push_back(static_cast<char>(ch));
+                if (ch < 0x20 && ch != '\n' && ch != '\t')
+                    o += fmt::format("&#x{:x};", 0xfffd);
+                else
+                    o.push_back(static_cast<char>(ch));
         }
     }
     return o;
@@ -73,14 +85,16 @@ std::vector<std::string> notes(const std::vector<run_result>& runs) {
         if (!r.tgt.setup_error.empty()) {
             // One reason for the whole column, not one per case.
             out.push_back(fmt::format("{}: every case {}: {}", r.tgt.label,
-                                      r.tgt.configured ? "ERROR" : "not configured", r.tgt.setup_error));
+                                      r.tgt.configured ? "ERROR" : "not configured",
+                                      r.tgt.setup_error));
             continue;
         }
         for (const auto& c : r.cases)
             if ((c.result == outcome::fail || c.result == outcome::error ||
                  c.result == outcome::not_applicable || c.message.rfind("retried", 0) == 0) &&
                 !c.message.empty())
-                out.push_back(fmt::format("{} {} [{}]: {}", r.tgt.label, c.id, to_string(c.result), c.message));
+                out.push_back(fmt::format("{} {} [{}]: {}", r.tgt.label, c.id, to_string(c.result),
+                                          c.message));
     }
     return out;
 }
@@ -94,11 +108,13 @@ std::string report_text(const std::vector<run_result>& runs) {
     std::vector<std::size_t> w;
     for (const auto& r : runs) w.push_back(std::max<std::size_t>(r.tgt.label.size(), 14));
     std::string out = fmt::format("{:<{}}", "case", w0);
-    for (std::size_t i = 0; i < runs.size(); ++i) out += fmt::format("  {:<{}}", runs[i].tgt.label, w[i]);
+    for (std::size_t i = 0; i < runs.size(); ++i)
+        out += fmt::format("  {:<{}}", runs[i].tgt.label, w[i]);
     out += "\n" + std::string(out.size() - 1, '-') + "\n";
     for (const auto& id : ids) {
         out += fmt::format("{:<{}}", id, w0);
-        for (std::size_t i = 0; i < runs.size(); ++i) out += fmt::format("  {:<{}}", cell(runs[i], id), w[i]);
+        for (std::size_t i = 0; i < runs.size(); ++i)
+            out += fmt::format("  {:<{}}", cell(runs[i], id), w[i]);
         out += "\n";
     }
     out += "\nsummary:\n";
@@ -140,7 +156,10 @@ std::string report_json(const std::vector<run_result>& runs) {
     for (const auto& c : all_cases()) {
         nlohmann::json caps = nlohmann::json::array();
         for (auto n : c.needs) caps.push_back(to_string(n));
-        j["cases"].push_back({{"id", c.id}, {"title", c.title}, {"needs", caps}, {"layer", to_string(c.needs_layer)}});
+        j["cases"].push_back({{"id", c.id},
+                              {"title", c.title},
+                              {"needs", caps},
+                              {"layer", to_string(c.needs_layer)}});
     }
     j["targets"] = nlohmann::json::array();
     for (const auto& r : runs) {
@@ -163,7 +182,9 @@ std::string report_json(const std::vector<run_result>& runs) {
         t["summary"] = summary;
         t["results"] = nlohmann::json::array();
         for (const auto& c : r.cases)
-            t["results"].push_back({{"id", c.id}, {"outcome", to_string(c.result)}, {"message", c.message},
+            t["results"].push_back({{"id", c.id},
+                                    {"outcome", to_string(c.result)},
+                                    {"message", c.message},
                                     {"seconds", c.seconds}});
         j["targets"].push_back(t);
     }
@@ -171,29 +192,39 @@ std::string report_json(const std::vector<run_result>& runs) {
 }
 
 std::string report_junit(const std::vector<run_result>& runs) {
-    std::string out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"xarm conformance\">\n";
+    std::string out =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"xarm conformance\">\n";
     for (const auto& r : runs) {
         auto n = r.counts();
         double total = 0;
         for (const auto& c : r.cases) total += c.seconds;
-        const int skipped = n[outcome::not_supported] + n[outcome::not_applicable] + n[outcome::not_configured];
-        out += fmt::format("  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.3f}\">\n",
-                           xml_escape(r.tgt.label), r.cases.size(), n[outcome::fail], n[outcome::error], skipped, total);
+        const int skipped =
+            n[outcome::not_supported] + n[outcome::not_applicable] + n[outcome::not_configured];
+        out += fmt::format(
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" "
+            "time=\"{:.3f}\">\n",
+            xml_escape(r.tgt.label), r.cases.size(), n[outcome::fail], n[outcome::error], skipped,
+            total);
         for (const auto& c : r.cases) {
-            out += fmt::format("    <testcase classname=\"xarm.conformance.{}\" name=\"{}\" time=\"{:.3f}\"",
-                               xml_escape(r.tgt.label), xml_escape(c.id), c.seconds);
+            out += fmt::format(
+                "    <testcase classname=\"xarm.conformance.{}\" name=\"{}\" time=\"{:.3f}\"",
+                xml_escape(r.tgt.label), xml_escape(c.id), c.seconds);
             switch (c.result) {
-                case outcome::pass: out += "/>\n"; break;
+                case outcome::pass:
+                    out += "/>\n";
+                    break;
                 case outcome::fail:
-                    out += fmt::format("><failure message=\"{}\"/></testcase>\n", xml_escape(c.message));
+                    out += fmt::format("><failure message=\"{}\"/></testcase>\n",
+                                       xml_escape(c.message));
                     break;
                 case outcome::error:
-                    out += fmt::format("><error message=\"{}\"/></testcase>\n", xml_escape(c.message));
+                    out +=
+                        fmt::format("><error message=\"{}\"/></testcase>\n", xml_escape(c.message));
                     break;
                 default:
                     // Verified NOT SUPPORTED (and n/a) are reported as skipped, with why.
-                    out += fmt::format("><skipped message=\"{}: {}\"/></testcase>\n", to_string(c.result),
-                                       xml_escape(c.message));
+                    out += fmt::format("><skipped message=\"{}: {}\"/></testcase>\n",
+                                       to_string(c.result), xml_escape(c.message));
             }
         }
         out += "  </testsuite>\n";

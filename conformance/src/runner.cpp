@@ -1,8 +1,8 @@
 // The runner: selects cases, runs each against a target with a fresh context, and
 // turns what happened into exactly one outcome. A capability declared missing runs the
 // refusal check instead, so NOT SUPPORTED is always verified.
-#include <chrono>
 #include <fnmatch.h>
+#include <chrono>
 #include <thread>
 
 #include <fmt/format.h>
@@ -13,7 +13,9 @@ namespace xarm::conformance {
 
 namespace {
 
-XID fresh(context& ctx) { return context::to_c(ctx.new_xid()); }
+XID fresh(context& ctx) {
+    return context::to_c(ctx.new_xid());
+}
 
 // The C side of a refusal: run the verb that needs c and check code + SQLSTATE 0A000.
 void refusal_c(context& ctx, capability c) {
@@ -36,7 +38,8 @@ void refusal_c(context& ctx, capability c) {
             break;
         case capability::recovery: {
             XID out[4];
-            expect_refusal(r, r.recover(out, 4, TMSTARTRSCAN | TMENDRSCAN), XAER_RMERR, "xa_recover");
+            expect_refusal(r, r.recover(out, 4, TMSTARTRSCAN | TMENDRSCAN), XAER_RMERR,
+                           "xa_recover");
             break;
         }
         case capability::join:
@@ -53,7 +56,8 @@ void refusal_c(context& ctx, capability c) {
             break;
         case capability::migrate:
             expect_rc(r, r.start(&x), XA_OK, "xa_start");
-            expect_refusal(r, r.end(&x, TMSUSPEND | TMMIGRATE), XAER_RMERR, "xa_end(TMSUSPEND|TMMIGRATE)");
+            expect_refusal(r, r.end(&x, TMSUSPEND | TMMIGRATE), XAER_RMERR,
+                           "xa_end(TMSUSPEND|TMMIGRATE)");
             expect_rc(r, r.end(&x), XA_OK, "xa_end");
             expect_rc(r, r.rollback(&x), XA_OK, "xa_rollback");
             break;
@@ -87,11 +91,13 @@ void refusal_cpp(context& ctx, capability c) {
             break;
         case capability::one_phase: {
             conn.tpc_begin(ctx.new_xid());
-            expect_throw<not_supported_error>([&] { conn.tpc_commit(); }, "tpc_commit() unprepared");
+            expect_throw<not_supported_error>([&] { conn.tpc_commit(); },
+                                              "tpc_commit() unprepared");
             conn.tpc_rollback();
             break;
         }
-        default: break;  // the other capabilities have no C++ verb of their own
+        default:
+            break;  // the other capabilities have no C++ verb of their own
     }
 }
 
@@ -156,10 +162,13 @@ case_result run_one(const target& t, const case_def& c) {
         context ctx(t);
         try {
             if (missing) {
-                if (c.refusal) c.refusal(ctx);
-                else verify_refusal(ctx, *missing);
+                if (c.refusal)
+                    c.refusal(ctx);
+                else
+                    verify_refusal(ctx, *missing);
                 r.result = outcome::not_supported;
-                r.message = fmt::format("{}: {}", to_string(*missing), t.caps->get(*missing).reason);
+                r.message =
+                    fmt::format("{}: {}", to_string(*missing), t.caps->get(*missing).reason);
             } else if (c.needs_layer != layer::c_switch && !ctx.has_sql()) {
                 r.result = outcome::not_applicable;
                 r.message = "needs SQL access: no C++ connection for a third-party switch";
@@ -170,9 +179,10 @@ case_result run_one(const target& t, const case_def& c) {
             }
         } catch (const failure& f) {
             r.result = outcome::fail;
-            r.message = missing ? fmt::format("declared missing ({}), but the refusal was not as "
-                                              "declared: {}",
-                                              to_string(*missing), f.what())
+            r.message = missing ? fmt::format(
+                                      "declared missing ({}), but the refusal was not as "
+                                      "declared: {}",
+                                      to_string(*missing), f.what())
                                 : f.what();
         } catch (const not_applicable& n) {
             r.result = outcome::not_applicable;

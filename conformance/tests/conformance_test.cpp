@@ -19,7 +19,9 @@
 namespace cf = xarm::conformance;
 
 namespace xarm::conformance {
-inline std::ostream& operator<<(std::ostream& os, outcome o) { return os << to_string(o); }
+inline std::ostream& operator<<(std::ostream& os, outcome o) {
+    return os << to_string(o);
+}
 }  // namespace xarm::conformance
 
 namespace {
@@ -36,7 +38,9 @@ struct temp_db {
     std::string info() const { return "path=" + path; }
 };
 
-std::string lib(const std::string& file) { return std::string(XARM_BUILD_LIBDIR) + "/" + file; }
+std::string lib(const std::string& file) {
+    return std::string(XARM_BUILD_LIBDIR) + "/" + file;
+}
 
 cf::outcome outcome_of(const cf::run_result& r, const std::string& id) {
     for (const auto& c : r.cases)
@@ -82,8 +86,7 @@ BOOST_AUTO_TEST_CASE(sqlite_matrix_is_pass_or_verified_not_supported) {
     temp_db db;
     auto r = run_target(cf::load_driver_target("sqlite", db.info()));
     auto n = r.counts();
-    for (const auto& c : r.cases)
-        BOOST_TEST_CONTEXT(c.id << ": " << c.message) {
+    for (const auto& c : r.cases) BOOST_TEST_CONTEXT(c.id << ": " << c.message) {
             BOOST_TEST((c.result == cf::outcome::pass || c.result == cf::outcome::not_supported));
         }
     BOOST_TEST(n[cf::outcome::pass] >= 40);
@@ -104,9 +107,12 @@ BOOST_AUTO_TEST_CASE(declared_missing_but_working_is_fail) {
     cf::connect_check(t);
     xarm::capability_set caps;
     for (const auto& s : t.caps->list())
-        if (s.what == xarm::capability::one_phase) caps.no(s.what, "pretend");
-        else if (s.supported) caps.yes(s.what, s.reason);
-        else caps.no(s.what, s.reason);
+        if (s.what == xarm::capability::one_phase)
+            caps.no(s.what, "pretend");
+        else if (s.supported)
+            caps.yes(s.what, s.reason);
+        else
+            caps.no(s.what, s.reason);
     t.caps = caps;
     cf::run_options o;
     o.globs = {"tx.one_phase_commit"};
@@ -117,8 +123,8 @@ BOOST_AUTO_TEST_CASE(declared_missing_but_working_is_fail) {
 BOOST_AUTO_TEST_CASE(lying_prepare_is_caught) {
     temp_db db;
     auto r = run_target(cf::load_driver_target(XARM_LIAR_PREPARE_LIB, db.info()),
-                        {"durability.disconnect", "tx.commit_other_connection", "recovery.other_process",
-                         "xid.byte_roundtrip"});
+                        {"durability.disconnect", "tx.commit_other_connection",
+                         "recovery.other_process", "xid.byte_roundtrip"});
     BOOST_TEST(outcome_of(r, "durability.disconnect") == cf::outcome::fail);
     BOOST_TEST(outcome_of(r, "tx.commit_other_connection") == cf::outcome::fail);
     BOOST_TEST(outcome_of(r, "xid.byte_roundtrip") == cf::outcome::fail);
@@ -127,8 +133,9 @@ BOOST_AUTO_TEST_CASE(lying_prepare_is_caught) {
 
 BOOST_AUTO_TEST_CASE(lying_recovery_is_caught) {
     temp_db db;
-    auto r = run_target(cf::load_driver_target(XARM_LIAR_RECOVER_LIB, db.info()),
-                        {"recovery.paging", "recovery.many_branches", "pep249.recover_after_reconnect"});
+    auto r =
+        run_target(cf::load_driver_target(XARM_LIAR_RECOVER_LIB, db.info()),
+                   {"recovery.paging", "recovery.many_branches", "pep249.recover_after_reconnect"});
     BOOST_TEST(outcome_of(r, "recovery.paging") == cf::outcome::fail);
     BOOST_TEST(message_of(r, "recovery.paging").find("twice") != std::string::npos);
     BOOST_TEST(outcome_of(r, "recovery.many_branches") == cf::outcome::fail);
@@ -143,15 +150,16 @@ BOOST_AUTO_TEST_CASE(switch_by_path_and_symbol) {
             BOOST_TEST(t.last_error != nullptr);
             BOOST_TEST(t.driver_name == "sqlite");  // an xarm driver: its declaration comes along
             auto r = run_target(t);
-            for (const auto& c : r.cases)
-                BOOST_TEST_CONTEXT(c.id << ": " << c.message) {
-                    BOOST_TEST((c.result == cf::outcome::pass || c.result == cf::outcome::not_supported));
+            for (const auto& c : r.cases) BOOST_TEST_CONTEXT(c.id << ": " << c.message) {
+                    BOOST_TEST(
+                        (c.result == cf::outcome::pass || c.result == cf::outcome::not_supported));
                 }
         }
     }
     BOOST_CHECK_THROW(cf::load_switch_target(lib("libxarm_sqlite.so"), "no_such_symbol", db.info()),
                       std::runtime_error);
-    BOOST_CHECK_THROW(cf::load_switch_target("/nonexistent/lib.so", "", db.info()), std::runtime_error);
+    BOOST_CHECK_THROW(cf::load_switch_target("/nonexistent/lib.so", "", db.info()),
+                      std::runtime_error);
 }
 
 BOOST_AUTO_TEST_CASE(third_party_view_without_sql_or_declaration) {
@@ -170,12 +178,14 @@ BOOST_AUTO_TEST_CASE(third_party_view_without_sql_or_declaration) {
     BOOST_TEST(outcome_of(r, "state.start_twice") == cf::outcome::pass);
     BOOST_TEST(outcome_of(r, "xid.null_pointer") == cf::outcome::pass);
     BOOST_TEST(outcome_of(r, "state.async") == cf::outcome::fail);  // claimed by default, absent
-    for (const auto& c : r.cases) BOOST_TEST(c.result != cf::outcome::error, c.id << ": " << c.message);
+    for (const auto& c : r.cases)
+        BOOST_TEST(c.result != cf::outcome::error, c.id << ": " << c.message);
 }
 
 BOOST_AUTO_TEST_CASE(report_formats) {
     temp_db db;
-    auto r = run_target(cf::load_driver_target("sqlite", db.info()), {"state.*", "tx.two_phase_commit"});
+    auto r =
+        run_target(cf::load_driver_target("sqlite", db.info()), {"state.*", "tx.two_phase_commit"});
     cf::target missing;
     missing.label = "pq";
     missing.configured = false;

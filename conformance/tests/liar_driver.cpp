@@ -18,7 +18,7 @@ std::mutex g_mu;
 std::vector<xid> g_prepared;  // what this process "prepared"
 
 class liar_session final : public native_session {
-public:
+  public:
     explicit liar_session(std::unique_ptr<native_session> inner) : m_inner(std::move(inner)) {}
 
     capability_set capabilities() const override { return lie_about(m_inner->capabilities()); }
@@ -26,8 +26,10 @@ public:
         capability_set c;
         for (const auto& s : honest.list())
             if (s.what != capability::two_phase && s.what != capability::recovery) {
-                if (s.supported) c.yes(s.what, s.reason);
-                else c.no(s.what, s.reason);
+                if (s.supported)
+                    c.yes(s.what, s.reason);
+                else
+                    c.no(s.what, s.reason);
             }
         c.yes(capability::two_phase, "a lie: prepare does nothing");
         c.yes(capability::recovery, "a lie");
@@ -54,14 +56,16 @@ public:
             m_inner->commit(x, true);
             m_open = false;
         }
-        if (!one_phase && !forget_prepared(x) && !(m_x == x)) raise(XAER_NOTA, "XAE04", "no such branch");
+        if (!one_phase && !forget_prepared(x) && !(m_x == x))
+            raise(XAER_NOTA, "XAE04", "no such branch");
     }
     void rollback(const xid& x, bool prepared) override {
         if (!prepared || (m_open && m_x == x)) {
             m_inner->rollback(x, false);
             m_open = false;
         }
-        if (prepared && !forget_prepared(x) && !(m_x == x)) raise(XAER_NOTA, "XAE04", "no such branch");
+        if (prepared && !forget_prepared(x) && !(m_x == x))
+            raise(XAER_NOTA, "XAE04", "no such branch");
     }
     std::vector<xid> recover() override {
         std::lock_guard lock(g_mu);
@@ -74,14 +78,26 @@ public:
         }
         return out;
     }
-    std::int64_t execute(std::string_view sql) override { return m_inner->execute(sql); }
-    result query(std::string_view sql) override { return m_inner->query(sql); }
-    void commit_local() override { m_inner->commit_local(); }
-    void rollback_local() override { m_inner->rollback_local(); }
-    bool in_local_transaction() const override { return m_inner->in_local_transaction(); }
-    void* native_handle() noexcept override { return m_inner->native_handle(); }
+    std::int64_t execute(std::string_view sql) override {
+        return m_inner->execute(sql);
+    }
+    result query(std::string_view sql) override {
+        return m_inner->query(sql);
+    }
+    void commit_local() override {
+        m_inner->commit_local();
+    }
+    void rollback_local() override {
+        m_inner->rollback_local();
+    }
+    bool in_local_transaction() const override {
+        return m_inner->in_local_transaction();
+    }
+    void* native_handle() noexcept override {
+        return m_inner->native_handle();
+    }
 
-private:
+  private:
     static bool forget_prepared(const xid& x) {
         std::lock_guard lock(g_mu);
         auto it = std::find(g_prepared.begin(), g_prepared.end(), x);
@@ -95,7 +111,7 @@ private:
 };
 
 class liar_driver final : public driver {
-public:
+  public:
     std::string_view name() const noexcept override { return "liar"; }
     capability_set capabilities() const override {
         return liar_session::lie_about(inner()->capabilities());
@@ -105,7 +121,7 @@ public:
         return std::make_unique<liar_session>(inner()->open(info));
     }
 
-private:
+  private:
     static std::shared_ptr<const driver> inner() {
         static auto d = load_driver("sqlite");
         return d;

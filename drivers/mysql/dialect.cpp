@@ -51,8 +51,6 @@ std::string xa_recover_sql(dialect d) {
 
 namespace {
 
-
-
 // One literal of MariaDB's FORMAT='SQL' output at data[pos]: X'hex', 'text' (with ''
 // and backslash escapes) or a decimal number. Advances pos past it.
 std::optional<std::string> read_literal(std::string_view data, std::size_t& pos) {

@@ -24,7 +24,8 @@ session::session(const std::string& conninfo) {
     if (!m_conn || PQstatus(m_conn.get()) != CONNECTION_OK) raise_connect(m_conn.get());
     // libpq prints NOTICEs to stderr by default; a driver library stays quiet (an
     // application that wants them sets its own processor on xarm_pq_conn()).
-    PQsetNoticeProcessor(m_conn.get(), [](void*, const char*) {}, nullptr);
+    PQsetNoticeProcessor(
+        m_conn.get(), [](void*, const char*) {}, nullptr);
     auto r = exec(max_prepared_sql, op::open, "reading max_prepared_transactions");
     long n = 0;
     if (PQntuples(r.get()) == 1) {

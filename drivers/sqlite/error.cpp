@@ -8,9 +8,9 @@ namespace xarm::sqlite {
 
 namespace {
 struct entry {
-    int code;          // primary result code
-    const char* state; // SQLSTATE
-    int rollback;      // XA_RB* when this failure ends a transaction
+    int code;           // primary result code
+    const char* state;  // SQLSTATE
+    int rollback;       // XA_RB* when this failure ends a transaction
 };
 constexpr entry table[] = {
     {SQLITE_CONSTRAINT, "23000", XA_RBINTEGRITY},

@@ -11,7 +11,7 @@ namespace xarm::sqlite {
 namespace {
 
 class sqlite_driver final : public driver {
-public:
+  public:
     std::string_view name() const noexcept override { return "sqlite"; }
     capability_set capabilities() const override { return declared_capabilities(); }
     std::string info_help() const override {
@@ -27,8 +27,10 @@ public:
             raise(XAER_INVAL, "08001", "info string: 'path' is required (e.g. path=/tmp/app.db)");
         int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
         if (auto m = kv.find("mode"); m != kv.end()) {
-            if (m->second == "rw") flags = SQLITE_OPEN_READWRITE;
-            else if (m->second == "ro") flags = SQLITE_OPEN_READONLY;
+            if (m->second == "rw")
+                flags = SQLITE_OPEN_READWRITE;
+            else if (m->second == "ro")
+                flags = SQLITE_OPEN_READONLY;
             else if (m->second != "rwc")
                 raise(XAER_INVAL, "08001", "info string: mode must be rwc, rw or ro");
         }
@@ -45,7 +47,8 @@ public:
         }
         bool fk = true;
         if (auto f = kv.find("foreign_keys"); f != kv.end()) {
-            if (f->second == "off") fk = false;
+            if (f->second == "off")
+                fk = false;
             else if (f->second != "on")
                 raise(XAER_INVAL, "08001", "info string: foreign_keys must be on or off");
         }

@@ -20,8 +20,7 @@ capability_set declared_capabilities() {
         .yes(capability::suspend_resume, "on the same thread, with no other branch in between")
         .no(capability::migrate, "an sqlite3 connection belongs to the thread that opened it")
         .no(capability::async, "SQLite calls are synchronous")
-        .no(capability::interleave,
-            "an SQLite connection holds one transaction at a time");
+        .no(capability::interleave, "an SQLite connection holds one transaction at a time");
     return c;
 }
 
@@ -44,7 +43,9 @@ session::~session() {
     if (m_db != nullptr) sqlite3_close_v2(m_db);
 }
 
-capability_set session::capabilities() const { return declared_capabilities(); }
+capability_set session::capabilities() const {
+    return declared_capabilities();
+}
 
 void session::exec(const char* sql, int xa_code) {
     char* err = nullptr;
@@ -98,7 +99,9 @@ void session::rollback(const xid& x, bool prepared) {
     if (sqlite3_get_autocommit(m_db) == 0) exec("ROLLBACK", XAER_RMERR);
 }
 
-std::vector<xid> session::recover() { return {}; }
+std::vector<xid> session::recover() {
+    return {};
+}
 
 void session::begin_local_if_needed() {
     // PEP 249: autocommit off; the first statement outside a branch begins a transaction.
@@ -123,7 +126,8 @@ result session::run(std::string_view sql, bool collect) {
         if (collect && ncol > 0) {
             out.columns.clear();
             out.rows.clear();
-            for (int i = 0; i < ncol; ++i) out.columns.emplace_back(sqlite3_column_name(stmt.get(), i));
+            for (int i = 0; i < ncol; ++i)
+                out.columns.emplace_back(sqlite3_column_name(stmt.get(), i));
         }
         while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
             if (!collect) continue;
@@ -143,9 +147,13 @@ result session::run(std::string_view sql, bool collect) {
     return out;
 }
 
-std::int64_t session::execute(std::string_view sql) { return run(sql, false).affected; }
+std::int64_t session::execute(std::string_view sql) {
+    return run(sql, false).affected;
+}
 
-result session::query(std::string_view sql) { return run(sql, true); }
+result session::query(std::string_view sql) {
+    return run(sql, true);
+}
 
 void session::commit_local() {
     if (!m_local) return;

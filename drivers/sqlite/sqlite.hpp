@@ -19,7 +19,7 @@ const char* sqlstate_of(int rc) noexcept;
 int rollback_code_of(int rc) noexcept;
 
 class session final : public native_session {
-public:
+  public:
     session(const std::string& path, int flags, int busy_timeout_ms, bool foreign_keys);
     ~session() override;
 
@@ -40,7 +40,7 @@ public:
     }
     void* native_handle() noexcept override { return m_db; }
 
-private:
+  private:
     void exec(const char* sql, int xa_code);
     result run(std::string_view sql, bool collect);
     void begin_local_if_needed();

@@ -36,8 +36,8 @@ cf::target error_target(const std::string& label, const std::string& why) {
     return t;
 }
 
-cf::target driver_target(const std::string& label, const std::string& driver, const std::string& info,
-                         const std::string& dbms) {
+cf::target driver_target(const std::string& label, const std::string& driver,
+                         const std::string& info, const std::string& dbms) {
     try {
         auto t = cf::load_driver_target(driver, info);
         if (!label.empty()) t.label = label;
@@ -70,8 +70,10 @@ std::vector<cf::target> all_targets(const std::string& sqlite_path) {
         const char* info = std::getenv(e.var);
         if (info == nullptr) {
             auto t = error_target(e.label, fmt::format("{} is not set", e.var));
-            if (under_ci()) t.setup_error += " but CI=true: the server is missing";
-            else t.configured = false;
+            if (under_ci())
+                t.setup_error += " but CI=true: the server is missing";
+            else
+                t.configured = false;
             out.push_back(t);
             continue;
         }
@@ -84,7 +86,8 @@ int run(const options& o) {
     if (o.list) {
         for (const auto* c : cf::select_cases(o.cases)) {
             std::string needs;
-            for (auto n : c->needs) needs += (needs.empty() ? "" : ",") + std::string(xarm::to_string(n));
+            for (auto n : c->needs)
+                needs += (needs.empty() ? "" : ",") + std::string(xarm::to_string(n));
             std::printf("%-36s %-9s %-28s %s\n", c->id.c_str(), cf::to_string(c->needs_layer),
                         needs.empty() ? "-" : needs.c_str(), c->title.c_str());
         }
@@ -92,14 +95,17 @@ int run(const options& o) {
     }
     const int modes = !o.driver.empty() + !o.lib.empty() + o.all;
     if (modes != 1) throw usage_error("give exactly one of --driver, --switch or --all");
-    if (!o.all && o.info.empty()) throw usage_error("--open INFO is required with --driver and --switch");
+    if (!o.all && o.info.empty())
+        throw usage_error("--open INFO is required with --driver and --switch");
     if (!o.symbol.empty() && o.lib.empty()) throw usage_error("--symbol goes with --switch");
     if (cf::select_cases(o.cases).empty()) throw usage_error("no case matches --case");
 
     std::vector<cf::target> targets;
     std::string sqlite_path;
     if (o.all) {
-        sqlite_path = (std::filesystem::temp_directory_path() / fmt::format("xarm-conformance-{}.sqlite", ::getpid())).string();
+        sqlite_path = (std::filesystem::temp_directory_path() /
+                       fmt::format("xarm-conformance-{}.sqlite", ::getpid()))
+                          .string();
         targets = all_targets(sqlite_path);
     } else if (!o.driver.empty()) {
         targets.push_back(driver_target("", o.driver, o.info, ""));
@@ -120,7 +126,8 @@ int run(const options& o) {
     cf::run_options ro;
     ro.globs = o.cases;
     if (progress) {
-        ro.on_start = [](const std::string& label, const cf::case_def& c, std::size_t i, std::size_t n) {
+        ro.on_start = [](const std::string& label, const cf::case_def& c, std::size_t i,
+                         std::size_t n) {
             std::fprintf(stderr, "\r\033[K[%s %zu/%zu] %s", label.c_str(), i + 1, n, c.id.c_str());
             std::fflush(stderr);
         };
@@ -140,10 +147,14 @@ int run(const options& o) {
     }
 
     std::string text;
-    if (o.format == "text") text = cf::report_text(runs);
-    else if (o.format == "markdown") text = cf::report_markdown(runs);
-    else if (o.format == "json") text = cf::report_json(runs);
-    else text = cf::report_junit(runs);
+    if (o.format == "text")
+        text = cf::report_text(runs);
+    else if (o.format == "markdown")
+        text = cf::report_markdown(runs);
+    else if (o.format == "json")
+        text = cf::report_json(runs);
+    else
+        text = cf::report_junit(runs);
     if (o.output.empty() || o.output == "-") {
         std::fwrite(text.data(), 1, text.size(), stdout);
     } else {
@@ -161,25 +172,31 @@ int run(const options& o) {
 
 runner add_conformance(CLI::App& app) {
     auto o = std::make_shared<options>();
-    app.add_option("--driver", o->driver, "xarm driver name (pq, mysql, sqlite, odbc) or library path");
+    app.add_option("--driver", o->driver,
+                   "xarm driver name (pq, mysql, sqlite, odbc) or library path");
     app.add_option("--switch", o->lib, "any XA switch library (.so) given by path");
-    app.add_option("--symbol", o->symbol, "the xa_switch_t symbol in --switch (default: lixa_get_xa_switch())");
+    app.add_option("--symbol", o->symbol,
+                   "the xa_switch_t symbol in --switch (default: lixa_get_xa_switch())");
     app.add_option("--open", o->info, "the xa_open info string");
     app.add_flag("--all", o->all,
                  "every configured driver: sqlite (temporary file), XARM_TEST_PQ, XARM_TEST_MYSQL, "
                  "XARM_TEST_ODBC_PQ/_MYSQL/_SQLITE");
-    app.add_option("--format", o->format, "report format")->check(CLI::IsMember({"text", "markdown", "json", "junit"}));
+    app.add_option("--format", o->format, "report format")
+        ->check(CLI::IsMember({"text", "markdown", "json", "junit"}));
     app.add_option("--output,-o", o->output, "write the report to FILE (default: standard output)");
-    app.add_option("--case", o->cases, "run only cases matching GLOB (repeatable), e.g. 'recovery.*'");
+    app.add_option("--case", o->cases,
+                   "run only cases matching GLOB (repeatable), e.g. 'recovery.*'");
     app.add_flag("--list", o->list, "list the cases (id, layer, capabilities, title) and exit");
-    app.add_option("--allow-restart", o->restart,
-                   "shell command that restarts the server, for durability.restart "
-                   "(e.g. \"$XARM_DEVSERVERS restart pq\"); {dbms} is replaced by the target's database "
-                   "(pq, mysql), for --all");
-    app.footer("Exit status: 0 when no case FAILs or ERRORs, 1 otherwise, 2 for usage errors.\n"
-               "Outcomes: PASS, FAIL, NOT SUPPORTED (declared missing and verified to fail the "
-               "declared way), ERROR (the run broke), n/a (the case cannot run on this target: "
-               "e.g. no SQL access through a third-party switch), not configured.");
+    app.add_option(
+        "--allow-restart", o->restart,
+        "shell command that restarts the server, for durability.restart "
+        "(e.g. \"$XARM_DEVSERVERS restart pq\"); {dbms} is replaced by the target's database "
+        "(pq, mysql), for --all");
+    app.footer(
+        "Exit status: 0 when no case FAILs or ERRORs, 1 otherwise, 2 for usage errors.\n"
+        "Outcomes: PASS, FAIL, NOT SUPPORTED (declared missing and verified to fail the "
+        "declared way), ERROR (the run broke), n/a (the case cannot run on this target: "
+        "e.g. no SQL access through a third-party switch), not configured.");
     return [o] { return run(*o); };
 }
 

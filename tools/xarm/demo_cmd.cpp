@@ -32,7 +32,8 @@ void add_demo_databases(CLI::App& app, xarm::demo::demo_databases& db) {
 
 runner add_demo(CLI::App& app) {
     app.require_subcommand(1);
-    auto* sqlite = app.add_subcommand("sqlite", "the SQLite driver through the C switch and the C++ API");
+    auto* sqlite =
+        app.add_subcommand("sqlite", "the SQLite driver through the C switch and the C++ API");
     auto path = std::make_shared<std::string>("xarm-demo.db");
     sqlite->add_option("--path", *path, "database file (recreated)")->capture_default_str();
 
@@ -40,11 +41,14 @@ runner add_demo(CLI::App& app) {
         "transfer", "atomic money transfers across databases through xarm::tm, with crash points");
     auto o = std::make_shared<xarm::demo::demo_transfer_options>();
     add_demo_databases(*transfer, o->db);
-    transfer->add_option("--transfers", o->transfers, "number of transfers")->capture_default_str()
+    transfer->add_option("--transfers", o->transfers, "number of transfers")
+        ->capture_default_str()
         ->check(CLI::PositiveNumber);
-    transfer->add_option("--threads", o->threads, "threads running transfers")->capture_default_str()
+    transfer->add_option("--threads", o->threads, "threads running transfers")
+        ->capture_default_str()
         ->check(CLI::Range(1, 64));
-    transfer->add_option("--accounts", o->accounts, "accounts per database")->capture_default_str()
+    transfer->add_option("--accounts", o->accounts, "accounts per database")
+        ->capture_default_str()
         ->check(CLI::Range(2, 100000));
     transfer->add_flag("--reset", o->reset, "drop and recreate the demo tables");
     transfer->add_option("--crash-at", o->crash_at, "crash (exit 99) at POINT or POINT@K");

@@ -73,7 +73,8 @@ int demo_sqlite(const std::string& path, std::ostream& out) {
     w.show("xa_start(a) again", sw->xa_start_entry(&a, rm, TMNOFLAGS), XAER_PROTO, rm);
     w.show("xa_end(a, TMSUCCESS)", sw->xa_end_entry(&a, rm, TMSUCCESS), XA_OK, rm);
     w.show("xa_prepare(a)", sw->xa_prepare_entry(&a, rm, TMNOFLAGS), XAER_RMERR, rm);
-    w.show("xa_commit(a) without TMONEPHASE", sw->xa_commit_entry(&a, rm, TMNOFLAGS), XAER_PROTO, rm);
+    w.show("xa_commit(a) without TMONEPHASE", sw->xa_commit_entry(&a, rm, TMNOFLAGS), XAER_PROTO,
+           rm);
     w.show("xa_commit(a, TMONEPHASE)", sw->xa_commit_entry(&a, rm, TMONEPHASE), XA_OK, rm);
     XID page[4];
     w.show("xa_recover(TMSTARTRSCAN|TMENDRSCAN) count",
@@ -85,8 +86,8 @@ int demo_sqlite(const std::string& path, std::ostream& out) {
     w.show("xa_end(unknown xid)", sw->xa_end_entry(&unknown, rm, TMSUCCESS), XAER_NOTA, rm);
     XID b = c_xid("demo-b");
     w.show("xa_start(b); xa_end(b, TMFAIL)",
-           (sw->xa_start_entry(&b, rm, TMNOFLAGS), sw->xa_end_entry(&b, rm, TMFAIL)),
-           XA_RBROLLBACK, rm);
+           (sw->xa_start_entry(&b, rm, TMNOFLAGS), sw->xa_end_entry(&b, rm, TMFAIL)), XA_RBROLLBACK,
+           rm);
     w.show("xa_commit(b, TMONEPHASE)", sw->xa_commit_entry(&b, rm, TMONEPHASE), XA_RBROLLBACK, rm);
     w.show("xa_close", sw->xa_close_entry(open_info.data(), rm, TMNOFLAGS), XA_OK, rm);
 
@@ -115,8 +116,9 @@ int demo_sqlite(const std::string& path, std::ostream& out) {
     fmt::print(out, "  tpc_rollback(); balance of account 1 still {}\n",
                r.rows.at(0).at(0).value_or("NULL"));
     fmt::print(out, "  tpc_recover(): {} in-doubt branches\n", c.tpc_recover().size());
-    fmt::print(out, "\n{}\n", w.wrong == 0 ? "Every answer was the declared one."
-                                           : fmt::format("{} UNEXPECTED answers", w.wrong));
+    fmt::print(out, "\n{}\n",
+               w.wrong == 0 ? "Every answer was the declared one."
+                            : fmt::format("{} UNEXPECTED answers", w.wrong));
     return w.wrong == 0 ? 0 : 1;
 }
 

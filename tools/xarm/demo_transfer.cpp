@@ -73,7 +73,8 @@ tm::coordinator::options coordinator_options(const demo_databases& d) {
     tm::coordinator::options co;
     co.id = d.coordinator;
     if (d.log_in_pq) {
-        if (d.pq.empty()) throw std::invalid_argument("the log in PostgreSQL needs the pq database");
+        if (d.pq.empty())
+            throw std::invalid_argument("the log in PostgreSQL needs the pq database");
         co.log = std::make_shared<tm::table_log>(xarm::connect("pq", d.pq), d.coordinator);
     } else {
         co.log_path = d.log;

@@ -18,7 +18,7 @@ struct demo_databases {
     /// Keep the decision log in table xarm_tm_log of the PostgreSQL database `pq`
     /// instead of the file (for coordinators on several machines).
     bool log_in_pq = false;
-    std::string coordinator = "demo";     ///< coordinator id (1-16 of [A-Za-z0-9_-])
+    std::string coordinator = "demo";         ///< coordinator id (1-16 of [A-Za-z0-9_-])
     std::string table = "xarm_demo_account";  ///< account table; journal is <table>_journal
 };
 

@@ -12,7 +12,8 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.set_version_flag("--version", "xarm 0.1.0");
     std::vector<std::pair<CLI::App*, runner>> subs;
-    auto* c = app.add_subcommand("conformance", "run the conformance suite against a driver or switch library");
+    auto* c = app.add_subcommand("conformance",
+                                 "run the conformance suite against a driver or switch library");
     subs.emplace_back(c, add_conformance(*c));
     auto* r = app.add_subcommand("recover", "list and finish in-doubt (prepared) branches");
     subs.emplace_back(r, add_recover(*r));
@@ -20,7 +21,8 @@ int main(int argc, char** argv) {
     subs.emplace_back(p, add_probe(*p));
     auto* d = app.add_subcommand("drivers", "list the xarm drivers found beside libxarm");
     subs.emplace_back(d, add_drivers(*d));
-    auto* m = app.add_subcommand("demo", "demonstrations: the SQLite driver, transfers through xarm::tm");
+    auto* m =
+        app.add_subcommand("demo", "demonstrations: the SQLite driver, transfers through xarm::tm");
     subs.emplace_back(m, add_demo(*m));
     try {
         app.parse(argc, argv);

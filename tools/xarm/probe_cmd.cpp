@@ -35,14 +35,16 @@ std::string flag_names(long f) {
 
 void print_caps(const capability_set& caps) {
     for (const auto& s : caps.list())
-        std::printf("    %-15s %-3s %s\n", to_string(s.what), s.supported ? "yes" : "no", s.reason.c_str());
+        std::printf("    %-15s %-3s %s\n", to_string(s.what), s.supported ? "yes" : "no",
+                    s.reason.c_str());
 }
 
 int probe(const std::string& lib, const std::string& symbol) {
     void* h = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (h == nullptr) {
         const char* why = dlerror();
-        std::fprintf(stderr, "xarm probe: cannot load %s: %s\n", lib.c_str(), why ? why : "dlopen failed");
+        std::fprintf(stderr, "xarm probe: cannot load %s: %s\n", lib.c_str(),
+                     why ? why : "dlopen failed");
         return exit_failed;
     }
     xa_switch_t* sw = nullptr;
@@ -50,29 +52,39 @@ int probe(const std::string& lib, const std::string& symbol) {
     if (!symbol.empty()) {
         sw = static_cast<xa_switch_t*>(dlsym(h, symbol.c_str()));
         via = symbol;
-    } else if (auto g = reinterpret_cast<xa_switch_t* (*)()>(dlsym(h, "lixa_get_xa_switch")); g != nullptr) {
+    } else if (auto g = reinterpret_cast<xa_switch_t* (*)()>(dlsym(h, "lixa_get_xa_switch"));
+               g != nullptr) {
         sw = g();
         via = "lixa_get_xa_switch()";
     }
     if (sw == nullptr) {
-        std::fprintf(stderr, "xarm probe: %s: no switch found (%s); name its symbol with --symbol\n", lib.c_str(),
+        std::fprintf(stderr,
+                     "xarm probe: %s: no switch found (%s); name its symbol with --symbol\n",
+                     lib.c_str(),
                      symbol.empty() ? "no lixa_get_xa_switch" : ("no symbol " + symbol).c_str());
         return exit_failed;
     }
     char name[RMNAMESZ + 1] = {};
     std::memcpy(name, sw->name, RMNAMESZ);
-    std::printf("library:  %s\nswitch:   %s (via %s)\nname:     %s\nflags:    %s (0x%lx)\nversion:  %ld\n",
-                lib.c_str(), via.c_str(), via.c_str(), name, flag_names(sw->flags).c_str(),
-                static_cast<unsigned long>(sw->flags), sw->version);
+    std::printf(
+        "library:  %s\nswitch:   %s (via %s)\nname:     %s\nflags:    %s (0x%lx)\nversion:  %ld\n",
+        lib.c_str(), via.c_str(), via.c_str(), name, flag_names(sw->flags).c_str(),
+        static_cast<unsigned long>(sw->flags), sw->version);
     std::printf("entries:\n");
     const std::pair<const char*, bool> entries[] = {
-        {"xa_open", sw->xa_open_entry != nullptr},         {"xa_close", sw->xa_close_entry != nullptr},
-        {"xa_start", sw->xa_start_entry != nullptr},       {"xa_end", sw->xa_end_entry != nullptr},
-        {"xa_rollback", sw->xa_rollback_entry != nullptr}, {"xa_prepare", sw->xa_prepare_entry != nullptr},
-        {"xa_commit", sw->xa_commit_entry != nullptr},     {"xa_recover", sw->xa_recover_entry != nullptr},
-        {"xa_forget", sw->xa_forget_entry != nullptr},     {"xa_complete", sw->xa_complete_entry != nullptr},
+        {"xa_open", sw->xa_open_entry != nullptr},
+        {"xa_close", sw->xa_close_entry != nullptr},
+        {"xa_start", sw->xa_start_entry != nullptr},
+        {"xa_end", sw->xa_end_entry != nullptr},
+        {"xa_rollback", sw->xa_rollback_entry != nullptr},
+        {"xa_prepare", sw->xa_prepare_entry != nullptr},
+        {"xa_commit", sw->xa_commit_entry != nullptr},
+        {"xa_recover", sw->xa_recover_entry != nullptr},
+        {"xa_forget", sw->xa_forget_entry != nullptr},
+        {"xa_complete", sw->xa_complete_entry != nullptr},
     };
-    for (const auto& [n, present] : entries) std::printf("    %-12s %s\n", n, present ? "present" : "NULL");
+    for (const auto& [n, present] : entries)
+        std::printf("    %-12s %s\n", n, present ? "present" : "NULL");
     std::printf("xarm_last_error: %s\n", dlsym(h, "xarm_last_error") ? "exported" : "not exported");
     using entry_t = const driver* (*)();
     auto entry = reinterpret_cast<entry_t>(dlsym(h, "xarm_driver_v1"));
@@ -114,7 +126,8 @@ int drivers() {
                 print_caps(d->capabilities());
                 ++found;
             } catch (const std::exception& ex) {
-                std::printf("%s  (%s): cannot load: %s\n", name.c_str(), e.path().c_str(), ex.what());
+                std::printf("%s  (%s): cannot load: %s\n", name.c_str(), e.path().c_str(),
+                            ex.what());
             }
         }
     }

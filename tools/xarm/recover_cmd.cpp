@@ -31,7 +31,8 @@ struct details {
 // The only driver-specific SQL of the tool, keyed by driver name: a query returning
 // (name, prepared-at, owner, database) for each in-doubt branch.
 const char* details_sql(std::string_view driver) {
-    if (driver == "pq") return "SELECT gid, prepared::text, owner::text, database::text FROM pg_prepared_xacts";
+    if (driver == "pq")
+        return "SELECT gid, prepared::text, owner::text, database::text FROM pg_prepared_xacts";
     return nullptr;
 }
 
@@ -59,14 +60,16 @@ std::string key_of(std::string_view driver, const xid& x) {
     return {};
 }
 
-
 /// The text xid::to_string() prints: "fmt:hexgtrid:hexbqual", or a quoted foreign name.
 xid parse_xid(const std::string& s) {
-    if (s.size() >= 2 && s.front() == '\'' && s.back() == '\'') return xid::unparsed(s.substr(1, s.size() - 2));
+    if (s.size() >= 2 && s.front() == '\'' && s.back() == '\'')
+        return xid::unparsed(s.substr(1, s.size() - 2));
     auto a = s.find(':');
     auto b = a == std::string::npos ? a : s.find(':', a + 1);
     if (a == std::string::npos || b == std::string::npos)
-        throw usage_error(fmt::format("'{}' is not an xid: expected FORMAT:HEXGTRID:HEXBQUAL (as listed) or 'foreign-name'", s));
+        throw usage_error(fmt::format(
+            "'{}' is not an xid: expected FORMAT:HEXGTRID:HEXBQUAL (as listed) or 'foreign-name'",
+            s));
     long fmt_id = 0;
     try {
         std::size_t used = 0;
@@ -88,7 +91,8 @@ xid parse_xid(const std::string& s) {
 bool confirm(const std::string& question, bool yes) {
     if (yes) return true;
     if (::isatty(STDIN_FILENO) == 0)
-        throw usage_error("standard input is not a terminal: add --yes to finish branches without a prompt");
+        throw usage_error(
+            "standard input is not a terminal: add --yes to finish branches without a prompt");
     std::fprintf(stderr, "%s [y/N] ", question.c_str());
     std::string answer;
     std::getline(std::cin, answer);
@@ -97,9 +101,11 @@ bool confirm(const std::string& question, bool yes) {
 
 int run(const options& o) {
     const int actions = !o.commit.empty() + !o.rollback.empty() + o.commit_all + o.rollback_all;
-    if (actions > 1) throw usage_error("give at most one of --commit, --rollback, --commit-all, --rollback-all");
+    if (actions > 1)
+        throw usage_error("give at most one of --commit, --rollback, --commit-all, --rollback-all");
     if (actions == 1 && !o.yes && ::isatty(STDIN_FILENO) == 0)
-        throw usage_error("standard input is not a terminal: add --yes to finish branches without a prompt");
+        throw usage_error(
+            "standard input is not a terminal: add --yes to finish branches without a prompt");
     std::optional<xid> target;
     if (!o.commit.empty()) target = parse_xid(o.commit);
     if (!o.rollback.empty()) target = parse_xid(o.rollback);
@@ -132,7 +138,8 @@ int run(const options& o) {
                 }
                 j.push_back(e);
             }
-            std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+            std::printf("%s\n",
+                        j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
             return exit_ok;
         }
         if (branches.empty()) {
@@ -140,13 +147,14 @@ int run(const options& o) {
             return exit_ok;
         }
         const bool detailed = !info.empty();
-        if (detailed) std::printf("%-32s  %-12s  %-12s  %s\n", "prepared", "owner", "database", "xid");
+        if (detailed)
+            std::printf("%-32s  %-12s  %-12s  %s\n", "prepared", "owner", "database", "xid");
         for (const auto& x : branches) {
             if (detailed) {
                 details d;
                 if (auto it = info.find(key_of(drv, x)); it != info.end()) d = it->second;
-                std::printf("%-32s  %-12s  %-12s  %s\n", d.prepared.c_str(), d.owner.c_str(), d.database.c_str(),
-                            x.to_string().c_str());
+                std::printf("%-32s  %-12s  %-12s  %s\n", d.prepared.c_str(), d.owner.c_str(),
+                            d.database.c_str(), x.to_string().c_str());
             } else {
                 std::printf("%s\n", x.to_string().c_str());
             }
@@ -159,7 +167,8 @@ int run(const options& o) {
     std::vector<xid> todo;
     if (target) {
         if (std::find(branches.begin(), branches.end(), *target) == branches.end()) {
-            std::fprintf(stderr, "xarm recover: %s is not in doubt on this server\n", target->to_string().c_str());
+            std::fprintf(stderr, "xarm recover: %s is not in doubt on this server\n",
+                         target->to_string().c_str());
             return exit_failed;
         }
         todo.push_back(*target);
@@ -170,7 +179,8 @@ int run(const options& o) {
         std::printf("no in-doubt branches\n");
         return exit_ok;
     }
-    for (const auto& x : todo) std::fprintf(stderr, "  %s %s\n", commit ? "commit" : "rollback", x.to_string().c_str());
+    for (const auto& x : todo)
+        std::fprintf(stderr, "  %s %s\n", commit ? "commit" : "rollback", x.to_string().c_str());
     if (!confirm(fmt::format("{} {} branch{}?", commit ? "Commit" : "Roll back", todo.size(),
                              todo.size() == 1 ? "" : "es"),
                  o.yes)) {
@@ -180,8 +190,10 @@ int run(const options& o) {
     int failed = 0;
     for (const auto& x : todo) {
         try {
-            if (commit) c->tpc_commit(x);
-            else c->tpc_rollback(x);
+            if (commit)
+                c->tpc_commit(x);
+            else
+                c->tpc_rollback(x);
             std::printf("%s %s\n", commit ? "committed" : "rolled back", x.to_string().c_str());
         } catch (const xarm::error& e) {
             ++failed;
@@ -195,13 +207,15 @@ int run(const options& o) {
 
 runner add_recover(CLI::App& app) {
     auto o = std::make_shared<options>();
-    app.add_option("--driver", o->driver, "xarm driver name (pq, mysql, sqlite, odbc) or library path");
+    app.add_option("--driver", o->driver,
+                   "xarm driver name (pq, mysql, sqlite, odbc) or library path");
     app.add_option("--open", o->info, "connection info string");
     // Coordinator mode: finish what an xarm::tm coordinator (the demo's) left in doubt.
     auto tm = std::make_shared<xarm::demo::tm_recover_options>();
-    auto* coord = app.add_option("--coordinator", tm->db.coordinator,
-                                 "coordinator mode: resolve the in-doubt branches of xarm::tm "
-                                 "coordinator ID from its log (with --pq/--mysql/--pq2/--sqlite/--log)");
+    auto* coord =
+        app.add_option("--coordinator", tm->db.coordinator,
+                       "coordinator mode: resolve the in-doubt branches of xarm::tm "
+                       "coordinator ID from its log (with --pq/--mysql/--pq2/--sqlite/--log)");
     auto demo_opts = app.add_option_group("coordinator mode");
     add_demo_databases(*demo_opts, tm->db);
     demo_opts->remove_option(demo_opts->get_option("--coordinator"));
@@ -210,11 +224,13 @@ runner add_recover(CLI::App& app) {
     auto no_check = std::make_shared<bool>(false);
     demo_opts->add_flag("--no-check", *no_check, "do not check the demo's invariant afterwards");
     app.add_flag("--json", o->json, "list as JSON");
-    app.add_option("--commit", o->commit, "commit the branch XID (FORMAT:HEXGTRID:HEXBQUAL or 'foreign-name', as listed)");
+    app.add_option("--commit", o->commit,
+                   "commit the branch XID (FORMAT:HEXGTRID:HEXBQUAL or 'foreign-name', as listed)");
     app.add_option("--rollback", o->rollback, "roll back the branch XID");
     app.add_flag("--commit-all", o->commit_all, "commit every in-doubt branch");
     app.add_flag("--rollback-all", o->rollback_all, "roll back every in-doubt branch");
-    app.add_flag("--yes,-y", o->yes, "do not ask for confirmation (required when stdin is not a terminal)");
+    app.add_flag("--yes,-y", o->yes,
+                 "do not ask for confirmation (required when stdin is not a terminal)");
     return [o, tm, coord, no_check] {
         if (coord->count() > 0) {
             tm->check = !*no_check;

@@ -7,7 +7,9 @@
 namespace xarm {
 
 namespace {
-[[noreturn]] void misuse(std::string msg) { raise(XAER_PROTO, "XAE06", std::move(msg)); }
+[[noreturn]] void misuse(std::string msg) {
+    raise(XAER_PROTO, "XAE06", std::move(msg));
+}
 }  // namespace
 
 connection::connection(std::shared_ptr<const driver> drv, std::string_view info)
@@ -42,7 +44,8 @@ void connection::tpc_begin(const xarm::xid& x) {
         misuse(fmt::format("tpc_begin: two-phase transaction {} is already in progress",
                            m_xid.to_string()));
     if (x.is_null() || x.is_unparsed())
-        raise(XAER_INVAL, "XAE05", "tpc_begin: the xid must be made with xid(format, gtrid, bqual)");
+        raise(XAER_INVAL, "XAE05",
+              "tpc_begin: the xid must be made with xid(format, gtrid, bqual)");
     m_session->start(x, TMNOFLAGS);
     m_xid = x;
     m_phase = phase::active;
@@ -84,7 +87,8 @@ void connection::tpc_prepare() {
 void connection::tpc_commit() {
     check_open();
     switch (m_phase) {
-        case phase::none: misuse("tpc_commit: no two-phase transaction in progress");
+        case phase::none:
+            misuse("tpc_commit: no two-phase transaction in progress");
         case phase::prepared:
             if (!m_read_only) {
                 try {
@@ -137,7 +141,8 @@ void connection::tpc_commit(const xarm::xid& x) {
 void connection::tpc_rollback() {
     check_open();
     switch (m_phase) {
-        case phase::none: misuse("tpc_rollback: no two-phase transaction in progress");
+        case phase::none:
+            misuse("tpc_rollback: no two-phase transaction in progress");
         case phase::active:
             try {
                 m_session->end(m_xid, TMSUCCESS);
@@ -215,7 +220,9 @@ const driver& connection::drv() const {
     return m_session->drv();
 }
 
-xarm::xid connection::current() const { return m_xid; }
+xarm::xid connection::current() const {
+    return m_xid;
+}
 
 void* connection::native_handle() noexcept {
     return m_session ? m_session->native().native_handle() : nullptr;

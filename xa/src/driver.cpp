@@ -17,15 +17,24 @@ void native_session::forget(const xid& x) {
 
 const char* to_string(capability c) noexcept {
     switch (c) {
-        case capability::two_phase: return "two_phase";
-        case capability::one_phase: return "one_phase";
-        case capability::recovery: return "recovery";
-        case capability::read_only_vote: return "read_only_vote";
-        case capability::join: return "join";
-        case capability::suspend_resume: return "suspend_resume";
-        case capability::migrate: return "migrate";
-        case capability::async: return "async";
-        case capability::interleave: return "interleave";
+        case capability::two_phase:
+            return "two_phase";
+        case capability::one_phase:
+            return "one_phase";
+        case capability::recovery:
+            return "recovery";
+        case capability::read_only_vote:
+            return "read_only_vote";
+        case capability::join:
+            return "join";
+        case capability::suspend_resume:
+            return "suspend_resume";
+        case capability::migrate:
+            return "migrate";
+        case capability::async:
+            return "async";
+        case capability::interleave:
+            return "interleave";
     }
     return "unknown";
 }
@@ -42,7 +51,9 @@ capability_set& capability_set::no(capability c, std::string reason) {
     return *this;
 }
 
-bool capability_set::has(capability c) const { return get(c).supported; }
+bool capability_set::has(capability c) const {
+    return get(c).supported;
+}
 
 capability_status capability_set::get(capability c) const {
     for (const auto& s : m_items)

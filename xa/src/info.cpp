@@ -11,9 +11,13 @@
 namespace xarm {
 
 namespace {
-[[noreturn]] void bad(std::string msg) { raise(XAER_INVAL, "08001", std::move(msg)); }
+[[noreturn]] void bad(std::string msg) {
+    raise(XAER_INVAL, "08001", std::move(msg));
+}
 
-bool is_space(char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; }
+bool is_space(char c) {
+    return std::isspace(static_cast<unsigned char>(c)) != 0;
+}
 
 std::string lower(std::string_view s) {
     std::string out(s);
@@ -54,7 +58,8 @@ std::map<std::string, std::string> parse_info(std::string_view info,
                     value += c;
                 }
             }
-            if (!closed) bad(fmt::format("info string: unterminated quote in the value of '{}'", key));
+            if (!closed)
+                bad(fmt::format("info string: unterminated quote in the value of '{}'", key));
         } else {
             while (i < n && !is_space(info[i])) {
                 char c = info[i++];

@@ -28,7 +28,6 @@ bool valid_name(std::string_view name) {
     return true;
 }
 
-
 // Every place a driver name or path may be found, in search order.
 std::vector<std::string> candidates_for(std::string_view name_or_path) {
     const bool is_path = name_or_path.find('/') != std::string_view::npos ||
@@ -86,8 +85,8 @@ xa_switch_t* load_switch(std::string_view name_or_path, std::string_view symbol)
     if (!symbol.empty())
         return static_cast<xa_switch_t*>(find_symbol(name_or_path, std::string(symbol), ""));
     using get_t = xa_switch_t* (*)();
-    auto get = reinterpret_cast<get_t>(find_symbol(name_or_path, "lixa_get_xa_switch",
-                                                   " (name the switch symbol instead)"));
+    auto get = reinterpret_cast<get_t>(
+        find_symbol(name_or_path, "lixa_get_xa_switch", " (name the switch symbol instead)"));
     xa_switch_t* sw = get();
     if (sw == nullptr)
         raise(XAER_INVAL, "08001",

@@ -35,12 +35,18 @@ void check_flags(long flags, long allowed, const char* verb) {
 
 const char* to_string(branch_state s) noexcept {
     switch (s) {
-        case branch_state::nonexistent: return "non-existent (S0)";
-        case branch_state::active: return "active (S1)";
-        case branch_state::idle: return "idle (S2)";
-        case branch_state::prepared: return "prepared (S3)";
-        case branch_state::rollback_only: return "rollback-only (S4)";
-        case branch_state::heuristic: return "heuristically completed (S5)";
+        case branch_state::nonexistent:
+            return "non-existent (S0)";
+        case branch_state::active:
+            return "active (S1)";
+        case branch_state::idle:
+            return "idle (S2)";
+        case branch_state::prepared:
+            return "prepared (S3)";
+        case branch_state::rollback_only:
+            return "rollback-only (S4)";
+        case branch_state::heuristic:
+            return "heuristically completed (S5)";
     }
     return "unknown";
 }
@@ -102,9 +108,9 @@ void rm_session::state_error(int code, const xid& x, const char* verb, const cha
 void rm_session::require(capability c, int code, const char* what) const {
     auto s = m_caps.get(c);
     if (s.supported) return;
-    raise(diagnostic{code, "0A000", 0, std::string(m_driver->name()),
-                     fmt::format("{} is not supported by the {} driver: {}", what,
-                                 m_driver->name(), s.reason)});
+    raise(diagnostic{
+        code, "0A000", 0, std::string(m_driver->name()),
+        fmt::format("{} is not supported by the {} driver: {}", what, m_driver->name(), s.reason)});
 }
 
 void rm_session::check_usable() const {
@@ -149,7 +155,8 @@ int rm_session::start(const xid& x, long flags) {
         require(capability::join, XAER_RMERR, "joining a branch (TMJOIN)");
         if (b == nullptr) state_error(XAER_NOTA, x, "xa_start", "no such branch to join");
         switch (b->state) {
-            case branch_state::idle: break;
+            case branch_state::idle:
+                break;
             case branch_state::rollback_only:
                 state_error(b->rollback_code, x, "xa_start", "the branch is rollback-only");
             case branch_state::active:
@@ -193,14 +200,18 @@ int rm_session::start(const xid& x, long flags) {
 
 int rm_session::end(const xid& x, long flags) {
     check_flags(flags, TMSUCCESS | TMFAIL | TMSUSPEND | TMMIGRATE | TMASYNC, "xa_end");
-    const int kinds = ((flags & TMSUCCESS) != 0) + ((flags & TMFAIL) != 0) + ((flags & TMSUSPEND) != 0);
+    const int kinds =
+        ((flags & TMSUCCESS) != 0) + ((flags & TMFAIL) != 0) + ((flags & TMSUSPEND) != 0);
     if (kinds != 1)
-        protocol_error(XAER_INVAL, "xa_end: exactly one of TMSUCCESS, TMFAIL, TMSUSPEND is required");
+        protocol_error(XAER_INVAL,
+                       "xa_end: exactly one of TMSUCCESS, TMFAIL, TMSUSPEND is required");
     if ((flags & TMMIGRATE) && !(flags & TMSUSPEND))
         protocol_error(XAER_INVAL, "xa_end: TMMIGRATE goes only with TMSUSPEND");
     if (flags & TMASYNC) require(capability::async, XAER_ASYNC, "asynchronous xa_end (TMASYNC)");
-    if (flags & TMMIGRATE) require(capability::migrate, XAER_RMERR, "migrating a branch (TMMIGRATE)");
-    if (flags & TMSUSPEND) require(capability::suspend_resume, XAER_RMERR, "suspending a branch (TMSUSPEND)");
+    if (flags & TMMIGRATE)
+        require(capability::migrate, XAER_RMERR, "migrating a branch (TMMIGRATE)");
+    if (flags & TMSUSPEND)
+        require(capability::suspend_resume, XAER_RMERR, "suspending a branch (TMSUSPEND)");
     check_usable();
     branch* b = find(x);
     if (b == nullptr) state_error(XAER_NOTA, x, "xa_end", "no such branch on this thread");
@@ -242,7 +253,8 @@ int rm_session::end(const xid& x, long flags) {
 
 int rm_session::prepare(const xid& x, long flags) {
     check_flags(flags, TMASYNC, "xa_prepare");
-    if (flags & TMASYNC) require(capability::async, XAER_ASYNC, "asynchronous xa_prepare (TMASYNC)");
+    if (flags & TMASYNC)
+        require(capability::async, XAER_ASYNC, "asynchronous xa_prepare (TMASYNC)");
     check_usable();
     branch* b = find(x);
     if (b == nullptr)
@@ -250,7 +262,8 @@ int rm_session::prepare(const xid& x, long flags) {
                     "no such branch on this thread's connection (prepare on the connection that "
                     "did the work)");
     switch (b->state) {
-        case branch_state::idle: break;
+        case branch_state::idle:
+            break;
         case branch_state::rollback_only: {
             const int code = b->rollback_code;
             call([&] { m_native->rollback(x, false); });
@@ -258,7 +271,8 @@ int rm_session::prepare(const xid& x, long flags) {
             state_error(code, x, "xa_prepare", "the branch was rollback-only and is rolled back");
         }
         case branch_state::active:
-            state_error(XAER_PROTO, x, "xa_prepare", "the branch is still active; call xa_end first");
+            state_error(XAER_PROTO, x, "xa_prepare",
+                        "the branch is still active; call xa_end first");
         case branch_state::prepared:
             state_error(XAER_PROTO, x, "xa_prepare", "the branch is already prepared");
         default:
@@ -291,17 +305,21 @@ int rm_session::commit(const xid& x, long flags) {
     if (one_phase) {
         require(capability::one_phase, XAER_RMERR, "one-phase commit (TMONEPHASE)");
         if (b == nullptr)
-            state_error(XAER_NOTA, x, "xa_commit", "no such idle branch on this thread's connection");
+            state_error(XAER_NOTA, x, "xa_commit",
+                        "no such idle branch on this thread's connection");
         switch (b->state) {
-            case branch_state::idle: break;
+            case branch_state::idle:
+                break;
             case branch_state::rollback_only: {
                 const int code = b->rollback_code;
                 call([&] { m_native->rollback(x, false); });
                 m_branches.erase(x);
-                state_error(code, x, "xa_commit", "the branch was rollback-only and is rolled back");
+                state_error(code, x, "xa_commit",
+                            "the branch was rollback-only and is rolled back");
             }
             case branch_state::active:
-                state_error(XAER_PROTO, x, "xa_commit", "the branch is still active; call xa_end first");
+                state_error(XAER_PROTO, x, "xa_commit",
+                            "the branch is still active; call xa_end first");
             case branch_state::prepared:
                 state_error(XAER_PROTO, x, "xa_commit",
                             "the branch is prepared; commit it without TMONEPHASE");
@@ -333,15 +351,19 @@ int rm_session::commit(const xid& x, long flags) {
 
 int rm_session::rollback(const xid& x, long flags) {
     check_flags(flags, TMASYNC, "xa_rollback");
-    if (flags & TMASYNC) require(capability::async, XAER_ASYNC, "asynchronous xa_rollback (TMASYNC)");
+    if (flags & TMASYNC)
+        require(capability::async, XAER_ASYNC, "asynchronous xa_rollback (TMASYNC)");
     check_usable();
     branch* b = find(x);
     bool prepared = true;
     if (b != nullptr) {
         switch (b->state) {
             case branch_state::idle:
-            case branch_state::rollback_only: prepared = false; break;
-            case branch_state::prepared: break;
+            case branch_state::rollback_only:
+                prepared = false;
+                break;
+            case branch_state::prepared:
+                break;
             case branch_state::active:
                 state_error(XAER_PROTO, x, "xa_rollback",
                             "the branch is still associated or suspended; call xa_end first");
@@ -395,8 +417,7 @@ int rm_session::recover(XID* out, long count, long flags) {
     } else if (!m_scan_open) {
         protocol_error(XAER_PROTO, "xa_recover: no scan is open; start one with TMSTARTRSCAN");
     }
-    const std::size_t n =
-        std::min(static_cast<std::size_t>(count), m_scan.size() - m_scan_pos);
+    const std::size_t n = std::min(static_cast<std::size_t>(count), m_scan.size() - m_scan_pos);
     for (std::size_t i = 0; i < n; ++i) m_scan[m_scan_pos + i].to_c(out[i]);
     m_scan_pos += n;
     if (flags & TMENDRSCAN) {

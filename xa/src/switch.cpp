@@ -51,12 +51,15 @@ int guarded(int rmid, F&& f) noexcept {
     return XAER_RMERR;
 }
 
-[[noreturn]] void proto(std::string msg) { raise(XAER_PROTO, "XAE06", std::move(msg)); }
+[[noreturn]] void proto(std::string msg) {
+    raise(XAER_PROTO, "XAE06", std::move(msg));
+}
 
 rm_session& session_for(driver_getter get, int rmid, const char* verb) {
     auto it = tls.sessions.find(rmid);
     if (it == tls.sessions.end())
-        proto(fmt::format("{}: rmid {} is not open on this thread; call xa_open first", verb, rmid));
+        proto(
+            fmt::format("{}: rmid {} is not open on this thread; call xa_open first", verb, rmid));
     if (&it->second->drv() != get().get())
         proto(fmt::format("{}: rmid {} was opened by the {} driver on this thread", verb, rmid,
                           it->second->drv().name()));
@@ -142,9 +145,8 @@ int switch_forget(driver_getter get, const XID* x, int rmid, long flags) noexcep
 }
 
 int switch_recover(driver_getter get, XID* xids, long count, int rmid, long flags) noexcept {
-    return guarded(rmid, [&] {
-        return session_for(get, rmid, "xa_recover").recover(xids, count, flags);
-    });
+    return guarded(
+        rmid, [&] { return session_for(get, rmid, "xa_recover").recover(xids, count, flags); });
 }
 
 int switch_complete(driver_getter get, int* handle, int* retval, int rmid, long flags) noexcept {
@@ -154,8 +156,9 @@ int switch_complete(driver_getter get, int* handle, int* retval, int rmid, long 
         if (handle == nullptr || retval == nullptr)
             raise(XAER_INVAL, "XAE05", "xa_complete: handle and retval must not be NULL");
         session_for(get, rmid, "xa_complete");
-        proto("xa_complete: no asynchronous operation is outstanding (this resource manager "
-              "never accepts TMASYNC)");
+        proto(
+            "xa_complete: no asynchronous operation is outstanding (this resource manager "
+            "never accepts TMASYNC)");
     });
 }
 

@@ -10,8 +10,7 @@
 namespace xarm {
 
 namespace {
-constexpr char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 int b64_value(char c) {
     if (c >= 'A' && c <= 'Z') return c - 'A';
@@ -22,7 +21,9 @@ int b64_value(char c) {
     return -1;
 }
 
-[[noreturn]] void invalid(std::string msg) { raise(XAER_INVAL, "22023", std::move(msg)); }
+[[noreturn]] void invalid(std::string msg) {
+    raise(XAER_INVAL, "22023", std::move(msg));
+}
 
 // Parses a non-negative decimal without sign or leading zeros, as encode_pg_gid writes.
 std::optional<long> parse_format(std::string_view s) {
@@ -61,9 +62,9 @@ xid xid::from_c(const XID* c) {
         invalid(fmt::format("XID gtrid_length {} is outside 1..{}", c->gtrid_length, max_gtrid));
     if (c->bqual_length < 0 || c->bqual_length > static_cast<long>(max_bqual))
         invalid(fmt::format("XID bqual_length {} is outside 0..{}", c->bqual_length, max_bqual));
-    return xid(c->formatID, std::string_view(c->data, static_cast<std::size_t>(c->gtrid_length)),
-               std::string_view(c->data + c->gtrid_length,
-                                static_cast<std::size_t>(c->bqual_length)));
+    return xid(
+        c->formatID, std::string_view(c->data, static_cast<std::size_t>(c->gtrid_length)),
+        std::string_view(c->data + c->gtrid_length, static_cast<std::size_t>(c->bqual_length)));
 }
 
 void xid::to_c(XID& out) const {

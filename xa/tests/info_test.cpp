@@ -9,7 +9,8 @@ BOOST_AUTO_TEST_SUITE(info_tests)
 const std::vector<std::string> keys = {"host", "port", "password", "path"};
 
 BOOST_AUTO_TEST_CASE(parses_quoted_and_escaped_values) {
-    auto kv = xarm::parse_info(R"( host=db  port = 3306 path='/tmp/a b' password='it\'s\\' )", keys);
+    auto kv =
+        xarm::parse_info(R"( host=db  port = 3306 path='/tmp/a b' password='it\'s\\' )", keys);
     BOOST_TEST(kv.at("host") == "db");
     BOOST_TEST(kv.at("port") == "3306");
     BOOST_TEST(kv.at("path") == "/tmp/a b");

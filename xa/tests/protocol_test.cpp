@@ -12,34 +12,57 @@ using xarm::test::fake_driver;
 namespace {
 
 enum class st { s0, s1, s1_suspended, s2, s3, s4, s5 };
-enum class verb { start, join, resume, end_success, end_fail, end_suspend, prepare, commit_1pc,
-                  commit_2pc, rollback, forget };
+enum class verb {
+    start,
+    join,
+    resume,
+    end_success,
+    end_fail,
+    end_suspend,
+    prepare,
+    commit_1pc,
+    commit_2pc,
+    rollback,
+    forget
+};
 
 const char* name(st s) {
     static const char* n[] = {"S0", "S1", "S1/T2 suspended", "S2", "S3", "S4", "S5"};
     return n[static_cast<int>(s)];
 }
 const char* name(verb v) {
-    static const char* n[] = {"start",  "start(TMJOIN)", "start(TMRESUME)", "end(TMSUCCESS)",
-                              "end(TMFAIL)", "end(TMSUSPEND)", "prepare", "commit(TMONEPHASE)",
-                              "commit", "rollback", "forget"};
+    static const char* n[] = {
+        "start",       "start(TMJOIN)",  "start(TMRESUME)", "end(TMSUCCESS)",
+        "end(TMFAIL)", "end(TMSUSPEND)", "prepare",         "commit(TMONEPHASE)",
+        "commit",      "rollback",       "forget"};
     return n[static_cast<int>(v)];
 }
 
 int run(rm_session& s, verb v, const xid& x) {
     try {
         switch (v) {
-            case verb::start: return s.start(x, TMNOFLAGS);
-            case verb::join: return s.start(x, TMJOIN);
-            case verb::resume: return s.start(x, TMRESUME);
-            case verb::end_success: return s.end(x, TMSUCCESS);
-            case verb::end_fail: return s.end(x, TMFAIL);
-            case verb::end_suspend: return s.end(x, TMSUSPEND);
-            case verb::prepare: return s.prepare(x, TMNOFLAGS);
-            case verb::commit_1pc: return s.commit(x, TMONEPHASE);
-            case verb::commit_2pc: return s.commit(x, TMNOFLAGS);
-            case verb::rollback: return s.rollback(x, TMNOFLAGS);
-            case verb::forget: return s.forget(x, TMNOFLAGS);
+            case verb::start:
+                return s.start(x, TMNOFLAGS);
+            case verb::join:
+                return s.start(x, TMJOIN);
+            case verb::resume:
+                return s.start(x, TMRESUME);
+            case verb::end_success:
+                return s.end(x, TMSUCCESS);
+            case verb::end_fail:
+                return s.end(x, TMFAIL);
+            case verb::end_suspend:
+                return s.end(x, TMSUSPEND);
+            case verb::prepare:
+                return s.prepare(x, TMNOFLAGS);
+            case verb::commit_1pc:
+                return s.commit(x, TMONEPHASE);
+            case verb::commit_2pc:
+                return s.commit(x, TMNOFLAGS);
+            case verb::rollback:
+                return s.rollback(x, TMNOFLAGS);
+            case verb::forget:
+                return s.forget(x, TMNOFLAGS);
         }
     } catch (const error& e) {
         return e.xa_code();
@@ -70,8 +93,8 @@ void reach(rm_session& s, fake_driver& d, st t, const xid& x) {
 struct row {
     st state;
     verb call;
-    int code;           // expected XA code
-    branch_state after; // expected state afterwards
+    int code;            // expected XA code
+    branch_state after;  // expected state afterwards
 };
 
 constexpr int OK = XA_OK;
@@ -183,10 +206,10 @@ BOOST_AUTO_TEST_CASE(state_table_every_state_and_call) {
         reach(*s, *d, r.state, x);
         const std::string what = fmt::format("{} in {}", name(r.call), name(r.state));
         const int rc = run(*s, r.call, x);
-        BOOST_TEST(rc == r.code, what << ": got " << xa_code_name(rc) << ", want "
-                                      << xa_code_name(r.code));
-        BOOST_TEST((s->state_of(x) == r.after),
-                   what << ": left " << to_string(s->state_of(x)) << ", want " << to_string(r.after));
+        BOOST_TEST(rc == r.code,
+                   what << ": got " << xa_code_name(rc) << ", want " << xa_code_name(r.code));
+        BOOST_TEST((s->state_of(x) == r.after), what << ": left " << to_string(s->state_of(x))
+                                                     << ", want " << to_string(r.after));
     }
 }
 
@@ -262,7 +285,8 @@ BOOST_AUTO_TEST_CASE(invalid_flags_on_every_verb) {
 
 BOOST_AUTO_TEST_CASE(missing_capabilities_fail_the_declared_way_every_time) {
     auto d = std::make_shared<fake_driver>();
-    d->caps.no(capability::two_phase, "cannot").no(capability::join, "cannot join")
+    d->caps.no(capability::two_phase, "cannot")
+        .no(capability::join, "cannot join")
         .no(capability::suspend_resume, "cannot suspend");
     auto s = open(d);
     xid x(1, "x", "");

@@ -14,11 +14,10 @@ using xarm::test::shared_fake;
 namespace {
 struct fresh_fake {
     xa_switch_t sw = xarm::test::fake_switch();
-    fresh_fake() {
-        xarm::test::shared_fake() = std::make_shared<xarm::test::fake_driver>();
-    }
+    fresh_fake() { xarm::test::shared_fake() = std::make_shared<xarm::test::fake_driver>(); }
     ~fresh_fake() {
-        for (int rmid = 0; rmid < 8; ++rmid) sw.xa_close_entry(const_cast<char*>(""), rmid, TMNOFLAGS);
+        for (int rmid = 0; rmid < 8; ++rmid)
+            sw.xa_close_entry(const_cast<char*>(""), rmid, TMNOFLAGS);
     }
     xarm_diag diag(int rmid) {
         xarm_diag d{};

@@ -10,15 +10,17 @@
 #include <string>
 #include <vector>
 
+#include <ostream>
 #include "xa.h"
 #include "xarm/driver.hpp"
 #include "xarm/protocol.hpp"
 #include "xarm/switch.hpp"
-#include <ostream>
 
 namespace xarm {
 // Printable in test assertions.
-inline std::ostream& operator<<(std::ostream& o, branch_state s) { return o << to_string(s); }
+inline std::ostream& operator<<(std::ostream& o, branch_state s) {
+    return o << to_string(s);
+}
 }  // namespace xarm
 
 namespace xarm::test {
@@ -38,19 +40,22 @@ struct fake_db {
 /// Hooks to make a primitive fail: return nullptr to let it run normally.
 struct faults {
     std::function<void(const std::string& primitive)> before;  // may throw anything
-    bool read_only = false;       // prepare votes read-only
-    bool heuristic_commit = false;  // commit reports XA_HEURCOM
+    bool read_only = false;                                    // prepare votes read-only
+    bool heuristic_commit = false;                             // commit reports XA_HEURCOM
 };
 
 class fake_session final : public native_session {
-public:
+  public:
     fake_session(std::shared_ptr<fake_db> db, capability_set caps, std::shared_ptr<faults> f)
         : m_db(std::move(db)), m_caps(std::move(caps)), m_faults(std::move(f)) {}
 
     capability_set capabilities() const override { return m_caps; }
     void start(const xid& x, start_mode m) override {
         hook("start");
-        m_db->note("start " + x.gtrid() + (m == start_mode::join ? " join" : m == start_mode::resume ? " resume" : ""));
+        m_db->note("start " + x.gtrid() +
+                   (m == start_mode::join     ? " join"
+                    : m == start_mode::resume ? " resume"
+                                              : ""));
         m_work[x];
     }
     void end(const xid& x, end_mode) override {
@@ -76,7 +81,8 @@ public:
         if (m_faults->heuristic_commit) raise(XA_HEURCOM, "HY000", "heuristically committed");
         std::lock_guard lock(m_db->mutex);
         if (!one_phase) {
-            if (m_db->prepared.erase(x) == 0) raise(XAER_NOTA, "XAE04", "unknown xid " + x.to_string());
+            if (m_db->prepared.erase(x) == 0)
+                raise(XAER_NOTA, "XAE04", "unknown xid " + x.to_string());
             m_db->committed.push_back(x.gtrid());
             return;
         }
@@ -112,12 +118,18 @@ public:
         r.rows.push_back({std::string(sql)});
         return r;
     }
-    void commit_local() override { hook("commit_local"); m_local = false; }
-    void rollback_local() override { hook("rollback_local"); m_local = false; }
+    void commit_local() override {
+        hook("commit_local");
+        m_local = false;
+    }
+    void rollback_local() override {
+        hook("rollback_local");
+        m_local = false;
+    }
     bool in_local_transaction() const override { return m_local; }
     void* native_handle() noexcept override { return this; }
 
-private:
+  private:
     bool m_in_branch_none() const { return m_work.empty(); }
     void hook(const std::string& p) {
         if (m_faults->before) m_faults->before(p);
@@ -139,7 +151,7 @@ inline capability_set everything() {
 }
 
 class fake_driver final : public driver {
-public:
+  public:
     std::shared_ptr<fake_db> db = std::make_shared<fake_db>();
     std::shared_ptr<faults> fault = std::make_shared<faults>();
     capability_set caps = everything();
@@ -159,13 +171,15 @@ inline std::shared_ptr<fake_driver>& shared_fake() {
     static auto d = std::make_shared<fake_driver>();
     return d;
 }
-inline std::shared_ptr<const driver> fake_getter() { return shared_fake(); }
+inline std::shared_ptr<const driver> fake_getter() {
+    return shared_fake();
+}
 
 /// An xa_switch_t over the fake driver, as a driver library would export it.
 inline xa_switch_t fake_switch() {
     using e = switch_entries<&fake_getter>;
-    return xa_switch_t{"xarm_fake", TMNOMIGRATE, 0, &e::open, &e::close, &e::start, &e::end,
-                       &e::rollback, &e::prepare, &e::commit, &e::recover, &e::forget,
+    return xa_switch_t{"xarm_fake", TMNOMIGRATE,  0,           &e::open,   &e::close,   &e::start,
+                       &e::end,     &e::rollback, &e::prepare, &e::commit, &e::recover, &e::forget,
                        &e::complete};
 }
 

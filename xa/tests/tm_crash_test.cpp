@@ -208,7 +208,8 @@ BOOST_AUTO_TEST_CASE(decision_log_in_postgresql_crash_after_decision,
     auto a = s.args();
     a.insert(a.begin(), "transfer");
     a.insert(a.end(), {"--log-in-pq", "--reset", "--transfers", "40", "--threads", "4"});
-    for (const char* point : {"after_decision_logged@6", "between_commits@4", "before_decision@3"}) {
+    for (const char* point :
+         {"after_decision_logged@6", "between_commits@4", "before_decision@3"}) {
         BOOST_TEST(run_child(a, point, out) == 99, point << "\n" << slurp(out));
         demo::tm_recover_options ro;
         ro.db = s.db;

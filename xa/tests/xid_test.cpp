@@ -111,7 +111,8 @@ BOOST_AUTO_TEST_CASE(pg_foreign_gids_stay_unparsed) {
         BOOST_TEST(x.gtrid() == gid);
     }
     // 65-byte gtrid cannot be an XID.
-    BOOST_TEST(xarm::decode_pg_gid("1_" + xarm::base64_encode(std::string(65, 'a')) + "_").is_unparsed());
+    BOOST_TEST(
+        xarm::decode_pg_gid("1_" + xarm::base64_encode(std::string(65, 'a')) + "_").is_unparsed());
 }
 
 BOOST_AUTO_TEST_CASE(mysql_encoding_is_hex_only) {

@@ -33,10 +33,10 @@ struct target {
     std::string driver_name;  ///< xarm driver name; empty for a third-party switch
     std::string library;      ///< the loaded library's path
     xa_switch_t* sw = nullptr;
-    int (*last_error)(int, xarm_diag*) = nullptr;   ///< xarm_last_error when exported
-    std::shared_ptr<const driver> drv;              ///< C++ access; null: no SQL access
-    std::string info;                               ///< the xa_open string
-    std::optional<capability_set> caps;             ///< nullopt: unknown, all claimed
+    int (*last_error)(int, xarm_diag*) = nullptr;  ///< xarm_last_error when exported
+    std::shared_ptr<const driver> drv;             ///< C++ access; null: no SQL access
+    std::string info;                              ///< the xa_open string
+    std::optional<capability_set> caps;            ///< nullopt: unknown, all claimed
     std::string dbms;         ///< "pq", "mysql", "sqlite" or "" (per-database SQL)
     std::string restart_cmd;  ///< --allow-restart: a shell command restarting the server
     std::string setup_error;  ///< non-empty: the target could not be set up (ERROR column)
@@ -60,7 +60,7 @@ class context;
 
 /// One conformance case.
 struct case_def {
-    std::string id;      ///< "state.start_twice"
+    std::string id;  ///< "state.start_twice"
     std::string title;
     std::vector<capability> needs;  ///< one declared missing: its refusal is verified instead
     layer needs_layer = layer::c_switch;
@@ -87,8 +87,7 @@ struct run_result {
 
 struct run_options {
     std::vector<std::string> globs;  ///< empty: every case
-    std::function<void(const std::string& label, const case_def&, std::size_t i,
-                       std::size_t n)>
+    std::function<void(const std::string& label, const case_def&, std::size_t i, std::size_t n)>
         on_start;
     std::function<void(const std::string& label, const case_result&)> on_done;
 };
@@ -121,7 +120,7 @@ struct setup_error : std::runtime_error {
 /// target's info string and a fresh rmid); closed (ending and rolling back what it left)
 /// on destruction.
 class rm {
-public:
+  public:
     rm(context& ctx, bool open = true);
     ~rm();
     rm(const rm&) = delete;
@@ -144,7 +143,7 @@ public:
     std::string diag_text() const;
     std::optional<xarm_diag> diag() const;
 
-private:
+  private:
     context& m_ctx;
     int m_rmid;
     bool m_open = false;
@@ -154,7 +153,7 @@ private:
 /// What a case receives: the target, rmids, connections, unique names, SQL helpers and
 /// cleanup of what it leaves behind.
 class context {
-public:
+  public:
     explicit context(const target& t);
     ~context();
 
@@ -185,7 +184,7 @@ public:
     }
     const std::string& notes() const noexcept { return m_notes; }
 
-private:
+  private:
     const target& m_t;
     std::mutex m_mu;  // cases run threads that make xids and tables concurrently
     std::vector<xid> m_xids;
@@ -213,8 +212,8 @@ int expect_throw(F&& f, const char* what);
 /// The per-database SQL snippets (lock timeouts, foreign gids), keyed by DBMS.
 struct dialect {
     const char* dbms;
-    const char* lock_timeout;        ///< makes a blocked statement fail within ~1 s
-    const char* foreign_prepare;     ///< fmt: {table}, {gid}: leaves a foreign prepared tx
+    const char* lock_timeout;     ///< makes a blocked statement fail within ~1 s
+    const char* foreign_prepare;  ///< fmt: {table}, {gid}: leaves a foreign prepared tx
 };
 const dialect* dialect_for(const std::string& dbms);
 

@@ -549,7 +549,8 @@ BOOST_FIXTURE_TEST_CASE(serialization_failure_and_timeout, fx) {
     auto x = make_xid();
     c.tpc_begin(x);
     c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
-    BOOST_TEST(*c.query(fmt::format("SELECT v FROM {} WHERE id = 1", table)).rows.at(0).at(0) == "0");
+    BOOST_TEST(*c.query(fmt::format("SELECT v FROM {} WHERE id = 1", table)).rows.at(0).at(0) ==
+               "0");
     run(admin.get(), update(1, 9));  // a concurrent committed update
     auto e = expect_throw<xarm::rollback_error>([&] { c.execute(update(1, 10)); });
     BOOST_TEST(e.xa_code() == XA_RBTRANSIENT);

@@ -8,13 +8,13 @@
 #include "xa.h"
 
 static int failures = 0;
-#define EXPECT(call, want)                                                              \
-    do {                                                                                \
-        int rc_ = (call);                                                               \
-        if (rc_ != (want)) {                                                            \
-            fprintf(stderr, "%s: got %d, want %d\n", #call, rc_, (want));               \
-            ++failures;                                                                 \
-        }                                                                               \
+#define EXPECT(call, want)                                                \
+    do {                                                                  \
+        int rc_ = (call);                                                 \
+        if (rc_ != (want)) {                                              \
+            fprintf(stderr, "%s: got %d, want %d\n", #call, rc_, (want)); \
+            ++failures;                                                   \
+        }                                                                 \
     } while (0)
 
 int main(int argc, char** argv) {

@@ -26,12 +26,14 @@ struct db_file {
         auto c = xarm::connect("sqlite", info);
         c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)");
         c.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)");
-        c.execute("CREATE TABLE child (id INTEGER PRIMARY KEY, p INTEGER REFERENCES parent(id) "
-                  "DEFERRABLE INITIALLY DEFERRED)");
+        c.execute(
+            "CREATE TABLE child (id INTEGER PRIMARY KEY, p INTEGER REFERENCES parent(id) "
+            "DEFERRABLE INITIALLY DEFERRED)");
         c.commit();
     }
     ~db_file() {
-        for (int rmid = 1; rmid < 4; ++rmid) sw.xa_close_entry(const_cast<char*>(""), rmid, TMNOFLAGS);
+        for (int rmid = 1; rmid < 4; ++rmid)
+            sw.xa_close_entry(const_cast<char*>(""), rmid, TMNOFLAGS);
         std::error_code ec;
         fs::remove(path, ec);
     }
@@ -47,7 +49,8 @@ struct db_file {
         return sw.xa_open_entry(s.data(), rmid, TMNOFLAGS);
     }
     void sql(int rmid, const char* q) {
-        BOOST_REQUIRE(sqlite3_exec(xarm_sqlite_db(rmid), q, nullptr, nullptr, nullptr) == SQLITE_OK);
+        BOOST_REQUIRE(sqlite3_exec(xarm_sqlite_db(rmid), q, nullptr, nullptr, nullptr) ==
+                      SQLITE_OK);
     }
     static XID cxid(const std::string& g) {
         XID x{};
@@ -181,7 +184,8 @@ BOOST_AUTO_TEST_CASE(load_switch_by_name_symbol_or_path) {
     xa_switch_t* a = xarm::load_switch("sqlite");
     BOOST_TEST(std::string(a->name) == "xarm_sqlite");
     // Same switch (addresses may differ: this program links the variable directly).
-    BOOST_TEST(xarm::load_switch("sqlite", "xarm_sqlite_switch")->xa_open_entry == a->xa_open_entry);
+    BOOST_TEST(xarm::load_switch("sqlite", "xarm_sqlite_switch")->xa_open_entry ==
+               a->xa_open_entry);
     try {
         xarm::load_switch("sqlite", "no_such_symbol");
         BOOST_FAIL("found a symbol that does not exist");

@@ -27,7 +27,7 @@ XARM_API xa_switch_t* load_switch(std::string_view name_or_path, std::string_vie
 /// One database connection speaking PEP 249's two-phase API. Usable from any one
 /// thread at a time.
 class XARM_API connection {
-public:
+  public:
     connection(std::shared_ptr<const driver> drv, std::string_view info);
     ~connection();
     connection(connection&&) noexcept;
@@ -70,7 +70,7 @@ public:
     /// The protocol session, for code that drives XA verbs with flags directly.
     rm_session& session();
 
-private:
+  private:
     enum class phase { none, active, ended, prepared };
     void check_open() const;
     void leave_branch() noexcept;

@@ -44,7 +44,7 @@ struct capability_status {
 
 /// A driver's declaration, complete (every capability named once).
 class XARM_API capability_set {
-public:
+  public:
     capability_set() = default;
     capability_set& yes(capability c, std::string note = {});
     capability_set& no(capability c, std::string reason);
@@ -53,7 +53,7 @@ public:
     capability_status get(capability c) const;
     std::vector<capability_status> list() const;
 
-private:
+  private:
     std::vector<capability_status> m_items;
 };
 
@@ -72,7 +72,7 @@ struct result {
 /// allows it; primitives report failure by throwing xarm::error with the XA code from
 /// the driver's native-error table (a rollback code only when the branch is gone).
 class XARM_API native_session {
-public:
+  public:
     virtual ~native_session();
 
     virtual capability_set capabilities() const = 0;
@@ -107,7 +107,7 @@ public:
 
 /// A database driver: a name, a declaration, and connections.
 class XARM_API driver {
-public:
+  public:
     virtual ~driver();
     virtual std::string_view name() const noexcept = 0;
     /// What connections of this driver can do, before any is opened (ODBC: the most a

@@ -10,16 +10,16 @@ namespace xarm {
 
 /// What went wrong, in the terms both the C switch and the C++ API report.
 struct diagnostic {
-    int xa_code = 0;        ///< the XA code a switch entry returns for this failure
-    std::string sqlstate;   ///< five characters; "0A000" for not supported
-    long native_code = 0;   ///< the database's own error number
-    std::string driver;     ///< "pq", "sqlite", ...; filled in by the core when empty
-    std::string message;    ///< never contains a password
+    int xa_code = 0;       ///< the XA code a switch entry returns for this failure
+    std::string sqlstate;  ///< five characters; "0A000" for not supported
+    long native_code = 0;  ///< the database's own error number
+    std::string driver;    ///< "pq", "sqlite", ...; filled in by the core when empty
+    std::string message;   ///< never contains a password
 };
 
 /// Root of every xarm exception.
 class XARM_API error : public std::runtime_error {
-public:
+  public:
     explicit error(diagnostic d);
     int xa_code() const noexcept { return m_diag.xa_code; }
     const std::string& sqlstate() const noexcept { return m_diag.sqlstate; }
@@ -27,7 +27,7 @@ public:
     const std::string& driver() const noexcept { return m_diag.driver; }
     const diagnostic& diag() const noexcept { return m_diag; }
 
-private:
+  private:
     diagnostic m_diag;
 };
 
@@ -49,12 +49,12 @@ class XARM_API heuristic_error : public error {
 };
 /// The connection or the server was lost (XAER_RMFAIL).
 class XARM_API operational_error : public error {
-public:
+  public:
     operational_error(diagnostic d, bool in_doubt);
     /// True when the outcome of a commit or prepare is unknown: recover to learn it.
     bool in_doubt() const noexcept { return m_in_doubt; }
 
-private:
+  private:
     bool m_in_doubt;
 };
 /// Anything else the server reported (XAER_RMERR).

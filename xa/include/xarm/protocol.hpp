@@ -17,12 +17,12 @@ namespace xarm {
 
 /// Branch states of the XA specification (table 6-4), as this session knows them.
 enum class branch_state {
-    nonexistent,        ///< S0
-    active,             ///< S1: associated with this thread (or suspended, see suspended)
-    idle,               ///< S2: ended with TMSUCCESS
-    prepared,           ///< S3
-    rollback_only,      ///< S4
-    heuristic,          ///< S5
+    nonexistent,    ///< S0
+    active,         ///< S1: associated with this thread (or suspended, see suspended)
+    idle,           ///< S2: ended with TMSUCCESS
+    prepared,       ///< S3
+    rollback_only,  ///< S4
+    heuristic,      ///< S5
 };
 XARM_API const char* to_string(branch_state s) noexcept;
 
@@ -30,7 +30,7 @@ XARM_API const char* to_string(branch_state s) noexcept;
 /// protocol state. Every verb validates its flags and state, then calls the driver's
 /// primitive; it returns XA_OK or XA_RDONLY, or throws xarm::error with one XA code.
 class XARM_API rm_session {
-public:
+  public:
     /// secrets: values (passwords) scrubbed from every message this session reports.
     rm_session(std::shared_ptr<const driver> drv, std::unique_ptr<native_session> native,
                std::vector<std::string> secrets = {});
@@ -68,7 +68,7 @@ public:
     std::shared_ptr<const driver> driver_ptr() const noexcept { return m_driver; }
     native_session& native() noexcept { return *m_native; }
 
-private:
+  private:
     struct branch {
         branch_state state = branch_state::nonexistent;
         bool suspended = false;  // S1 whose association is suspended (T2)

@@ -51,26 +51,30 @@ struct switch_entries {
 /// Defines a driver library's exported C symbols (DESIGN.md section 3): the switch
 /// `xarm_<NAME>_switch`, `lixa_get_xa_switch`, `xarm_last_error`, and the C++ entry
 /// `xarm_driver_v1` the loader uses. GETTER returns the driver's shared instance.
-#define XARM_DEFINE_DRIVER_EXPORTS(NAME, GETTER)                                          \
-    extern "C" {                                                                         \
-    XARM_API struct xa_switch_t xarm_##NAME##_switch = {                                 \
-        "xarm_" #NAME,                                                                   \
-        TMNOMIGRATE,                                                                     \
-        0,                                                                               \
-        &::xarm::switch_entries<GETTER>::open,                                           \
-        &::xarm::switch_entries<GETTER>::close,                                          \
-        &::xarm::switch_entries<GETTER>::start,                                          \
-        &::xarm::switch_entries<GETTER>::end,                                            \
-        &::xarm::switch_entries<GETTER>::rollback,                                       \
-        &::xarm::switch_entries<GETTER>::prepare,                                        \
-        &::xarm::switch_entries<GETTER>::commit,                                         \
-        &::xarm::switch_entries<GETTER>::recover,                                        \
-        &::xarm::switch_entries<GETTER>::forget,                                         \
-        &::xarm::switch_entries<GETTER>::complete,                                       \
-    };                                                                                   \
-    XARM_API struct xa_switch_t* lixa_get_xa_switch(void) { return &xarm_##NAME##_switch; } \
-    XARM_API int xarm_last_error(int rmid, struct xarm_diag* out) {                      \
-        return ::xarm::last_error(rmid, out);                                            \
-    }                                                                                    \
-    XARM_API const ::xarm::driver* xarm_driver_v1(void) { return GETTER().get(); }        \
+#define XARM_DEFINE_DRIVER_EXPORTS(NAME, GETTER)                    \
+    extern "C" {                                                    \
+    XARM_API struct xa_switch_t xarm_##NAME##_switch = {            \
+        "xarm_" #NAME,                                              \
+        TMNOMIGRATE,                                                \
+        0,                                                          \
+        &::xarm::switch_entries<GETTER>::open,                      \
+        &::xarm::switch_entries<GETTER>::close,                     \
+        &::xarm::switch_entries<GETTER>::start,                     \
+        &::xarm::switch_entries<GETTER>::end,                       \
+        &::xarm::switch_entries<GETTER>::rollback,                  \
+        &::xarm::switch_entries<GETTER>::prepare,                   \
+        &::xarm::switch_entries<GETTER>::commit,                    \
+        &::xarm::switch_entries<GETTER>::recover,                   \
+        &::xarm::switch_entries<GETTER>::forget,                    \
+        &::xarm::switch_entries<GETTER>::complete,                  \
+    };                                                              \
+    XARM_API struct xa_switch_t* lixa_get_xa_switch(void) {         \
+        return &xarm_##NAME##_switch;                               \
+    }                                                               \
+    XARM_API int xarm_last_error(int rmid, struct xarm_diag* out) { \
+        return ::xarm::last_error(rmid, out);                       \
+    }                                                               \
+    XARM_API const ::xarm::driver* xarm_driver_v1(void) {           \
+        return GETTER().get();                                      \
+    }                                                               \
     }

@@ -16,7 +16,7 @@ extern "C" {
 
 /* The last failure of the calling thread on one rmid. */
 struct xarm_diag {
-    int xa_code; /* the XA code the failing call returned */
+    int xa_code;      /* the XA code the failing call returned */
     char sqlstate[6]; /* SQLSTATE, 5 characters and NUL; "00000" when none applies */
     long native_code; /* the database's own error number, 0 when none */
     char message[XARM_DIAG_MESSAGE_SIZE]; /* what went wrong; never contains a password */

@@ -19,7 +19,7 @@ namespace xarm {
 /// gid, e.g. a PostgreSQL transaction prepared by hand) is *unparsed*: it has no format
 /// id and its gtrid holds the whole name, so it can still be committed or rolled back.
 class XARM_API xid {
-public:
+  public:
     static constexpr long null_format = -1;
     static constexpr std::size_t max_gtrid = MAXGTRIDSIZE;
     static constexpr std::size_t max_bqual = MAXBQUALSIZE;
@@ -50,7 +50,7 @@ public:
     friend bool operator==(const xid&, const xid&) = default;
     friend auto operator<=>(const xid&, const xid&) = default;
 
-private:
+  private:
     long m_format = null_format;
     std::string m_gtrid;
     std::string m_bqual;

@@ -3,11 +3,11 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <unistd.h>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <string>
-#include <unistd.h>
 
 namespace xarm::testing {
 

@@ -12,7 +12,8 @@ int main(int argc, char** argv) {
         std::cerr
             << "usage: xarm_tm_demo transfer|recover [--pq S] [--mysql S] [--pq2 S] [--sqlite "
                "PATH]\n"
-               "  [--log PATH | --log-in-pq] [--coordinator ID] [--table T] [--transfers N] [--threads N]\n"
+               "  [--log PATH | --log-in-pq] [--coordinator ID] [--table T] [--transfers N] "
+               "[--threads N]\n"
                "  [--accounts N] [--reset] [--crash-at POINT] [--list-crash-points] [--no-check]\n"
                "  [--attempts N]\n";
         return 64;
