@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "xa.h"
+#include "xarm/error.hpp"
 
 namespace xarm::mysql {
 
@@ -200,6 +201,15 @@ int xa_code_of(unsigned errnum, int fallback) noexcept {
 bool is_connection_lost(unsigned errnum) noexcept {
     const server_error* e = lookup_server_error(errnum);
     return e != nullptr && e->connection_lost;
+}
+
+void raise_rolled_back_at_commit(const xid& x, unsigned native) {
+    xarm::raise(XA_HEURRB, "XA100",
+          fmt::format("XA COMMIT of prepared branch {}: the server had rolled it back "
+                      "(MariaDB discards a prepared branch that wrote nothing when its "
+                      "connection ends; any work it held is not committed)",
+                      x.to_string()),
+          static_cast<long>(native));
 }
 
 }  // namespace xarm::mysql

@@ -75,4 +75,10 @@ inline constexpr unsigned xa_rbtimeout = 1613;       ///< ER_XA_RBTIMEOUT
 inline constexpr unsigned xa_rbdeadlock = 1614;      ///< ER_XA_RBDEADLOCK
 }  // namespace errnum
 
+/// XA COMMIT of a prepared branch answered ER_XA_RBROLLBACK: the server had rolled the
+/// branch back (MariaDB does so for one that wrote nothing once its connection ends, but
+/// cannot say whether it wrote). A commit must not report success then: XA_HEURRB, the
+/// code the XA specification gives a prepared branch found rolled back.
+[[noreturn]] void raise_rolled_back_at_commit(const xid& x, unsigned native);
+
 }  // namespace xarm::mysql

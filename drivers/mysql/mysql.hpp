@@ -75,6 +75,8 @@ class session final : public native_session {
     vote prepare(const xid& x) override;
     void commit(const xid& x, bool one_phase) override;
     void rollback(const xid& x, bool prepared) override;
+    /// A heuristic outcome (XA_HEURRB at commit) leaves nothing on the server to forget.
+    void forget(const xid&) override {}
     std::vector<xid> recover() override;
     std::int64_t execute(std::string_view sql) override;
     result query(std::string_view sql) override;

@@ -382,9 +382,14 @@ void session::finish_prepared(const xid& x, bool commit) {
     const std::string sql = commit ? xa_commit_sql(x, false) : xa_rollback_sql(x);
     const char* what = commit ? "XA COMMIT" : "XA ROLLBACK";
     auto& reg = registry::instance();
-    // MariaDB discards a prepared branch that wrote nothing when its connection ends and
-    // then answers XA_RBROLLBACK for it: there was nothing to commit, so it is done.
-    auto finished_anyway = [](unsigned n) { return n == errnum::xa_rbrollback; };
+    // ER_XA_RBROLLBACK: the server rolled the branch back (MariaDB discards a prepared
+    // branch that wrote nothing when its connection ends). Done, for a rollback; for a
+    // commit that is a heuristic rollback, never a success.
+    auto finished_anyway = [&](unsigned n) {
+        if (n != errnum::xa_rbrollback) return false;
+        if (commit) raise_rolled_back_at_commit(x, n);
+        return true;
+    };
 
     // 1. Attached to this session's connection: the common, free path.
     {

@@ -707,9 +707,13 @@ void session::finish_my([[maybe_unused]] const xid& x, [[maybe_unused]] bool com
             return;
         } catch (const error& e) {
             const auto n = static_cast<unsigned>(e.native_code());
-            // ER_XA_RBROLLBACK: MariaDB discarded a prepared branch that wrote nothing
-            // when its session ended: nothing to commit, and rolled back as asked.
-            if (n == mysql::errnum::xa_rbrollback) return;
+            // ER_XA_RBROLLBACK: the server rolled the branch back (MariaDB discards a
+            // prepared branch that wrote nothing when its session ends): done, for a
+            // rollback; for a commit a heuristic rollback, never a success.
+            if (n == mysql::errnum::xa_rbrollback) {
+                if (commit) mysql::raise_rolled_back_at_commit(x, n);
+                return;
+            }
             if (n != mysql::errnum::xaer_nota) throw;
             const auto listed = recover_my();
             if (std::find(listed.begin(), listed.end(), x) == listed.end()) throw;
