@@ -142,6 +142,7 @@ class session final : public native_session {
     std::vector<xid> recover_my();
     /// MariaDB: XA COMMIT/ROLLBACK of a prepared branch by xid, waiting out its
     /// detachment from a session the server is still closing.
+    void finish_prepared(const xid& x, bool commit);
     void finish_my(const xid& x, bool commit);
     /// MariaDB: this connection's server session id (CONNECTION_ID()), 0 if unknown.
     long fetch_session_id();

@@ -604,24 +604,7 @@ void session::commit(const xid& x, bool one_phase) {
         }
         return;
     }
-    if (!m_two_phase)
-        raise(XAER_NOTA, "XAE04",
-              "no such prepared branch: two-phase commit is not supported "
-              "through ODBC to " +
-                  m_dbms);
-#ifdef XARM_ODBC_WITH_PQ_DIALECT
-    if (m_backend == backend::postgresql) {
-        run_autocommit(pq::commit_prepared_sql(x), false, op::finish, "COMMIT PREPARED");
-        return;
-    }
-#endif
-#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
-    if (mysql_like) {
-        finish_my(x, true);
-        return;
-    }
-#endif
-    (void)mysql_like;
+    finish_prepared(x, true);
 }
 
 void session::rollback(const xid& x, bool prepared) {
@@ -652,6 +635,11 @@ void session::rollback(const xid& x, bool prepared) {
         end_tran(SQL_ROLLBACK, op::rollback, "ROLLBACK (SQLEndTran)");
         return;
     }
+    finish_prepared(x, false);
+}
+
+// Phase two of a prepared branch (ours or recovered), through the backend's own SQL.
+void session::finish_prepared(const xid& x, bool commit) {
     if (!m_two_phase)
         raise(XAER_NOTA, "XAE04",
               "no such prepared branch: two-phase commit is not supported "
@@ -659,17 +647,21 @@ void session::rollback(const xid& x, bool prepared) {
                   m_dbms);
 #ifdef XARM_ODBC_WITH_PQ_DIALECT
     if (m_backend == backend::postgresql) {
-        run_autocommit(pq::rollback_prepared_sql(x), false, op::finish, "ROLLBACK PREPARED");
+        if (commit)
+            run_autocommit(pq::commit_prepared_sql(x), false, op::finish, "COMMIT PREPARED");
+        else
+            run_autocommit(pq::rollback_prepared_sql(x), false, op::finish, "ROLLBACK PREPARED");
         return;
     }
 #endif
 #ifdef XARM_ODBC_WITH_MYSQL_DIALECT
-    if (mysql_like) {
-        finish_my(x, false);
+    if (m_backend == backend::mariadb || m_backend == backend::mysql) {
+        finish_my(x, commit);
         return;
     }
 #endif
-    (void)mysql_like;
+    (void)x;
+    (void)commit;
 }
 
 std::vector<xid> session::recover() {
