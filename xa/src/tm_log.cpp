@@ -217,6 +217,40 @@ void file_log::write_all(std::string_view bytes) {
     write_fd(m_fd, m_path, bytes);
 }
 
+// Writes and fdatasyncs everything pending, as the one flusher; lk (on m_mutex) is
+// released during the I/O. delay: the test hook that widens the group-commit window.
+void file_log::flush_pending(std::unique_lock<std::mutex>& lk, bool delay) {
+    m_flushing = true;
+    std::string batch;
+    batch.swap(m_pending);
+    const std::uint64_t upto = m_appended;
+    const auto records = upto - m_durable;
+    lk.unlock();
+    std::string err;
+    {
+        std::lock_guard f(m_file_mutex);
+        try {
+            write_all(batch);
+            if (delay && m_opts.extra_sync_delay.count() > 0)
+                std::this_thread::sleep_for(m_opts.extra_sync_delay);
+            if (::fdatasync(m_fd) != 0) io_error(m_path, "fdatasync", errno);
+        } catch (const std::exception& e) {
+            err = e.what();
+        }
+    }
+    lk.lock();
+    m_flushing = false;
+    if (err.empty()) {
+        m_durable = std::max(m_durable, upto);
+        ++m_stats.syncs;
+        m_records_in_file += records;
+        m_bytes_in_file += batch.size();
+    } else {
+        m_broken = err;
+    }
+    m_cv.notify_all();
+}
+
 void file_log::force(const log_record& r) {
     const std::string bytes = encode_record(r);
     std::unique_lock lk(m_mutex);
@@ -235,35 +269,7 @@ void file_log::force(const log_record& r) {
             m_cv.wait(lk);
             continue;
         }
-        m_flushing = true;
-        std::string batch;
-        batch.swap(m_pending);
-        const std::uint64_t upto = m_appended;
-        const auto records = upto - m_durable;
-        lk.unlock();
-        std::string err;
-        {
-            std::lock_guard f(m_file_mutex);
-            try {
-                write_all(batch);
-                if (m_opts.extra_sync_delay.count() > 0)
-                    std::this_thread::sleep_for(m_opts.extra_sync_delay);
-                if (::fdatasync(m_fd) != 0) io_error(m_path, "fdatasync", errno);
-            } catch (const std::exception& e) {
-                err = e.what();
-            }
-        }
-        lk.lock();
-        m_flushing = false;
-        if (err.empty()) {
-            m_durable = std::max(m_durable, upto);
-            ++m_stats.syncs;
-            m_records_in_file += records;
-            m_bytes_in_file += batch.size();
-        } else {
-            m_broken = err;
-        }
-        m_cv.notify_all();
+        flush_pending(lk, true);
     }
 }
 
@@ -284,34 +290,7 @@ void file_log::append_locked(const log_record& r) {
         // Written with the next forced batch, or now when enough is pending and nobody
         // is flushing.
         if (m_flushing || m_pending.size() < 4096) return;
-        m_flushing = true;
-        std::string batch;
-        batch.swap(m_pending);
-        const std::uint64_t upto = m_appended;
-        const auto records = upto - m_durable;
-        lk.unlock();
-        std::string err;
-        {
-            std::lock_guard f(m_file_mutex);
-            try {
-                write_all(batch);
-                // A forced record may be in this batch: flush so its owner may go on.
-                if (::fdatasync(m_fd) != 0) io_error(m_path, "fdatasync", errno);
-            } catch (const std::exception& e) {
-                err = e.what();
-            }
-        }
-        lk.lock();
-        m_flushing = false;
-        if (err.empty()) {
-            m_durable = std::max(m_durable, upto);
-            ++m_stats.syncs;
-            m_records_in_file += records;
-            m_bytes_in_file += batch.size();
-        } else {
-            m_broken = err;
-        }
-        m_cv.notify_all();
+        flush_pending(lk, false);
     }
 }
 

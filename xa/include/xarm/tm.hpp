@@ -205,6 +205,7 @@ class XARM_API file_log final : public log_store {
     void write_all(std::string_view bytes);
     void note(const log_record& r);  // under m_mutex
     void append_locked(const log_record& r);
+    void flush_pending(std::unique_lock<std::mutex>& lk, bool delay);
     void maybe_trim();
     void trim_locked();  // m_file_mutex held
 
