@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include <xarm/connection.hpp>
+#include <xarm/tm.hpp>
 
 int main() {
     auto x = xarm::connection::xid(42, "gtrid", "bqual");
@@ -10,6 +11,7 @@ int main() {
     c.tpc_begin(x);
     c.execute("CREATE TABLE t (v)");
     c.tpc_commit();
+    (void)xarm::tm::fault_injection_enabled();  // libxarm_tm links on its own
     std::cout << "consumer: xarm found, sqlite driver loaded, one-phase commit done\n";
     return 0;
 }

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <thread>
 
-#include "tm/fake_resource.hpp"
+#include "fake_resource.hpp"
 #include "xarm/tm.hpp"
 #include "xarm_testing.hpp"
 

@@ -45,6 +45,10 @@ void arm_locked(crash_state& s, std::string_view spec) {
 }
 /// The armed point's name, loading XARM_CRASH_AT on first use.
 bool armed_for(std::string_view name) {
+#ifndef XARM_FAULT_INJECTION
+    (void)name;
+    return false;
+#endif
     auto& s = crash();
     if (!s.loaded) {
         std::lock_guard lk(s.mutex);
@@ -57,6 +61,7 @@ bool armed_for(std::string_view name) {
 }
 }  // namespace
 
+#ifdef XARM_FAULT_INJECTION
 void crash_point(std::string_view name) {
     if (!armed_for(name)) return;
     if (crash().hits.fetch_add(1) + 1 >= crash().target) ::_exit(99);
@@ -66,6 +71,24 @@ void set_crash_point(std::string_view spec) {
     std::lock_guard lk(crash().mutex);
     arm_locked(crash(), spec);
 }
+
+bool fault_injection_enabled() noexcept {
+    return true;
+}
+#else
+// A production build has no way to crash on purpose: XARM_CRASH_AT is never read.
+void crash_point(std::string_view) {}
+
+void set_crash_point(std::string_view spec) {
+    if (!spec.empty())
+        raise(XAER_INVAL, "0A000",
+              "tm: crash points exist only in builds configured with -DXARM_FAULT_INJECTION=ON");
+}
+
+bool fault_injection_enabled() noexcept {
+    return false;
+}
+#endif
 
 std::vector<std::pair<std::string, std::string>> crash_points() {
     return {
@@ -291,7 +314,8 @@ void transaction::commit_two_phase() {
             errs[i] = std::current_exception();
             return;
         }
-        if (crash().armed) crash_point(fmt::format("after_prepare:{}", i + 1));
+        if (fault_injection_enabled() && crash().armed)
+            crash_point(fmt::format("after_prepare:{}", i + 1));
     });
     for (std::size_t i = 0; i < tpc.size(); ++i) {
         if (!errs[i]) continue;

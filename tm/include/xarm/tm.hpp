@@ -270,6 +270,9 @@ XARM_API std::string encode_record(const log_record& r);
 XARM_API void crash_point(std::string_view name);
 /// Arms a point in this process (overrides XARM_CRASH_AT); empty disarms.
 XARM_API void set_crash_point(std::string_view spec);
+/// True in builds configured with -DXARM_FAULT_INJECTION=ON (tests); elsewhere crash
+/// points do nothing, XARM_CRASH_AT is ignored and set_crash_point() refuses.
+XARM_API bool fault_injection_enabled() noexcept;
 /// Every point the manager checks, with what it simulates.
 XARM_API std::vector<std::pair<std::string, std::string>> crash_points();
 
