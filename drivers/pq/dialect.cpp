@@ -160,6 +160,11 @@ int xa_code_for(std::string_view s, op o) noexcept {
             // PREPARE TRANSACTION that fails rolls the transaction back.
             if (s == "0A000" || s == "42710" || s == "55000") return XA_RBOTHER;
             return rollback_code_for(s);
+        case op::commit_prepared:
+            // "prepared transaction ... is busy": another backend (a dead coordinator's
+            // last command) is still finishing it; try again later.
+            if (s == "55000") return XA_RETRY;
+            [[fallthrough]];
         case op::finish:
             if (s == "42704") return XAER_NOTA;   // no such prepared transaction
             if (s == "25001") return XAER_PROTO;  // inside a transaction block
@@ -186,19 +191,23 @@ std::string explain(std::string_view s, op o) {
     if (o == op::prepare && s == "55000")
         return "prepared transactions are disabled on this server "
                "(max_prepared_transactions = 0): the branch was rolled back";
-    if (o == op::finish && s == "42501")
+    if ((o == op::finish || o == op::commit_prepared) && s == "42501")
         return "permission denied: the prepared transaction belongs to another role; only that "
                "role or a superuser can commit or roll it back (xa_recover lists only the "
                "branches this role may finish)";
-    if (o == op::finish && s == "0A000")
+    if ((o == op::finish || o == op::commit_prepared) && s == "0A000")
         return "the prepared transaction belongs to another database; connect to that database "
                "to finish it";
-    if (o == op::finish && s == "42704") return "no such prepared transaction in this server";
-    if (o == op::finish && s == "25001")
+    if ((o == op::finish || o == op::commit_prepared) && s == "42704")
+        return "no such prepared transaction in this server";
+    if ((o == op::finish || o == op::commit_prepared) && s == "25001")
         return "COMMIT/ROLLBACK PREPARED cannot run inside a transaction block: finish the "
                "local transaction on this connection first";
     if ((o == op::prepare || o == op::commit_one) && s.substr(0, 2) == "23")
         return "a deferred constraint was violated: the branch was rolled back";
+    if (o == op::commit_prepared && s == "55000")
+        return "the prepared transaction is busy: another session is still finishing it "
+               "(XA_RETRY: try again)";
     return {};
 }
 

@@ -62,14 +62,15 @@ capability_set capabilities_for(long max_prepared_transactions);
 
 /// What was being done when the server reported an error (the mapping depends on it).
 enum class op {
-    open,        ///< connecting, or the checks right after
-    statement,   ///< the branch's or a local transaction's work
-    end,         ///< xa_end found the block failed: the error that aborted it
-    prepare,     ///< PREPARE TRANSACTION (a failure there rolls the branch back)
-    commit_one,  ///< COMMIT of an unprepared branch (a failure there rolls it back)
-    finish,      ///< COMMIT PREPARED / ROLLBACK PREPARED by gid
-    rollback,    ///< ROLLBACK of an unprepared branch
-    recover,     ///< the recovery query
+    open,             ///< connecting, or the checks right after
+    statement,        ///< the branch's or a local transaction's work
+    end,              ///< xa_end found the block failed: the error that aborted it
+    prepare,          ///< PREPARE TRANSACTION (a failure there rolls the branch back)
+    commit_one,       ///< COMMIT of an unprepared branch (a failure there rolls it back)
+    finish,           ///< ROLLBACK PREPARED by gid
+    commit_prepared,  ///< COMMIT PREPARED by gid
+    rollback,         ///< ROLLBACK of an unprepared branch
+    recover,          ///< the recovery query
 };
 
 /// The XA code for a server error with sqlstate during o (the one SQLSTATE table).

@@ -156,7 +156,7 @@ vote session::prepare(const xid& x) {
 
 void session::commit(const xid& x, bool one_phase) {
     if (!one_phase) {
-        exec(commit_prepared_sql(x), op::finish, "COMMIT PREPARED");
+        exec(commit_prepared_sql(x), op::commit_prepared, "COMMIT PREPARED");
         return;
     }
     m_branch = false;

@@ -117,6 +117,8 @@ const char* to_string(outcome o) noexcept {
             return "rolled back";
         case outcome::in_doubt:
             return "in doubt";
+        case outcome::heuristic:
+            return "heuristic";
     }
     return "?";
 }
@@ -135,6 +137,24 @@ void parallel_for(std::size_t n, F f) {
         rest.push_back(std::async(std::launch::async, [&f, i] { f(i); }));
     if (n > 0) f(0);
     for (auto& r : rest) r.get();
+}
+
+/// Runs f, again with back-off while the resource answers XA_RETRY ("try later": e.g.
+/// PostgreSQL's "prepared transaction is busy" while a dead coordinator's last COMMIT
+/// PREPARED is still finishing). The last XA_RETRY is thrown.
+template <class F>
+void retrying(F f) {
+    auto backoff = std::chrono::milliseconds(10);
+    for (int attempt = 1;; ++attempt) {
+        try {
+            f();
+            return;
+        } catch (const error& e) {
+            if (e.xa_code() != XA_RETRY || attempt >= 8) throw;
+        }
+        std::this_thread::sleep_for(backoff);
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+    }
 }
 
 std::string what_of(std::exception_ptr e) {
@@ -279,6 +299,9 @@ void transaction::commit() {
             throw;
         } catch (const operational_error&) {
             finish(outcome::in_doubt);
+            throw;
+        } catch (const heuristic_error&) {
+            finish(outcome::heuristic);
             throw;
         } catch (...) {
             try {
@@ -433,19 +456,48 @@ void transaction::commit_two_phase() {
     // else: one writer, the others read-only: its commit alone decides; a crash before
     // it is a presumed abort, which is a correct outcome for an unacknowledged commit.
 
+    // Phase two. A decided branch must answer "committed" (or "try later", retried
+    // here, then left to recovery); anything else is reported, never taken for done.
     std::vector<std::string> heuristics;
+    int heuristic_code = XA_HEURMIX;
     std::mutex hmutex;
     auto commit_one = [&](std::size_t i) {
         auto* m = writers[i];
+        auto report = [&](int code, std::string what, bool keep_for_recovery) {
+            std::lock_guard lk(hmutex);
+            heuristics.push_back(
+                fmt::format("'{}' {}: {}", m->res->name(), m->x.to_string(), std::move(what)));
+            if (code == XA_HEURHAZ) heuristic_code = XA_HEURHAZ;
+            if (keep_for_recovery) m_unfinished.push_back(m->x);
+        };
         try {
-            m->res->commit(m->x, false);
+            retrying([&] { m->res->commit(m->x, false); });
         } catch (const heuristic_error& e) {
-            std::lock_guard lk(hmutex);
-            heuristics.push_back(fmt::format("'{}': {}", m->res->name(), e.what()));
+            report(XA_HEURMIX, e.what(), false);
         } catch (const rollback_error& e) {
+            report(XA_HEURMIX, fmt::format("rolled back a branch decided committed ({})", e.what()),
+                   false);
+        } catch (const operational_error&) {
             std::lock_guard lk(hmutex);
-            heuristics.push_back(fmt::format("'{}' rolled back a branch decided committed: {}",
-                                             m->res->name(), e.what()));
+            m_unfinished.push_back(m->x);  // connection lost: recovery commits it
+        } catch (const error& e) {
+            if (e.xa_code() == XA_RETRY) {
+                std::lock_guard lk(hmutex);
+                m_unfinished.push_back(m->x);  // still busy: recovery commits it
+            } else if (e.xa_code() == XAER_NOTA) {
+                report(XA_HEURMIX,
+                       fmt::format("the prepared branch was gone when phase two came to commit "
+                                   "it (rolled back by someone else?): {}",
+                                   e.what()),
+                       false);
+            } else {
+                // The branch may still be prepared: keep the decision for recovery.
+                report(XA_HEURHAZ,
+                       fmt::format("did not confirm the commit of a decided branch (recovery "
+                                   "retries it): {}",
+                                   e.what()),
+                       true);
+            }
         } catch (...) {
             std::lock_guard lk(hmutex);
             m_unfinished.push_back(m->x);
@@ -466,22 +518,24 @@ void transaction::commit_two_phase() {
         ++m_coord->m_stats.two_phase;
     }
     if (!logged && !m_unfinished.empty() && last == nullptr) {
-        // The single writer's commit failed without a decision on record: unknown.
+        // The single writer's commit was the decision and it did not answer: unknown
+        // (recovery finds no record and rolls the branch back if it is still prepared).
         finish(outcome::in_doubt);
-        raise(
-            XAER_RMFAIL, "08007",
-            fmt::format("tm: transaction {} in doubt: the connection to '{}' failed during commit",
-                        m_gtrid, writers[0]->res->name()),
-            0);
+        raise(XAER_RMFAIL, "08007",
+              fmt::format("tm: transaction {} in doubt: '{}' did not confirm its commit{}", m_gtrid,
+                          writers[0]->res->name(),
+                          heuristics.empty() ? "" : " (" + heuristics.front() + ")"),
+              0);
     }
-    finish(outcome::committed);
     if (!heuristics.empty()) {
+        finish(outcome::heuristic);
         std::string msg;
         for (auto& h : heuristics) msg += (msg.empty() ? "" : "; ") + h;
-        raise(XA_HEURMIX, "40000",
-              fmt::format("tm: transaction {} committed but finished heuristically: {}", m_gtrid,
+        raise(heuristic_code, "40000",
+              fmt::format("tm: transaction {} was decided committed but is not atomic: {}", m_gtrid,
                           msg));
     }
+    finish(outcome::committed);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -499,8 +553,14 @@ coordinator::coordinator(options o) : m_id(std::move(o.id)) {
     m_log = o.log;
     if (!m_log) {
         if (o.log_path.empty()) raise(XAER_INVAL, "22023", "tm: a log or a log path is required");
-        m_log = std::make_shared<file_log>(o.log_path);
+        file_log::options lo;
+        lo.create = o.create_log;
+        m_log = std::make_shared<file_log>(o.log_path, m_id, lo);
     }
+    if (m_log->coordinator_id() != m_id)
+        raise(XAER_INVAL, "22023",
+              fmt::format("tm: the decision log ({}) belongs to coordinator '{}', not '{}'",
+                          m_log->describe(), m_log->coordinator_id(), m_id));
     if (o.factory) m_startup = recover(o.factory, o.resources, o.recovery);
 }
 
@@ -552,10 +612,21 @@ recovery_report coordinator::recover(const resource_factory& make, std::vector<s
     rep.warnings = m_log->warnings();
     std::map<std::string, log_record> live;
     for (auto& r : m_log->live()) live.emplace(r.gtrid, r);
+    // Every resource the log names must be given: recovering without one would leave
+    // its decided branches prepared while reporting success for the others.
+    std::set<std::string> missing;
     for (const auto& [g, r] : live)
         for (const auto& b : r.branches)
             if (std::find(names.begin(), names.end(), b.first) == names.end())
-                names.push_back(b.first);
+                missing.insert(b.first);
+    if (!missing.empty()) {
+        std::string list;
+        for (const auto& n : missing) list += (list.empty() ? "'" : ", '") + n + "'";
+        raise(XAER_INVAL, "22023",
+              fmt::format("tm: recovery refused: the decision log ({}) names resources that "
+                          "were not given: {}. Configure every resource the coordinator uses",
+                          m_log->describe(), list));
+    }
 
     struct scanned {
         std::unique_ptr<resource> res;
@@ -626,21 +697,38 @@ recovery_report coordinator::recover(const resource_factory& make, std::vector<s
                 unresolved.insert(x.gtrid());
                 continue;
             }
+            const char* decided = commit ? "decided commit" : "decided rollback";
             try {
                 if (commit) {
-                    s.res->commit_recovered(x);
+                    retrying([&] { s.res->commit_recovered(x); });
                     rep.committed.push_back(x);
                 } else {
-                    s.res->rollback_recovered(x);
+                    retrying([&] { s.res->rollback_recovered(x); });
                     rep.rolled_back.push_back(x);
                 }
             } catch (const heuristic_error& e) {
                 unresolved.insert(x.gtrid());  // keep the record: someone must look
-                rep.heuristic.push_back(fmt::format("'{}' {} ({}): {}", name, x.to_string(),
-                                                    commit ? "decided commit" : "decided rollback",
-                                                    e.what()));
+                rep.heuristic.push_back(
+                    fmt::format("'{}' {} ({}): {}", name, x.to_string(), decided, e.what()));
+            } catch (const rollback_error& e) {
+                if (commit)
+                    rep.heuristic.push_back(fmt::format("'{}' {} (decided commit) rolled back: {}",
+                                                        name, x.to_string(), e.what()));
+                else
+                    rep.rolled_back.push_back(x);
             } catch (const error& e) {
-                if (e.xa_code() == XAER_NOTA) continue;  // finished meanwhile
+                if (e.xa_code() == XAER_NOTA && !commit) continue;  // gone: rolled back anyway
+                if (e.xa_code() == XAER_NOTA) {
+                    // Listed as prepared a moment ago, gone now: committed by the previous
+                    // process's last command, or rolled back by someone else. Which one
+                    // cannot be told from here: an operator must check.
+                    rep.heuristic.push_back(
+                        fmt::format("'{}' {} (decided commit): the branch vanished before "
+                                    "recovery could commit it; check whether its work is "
+                                    "there: {}",
+                                    name, x.to_string(), e.what()));
+                    continue;
+                }
                 unresolved.insert(x.gtrid());
                 rep.errors.push_back(fmt::format("'{}' {}: {}", name, x.to_string(), e.what()));
             }
@@ -682,12 +770,10 @@ recovery_report coordinator::recover(const resource_factory& make, std::vector<s
         }
     }
     if (rep.complete()) {
-        if (auto* f = dynamic_cast<file_log*>(m_log.get())) {
-            try {
-                f->trim();
-            } catch (const error& e) {
-                rep.warnings.push_back(std::string("log not trimmed: ") + e.what());
-            }
+        try {
+            m_log->compact();
+        } catch (const error& e) {
+            rep.warnings.push_back(std::string("log not compacted: ") + e.what());
         }
     }
     return rep;

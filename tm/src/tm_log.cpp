@@ -1,5 +1,6 @@
 // The transaction manager's decision log on local disk, with group commit.
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -16,7 +17,9 @@ namespace xarm::tm {
 namespace {
 
 constexpr std::uint32_t record_magic = 0x584c4f47;  // "XLOG"
-constexpr std::size_t header_size = 12;             // magic, length, crc
+// The first line of every log file: format version and owner, readable with `head -1`.
+constexpr std::string_view header_prefix = "xarm tm log v1 coordinator=";
+constexpr std::size_t header_size = 12;  // magic, length, crc
 constexpr std::uint32_t max_payload = 1u << 20;
 
 void put_u16(std::string& s, std::size_t v) {
@@ -77,17 +80,40 @@ bool decode_payload(std::string_view p, log_record& out) {
     return i == p.size();
 }
 
-/// The size of the valid record at off, or 0.
-std::size_t parse_at(std::string_view buf, std::size_t off, log_record& out) {
-    if (buf.size() - off < header_size) return 0;
+/// What is at off: a whole valid record, a torn tail (the file ends inside a record: a
+/// write interrupted by a crash, never acknowledged), or damage.
+enum class parsed { record, torn, corrupt };
+struct parse_result {
+    parsed what;
+    std::size_t size = 0;  // of the record
+    std::string why;       // for corrupt
+};
+
+parse_result parse_at(std::string_view buf, std::size_t off, log_record& out) {
+    const std::size_t left = buf.size() - off;
     const char* h = buf.data() + off;
-    if (get_u32(h) != record_magic) return 0;
+    // A prefix of the magic may be a torn header; anything else there is damage.
+    if (left < 4) {
+        std::string magic;
+        put_u32(magic, record_magic);
+        if (std::string_view(h, left) == std::string_view(magic).substr(0, left))
+            return {parsed::torn, 0, {}};
+        return {parsed::corrupt, 0, "bytes that do not begin a record"};
+    }
+    if (get_u32(h) != record_magic)
+        return {parsed::corrupt, 0, "no record magic (overwritten or misplaced bytes)"};
+    if (left < header_size) return {parsed::torn, 0, {}};
     const std::uint32_t len = get_u32(h + 4);
-    if (len > max_payload || buf.size() - off - header_size < len) return 0;
+    if (len > max_payload)
+        return {parsed::corrupt, 0, fmt::format("an impossible record length {}", len)};
+    if (left - header_size < len) return {parsed::torn, 0, {}};
     const std::string_view payload = buf.substr(off + header_size, len);
-    if (crc32(payload) != get_u32(h + 8)) return 0;
-    if (!decode_payload(payload, out)) return 0;
-    return header_size + len;
+    if (crc32(payload) != get_u32(h + 8))
+        return {parsed::corrupt, 0,
+                "a complete record whose CRC does not match its bytes (a changed byte)"};
+    if (!decode_payload(payload, out))
+        return {parsed::corrupt, 0, "a record with a valid CRC that does not decode"};
+    return {parsed::record, header_size + len, {}};
 }
 
 [[noreturn]] void io_error(const std::filesystem::path& p, const char* what, int err) {
@@ -117,6 +143,79 @@ void write_fd(int fd, const std::filesystem::path& p, std::string_view bytes) {
     }
 }
 
+std::string header_for(const std::string& id) {
+    return std::string(header_prefix) + id + "\n";
+}
+
+std::string read_all(int fd, const std::filesystem::path& p) {
+    std::string buf;
+    char chunk[65536];
+    for (;;) {
+        const ssize_t n = ::pread(fd, chunk, sizeof chunk, static_cast<off_t>(buf.size()));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            io_error(p, "read", errno);
+        }
+        if (n == 0) break;
+        buf.append(chunk, static_cast<std::size_t>(n));
+    }
+    return buf;
+}
+
+/// Writes `bytes` to a new file beside `target` and renames it over target: the file
+/// appears whole or not at all.
+void replace_file(const std::filesystem::path& target, std::string_view bytes) {
+    const auto tmp = std::filesystem::path(target.string() + ".new");
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) io_error(tmp, "open", errno);
+    try {
+        write_fd(fd, tmp, bytes);
+        if (::fdatasync(fd) != 0) io_error(tmp, "fdatasync", errno);
+    } catch (...) {
+        ::close(fd);
+        throw;
+    }
+    ::close(fd);
+    if (::rename(tmp.c_str(), target.c_str()) != 0) io_error(target, "rename", errno);
+    fsync_dir(target);
+}
+
+std::string host_name() {
+    char h[256] = {};
+    if (::gethostname(h, sizeof h - 1) != 0) return "?";
+    return h;
+}
+
+/// Takes the exclusive lock on "<log>.lock" (kept open for the log's life; never
+/// removed, so that two openers always lock the same inode) and records the holder.
+int lock_log(const std::filesystem::path& log) {
+    const auto lp = std::filesystem::path(log.string() + ".lock");
+    const int fd = ::open(lp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) io_error(lp, "open lock file", errno);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        std::string holder;
+        try {
+            holder = read_all(fd, lp);
+        } catch (const error&) {
+        }
+        ::close(fd);
+        while (!holder.empty() && (holder.back() == '\n' || holder.back() == '\0'))
+            holder.pop_back();
+        if (err != EWOULDBLOCK) io_error(lp, "flock", err);
+        raise(XAER_RMERR, "55006",
+              fmt::format("tm log {} is in use by {}: a log has exactly one owner. If that is "
+                          "the running coordinator, it recovers its own transactions; stop it "
+                          "before recovering by hand",
+                          log.string(), holder.empty() ? "another process" : holder));
+    }
+    const std::string me = fmt::format("pid {} on host {}", ::getpid(), host_name());
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, me.data(), me.size(), 0) < 0) {
+        // The lock is what matters; the note only makes the refusal message better.
+    }
+    return fd;
+}
+
 }  // namespace
 
 std::string encode_record(const log_record& r) {
@@ -139,58 +238,97 @@ std::string encode_record(const log_record& r) {
 
 log_store::~log_store() = default;
 
-file_log::file_log(std::filesystem::path path) : file_log(std::move(path), options{}) {}
+file_log::file_log(std::filesystem::path path, std::string coordinator_id)
+    : file_log(std::move(path), std::move(coordinator_id), options{}) {}
 
-file_log::file_log(std::filesystem::path path, options o) : m_path(std::move(path)), m_opts(o) {
-    const bool existed = std::filesystem::exists(m_path);
-    m_fd = ::open(m_path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (m_fd < 0) io_error(m_path, "open", errno);
+file_log::file_log(std::filesystem::path path, std::string coordinator_id, options o)
+    : m_id(std::move(coordinator_id)), m_opts(o) {
+    if (path.empty()) raise(XAER_INVAL, "22023", "tm log: no path given for the decision log");
+    if (m_id.empty() || m_id.find_first_of(" \n\t") != std::string::npos)
+        raise(XAER_INVAL, "22023", "tm log: the coordinator id must be a non-empty word");
+    // Resolved once: a symlink's target is where every write, trim and rename goes.
+    std::error_code ec;
+    m_path = std::filesystem::weakly_canonical(std::filesystem::absolute(path), ec);
+    if (ec) io_error(path, "resolve path", ec.value());
+    const auto dir = m_path.parent_path();
+    if (!std::filesystem::is_directory(dir, ec))
+        raise(XAER_RMERR, "58030",
+              fmt::format("tm log {}: directory {} does not exist", m_path.string(), dir.string()));
+    m_lock_fd = lock_log(m_path);
     try {
-        if (!existed) fsync_dir(m_path);
-        std::string buf;
-        char chunk[65536];
-        for (;;) {
-            const ssize_t n = ::pread(m_fd, chunk, sizeof chunk, static_cast<off_t>(buf.size()));
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                io_error(m_path, "read", errno);
-            }
-            if (n == 0) break;
-            buf.append(chunk, static_cast<std::size_t>(n));
-        }
-        std::size_t off = 0;
-        while (off < buf.size()) {
-            log_record r;
-            const std::size_t n = parse_at(buf, off, r);
-            if (n == 0) {
-                // Torn tail or corruption: corruption if any valid record follows.
-                for (std::size_t q = off + 1; q + header_size <= buf.size(); ++q) {
-                    log_record later;
-                    if (get_u32(buf.data() + q) == record_magic && parse_at(buf, q, later) != 0)
-                        raise(XAER_RMERR, "XX001",
-                              fmt::format("tm log {}: corrupt record at byte {} followed by valid "
-                                          "records at byte {}: the log is damaged; refusing to "
-                                          "guess (restore it or inspect it by hand)",
-                                          m_path.string(), off, q));
-                }
-                m_warnings.push_back(fmt::format(
-                    "tm log {}: incomplete last record at byte {} ({} bytes) cut off: a write "
-                    "interrupted by a crash, never acknowledged",
-                    m_path.string(), off, buf.size() - off));
-                if (::ftruncate(m_fd, static_cast<off_t>(off)) != 0)
-                    io_error(m_path, "truncate", errno);
-                if (::fdatasync(m_fd) != 0) io_error(m_path, "fdatasync", errno);
-                break;
-            }
-            note(r);
-            ++m_records_in_file;
-            m_bytes_in_file += n;
-            off += n;
-        }
+        open_and_read();
     } catch (...) {
-        ::close(m_fd);
+        if (m_fd >= 0) ::close(m_fd);
+        ::close(m_lock_fd);
         throw;
     }
+}
+
+void file_log::open_and_read() {
+    if (!std::filesystem::exists(m_path)) {
+        if (!m_opts.create)
+            raise(XAER_RMERR, "58030",
+                  fmt::format("tm log: no decision log at {} (coordinator '{}'). A missing log "
+                              "is never taken for an empty one: check the path, or create the "
+                              "log on the coordinator's first start (coordinator option "
+                              "create_log, `--create-log`)",
+                              m_path.string(), m_id));
+        replace_file(m_path, header_for(m_id));
+    }
+    m_fd = ::open(m_path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
+    if (m_fd < 0) io_error(m_path, "open", errno);
+    const std::string buf = read_all(m_fd, m_path);
+
+    const auto eol = buf.find('\n');
+    const std::string_view first =
+        std::string_view(buf).substr(0, eol == std::string::npos ? buf.size() : eol);
+    if (eol == std::string::npos || !first.starts_with("xarm tm log "))
+        raise(XAER_RMERR, "XX001",
+              fmt::format("tm log {}: not an xarm decision log (no header line; {} bytes)",
+                          m_path.string(), buf.size()));
+    if (!first.starts_with(header_prefix))
+        raise(XAER_RMERR, "XX001",
+              fmt::format("tm log {}: unsupported log format '{}' (this xarm reads v1)",
+                          m_path.string(), first));
+    const std::string_view owner = first.substr(header_prefix.size());
+    if (owner != m_id)
+        raise(XAER_RMERR, "55006",
+              fmt::format("tm log {} belongs to coordinator '{}', not '{}': one log per "
+                          "coordinator",
+                          m_path.string(), owner, m_id));
+
+    std::size_t off = eol + 1;
+    m_bytes_in_file = off;
+    while (off < buf.size()) {
+        log_record r;
+        const parse_result p = parse_at(buf, off, r);
+        if (p.what == parsed::corrupt)
+            raise(XAER_RMERR, "XX001",
+                  fmt::format("tm log {}: damaged at byte {} of {}: {}. Nothing was changed "
+                              "and nothing is recovered: a damaged log could hide commit "
+                              "decisions. Restore the log or inspect it; if the damage is a "
+                              "tail that was never acknowledged (a power loss during a write), "
+                              "`truncate -s {} {}` removes it",
+                              m_path.string(), off, buf.size(), p.why, off, m_path.string()));
+        if (p.what == parsed::torn) {
+            m_warnings.push_back(fmt::format(
+                "tm log {}: incomplete last record at byte {} ({} bytes, the file ends inside "
+                "it) cut off: a write interrupted by a crash, never acknowledged",
+                m_path.string(), off, buf.size() - off));
+            if (::ftruncate(m_fd, static_cast<off_t>(off)) != 0)
+                io_error(m_path, "truncate", errno);
+            if (::fdatasync(m_fd) != 0) io_error(m_path, "fdatasync", errno);
+            break;
+        }
+        note(r);
+        ++m_records_in_file;
+        m_bytes_in_file += p.size;
+        off += p.size;
+    }
+}
+
+std::string file_log::describe() const {
+    return "file " + m_path.string();
 }
 
 file_log::~file_log() {
@@ -204,6 +342,7 @@ file_log::~file_log() {
         }
     }
     ::close(m_fd);
+    ::close(m_lock_fd);
 }
 
 void file_log::note(const log_record& r) {
@@ -312,21 +451,9 @@ void file_log::trim_locked() {
     if (!m_broken.empty()) return;
     // Everything noted is in m_live, pending records included: the new file holds them
     // all, durable, so waiters for pending records may go on.
-    std::string bytes;
+    std::string bytes = header_for(m_id);
     for (const auto& [g, r] : m_live) bytes += encode_record(r);
-    const auto tmp = std::filesystem::path(m_path.string() + ".trim");
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) io_error(tmp, "open", errno);
-    try {
-        write_fd(fd, tmp, bytes);
-        if (::fdatasync(fd) != 0) io_error(tmp, "fdatasync", errno);
-    } catch (...) {
-        ::close(fd);
-        throw;
-    }
-    ::close(fd);
-    if (::rename(tmp.c_str(), m_path.c_str()) != 0) io_error(m_path, "rename", errno);
-    fsync_dir(m_path);
+    replace_file(m_path, bytes);
     const int nfd = ::open(m_path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
     if (nfd < 0) io_error(m_path, "reopen", errno);
     ::close(m_fd);

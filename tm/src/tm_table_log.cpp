@@ -22,8 +22,15 @@ std::string encode_branches(const log_record& r) {
 }
 }  // namespace
 
-table_log::table_log(connection conn, std::string coordinator_id)
-    : m_id(std::move(coordinator_id)), m_conn(std::move(conn)) {
+table_log::table_log(std::string driver, std::string info, std::string coordinator_id)
+    : table_log(std::move(driver), std::move(info), std::move(coordinator_id), options{}) {}
+
+table_log::table_log(std::string driver, std::string info, std::string coordinator_id, options o)
+    : m_id(std::move(coordinator_id)),
+      m_driver(std::move(driver)),
+      m_info(std::move(info)),
+      m_opts(o),
+      m_conn(xarm::connect(m_driver, m_info)) {
     if (m_id.empty() || m_id.size() > 16 || !std::all_of(m_id.begin(), m_id.end(), [](char c) {
             return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
         }))
@@ -174,6 +181,10 @@ std::vector<log_record> table_log::live() const {
         out.push_back(std::move(r));
     }
     return out;
+}
+
+std::string table_log::describe() const {
+    return fmt::format("table xarm_tm_log (coordinator '{}', driver {})", m_id, m_driver);
 }
 
 log_store::statistics table_log::stats() const {

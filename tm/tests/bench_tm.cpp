@@ -90,6 +90,7 @@ struct ctx {
         tm::coordinator::options o;
         o.id = std::string(name) + std::to_string(::getpid() % 10000) + "n" + std::to_string(k);
         o.log_path = dir / (o.id + ".log");
+        o.create_log = true;
         return std::make_shared<tm::coordinator>(std::move(o));
     }
 };

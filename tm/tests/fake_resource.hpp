@@ -170,6 +170,9 @@ class fake_resource final : public resource {
 /// A log_store in memory that counts what it is asked to do.
 class memory_log final : public log_store {
   public:
+    explicit memory_log(std::string id) : m_id(std::move(id)) {}
+    const std::string& coordinator_id() const noexcept override { return m_id; }
+    std::string describe() const override { return "memory log of " + m_id; }
     void force(const log_record& r) override {
         std::lock_guard lk(m_mutex);
         if (fail) raise(XAER_RMERR, "58030", "memory log: disk full");
@@ -204,6 +207,7 @@ class memory_log final : public log_store {
         else
             m_live.erase(r.gtrid);
     }
+    std::string m_id;
     mutable std::mutex m_mutex;
     std::map<std::string, log_record> m_live;
     statistics m_stats;

@@ -306,7 +306,7 @@ BOOST_AUTO_TEST_CASE(connection_cut_mid_commit_then_recovered,
                                                          xarm::connect("pq", n == "a" ? pq : pq2));
     };
     {
-        tm::coordinator c(tm::coordinator::options{id, {}, tmp.dir / "cut.log", {}, {}, {}});
+        tm::coordinator c(tm::coordinator::options{id, {}, tmp.dir / "cut.log", {}, {}, {}, true});
         tm::connection_resource a("a", xarm::connect("pq", pq)), b("b", xarm::connect("pq", pq2));
         auto pid = a.conn().query("SELECT pg_backend_pid()").rows.at(0).at(0).value();
         a.conn().commit();
@@ -349,7 +349,7 @@ BOOST_AUTO_TEST_CASE(server_killed_between_the_phases_then_recovered,
         return std::make_unique<tm::connection_resource>(n,
                                                          xarm::connect("pq", n == "a" ? pq : pq2));
     };
-    tm::coordinator c(tm::coordinator::options{id, {}, tmp.dir / "kill.log", {}, {}, {}});
+    tm::coordinator c(tm::coordinator::options{id, {}, tmp.dir / "kill.log", {}, {}, {}, true});
     {
         tm::connection_resource a("a", xarm::connect("pq", pq)), b("b", xarm::connect("pq", pq2));
         bool killed = false;
@@ -404,14 +404,14 @@ BOOST_AUTO_TEST_CASE(decisions_in_a_table_survive_and_drive_recovery,
     // A crashed coordinator's state: a decision in the table, a branch prepared.
     const xid x(tm::format_id, id + ".00000000000000aa.1", "1");
     {
-        auto log = std::make_shared<tm::table_log>(xarm::connect("pq", pq), id);
+        auto log = std::make_shared<tm::table_log>("pq", pq, id);
         log->force(tm::log_record{tm::log_record::kind::commit, x.gtrid(), {{"b", "1"}}});
         auto c = xarm::connect("pq", pq2);
         c.tpc_begin(x);
         c.execute("INSERT INTO " + table + " VALUES ('decided')");
         c.tpc_prepare();
     }
-    auto log = std::make_shared<tm::table_log>(xarm::connect("pq", pq), id);
+    auto log = std::make_shared<tm::table_log>("pq", pq, id);
     auto live = log->live();
     BOOST_REQUIRE(live.size() == 1u);
     BOOST_TEST(live[0].gtrid == x.gtrid());

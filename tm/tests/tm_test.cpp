@@ -29,7 +29,7 @@ struct temp_dir {
 };
 
 struct env {
-    std::shared_ptr<memory_log> log = std::make_shared<memory_log>();
+    std::shared_ptr<memory_log> log = std::make_shared<memory_log>("t1");
     coordinator coord{coordinator::options{"t1", log, {}, {}, {}, {}}};
 };
 
@@ -184,9 +184,10 @@ BOOST_AUTO_TEST_CASE(gtrids_are_unique_and_carry_the_identity) {
     BOOST_TEST(t1.gtrid().starts_with("t1."));
     BOOST_TEST(t1.gtrid().size() <= 64u);
     BOOST_CHECK_THROW(coordinator(coordinator::options{
-                          "bad id!", std::make_shared<memory_log>(), {}, {}, {}, {}}),
+                          "bad id!", std::make_shared<memory_log>("bad id!"), {}, {}, {}, {}}),
                       programming_error);
-    coordinator other(coordinator::options{"t10", std::make_shared<memory_log>(), {}, {}, {}, {}});
+    coordinator other(
+        coordinator::options{"t10", std::make_shared<memory_log>("t10"), {}, {}, {}, {}});
     fake_resource r("x", std::make_shared<fake_store>());
     auto t3 = other.begin();
     const xid theirs = t3.enlist(r);
@@ -390,7 +391,7 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(recovery)
 
 BOOST_AUTO_TEST_CASE(commits_logged_rolls_back_unlogged_and_leaves_others_alone) {
-    auto log = std::make_shared<memory_log>();
+    auto log = std::make_shared<memory_log>("rc");
     auto s = std::make_shared<fake_store>();
     coordinator c(coordinator::options{"rc", log, {}, {}, {}, {}});
     // A decided transaction (commit record) and an undecided one, both prepared.
@@ -414,7 +415,7 @@ BOOST_AUTO_TEST_CASE(commits_logged_rolls_back_unlogged_and_leaves_others_alone)
 }
 
 BOOST_AUTO_TEST_CASE(heuristic_outcomes_are_reported) {
-    auto log = std::make_shared<memory_log>();
+    auto log = std::make_shared<memory_log>("rh");
     auto s = std::make_shared<fake_store>();
     coordinator c(coordinator::options{"rh", log, {}, {}, {}, {}});
     const xid x(format_id, "rh.0000000000000001.1", "1");
@@ -431,7 +432,7 @@ BOOST_AUTO_TEST_CASE(heuristic_outcomes_are_reported) {
 }
 
 BOOST_AUTO_TEST_CASE(unreachable_resource_is_retried_with_backoff_then_reported) {
-    auto log = std::make_shared<memory_log>();
+    auto log = std::make_shared<memory_log>("ru");
     auto s = std::make_shared<fake_store>();
     coordinator c(coordinator::options{"ru", log, {}, {}, {}, {}});
     const xid x(format_id, "ru.0000000000000001.1", "1");
@@ -463,7 +464,7 @@ BOOST_AUTO_TEST_CASE(startup_recovery_runs_from_the_options) {
     auto s1 = std::make_shared<fake_store>(), s2 = std::make_shared<fake_store>();
     std::string g;
     {
-        coordinator c(coordinator::options{"rs", {}, d.path / "tm.log", {}, {}, {}});
+        coordinator c(coordinator::options{"rs", {}, d.path / "tm.log", {}, {}, {}, true});
         auto t = c.begin();
         g = t.gtrid();
         fake_resource a("a", s1), b("b", s2, {.lose_connection_at_commit = true});
@@ -485,7 +486,7 @@ BOOST_AUTO_TEST_CASE(startup_recovery_runs_from_the_options) {
 }
 
 BOOST_AUTO_TEST_CASE(branches_of_running_transactions_are_left_to_them) {
-    auto log = std::make_shared<memory_log>();
+    auto log = std::make_shared<memory_log>("ri");
     auto s = std::make_shared<fake_store>();
     coordinator c(coordinator::options{"ri", log, {}, {}, {}, {}});
     auto t = c.begin();
@@ -501,16 +502,22 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(decision_log)
 
+const file_log::options created = [] {
+    file_log::options o;
+    o.create = true;
+    return o;
+}();
+
 BOOST_AUTO_TEST_CASE(records_survive_reopen_and_end_records_close_them) {
     temp_dir d;
     const auto p = d.path / "tm.log";
     {
-        file_log l(p);
+        file_log l(p, "c1", created);
         l.force(log_record{log_record::kind::commit, "g1", {{"a", "1"}, {"b", "2"}}});
         l.force(log_record{log_record::kind::commit, "g2", {{"a", "1"}}});
         l.append(log_record{log_record::kind::end, "g1", {}});
     }
-    file_log l(p);
+    file_log l(p, "c1");
     auto live = l.live();
     BOOST_REQUIRE(live.size() == 1u);
     BOOST_TEST(live[0].gtrid == "g2");
@@ -522,7 +529,7 @@ BOOST_AUTO_TEST_CASE(a_torn_last_record_is_cut_off_with_a_warning) {
     temp_dir d;
     const auto p = d.path / "tm.log";
     {
-        file_log l(p);
+        file_log l(p, "c1", created);
         l.force(log_record{log_record::kind::commit, "g1", {{"a", "1"}}});
     }
     const auto good = fs::file_size(p);
@@ -532,7 +539,7 @@ BOOST_AUTO_TEST_CASE(a_torn_last_record_is_cut_off_with_a_warning) {
         std::ofstream f(p, std::ios::app | std::ios::binary);
         f.write(torn.data(), static_cast<std::streamsize>(torn.size() - 3));
     }
-    file_log l(p);
+    file_log l(p, "c1");
     BOOST_TEST(l.live().size() == 1u);
     BOOST_REQUIRE(l.warnings().size() == 1u);
     BOOST_TEST(l.warnings()[0].find("incomplete last record") != std::string::npos);
@@ -544,7 +551,7 @@ BOOST_AUTO_TEST_CASE(a_corrupt_record_in_the_middle_is_an_error) {
     const auto p = d.path / "tm.log";
     std::uintmax_t first = 0;
     {
-        file_log l(p);
+        file_log l(p, "c1", created);
         l.force(log_record{log_record::kind::commit, "g1", {{"a", "1"}}});
         first = fs::file_size(p);
         l.force(log_record{log_record::kind::commit, "g2", {{"a", "1"}}});
@@ -557,10 +564,10 @@ BOOST_AUTO_TEST_CASE(a_corrupt_record_in_the_middle_is_an_error) {
         f.put('X');
     }
     try {
-        file_log l(p);
+        file_log l(p, "c1");
         BOOST_FAIL("a corrupt record must not be skipped");
     } catch (const xarm::error& e) {
-        BOOST_TEST(std::string(e.what()).find("corrupt record at byte " + std::to_string(first)) !=
+        BOOST_TEST(std::string(e.what()).find("damaged at byte " + std::to_string(first)) !=
                    std::string::npos);
         BOOST_TEST(e.sqlstate() == "XX001");
     }
@@ -572,7 +579,7 @@ BOOST_AUTO_TEST_CASE(a_corrupt_record_in_the_middle_is_an_error) {
         f.seekp(static_cast<std::streamoff>(first + 6));
         f.put('\x7f');
     }
-    BOOST_CHECK_THROW(file_log{p}, xarm::error);
+    BOOST_CHECK_THROW(file_log(p, "c1"), xarm::error);
 }
 
 BOOST_AUTO_TEST_CASE(trimming_rewrites_only_live_records) {
@@ -580,8 +587,9 @@ BOOST_AUTO_TEST_CASE(trimming_rewrites_only_live_records) {
     const auto p = d.path / "tm.log";
     file_log::options o;
     o.trim_bytes = 4096;
+    o.create = true;
     {
-        file_log l(p, o);
+        file_log l(p, "c1", o);
         for (int i = 0; i < 500; ++i) {
             const std::string g = "gtrid-" + std::to_string(i);
             l.force(log_record{log_record::kind::commit, g, {{"a", "1"}, {"b", "2"}}});
@@ -591,18 +599,20 @@ BOOST_AUTO_TEST_CASE(trimming_rewrites_only_live_records) {
         BOOST_TEST(l.live().size() == 1u);
     }
     BOOST_TEST(fs::file_size(p) < 8192u);
-    file_log l(p, o);
+    file_log l(p, "c1", o);
     BOOST_REQUIRE(l.live().size() == 1u);
     BOOST_TEST(l.live()[0].gtrid == "gtrid-7");
     l.trim();
-    BOOST_TEST(fs::file_size(p) == encode_record(l.live()[0]).size());
+    BOOST_TEST(fs::file_size(p) == std::string("xarm tm log v1 coordinator=c1\n").size() +
+                                       encode_record(l.live()[0]).size());
 }
 
 BOOST_AUTO_TEST_CASE(group_commit_shares_flushes_between_threads) {
     temp_dir d;
     file_log::options o;
     o.extra_sync_delay = std::chrono::milliseconds(2);  // a slow disk makes batches form
-    auto log = std::make_shared<file_log>(d.path / "tm.log", o);
+    o.create = true;
+    auto log = std::make_shared<file_log>(d.path / "tm.log", "gc", o);
     coordinator c(coordinator::options{"gc", log, {}, {}, {}, {}});
     constexpr int threads = 16, per = 10;
     std::vector<std::thread> ts;
@@ -632,7 +642,7 @@ BOOST_AUTO_TEST_SUITE(resources)
 
 BOOST_AUTO_TEST_CASE(file_resource_is_atomic_and_recoverable) {
     temp_dir d;
-    auto log = std::make_shared<memory_log>();
+    auto log = std::make_shared<memory_log>("fr");
     coordinator c(coordinator::options{"fr", log, {}, {}, {}, {}});
     auto other = std::make_shared<fake_store>();
     file_resource f("files", d.path / "files");
@@ -677,7 +687,7 @@ BOOST_AUTO_TEST_CASE(file_resource_is_atomic_and_recoverable) {
 
 BOOST_AUTO_TEST_CASE(sqlite_as_the_last_resource_keeps_its_marker) {
     temp_dir d;
-    auto log = std::make_shared<memory_log>();
+    auto log = std::make_shared<memory_log>("sq");
     coordinator c(coordinator::options{"sq", log, {}, {}, {}, {}});
     const std::string info = "path=" + (d.path / "lr.db").string();
     std::unique_ptr<connection_resource> lr;

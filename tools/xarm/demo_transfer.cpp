@@ -75,7 +75,7 @@ tm::coordinator::options coordinator_options(const demo_databases& d) {
     if (d.log_in_pq) {
         if (d.pq.empty())
             throw std::invalid_argument("the log in PostgreSQL needs the pq database");
-        co.log = std::make_shared<tm::table_log>(xarm::connect("pq", d.pq), d.coordinator);
+        co.log = std::make_shared<tm::table_log>("pq", d.pq, d.coordinator);
     } else {
         co.log_path = d.log;
     }
@@ -203,6 +203,7 @@ int demo_transfer(const demo_transfer_options& o, std::ostream& out) {
         out << "\n";
         // Start-up recovery first: a previous crash may have left branches holding locks.
         auto co = coordinator_options(o.db);
+        co.create_log = true;  // the coordinator's own start; recovery never creates one
         co.factory = factory_for(dbs);
         co.resources = names_of(dbs);
         coord = std::make_unique<tm::coordinator>(std::move(co));

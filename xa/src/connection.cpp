@@ -93,8 +93,11 @@ void connection::tpc_commit() {
             if (!m_read_only) {
                 try {
                     m_session->commit(m_xid, TMNOFLAGS);
-                } catch (const operational_error&) {
-                    leave_branch();  // in doubt: tpc_recover() will show it
+                } catch (const error&) {
+                    // Whatever phase two answered (in doubt, gone, heuristic, refused),
+                    // the connection is free again: tpc_recover() shows a branch still
+                    // prepared, tpc_forget() clears a heuristic one.
+                    leave_branch();
                     throw;
                 }
             }
@@ -122,8 +125,10 @@ void connection::tpc_commit() {
             } catch (const rollback_error&) {
                 leave_branch();
                 throw;
-            } catch (const operational_error&) {
-                leave_branch();
+            } catch (const error&) {
+                // Not committed, not known to be rolled back: roll back what may be
+                // left so that the connection can begin again.
+                abandon_branch();
                 throw;
             }
             leave_branch();
@@ -160,7 +165,7 @@ void connection::tpc_rollback() {
                     m_session->rollback(m_xid, TMNOFLAGS);
                 } catch (const rollback_error&) {
                     // rolled back, which is what was asked
-                } catch (const operational_error&) {
+                } catch (const error&) {
                     leave_branch();
                     throw;
                 }
@@ -175,6 +180,22 @@ void connection::tpc_rollback(const xarm::xid& x) {
     if (m_phase != phase::none)
         misuse("tpc_rollback(xid) is for recovery: not allowed inside a two-phase transaction");
     m_session->rollback(x, TMNOFLAGS);
+}
+
+void connection::tpc_forget(const xarm::xid& x) {
+    check_open();
+    if (m_phase != phase::none)
+        misuse("tpc_forget(xid) is for recovery: not allowed inside a two-phase transaction");
+    m_session->forget(x, TMNOFLAGS);
+}
+
+void connection::abandon_branch() noexcept {
+    try {
+        m_session->rollback(m_xid, TMNOFLAGS);
+    } catch (const std::exception&) {
+        // gone already, or the connection is lost: nothing of the branch is left here
+    }
+    leave_branch();
 }
 
 std::vector<xarm::xid> connection::tpc_recover() {

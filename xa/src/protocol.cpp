@@ -344,6 +344,9 @@ int rm_session::commit(const xid& x, long flags) {
     } catch (const heuristic_error&) {
         m_branches[x] = branch{branch_state::heuristic, false, 0};
         throw;
+    } catch (const error& e) {
+        if (e.xa_code() == XAER_NOTA) m_branches.erase(x);  // the server no longer has it
+        throw;
     }
     m_branches.erase(x);
     return XA_OK;

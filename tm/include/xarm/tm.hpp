@@ -155,10 +155,20 @@ struct log_record {
 };
 
 /// Where decisions are kept. force() returns once the record is durable; concurrent
-/// callers may share one flush (group commit).
+/// callers may share one flush (group commit). A log belongs to one coordinator id and
+/// is held exclusively by one process at a time (the coordinator, or an operator's
+/// recovery): opening a log in use fails at once, naming the holder.
 class XARM_API log_store {
   public:
     virtual ~log_store();
+    /// The coordinator this log belongs to (written in the log itself).
+    virtual const std::string& coordinator_id() const noexcept = 0;
+    /// Where the log is, for messages ("file /var/lib/app/c1.tmlog", "table xarm_tm_log
+    /// in host=... dbname=...", never a password).
+    virtual std::string describe() const = 0;
+    /// Rewrites the log without its finished records where that saves space; a no-op
+    /// where nothing accumulates. Called by recovery when nothing stayed in doubt.
+    virtual void compact() {}
     /// Durable on return.
     virtual void force(const log_record& r) = 0;
     /// Not forced (an end record: losing it only repeats harmless recovery work).
@@ -175,22 +185,38 @@ class XARM_API log_store {
     virtual statistics stats() const = 0;
 };
 
-/// The embedded default: an append-only file on local disk. Each record is
-/// magic + length + CRC-32 + payload; writes are fdatasync'd. At open a torn last
-/// record (a crash mid-write: never acknowledged) is cut off with a warning; a corrupt
-/// record followed by valid ones is an error (xarm::error), never silently dropped.
-/// When most records are dead the live ones are rewritten to a new file + rename.
+/// The embedded default: an append-only file on local disk. It starts with a header
+/// naming the format version and the coordinator id; then each record is
+/// magic + length + CRC-32 + payload; writes are fdatasync'd.
+/// - A missing file is an error naming the path unless options::create is set (first
+///   start); a file of another coordinator, or not a log, is an error.
+/// - The process holds an exclusive lock (flock on "<log>.lock", which records the
+///   holder's pid and host) for the log's life: a second opener fails at once.
+/// - At open, only a really short tail (the file ends inside the last record: a crash
+///   mid-write, never acknowledged) is cut off, with a warning; any other damage (a bad
+///   CRC or magic anywhere, a complete record that does not decode) is an error that
+///   says where and what, and the file is left untouched.
+/// - A symlinked path is resolved once at open: writes, trims and renames go to the
+///   target. When most records are dead the live ones are rewritten (new file + rename).
 class XARM_API file_log final : public log_store {
   public:
     struct options {
+        /// Create the log when it does not exist (a coordinator's first start).
+        bool create = false;
         /// Rewrite when the file is larger than this and over half its records are dead.
         std::uint64_t trim_bytes = 1 << 20;
         /// For tests and benchmarks: sleep this long inside each flush, as a slow disk.
         std::chrono::microseconds extra_sync_delay{0};
     };
-    explicit file_log(std::filesystem::path path);
-    file_log(std::filesystem::path path, options o);
+    file_log(std::filesystem::path path, std::string coordinator_id);
+    file_log(std::filesystem::path path, std::string coordinator_id, options o);
     ~file_log() override;
+    file_log(const file_log&) = delete;
+    file_log& operator=(const file_log&) = delete;
+
+    const std::string& coordinator_id() const noexcept override { return m_id; }
+    std::string describe() const override;
+    void compact() override { trim(); }
 
     void force(const log_record& r) override;
     void append(const log_record& r) override;
@@ -199,9 +225,11 @@ class XARM_API file_log final : public log_store {
     statistics stats() const override;
     /// Rewrites the file with only the live records.
     void trim();
+    /// The resolved (absolute, symlink-free) path of the log file.
     const std::filesystem::path& path() const noexcept { return m_path; }
 
   private:
+    void open_and_read();
     void write_all(std::string_view bytes);
     void note(const log_record& r);  // under m_mutex
     void append_locked(const log_record& r);
@@ -210,7 +238,9 @@ class XARM_API file_log final : public log_store {
     void trim_locked();  // m_file_mutex held
 
     std::filesystem::path m_path;
+    std::string m_id;
     options m_opts;
+    int m_lock_fd = -1;  // flock held on "<log>.lock" while this object lives
     int m_fd = -1;
     mutable std::mutex m_mutex;  // pending batch, sequence numbers, live set, stats
     std::condition_variable m_cv;
@@ -225,15 +255,35 @@ class XARM_API file_log final : public log_store {
     std::mutex m_file_mutex;  // the descriptor: writes, flushes, trims
 };
 
-/// The log in a database table, for coordinators running on several machines (each
-/// with its own id): table xarm_tm_log(coordinator, gtrid, branches), created when
-/// missing, on its own connection (never one enlisted in transactions). A decision is
-/// an INSERT committed before phase two; an end record deletes the row. Concurrent
-/// decisions share one database commit (group commit). Needs no local disk.
+/// The log in a PostgreSQL table, for coordinators that must survive the loss of their
+/// machine: table xarm_tm_log(coordinator, gtrid, branches), created when missing, on
+/// its own connection (never one enlisted in transactions). A decision is an INSERT
+/// committed before phase two; an end record deletes the row. Concurrent decisions
+/// share one database commit (group commit). Needs no local disk.
+/// Ownership: the log's connection holds a PostgreSQL advisory lock keyed on the
+/// coordinator id, released by the server when the process dies. A second opener fails
+/// at once naming the holder, unless options::wait_for_lock (a standby on another
+/// machine: it waits, then takes over and recovers). A lost connection is reconnected
+/// with back-off; if the lock cannot be taken back, the log fails every later force()
+/// (fail-stop: another process may own the coordinator now).
 class XARM_API table_log final : public log_store {
   public:
-    table_log(connection conn, std::string coordinator_id);
+    struct options {
+        /// Wait for the advisory lock instead of failing (standby takeover).
+        bool wait_for_lock = false;
+        /// With wait_for_lock: give up after this long (0: wait for ever).
+        std::chrono::milliseconds lock_timeout{0};
+        /// Reconnection after a lost connection: attempts and back-off.
+        int reconnect_attempts = 5;
+        std::chrono::milliseconds first_backoff{100};
+        std::chrono::milliseconds max_backoff{2000};
+    };
+    /// driver: "pq" (or an ODBC driver to PostgreSQL); info: its open string.
+    table_log(std::string driver, std::string info, std::string coordinator_id);
+    table_log(std::string driver, std::string info, std::string coordinator_id, options o);
     ~table_log() override;
+    const std::string& coordinator_id() const noexcept override { return m_id; }
+    std::string describe() const override;
     void force(const log_record& r) override;
     void append(const log_record& r) override;
     std::vector<log_record> live() const override;
@@ -243,6 +293,9 @@ class XARM_API table_log final : public log_store {
   private:
     void flush_ends();  // m_db_mutex held
     std::string m_id;
+    std::string m_driver;
+    std::string m_info;  // holds the password: never in a message
+    options m_opts;
     mutable std::mutex m_db_mutex;  // the connection
     mutable connection m_conn;
     struct batch {
@@ -279,7 +332,10 @@ XARM_API std::vector<std::pair<std::string, std::string>> crash_points();
 // ---------------------------------------------------------------------------------------
 // Transactions and the coordinator
 
-enum class outcome { committed, rolled_back, in_doubt };
+/// How a transaction ended. heuristic: the commit was decided, but a branch finished
+/// otherwise or vanished (an administrator rolled it back, the resource forgot it): the
+/// transaction is not atomic and an operator must look.
+enum class outcome { committed, rolled_back, in_doubt, heuristic };
 XARM_API const char* to_string(outcome o) noexcept;
 
 class coordinator;
@@ -305,9 +361,12 @@ class XARM_API transaction {
     /// Commits atomically. Throws rollback_error when it rolled back (a vote, a veto,
     /// the last resource refusing), operational_error with in_doubt() when the last
     /// resource's outcome is unknown (recovery resolves it with the marker), and
-    /// heuristic_error when a resource finished heuristically otherwise than decided.
-    /// Returns normally once the commit is decided, even if some branches could not be
-    /// told yet: unfinished() lists them and recovery finishes them.
+    /// heuristic_error (outcome::heuristic) when a decided branch finished otherwise or
+    /// was gone in phase two (XAER_NOTA, a rollback, a heuristic answer), naming each
+    /// branch and what its resource said. Transient answers (XA_RETRY) are retried with
+    /// back-off. Returns normally once the commit is decided, even if some branches
+    /// could not be told yet (connection lost): unfinished() lists them and recovery
+    /// finishes them.
     void commit();
     void rollback();
 
@@ -354,7 +413,9 @@ struct recovery_options {
 struct recovery_report {
     std::vector<xid> committed;
     std::vector<xid> rolled_back;
-    std::vector<std::string> heuristic;  ///< branch + what the resource reported
+    /// Branch + what the resource reported: a heuristic answer, or a decided branch
+    /// that is gone (XAER_NOTA) while the log still holds its decision.
+    std::vector<std::string> heuristic;
     std::vector<std::string> errors;     ///< resources unreachable or failing after retries
     std::vector<std::string> warnings;   ///< e.g. a torn log tail that was cut off
     std::size_t foreign_left_alone = 0;  ///< branches of other coordinators / not xarm's
@@ -371,13 +432,17 @@ class XARM_API coordinator {
         /// 1-16 characters [A-Za-z0-9_-]: embedded in every gtrid; recovery touches only
         /// branches that carry it. Two live processes must never share one.
         std::string id;
-        /// The decision log (a file_log at log_path when null).
+        /// The decision log (a file_log at log_path when null). Its coordinator_id()
+        /// must be this id.
         std::shared_ptr<log_store> log;
         std::filesystem::path log_path;
         /// Recovery at construction when set (resources = names to scan).
         resource_factory factory;
         std::vector<std::string> resources;
         recovery_options recovery;
+        /// With log_path: create the log file when missing (the first start). Without
+        /// it a missing log is an error: a wrong path must never look like an empty log.
+        bool create_log = false;
     };
     explicit coordinator(options o);
     ~coordinator();

@@ -42,12 +42,16 @@ class XARM_API connection {
     /// or tpc_rollback() are allowed.
     void tpc_prepare();
     /// Phase two when prepared, else a one-phase commit. A read-only vote at prepare
-    /// leaves nothing to do.
+    /// leaves nothing to do. After any answer, success or error, the connection is out
+    /// of the branch and can begin another.
     void tpc_commit();
     /// Commits a prepared branch by xid (recovery); not inside a branch.
     void tpc_commit(const xarm::xid& x);
     void tpc_rollback();
     void tpc_rollback(const xarm::xid& x);
+    /// Forgets a heuristically completed branch (xa_forget); not inside a branch. PEP 249
+    /// has no forget: this is XA's, for branches a tpc_commit() reported heuristic.
+    void tpc_forget(const xarm::xid& x);
     /// In-doubt branches this connection may finish, foreign names as unparsed xids.
     std::vector<xarm::xid> tpc_recover();
 
@@ -74,6 +78,7 @@ class XARM_API connection {
     enum class phase { none, active, ended, prepared };
     void check_open() const;
     void leave_branch() noexcept;
+    void abandon_branch() noexcept;
 
     std::unique_ptr<rm_session> m_session;
     xarm::xid m_xid;
