@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -58,6 +59,9 @@ struct fake_options {
     bool lose_connection_at_commit = false;  // operational_error at commit...
     bool commit_before_losing = false;       // ...after really committing (the blind spot)
     bool heuristic_at_commit = false;
+    bool vanish_before_commit = false;  // an administrator rolled the prepared branch back
+    int retry_at_commit = 0;            // answer XA_RETRY this many times first
+    std::function<void()> on_commit{};  // runs at the start of every phase-two commit
     std::chrono::milliseconds prepare_sleep{0};
     std::chrono::milliseconds commit_sleep{0};
     in_flight* prepares = nullptr;
@@ -91,6 +95,16 @@ class fake_resource final : public resource {
         if (m_o.commits) g.emplace(*m_o.commits);
         if (m_o.commit_sleep.count()) std::this_thread::sleep_for(m_o.commit_sleep);
         note(one_phase ? "commit1" : "commit2");
+        if (m_o.on_commit) m_o.on_commit();
+        if (m_o.retry_at_commit > 0) {
+            --m_o.retry_at_commit;
+            raise(XA_RETRY, "55000", "fake: prepared transaction is busy");
+        }
+        if (m_o.vanish_before_commit) {
+            std::lock_guard lk(m_store->mutex);
+            m_store->prepared.erase(x);
+            m_store->rolled_back.insert(x.gtrid());
+        }
         if (m_o.heuristic_at_commit) raise(XA_HEURRB, "40000", "fake: heuristically rolled back");
         if (m_o.lose_connection_at_commit && !m_o.commit_before_losing)
             raise(diagnostic{XAER_RMFAIL, "08006", 0, "fake", "fake: connection lost"}, true);
@@ -115,6 +129,10 @@ class fake_resource final : public resource {
     }
     void commit_recovered(const xid& x) override {
         note("commit_recovered");
+        if (m_o.vanish_before_commit) {
+            std::lock_guard lk(m_store->mutex);
+            m_store->prepared.erase(x);
+        }
         if (m_o.heuristic_at_commit) raise(XA_HEURRB, "40000", "fake: heuristically rolled back");
         std::lock_guard lk(m_store->mutex);
         if (m_store->prepared.erase(x) == 0) raise(XAER_NOTA, "XAE04", "fake: unknown xid");

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "demo_transfer.hpp"
+#include "xa.h"
 #include "xarm/tm.hpp"
 #include "xarm_testing.hpp"
 
@@ -385,6 +386,151 @@ BOOST_AUTO_TEST_CASE(server_killed_between_the_phases_then_recovered,
     BOOST_TEST(count_rows(pq, table) == 1);
     BOOST_TEST(count_rows(pq2, table) == 1);
     BOOST_TEST(c.log().live().empty());
+    drop_table(pq, table);
+    drop_table(pq2, table);
+}
+
+BOOST_AUTO_TEST_CASE(a_branch_rolled_back_by_an_administrator_between_the_phases,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"})) {
+    scratch tmp;
+    const std::string pq = xarm::testing::server("XARM_TEST_PQ"),
+                      pq2 = xarm::testing::server("XARM_TEST_PQ_DB2");
+    const std::string table = short_id("xtmgone");
+    make_table(pq, table);
+    make_table(pq2, table);
+    const std::string id = short_id("g");
+    tm::coordinator c(tm::coordinator::options{id, {}, tmp.dir / "gone.log", {}, {}, {}, true});
+    tm::connection_resource a("a", xarm::connect("pq", pq)), b("b", xarm::connect("pq", pq2));
+    auto admin = xarm::connect("pq", pq2);
+    xid bx;
+    interposer vanish(b, [&] { admin.tpc_rollback(bx); });
+    {
+        auto t = c.begin();
+        t.enlist(a);
+        bx = t.enlist(vanish);
+        std::optional<tm::outcome> told;
+        t.after_commit([&](tm::outcome o) { told = o; });
+        a.conn().execute("INSERT INTO " + table + " VALUES ('x')");
+        b.conn().execute("INSERT INTO " + table + " VALUES ('x')");
+        BOOST_CHECK_THROW(t.commit(), heuristic_error);  // never "committed"
+        BOOST_TEST((told == tm::outcome::heuristic));
+    }
+    BOOST_TEST(count_rows(pq, table) == 1);
+    BOOST_TEST(count_rows(pq2, table) == 0);
+    // Both connections are usable again: the next transaction commits on them.
+    {
+        auto t = c.begin();
+        t.enlist(a);
+        t.enlist(b);
+        a.conn().execute("INSERT INTO " + table + " VALUES ('y')");
+        b.conn().execute("INSERT INTO " + table + " VALUES ('y')");
+        t.commit();
+        BOOST_TEST((t.result() == tm::outcome::committed));
+    }
+    BOOST_TEST(count_rows(pq, table) == 2);
+    BOOST_TEST(count_rows(pq2, table) == 1);
+    drop_table(pq, table);
+    drop_table(pq2, table);
+}
+
+BOOST_AUTO_TEST_CASE(a_connection_is_usable_after_any_phase_two_answer,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"})) {
+    const std::string pq = xarm::testing::server("XARM_TEST_PQ");
+    auto c = xarm::connect("pq", pq);
+    auto admin = xarm::connect("pq", pq);
+    const std::string table = short_id("xtmuse");
+    make_table(pq, table);
+    const std::string g = short_id("usable");
+    // Gone under our feet: phase two answers XAER_NOTA...
+    const auto x = connection::xid(7, g, "1");
+    c.tpc_begin(x);
+    c.execute("INSERT INTO " + table + " VALUES ('x')");
+    c.tpc_prepare();
+    admin.tpc_rollback(x);
+    BOOST_CHECK_EXCEPTION(c.tpc_commit(), programming_error,
+                          [](const programming_error& e) { return e.xa_code() == XAER_NOTA; });
+    BOOST_TEST(c.current().is_null());
+    // ...and the same connection begins and commits the next branch (XAER_PROTO before).
+    const auto y = connection::xid(7, g, "2");
+    c.tpc_begin(y);
+    c.execute("INSERT INTO " + table + " VALUES ('y')");
+    c.tpc_prepare();
+    c.tpc_commit();
+    BOOST_TEST(count_rows(pq, table) == 1);
+    drop_table(pq, table);
+}
+
+/// A trigger makes every INSERT into the marker table fail.
+void forbid_markers_pq(const std::string& info) {
+    auto c = xarm::connect("pq", info);
+    c.execute(
+        "CREATE TABLE IF NOT EXISTS xarm_tm_marker (gtrid VARCHAR(160) NOT NULL PRIMARY KEY)");
+    c.execute(
+        "CREATE OR REPLACE FUNCTION xtm_no_marker() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN RAISE EXCEPTION 'markers are forbidden in this test'; END$$");
+    c.execute("DROP TRIGGER IF EXISTS xtm_no_marker ON xarm_tm_marker");
+    c.execute(
+        "CREATE TRIGGER xtm_no_marker BEFORE INSERT ON xarm_tm_marker FOR EACH ROW EXECUTE "
+        "FUNCTION xtm_no_marker()");
+    c.commit();
+}
+void allow_markers_pq(const std::string& info) {
+    auto c = xarm::connect("pq", info);
+    c.execute("DROP TRIGGER IF EXISTS xtm_no_marker ON xarm_tm_marker");
+    c.commit();
+}
+
+BOOST_AUTO_TEST_CASE(a_last_resource_whose_marker_fails_commits_nothing,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"})) {
+    scratch tmp;
+    const std::string pq = xarm::testing::server("XARM_TEST_PQ"),
+                      pq2 = xarm::testing::server("XARM_TEST_PQ_DB2");
+    const std::string table = short_id("xtmmark");
+    make_table(pq, table);
+    const std::string id = short_id("m");
+    tm::coordinator c(tm::coordinator::options{id, {}, tmp.dir / "m.log", {}, {}, {}, true});
+
+    // SQLite as the last resource: the marker and the work are one local transaction.
+    {
+        const auto db = (tmp.dir / "last.db").string();
+        auto lite = xarm::connect("sqlite", "path=" + db);
+        lite.execute("CREATE TABLE work (v TEXT)");
+        lite.execute("CREATE TABLE xarm_tm_marker (gtrid VARCHAR(160) NOT NULL PRIMARY KEY)");
+        lite.execute(
+            "CREATE TRIGGER no_marker BEFORE INSERT ON xarm_tm_marker BEGIN SELECT "
+            "RAISE(ABORT, 'markers are forbidden in this test'); END");
+        lite.commit();
+        tm::connection_resource last("lite", std::move(lite));
+        tm::connection_resource a("a", xarm::connect("pq", pq));
+        auto t = c.begin();
+        t.enlist(a);
+        t.enlist(last);
+        a.conn().execute("INSERT INTO " + table + " VALUES ('x')");
+        last.conn().execute("INSERT INTO work VALUES ('x')");
+        BOOST_CHECK_THROW(t.commit(), rollback_error);
+        auto check = xarm::connect("sqlite", "path=" + db);
+        BOOST_TEST(*check.query("SELECT COUNT(*) FROM work").rows.at(0).at(0) == "0");
+        BOOST_TEST(count_rows(pq, table) == 0);
+    }
+    // A server database as the last resource (PostgreSQL in one-phase-only mode).
+    forbid_markers_pq(pq2);
+    make_table(pq2, table);
+    {
+        tm::connection_resource last("pqlast", xarm::connect("pq", pq2),
+                                     tm::connection_resource::mode::one_phase_only);
+        tm::connection_resource a("a", xarm::connect("pq", pq));
+        auto t = c.begin();
+        t.enlist(a);
+        t.enlist(last);
+        a.conn().execute("INSERT INTO " + table + " VALUES ('x')");
+        last.conn().execute("INSERT INTO " + table + " VALUES ('x')");
+        BOOST_CHECK_THROW(t.commit(), rollback_error);
+        BOOST_TEST(count_rows(pq, table) == 0);
+        BOOST_TEST(count_rows(pq2, table) == 0);
+    }
+    allow_markers_pq(pq2);
     drop_table(pq, table);
     drop_table(pq2, table);
 }

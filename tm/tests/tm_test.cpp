@@ -3,13 +3,17 @@
 #include <boost/test/unit_test.hpp>
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <fmt/format.h>
 
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
 #include "fake_resource.hpp"
+#include "sync_probe.hpp"
 #include "xarm/tm.hpp"
 #include "xarm_testing.hpp"
 
@@ -736,6 +740,263 @@ BOOST_AUTO_TEST_CASE(every_point_is_listed_with_a_description) {
     }
     set_crash_point("");  // disarmed: passing a point does nothing
     crash_point("before_prepare");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// Each case reproduces a way the manager once lost atomicity without saying so.
+BOOST_AUTO_TEST_SUITE(atomicity_is_never_lost_silently)
+
+const file_log::options create_it = [] {
+    file_log::options o;
+    o.create = true;
+    return o;
+}();
+
+std::string slurp(const fs::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+BOOST_AUTO_TEST_CASE(a_missing_log_is_an_error_never_an_empty_log) {
+    temp_dir d;
+    const auto p = d.path / "run" / "c.tmlog";
+    fs::create_directories(p.parent_path());
+    try {
+        coordinator c(coordinator::options{"m1", {}, p, {}, {}, {}});
+        BOOST_FAIL("a coordinator opened a log that does not exist");
+    } catch (const xarm::error& e) {
+        BOOST_TEST(std::string(e.what()).find("no decision log at " + p.string()) !=
+                   std::string::npos);
+    }
+    BOOST_TEST(!fs::exists(p));  // nothing was created by the failed open
+    // A relative path is resolved once and named absolutely.
+    const auto cwd = fs::current_path();
+    fs::current_path(d.path);
+    try {
+        file_log l("elsewhere.tmlog", "m1");
+        fs::current_path(cwd);
+        BOOST_FAIL("a relative path to nothing opened");
+    } catch (const xarm::error& e) {
+        fs::current_path(cwd);
+        BOOST_TEST(std::string(e.what()).find((d.path / "elsewhere.tmlog").string()) !=
+                   std::string::npos);
+    }
+    coordinator c(coordinator::options{"m1", {}, p, {}, {}, {}, true});  // first start
+    BOOST_TEST(fs::exists(p));
+}
+
+BOOST_AUTO_TEST_CASE(a_log_of_another_coordinator_or_not_a_log_is_refused) {
+    temp_dir d;
+    const auto p = d.path / "c.tmlog";
+    { file_log l(p, "owner", create_it); }
+    BOOST_CHECK_EXCEPTION(file_log(p, "intruder"), xarm::error, [](const xarm::error& e) {
+        return std::string(e.what()).find("belongs to coordinator 'owner'") != std::string::npos;
+    });
+    const auto q = d.path / "notes.txt";
+    std::ofstream(q) << "shopping list\n";
+    BOOST_CHECK_EXCEPTION(file_log(q, "owner"), xarm::error, [](const xarm::error& e) {
+        return std::string(e.what()).find("not an xarm decision log") != std::string::npos;
+    });
+    BOOST_TEST(slurp(q) == "shopping list\n");
+}
+
+BOOST_AUTO_TEST_CASE(a_flipped_byte_in_the_last_complete_record_stops_recovery) {
+    temp_dir d;
+    const auto p = d.path / "c.tmlog";
+    {
+        file_log l(p, "c1", create_it);
+        l.force(log_record{log_record::kind::commit, "g1", {{"a", "1"}, {"b", "2"}}});
+        l.force(log_record{log_record::kind::commit, "g2", {{"a", "1"}, {"b", "2"}}});
+    }
+    std::string bytes = slurp(p);
+    bytes[bytes.size() - 2] ^= 0x20;  // inside the last record's payload: its CRC fails
+    std::ofstream(p, std::ios::binary | std::ios::trunc) << bytes;
+    try {
+        file_log l(p, "c1");
+        BOOST_FAIL("a record with a bad CRC was taken for a torn write");
+    } catch (const xarm::error& e) {
+        BOOST_TEST(std::string(e.what()).find("CRC does not match") != std::string::npos);
+        BOOST_TEST(e.sqlstate() == "XX001");
+    }
+    BOOST_TEST(slurp(p) == bytes);  // evidence untouched
+    // The coordinator refuses to start on it rather than presume abort.
+    BOOST_CHECK_THROW(coordinator(coordinator::options{"c1", {}, p, {}, {}, {}}), xarm::error);
+}
+
+BOOST_AUTO_TEST_CASE(only_one_process_owns_a_log) {
+    temp_dir d;
+    const auto p = d.path / "c.tmlog";
+    file_log owner(p, "c1", create_it);
+    // Another open of the same log, here or in another process, fails at once.
+    try {
+        file_log second(p, "c1");
+        BOOST_FAIL("two owners of one log");
+    } catch (const xarm::error& e) {
+        BOOST_TEST(std::string(e.what()).find("in use by pid " + std::to_string(::getpid())) !=
+                   std::string::npos);
+        BOOST_TEST(e.sqlstate() == "55006");
+    }
+    const pid_t child = ::fork();
+    if (child == 0) {
+        try {
+            file_log other(p, "c1");
+            ::_exit(0);
+        } catch (const xarm::error&) {
+            ::_exit(3);
+        }
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    BOOST_TEST((WIFEXITED(status) && WEXITSTATUS(status) == 3));
+}
+
+BOOST_AUTO_TEST_CASE(the_lock_goes_with_the_owner) {
+    temp_dir d;
+    const auto p = d.path / "c.tmlog";
+    { file_log first(p, "c1", create_it); }
+    file_log again(p, "c1");  // released at close (and by the kernel at a crash)
+    BOOST_TEST(again.live().empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_branch_gone_in_phase_two_is_a_heuristic_outcome) {
+    auto log = std::make_shared<memory_log>("v1");
+    coordinator c(coordinator::options{"v1", log, {}, {}, {}, {}});
+    auto s1 = std::make_shared<fake_store>(), s2 = std::make_shared<fake_store>();
+    fake_resource a("a", s1), b("b", s2, {.vanish_before_commit = true});
+    auto t = c.begin();
+    t.enlist(a);
+    t.enlist(b);
+    std::optional<outcome> told;
+    t.after_commit([&](outcome o) { told = o; });
+    try {
+        t.commit();
+        BOOST_FAIL("a commit whose branch vanished returned normally");
+    } catch (const heuristic_error& e) {
+        BOOST_TEST(std::string(e.what()).find("'b'") != std::string::npos);
+        BOOST_TEST(std::string(e.what()).find("gone") != std::string::npos);
+    }
+    BOOST_TEST((told == outcome::heuristic));
+    BOOST_TEST((t.result() == outcome::heuristic));
+}
+
+BOOST_AUTO_TEST_CASE(recovery_reports_a_decided_branch_that_vanished) {
+    auto log = std::make_shared<memory_log>("v2");
+    coordinator c(coordinator::options{"v2", log, {}, {}, {}, {}});
+    auto s = std::make_shared<fake_store>();
+    const std::string g = "v2.0000000000000001.1";
+    const xid x(format_id, g, "1");
+    s->prepared = {x};
+    log->force(log_record{log_record::kind::commit, g, {{"db", "1"}}});
+    auto rep = c.recover(
+        [&](const std::string& n) {
+            return std::make_unique<fake_resource>(n, s,
+                                                   fake_options{.vanish_before_commit = true});
+        },
+        {"db"});
+    BOOST_TEST(rep.committed.empty());
+    BOOST_TEST(rep.heuristic.size() == 1u);
+    BOOST_TEST(!rep.complete());
+}
+
+BOOST_AUTO_TEST_CASE(a_busy_branch_is_retried_not_reported) {
+    auto log = std::make_shared<memory_log>("r1");
+    coordinator c(coordinator::options{"r1", log, {}, {}, {}, {}});
+    auto s1 = std::make_shared<fake_store>(), s2 = std::make_shared<fake_store>();
+    fake_resource a("a", s1), b("b", s2, {.retry_at_commit = 2});
+    auto t = c.begin();
+    t.enlist(a);
+    t.enlist(b);
+    t.commit();
+    BOOST_TEST((t.result() == outcome::committed));
+    BOOST_TEST(t.unfinished().empty());
+    BOOST_TEST(s2->has_committed(t.gtrid()));
+}
+
+BOOST_AUTO_TEST_CASE(recovery_refuses_without_every_resource_the_log_names) {
+    auto log = std::make_shared<memory_log>("mr");
+    coordinator c(coordinator::options{"mr", log, {}, {}, {}, {}});
+    log->force(log_record{log_record::kind::commit, "mr.1.1", {{"a", "1"}, {"b", "2"}}});
+    auto s = std::make_shared<fake_store>();
+    BOOST_CHECK_EXCEPTION(
+        c.recover([&](const std::string& n) { return std::make_unique<fake_resource>(n, s); },
+                  {"a"}),
+        xarm::error, [](const xarm::error& e) {
+            return std::string(e.what()).find("'b'") != std::string::npos;
+        });
+    BOOST_TEST(log->live().size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_symlinked_log_stays_a_symlink_after_trims) {
+    temp_dir d;
+    fs::create_directories(d.path / "disk");
+    const auto target = d.path / "disk" / "c.tmlog", link = d.path / "c.tmlog";
+    { file_log l(target, "c1", create_it); }
+    fs::create_symlink(target, link);
+    file_log::options o;
+    o.trim_bytes = 2048;
+    {
+        file_log l(link, "c1", o);
+        BOOST_TEST(l.path() == fs::canonical(target));
+        for (int i = 0; i < 200; ++i) {
+            const std::string g = "g" + std::to_string(i);
+            l.force(log_record{log_record::kind::commit, g, {{"a", "1"}}});
+            if (i != 3) l.append(log_record{log_record::kind::end, g, {}});
+        }
+        BOOST_TEST(l.stats().trims >= 1u);
+    }
+    BOOST_TEST(fs::is_symlink(link));
+    file_log again(link, "c1");
+    BOOST_REQUIRE(again.live().size() == 1u);
+    BOOST_TEST(again.live()[0].gtrid == "g3");
+}
+
+BOOST_AUTO_TEST_CASE(the_decision_reaches_the_disk_before_phase_two) {
+    temp_dir d;
+    const auto p = d.path / "c.tmlog";
+    coordinator c(coordinator::options{"sy", {}, p, {}, {}, {}, true});
+    const auto log_file = fs::canonical(p);
+    for (int k = 1; k <= 5; ++k) {
+        int flushed_at_commit = -1;
+        bool on_disk_at_commit = false;
+        std::string g;
+        fake_options watch;
+        watch.on_commit = [&] {
+            if (flushed_at_commit >= 0) return;
+            flushed_at_commit = sync_probe::count(log_file);
+            on_disk_at_commit = slurp(log_file).find(g) != std::string::npos;
+        };
+        auto s1 = std::make_shared<fake_store>(), s2 = std::make_shared<fake_store>();
+        fake_resource a("a", s1, watch), b("b", s2, watch);
+        auto t = c.begin();
+        g = t.gtrid();
+        t.enlist(a);
+        t.enlist(b);
+        t.commit();
+        // One real flush of the log per forced decision, before any branch commits.
+        BOOST_TEST(flushed_at_commit == k);
+        BOOST_TEST(on_disk_at_commit);
+    }
+    BOOST_TEST(c.log().stats().syncs == 5u);
+}
+
+BOOST_AUTO_TEST_CASE(the_file_resource_syncs_its_files_and_directory) {
+    temp_dir d;
+    file_resource f("files", d.path / "files");
+    const auto dir = fs::canonical(d.path / "files");
+    const xid x(format_id, "fs.1.1", "1");
+    const int dir_before = sync_probe::count(dir);
+    f.begin(x);
+    f.write("report.txt", "total 42\n");
+    BOOST_TEST((f.prepare(x) == vote::ok));
+    const std::string prepared_name =
+        fmt::format("report.txt.xarm.{:x}.{}.{}.prepared", x.format_id(), hex_encode(x.gtrid()),
+                    hex_encode(x.bqual()));
+    BOOST_TEST(sync_probe::count(dir / prepared_name) == 1);  // its content
+    BOOST_TEST(sync_probe::count(dir) == dir_before + 1);     // its name
+    f.commit(x, false);
+    BOOST_TEST(sync_probe::count(dir) == dir_before + 2);  // the rename over report.txt
+    BOOST_TEST(slurp(dir / "report.txt") == "total 42\n");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

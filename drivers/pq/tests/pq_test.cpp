@@ -279,6 +279,10 @@ BOOST_AUTO_TEST_CASE(sqlstate_table) {
     BOOST_TEST(xa_code_for("08006", op::statement) == XAER_RMFAIL);
     BOOST_TEST(xa_code_for("42704", op::finish) == XAER_NOTA);
     BOOST_TEST(xa_code_for("42501", op::finish) == XAER_RMERR);
+    // "prepared transaction ... is busy": another backend is finishing it; commit may retry.
+    BOOST_TEST(xa_code_for("55000", op::commit_prepared) == XA_RETRY);
+    BOOST_TEST(xa_code_for("42704", op::commit_prepared) == XAER_NOTA);
+    BOOST_TEST(xa_code_for("55000", op::finish) == XAER_RMERR);  // xa_rollback has no XA_RETRY
     BOOST_TEST(xa_code_for("23503", op::prepare) == XA_RBINTEGRITY);
     BOOST_TEST(xa_code_for("0A000", op::prepare) == XA_RBOTHER);
     BOOST_TEST(xa_code_for("42601", op::statement) == XAER_RMERR);
