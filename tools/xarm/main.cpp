@@ -10,7 +10,7 @@ int main(int argc, char** argv) {
     using namespace xarm::cli;
     CLI::App app{"xarm: XA resource managers for SQL databases"};
     app.require_subcommand(1);
-    app.set_version_flag("--version", "xarm 0.1.0");
+    app.set_version_flag("--version", "xarm " XARM_VERSION);
     std::vector<std::pair<CLI::App*, runner>> subs;
     auto* c = app.add_subcommand("conformance",
                                  "run the conformance suite against a driver or switch library");

@@ -1,12 +1,16 @@
 // Support for xarm's Boost.Test programs: servers from the environment, unique ids.
 #pragma once
 
+#include <boost/test/results_collector.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <unistd.h>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <mutex>
+#include <set>
 #include <string>
 
 namespace xarm::testing {
@@ -16,12 +20,35 @@ inline bool under_ci() {
     return ci != nullptr && std::string(ci) == "true";
 }
 
+namespace detail {
+inline std::set<std::string>& missing_servers() {
+    static std::set<std::string> s;
+    return s;
+}
+/// At exit: a program that skipped tests for a missing server and failed none exits 77,
+/// which CTest (SKIP_RETURN_CODE) reports as skipped rather than passed.
+inline void exit_skipped_if_servers_missing() {
+    namespace ut = boost::unit_test;
+    if (missing_servers().empty()) return;
+    if (!ut::results_collector.results(ut::framework::master_test_suite().p_id).passed()) return;
+    std::string vars;
+    for (const auto& v : missing_servers()) vars += (vars.empty() ? "" : ", ") + v;
+    std::fprintf(stderr, "skipped: tests needing %s did not run (not set)\n", vars.c_str());
+    std::fflush(nullptr);
+    std::_Exit(77);
+}
+}  // namespace detail
+
 /// Precondition decorator: a test that needs the server named by an environment
-/// variable is skipped locally when it is unset, and fails under CI=true.
+/// variable is skipped locally when it is unset (the program then exits 77: skipped),
+/// and fails under CI=true.
 struct needs {
     const char* var;
     boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
         if (std::getenv(var) != nullptr || under_ci()) return true;
+        static std::once_flag once;
+        std::call_once(once, [] { std::atexit(detail::exit_skipped_if_servers_missing); });
+        detail::missing_servers().insert(var);
         boost::test_tools::assertion_result r(false);
         r.message() << var << " is not set (start servers with tools/devservers)";
         return r;
