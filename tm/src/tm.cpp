@@ -12,6 +12,7 @@
 
 #include "xa.h"
 #include "xarm/tm.hpp"
+#include "xarm/trace.hpp"
 
 namespace xarm::tm {
 
@@ -226,6 +227,9 @@ void transaction::after_commit(std::function<void(outcome)> hook) {
 void transaction::finish(outcome o) {
     m_done = true;
     m_outcome = o;
+    if (trace_enabled())
+        trace(fmt::format("tm transaction {} {} ({} resources, {} left for recovery)", m_gtrid,
+                          to_string(o), m_members.size(), m_unfinished.size()));
     m_coord->forget_inflight(m_gtrid);
     for (auto& h : m_after) {
         try {
@@ -769,6 +773,12 @@ recovery_report coordinator::recover(const resource_factory& make, std::vector<s
             }
         }
     }
+    if (trace_enabled())
+        trace(
+            fmt::format("tm recovery of '{}': {} committed, {} rolled back, {} heuristic, {} "
+                        "errors",
+                        m_id, rep.committed.size(), rep.rolled_back.size(), rep.heuristic.size(),
+                        rep.errors.size()));
     if (rep.complete()) {
         try {
             m_log->compact();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
 
 #include <fmt/format.h>
 
@@ -30,9 +31,12 @@ namespace {
 /// The one reader of space-separated key=value strings (ours and libpq's conninfo):
 /// single-quoted values with \' and \\ escapes, a backslash escaping the next character
 /// in bare values. Calls pair(key, value) for each pair; on a syntax error calls
-/// fail(message naming the key, never a value) and stops.
+/// fail(message naming the key, never a value) and stops, unless fail is null (the
+/// secrets' reading): then a word without '=' is passed over and an unterminated quote
+/// runs to the end, so that no later password escapes.
 template <class Pair, class Fail>
 void read_pairs(std::string_view info, Pair pair, Fail fail) {
+    const bool lenient = fail == nullptr;
     std::size_t i = 0;
     const std::size_t n = info.size();
     while (true) {
@@ -42,8 +46,10 @@ void read_pairs(std::string_view info, Pair pair, Fail fail) {
         while (i < n && info[i] != '=' && !is_space(info[i])) ++i;
         std::string key(info.substr(key_start, i - key_start));
         while (i < n && is_space(info[i])) ++i;
-        if (i == n || info[i] != '=')
+        if (i == n || info[i] != '=') {
+            if (lenient) continue;
             return fail(fmt::format("info string: expected '=' after key '{}'", key));
+        }
         ++i;
         while (i < n && is_space(info[i])) ++i;
         std::string value;
@@ -62,9 +68,11 @@ void read_pairs(std::string_view info, Pair pair, Fail fail) {
                     value += c;
                 }
             }
-            if (!closed)
+            if (!closed) {
+                if (lenient) return pair(std::move(key), std::move(value));
                 return fail(
                     fmt::format("info string: unterminated quote in the value of '{}'", key));
+            }
         } else {
             while (i < n && !is_space(info[i])) {
                 char c = info[i++];
@@ -150,7 +158,7 @@ std::map<std::string, std::string> parse_info(std::string_view info,
             if (!out.emplace(key, std::move(value)).second)
                 bad(fmt::format("info string: key '{}' given twice", key));
         },
-        [](std::string msg) { bad(std::move(msg)); });
+        std::function<void(std::string)>([](std::string msg) { bad(std::move(msg)); }));
     return out;
 }
 
@@ -163,7 +171,7 @@ std::vector<std::string> secrets_in(std::string_view info) {
     auto keep = [&](std::string key, std::string value) {
         if (is_secret_key(key)) out.push_back(std::move(value));
     };
-    read_pairs(info, keep, [](const std::string&) {});
+    read_pairs(info, keep, std::function<void(std::string)>());
     read_odbc_pairs(info, keep);
     if (auto scheme = info.find("://"); scheme != std::string_view::npos) {
         const auto at = info.find('@', scheme + 3);

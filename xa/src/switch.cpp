@@ -1,12 +1,15 @@
 #include "xarm/switch.hpp"
 
+#include <chrono>
 #include <cstring>
 #include <new>
 #include <unordered_map>
 
 #include <fmt/format.h>
 
+#include "xarm/info.hpp"
 #include "xarm/protocol.hpp"
+#include "xarm/trace.hpp"
 
 namespace xarm {
 
@@ -51,6 +54,37 @@ int guarded(int rmid, F&& f) noexcept {
     return XAER_RMERR;
 }
 
+/// guarded(), and with XARM_TRACE one line per call: what was asked (detail() is only
+/// evaluated when tracing), the code returned, the diagnostic, the time taken.
+template <class Detail, class F>
+int entry(const char* verb, int rmid, Detail detail, F&& f) noexcept {
+    if (!trace_enabled()) return guarded(rmid, std::forward<F>(f));
+    const auto t0 = std::chrono::steady_clock::now();
+    const int rc = guarded(rmid, std::forward<F>(f));
+    const auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    try {
+        std::string line =
+            fmt::format("{} rmid={} {} -> {} ({} us)", verb, rmid, detail(), xa_code_name(rc), us);
+        if (auto it = tls.failures.find(rmid); it != tls.failures.end())
+            line += fmt::format(": {} [SQLSTATE {}]", it->second.message, it->second.sqlstate);
+        trace(line);
+    } catch (...) {
+    }
+    return rc;
+}
+
+std::string describe(const XID* c, long flags) {
+    std::string x;
+    try {
+        x = c == nullptr ? std::string("NULL") : xid::from_c(c).to_string();
+    } catch (const std::exception&) {
+        x = "(malformed)";
+    }
+    return fmt::format("xid={} flags={:#x}", x, static_cast<unsigned long>(flags));
+}
+
 [[noreturn]] void proto(std::string msg) {
     raise(XAER_PROTO, "XAE06", std::move(msg));
 }
@@ -67,17 +101,25 @@ rm_session& session_for(driver_getter get, int rmid, const char* verb) {
 }
 
 template <class Verb>
-int branch_call(driver_getter get, const XID* c, int rmid, const char* verb, Verb&& v) noexcept {
-    return guarded(rmid, [&] {
-        rm_session& s = session_for(get, rmid, verb);
-        return v(s, xid::from_c(c));
-    });
+int branch_call(driver_getter get, const XID* c, int rmid, long flags, const char* verb,
+                Verb&& v) noexcept {
+    return entry(
+        verb, rmid, [&] { return describe(c, flags); },
+        [&] {
+            rm_session& s = session_for(get, rmid, verb);
+            return v(s, xid::from_c(c));
+        });
 }
 
 }  // namespace
 
 int switch_open(driver_getter get, const char* info, int rmid, long flags) noexcept {
-    return guarded(rmid, [&] {
+    const auto detail = [&] {
+        const std::string i = info == nullptr ? "" : info;
+        return fmt::format("info='{}' flags={:#x}", scrub(i, secrets_in(i)),
+                           static_cast<unsigned long>(flags));
+    };
+    return entry("xa_open", rmid, detail, [&] {
         if (flags & TMASYNC)
             raise(XAER_ASYNC, "0A000", "xa_open: asynchronous mode (TMASYNC) is not supported");
         if (flags != TMNOFLAGS) raise(XAER_INVAL, "XAE05", "xa_open: invalid flags");
@@ -104,7 +146,10 @@ int switch_open(driver_getter get, const char* info, int rmid, long flags) noexc
 }
 
 int switch_close(driver_getter get, const char*, int rmid, long flags) noexcept {
-    return guarded(rmid, [&] {
+    const auto detail = [&] {
+        return fmt::format("flags={:#x}", static_cast<unsigned long>(flags));
+    };
+    return entry("xa_close", rmid, detail, [&] {
         if (flags & TMASYNC)
             raise(XAER_ASYNC, "0A000", "xa_close: asynchronous mode (TMASYNC) is not supported");
         if (flags != TMNOFLAGS) raise(XAER_INVAL, "XAE05", "xa_close: invalid flags");
@@ -120,33 +165,36 @@ int switch_close(driver_getter get, const char*, int rmid, long flags) noexcept 
 }
 
 int switch_start(driver_getter get, const XID* x, int rmid, long flags) noexcept {
-    return branch_call(get, x, rmid, "xa_start",
+    return branch_call(get, x, rmid, flags, "xa_start",
                        [&](rm_session& s, const xid& id) { return s.start(id, flags); });
 }
 int switch_end(driver_getter get, const XID* x, int rmid, long flags) noexcept {
-    return branch_call(get, x, rmid, "xa_end",
+    return branch_call(get, x, rmid, flags, "xa_end",
                        [&](rm_session& s, const xid& id) { return s.end(id, flags); });
 }
 int switch_rollback(driver_getter get, const XID* x, int rmid, long flags) noexcept {
-    return branch_call(get, x, rmid, "xa_rollback",
+    return branch_call(get, x, rmid, flags, "xa_rollback",
                        [&](rm_session& s, const xid& id) { return s.rollback(id, flags); });
 }
 int switch_prepare(driver_getter get, const XID* x, int rmid, long flags) noexcept {
-    return branch_call(get, x, rmid, "xa_prepare",
+    return branch_call(get, x, rmid, flags, "xa_prepare",
                        [&](rm_session& s, const xid& id) { return s.prepare(id, flags); });
 }
 int switch_commit(driver_getter get, const XID* x, int rmid, long flags) noexcept {
-    return branch_call(get, x, rmid, "xa_commit",
+    return branch_call(get, x, rmid, flags, "xa_commit",
                        [&](rm_session& s, const xid& id) { return s.commit(id, flags); });
 }
 int switch_forget(driver_getter get, const XID* x, int rmid, long flags) noexcept {
-    return branch_call(get, x, rmid, "xa_forget",
+    return branch_call(get, x, rmid, flags, "xa_forget",
                        [&](rm_session& s, const xid& id) { return s.forget(id, flags); });
 }
 
 int switch_recover(driver_getter get, XID* xids, long count, int rmid, long flags) noexcept {
-    return guarded(
-        rmid, [&] { return session_for(get, rmid, "xa_recover").recover(xids, count, flags); });
+    const auto detail = [&] {
+        return fmt::format("count={} flags={:#x}", count, static_cast<unsigned long>(flags));
+    };
+    return entry("xa_recover", rmid, detail,
+                 [&] { return session_for(get, rmid, "xa_recover").recover(xids, count, flags); });
 }
 
 int switch_complete(driver_getter get, int* handle, int* retval, int rmid, long flags) noexcept {

@@ -69,6 +69,9 @@ BOOST_AUTO_TEST_CASE(secrets_are_read_as_the_parsers_read_them) {
     BOOST_TEST(has(xarm::secrets_in("password=a;b host=h"), kv.at("password")));
     BOOST_TEST(has(xarm::secrets_in("Driver={X};PWD={a}}b;c}"), "a}b;c"));
     BOOST_TEST(has(xarm::secrets_in("postgresql://u:p%40ss@h/db"), "p@ss"));
+    // Malformed before the password: the parser stops there, the secrets' reading goes on.
+    BOOST_TEST(has(xarm::secrets_in("oops password=hunter2"), "hunter2"));
+    BOOST_TEST(has(xarm::secrets_in("password='unterminated"), "unterminated"));
 }
 
 BOOST_AUTO_TEST_CASE(secrets_and_the_parser_agree_on_random_strings) {
