@@ -6,10 +6,10 @@
 #include <atomic>
 #include <cctype>
 #include <cstdlib>
-#include <future>
 #include <random>
 #include <thread>
 
+#include "workers.hpp"
 #include "xa.h"
 #include "xarm/tm.hpp"
 #include "xarm/trace.hpp"
@@ -129,17 +129,6 @@ namespace {
     raise(XAER_PROTO, "25000", "tm: " + std::move(msg));
 }
 
-/// Runs f(i) for i in [0, n): the first on this thread, the others in parallel.
-template <class F>
-void parallel_for(std::size_t n, F f) {
-    std::vector<std::future<void>> rest;
-    rest.reserve(n > 0 ? n - 1 : 0);
-    for (std::size_t i = 1; i < n; ++i)
-        rest.push_back(std::async(std::launch::async, [&f, i] { f(i); }));
-    if (n > 0) f(0);
-    for (auto& r : rest) r.get();
-}
-
 /// Runs f, again with back-off while the resource answers XA_RETRY ("try later": e.g.
 /// PostgreSQL's "prepared transaction is busy" while a dead coordinator's last COMMIT
 /// PREPARED is still finishing). The last XA_RETRY is thrown.
@@ -242,7 +231,7 @@ void transaction::finish(outcome o) {
 
 void transaction::rollback_members(bool swallow) {
     std::vector<std::exception_ptr> errs(m_members.size());
-    parallel_for(m_members.size(), [&](std::size_t i) {
+    m_coord->m_workers->parallel_for(m_members.size(), [&](std::size_t i) {
         auto& m = m_members[i];
         if (m.read_only) return;
         try {
@@ -332,7 +321,7 @@ void transaction::commit_two_phase() {
 
     crash_point("before_prepare");
     std::vector<std::exception_ptr> errs(tpc.size());
-    parallel_for(tpc.size(), [&](std::size_t i) {
+    m_coord->m_workers->parallel_for(tpc.size(), [&](std::size_t i) {
         try {
             const vote v = tpc[i]->res->prepare(tpc[i]->x);
             tpc[i]->prepared = true;
@@ -512,7 +501,7 @@ void transaction::commit_two_phase() {
         crash_point("between_commits");
         for (std::size_t i = 1; i < writers.size(); ++i) commit_one(i);
     } else {
-        parallel_for(writers.size(), commit_one);
+        m_coord->m_workers->parallel_for(writers.size(), commit_one);
     }
     crash_point("after_commits");
     if (logged && m_unfinished.empty())
@@ -546,6 +535,7 @@ void transaction::commit_two_phase() {
 // coordinator
 
 coordinator::coordinator(options o) : m_id(std::move(o.id)) {
+    m_workers = std::make_unique<worker_pool>(o.workers);
     if (!valid_id(m_id))
         raise(XAER_INVAL, "22023",
               "tm: the coordinator id must be 1-16 characters of [A-Za-z0-9_-]");

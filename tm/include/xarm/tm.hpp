@@ -339,6 +339,7 @@ enum class outcome { committed, rolled_back, in_doubt, heuristic };
 XARM_API const char* to_string(outcome o) noexcept;
 
 class coordinator;
+class worker_pool;
 
 /// One global transaction. Enlist resources, do the work, commit() or rollback(). Not
 /// thread-safe (one application thread drives it); destroying an unfinished transaction
@@ -443,6 +444,10 @@ class XARM_API coordinator {
         /// With log_path: create the log file when missing (the first start). Without
         /// it a missing log is an error: a wrong path must never look like an empty log.
         bool create_log = false;
+        /// Threads the coordinator keeps for running a phase on several resources at
+        /// once (no thread is started per transaction; a caller whose items find no free
+        /// worker runs them itself).
+        std::size_t workers = 8;
     };
     explicit coordinator(options o);
     ~coordinator();
@@ -486,6 +491,7 @@ class XARM_API coordinator {
     std::map<std::string, std::vector<std::string>> m_finished_markers;  // by resource name
     statistics m_stats;
     std::optional<recovery_report> m_startup;
+    std::unique_ptr<worker_pool> m_workers;
 };
 
 }  // namespace xarm::tm
