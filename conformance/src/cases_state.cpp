@@ -204,7 +204,10 @@ void recover_without_start(context& ctx) {
     const int n = r.recover(out, 4, TMSTARTRSCAN);
     check(n >= 0, fmt::format("xa_recover(TMSTARTRSCAN) returned {}, expected a count{}",
                               code_text(n), r.with_diag(n)));
-    expect_rc_in(r, r.recover(out, 4, TMENDRSCAN), {0, 1, 2, 3, 4}, "xa_recover(TMENDRSCAN)");
+    const int last = r.recover(out, 4, TMENDRSCAN);
+    check(last >= 0 && last <= 4,
+          fmt::format("xa_recover(TMENDRSCAN, count 4) returned {}, expected 0 to 4 XIDs{}",
+                      last < 0 ? code_text(last) : std::to_string(last), r.with_diag(last)));
     expect_rc(r, r.recover(out, -1, TMSTARTRSCAN | TMENDRSCAN), XAER_INVAL, "xa_recover(count -1)");
     expect_rc(r, r.recover(nullptr, 4, TMSTARTRSCAN | TMENDRSCAN), XAER_INVAL,
               "xa_recover(NULL, 4)");
