@@ -182,11 +182,11 @@ void read_only_refusal(context& ctx) {
         // The heuristic outcome must then be forgettable.
         expect(code([&] { return s.forget(x, TMNOFLAGS); }, &m), XA_OK, "xa_forget after XA_HEURRB",
                m);
-        ctx.refused_with("a vote of XA_OK for a branch that only read, then XA_HEURRB");
+        ctx.refused_with("voted XA_OK for a branch that only read; its commit said XA_HEURRB");
         return;
     }
     expect(rc, XA_OK, "xa_commit", m);
-    ctx.refused_with("a vote of XA_OK for a branch that only read");
+    ctx.refused_with("voted XA_OK for a branch that only read, and committed it");
 }
 
 void failed_work(context& ctx) {

@@ -619,7 +619,7 @@ void expect_refusal(rm& r, int rc, int code, const char* call, std::initializer_
             fail(fmt::format("{} returned {}; a refusal the XA specification allows is {}{}", call,
                              code_text(rc), names, r.with_diag(rc)));
         }
-        ctx.refused_with(code_text(rc));
+        ctx.refused_with("refused with " + code_text(rc));
         return;
     }
     expect_rc(r, rc, code, call);
@@ -633,7 +633,7 @@ void expect_refusal(rm& r, int rc, int code, const char* call, std::initializer_
                       "supported): {}",
                       call, code_text(rc), d->sqlstate, d->message));
     check(std::strlen(d->message) > 0, fmt::format("{}: refusal without a message", call));
-    ctx.refused_with(code_text(rc) + " (0A000)");
+    ctx.refused_with("refused with " + code_text(rc) + " (0A000)");
 }
 
 const dialect* dialect_for(const std::string& dbms) {

@@ -166,7 +166,7 @@ void run_refusal(context& ctx, const case_def& c, capability cap) {
 }
 
 std::string refusal_suffix(const context& ctx) {
-    return ctx.refused().empty() ? "" : " (refused with " + ctx.refused() + ")";
+    return ctx.refused().empty() ? "" : " (" + ctx.refused() + ")";
 }
 
 // An optional feature nobody declared, and the case failed: the feature is NOT
@@ -179,9 +179,8 @@ void judge_undeclared(const target& t, const case_def& c, capability cap, case_r
         run_refusal(probe, c, cap);
         r.result = outcome::not_supported;
         r.noteworthy = true;
-        r.message =
-            fmt::format("{} (undeclared; {})", to_string(cap),
-                        probe.refused().empty() ? "refused" : "refused with " + probe.refused());
+        r.message = fmt::format("{} (undeclared; {})", to_string(cap),
+                                probe.refused().empty() ? "refused" : probe.refused());
     } catch (const failure& f) {
         r.message = fmt::format(
             "{} (undeclared, and not refused the way the XA specification "

@@ -254,7 +254,7 @@ class context {
     /// own declarations; otherwise any refusal the XA specification allows.
     bool strict_refusals() const noexcept { return m_strict; }
     void set_strict_refusals(bool on) noexcept { m_strict = on; }
-    /// How the last refusal check saw the feature refused ("XAER_RMERR", ...).
+    /// How the last refusal check saw the feature refused ("refused with XAER_RMERR").
     void refused_with(std::string how) { m_refused = std::move(how); }
     const std::string& refused() const noexcept { return m_refused; }
 
