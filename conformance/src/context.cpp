@@ -513,34 +513,40 @@ void context::insert(connection& c, const std::string& table, int id) {
 }
 
 void context::cleanup() noexcept {
-    if (m_observer_thread == std::this_thread::get_id()) m_observer.reset();
     m_observer.reset();
     if (!m_xids.empty() && claims(capability::two_phase)) {
         // What recovery lists is rolled back; when it cannot list (a switch whose
         // recovery is broken), every tracked xid is rolled back by name.
         try {
+            std::optional<std::vector<xid>> listed;
             if (m_t.drv && claims(capability::recovery)) {
-                connection c(m_t.drv, m_t.info);
-                for (const auto& x : c.tpc_recover())
-                    if (std::find(m_xids.begin(), m_xids.end(), x) != m_xids.end()) {
-                        try {
-                            c.tpc_rollback(x);
-                        } catch (const std::exception&) {
+                try {
+                    connection c(m_t.drv, m_t.info);
+                    listed = c.tpc_recover();
+                    for (const auto& x : *listed)
+                        if (std::find(m_xids.begin(), m_xids.end(), x) != m_xids.end()) {
+                            try {
+                                c.tpc_rollback(x);
+                            } catch (const std::exception&) {
+                            }
                         }
-                    }
-            } else {
+                } catch (const std::exception&) {
+                    listed.reset();
+                }
+            }
+            if (!listed) {
                 rm r(*this);
-                std::vector<xid> listed;
+                std::vector<xid> found;
                 bool scanned = false;
                 if (claims(capability::recovery)) {
                     try {
-                        listed = r.recover_all(64);
+                        found = r.recover_all(64);
                         scanned = true;
                     } catch (const std::exception&) {
                     }
                 }
                 for (const auto& x : m_xids)
-                    if (!scanned || std::find(listed.begin(), listed.end(), x) != listed.end()) {
+                    if (!scanned || std::find(found.begin(), found.end(), x) != found.end()) {
                         XID cx = to_c(x);
                         r.rollback(&cx);
                     }

@@ -269,7 +269,12 @@ case_result run_case(const target& t, const case_def& c) {
 /// One case in a child process: a crash or a hang is this case's ERROR, named.
 case_result run_isolated(const target& t, const case_def& c, double timeout) {
     const auto t0 = std::chrono::steady_clock::now();
-    auto end = isolation::run_in_child([&] { return run_case(t, c); }, timeout);
+    isolation::child_end end;
+    try {
+        end = isolation::run_in_child([&] { return run_case(t, c); }, timeout);
+    } catch (const std::exception& e) {  // no process for the case (fork or pipe failed)
+        return case_result{c.id, outcome::error, e.what(), 0, false};
+    }
     case_result r;
     if (end.finished) {
         r = std::move(end.result);
@@ -295,15 +300,19 @@ case_result run_isolated(const target& t, const case_def& c, double timeout) {
                 end.death);
         // What the dead case left behind (prepared branches, tables) is cleaned up from
         // another child, so that the next cases find the database as usual.
-        if ((!end.xids.empty() || !end.tables.empty()) && stop_requested() == 0)
-            isolation::run_in_child(
-                [&] {
-                    context ctx(t);
-                    ctx.adopt(end.xids, end.tables);
-                    ctx.cleanup();
-                    return case_result{c.id, outcome::pass, {}, 0, false};
-                },
-                60);
+        if ((!end.xids.empty() || !end.tables.empty()) && stop_requested() == 0) {
+            try {
+                isolation::run_in_child(
+                    [&] {
+                        context ctx(t);
+                        ctx.adopt(end.xids, end.tables);
+                        ctx.cleanup();
+                        return case_result{c.id, outcome::pass, {}, 0, false};
+                    },
+                    60);
+            } catch (const std::exception&) {
+            }
+        }
     }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return r;
