@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "cases.hpp"
+#include "isolation.hpp"
 
 namespace xarm::conformance {
 
@@ -171,11 +172,11 @@ void tmfail_rollback_only(context& ctx) {
     expect_rc(r, r.start(&x), XA_OK, "xa_start");
     const int rc = r.end(&x, TMFAIL);
     check(rc >= XA_RBBASE && rc <= XA_RBEND,
-          fmt::format("xa_end(TMFAIL) returned {}, expected an XA_RB* code", xa_code_name(rc)));
+          fmt::format("xa_end(TMFAIL) returned {}, expected an XA_RB* code", code_text(rc)));
     const int pc = r.prepare(&x);
     check(pc >= XA_RBBASE && pc <= XA_RBEND,
           fmt::format("xa_prepare of a rollback-only branch returned {}, expected XA_RB*",
-                      xa_code_name(pc)));
+                      code_text(pc)));
 }
 
 void tmfail_then_rollback(context& ctx) {
@@ -184,12 +185,12 @@ void tmfail_then_rollback(context& ctx) {
     expect_rc(r, r.start(&x), XA_OK, "xa_start");
     const int rc = r.end(&x, TMFAIL);
     check(rc >= XA_RBBASE && rc <= XA_RBEND,
-          fmt::format("xa_end(TMFAIL) returned {}, expected an XA_RB* code", xa_code_name(rc)));
+          fmt::format("xa_end(TMFAIL) returned {}, expected an XA_RB* code", code_text(rc)));
     const int c1 = r.commit(&x, TMONEPHASE);
     check(c1 >= XA_RBBASE && c1 <= XA_RBEND,
           fmt::format("xa_commit(TMONEPHASE) of a rollback-only branch returned {}, expected "
                       "XA_RB*",
-                      xa_code_name(c1)));
+                      code_text(c1)));
     // The branch is gone: the same xid can begin again.
     expect_rc(r, r.start(&x), XA_OK, "xa_start of the rolled-back xid");
     expect_rc(r, r.end(&x), XA_OK, "xa_end");
@@ -201,8 +202,12 @@ void recover_without_start(context& ctx) {
     XID out[4];
     expect_rc(r, r.recover(out, 4, TMNOFLAGS), XAER_PROTO, "xa_recover without TMSTARTRSCAN");
     const int n = r.recover(out, 4, TMSTARTRSCAN);
-    check(n >= 0, fmt::format("xa_recover(TMSTARTRSCAN) returned {}", xa_code_name(n)));
-    expect_rc_in(r, r.recover(out, 4, TMENDRSCAN), {0, 1, 2, 3, 4}, "xa_recover(TMENDRSCAN)");
+    check(n >= 0, fmt::format("xa_recover(TMSTARTRSCAN) returned {}, expected a count{}",
+                              code_text(n), r.with_diag(n)));
+    const int last = r.recover(out, 4, TMENDRSCAN);
+    check(last >= 0 && last <= 4,
+          fmt::format("xa_recover(TMENDRSCAN, count 4) returned {}, expected 0 to 4 XIDs{}",
+                      last < 0 ? code_text(last) : std::to_string(last), r.with_diag(last)));
     expect_rc(r, r.recover(out, -1, TMSTARTRSCAN | TMENDRSCAN), XAER_INVAL, "xa_recover(count -1)");
     expect_rc(r, r.recover(nullptr, 4, TMSTARTRSCAN | TMENDRSCAN), XAER_INVAL,
               "xa_recover(NULL, 4)");
@@ -322,12 +327,17 @@ void migrate_c(context& ctx) {
             rm r2(ctx);
             int rc = r2.start(&x, TMRESUME);
             if (rc != XA_OK)
-                err = fmt::format("xa_start(TMRESUME) on another thread: {} {}", xa_code_name(rc),
-                                  r2.diag_text());
+                err = fmt::format(
+                    "xa_start(TMRESUME) on another thread returned {}, expected XA_OK{}",
+                    code_text(rc), r2.with_diag(rc));
             else if ((rc = r2.end(&x)) != XA_OK)
-                err = fmt::format("xa_end: {}", xa_code_name(rc));
+                err = fmt::format("xa_end of the migrated branch returned {}, expected XA_OK{}",
+                                  code_text(rc), r2.with_diag(rc));
             else if ((rc = r2.rollback(&x)) != XA_OK)
-                err = fmt::format("xa_rollback: {}", xa_code_name(rc));
+                err = fmt::format(
+                    "xa_rollback of the migrated branch returned {}, expected "
+                    "XA_OK{}",
+                    code_text(rc), r2.with_diag(rc));
         } catch (const std::exception& e) {
             err = e.what();
         }
@@ -351,10 +361,11 @@ void async_c(context& ctx) {
     rm r(ctx);
     XID x = fresh(ctx);
     const int h = r.start(&x, TMASYNC);
-    check(h > 0, fmt::format("xa_start(TMASYNC) returned {}, expected a handle > 0", h));
+    check(h > 0, fmt::format("xa_start(TMASYNC) returned {}, expected a handle > 0",
+                             h == 0 ? std::string("XA_OK") : code_text(h)));
     int handle = h, ret = -99;
     expect_rc(r, r.complete(&handle, &ret, TMNOFLAGS), XA_OK, "xa_complete");
-    check(ret == XA_OK, fmt::format("the asynchronous xa_start returned {}", xa_code_name(ret)));
+    check(ret == XA_OK, fmt::format("the asynchronous xa_start returned {}", code_text(ret)));
     expect_rc(r, r.end(&x), XA_OK, "xa_end");
     expect_rc(r, r.rollback(&x), XA_OK, "xa_rollback");
 }
@@ -373,8 +384,10 @@ void threads_c(context& ctx) {
                     if (rc == XA_OK) rc = r.end(&x);
                     if (rc == XA_OK) rc = r.rollback(&x);
                     if (rc != XA_OK) {
-                        errs[static_cast<std::size_t>(i)] =
-                            fmt::format("thread {}: {} {}", i, xa_code_name(rc), r.diag_text());
+                        errs[static_cast<std::size_t>(i)] = fmt::format(
+                            "thread {}: start/end/rollback returned {}, expected "
+                            "XA_OK{}",
+                            i, code_text(rc), r.with_diag(rc));
                         return;
                     }
                 }
@@ -388,14 +401,23 @@ void threads_c(context& ctx) {
 
 void rmid_per_thread(context& ctx) {
     // The XA thread-of-control model: an rmid opened on one thread is not open on another.
+    using isolation::call;
+    using isolation::call_mark;
     rm r(ctx);
     XID x = fresh(ctx);
     int rc = 0;
-    std::thread t([&] { rc = ctx.tgt().sw->xa_start_entry(&x, r.id(), TMNOFLAGS); });
+    std::thread t([&] {
+        call_mark m(call::xa_start, r.id());
+        rc = ctx.tgt().sw->xa_start_entry(&x, r.id(), TMNOFLAGS);
+    });
     t.join();
     if (rc == XA_OK) {
         std::thread u([&] {
-            ctx.tgt().sw->xa_end_entry(&x, r.id(), TMSUCCESS);
+            {
+                call_mark m(call::xa_end, r.id());
+                ctx.tgt().sw->xa_end_entry(&x, r.id(), TMSUCCESS);
+            }
+            call_mark m(call::xa_rollback, r.id());
             ctx.tgt().sw->xa_rollback_entry(&x, r.id(), TMNOFLAGS);
         });
         u.join();
@@ -439,9 +461,9 @@ void last_error_reports(context& ctx) {
     expect_rc(r, r.end(&x), XAER_NOTA, "xa_end of an unknown xid");
     auto d = r.diag();
     check(d.has_value(), "xarm_last_error reports nothing after a failed call");
-    check(d->xa_code == XAER_NOTA,
-          fmt::format("xarm_last_error says {}, the call returned XAER_NOTA",
-                      xa_code_name(d->xa_code)));
+    check(
+        d->xa_code == XAER_NOTA,
+        fmt::format("xarm_last_error says {}, the call returned XAER_NOTA", code_text(d->xa_code)));
     check(std::strlen(d->sqlstate) == 5, "SQLSTATE is not five characters");
     expect_rc(r, r.start(&x), XA_OK, "xa_start");
     check(!r.diag().has_value(), "xarm_last_error still reports a failure after a successful call");

@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -34,8 +36,8 @@ int code(F&& f, std::string* msg = nullptr) {
 
 void expect(int rc, int want, const std::string& call, const std::string& msg = {}) {
     if (rc != want)
-        fail(fmt::format("{} returned {}, expected {}{}{}", call, xa_code_name(rc),
-                         xa_code_name(want), msg.empty() ? "" : ": ", msg));
+        fail(fmt::format("{} returned {}, expected {}{}{}", call, code_text(rc), code_text(want),
+                         msg.empty() ? "" : ": ", msg));
 }
 
 bool is_rb(int rc) {
@@ -178,11 +180,13 @@ void read_only_refusal(context& ctx) {
         // drops such a prepared branch once its connection ends) and must say so rather
         // than claim a commit; for a branch without writes that outcome is the commit's.
         // The heuristic outcome must then be forgettable.
-        expect(code([&] { return s.forget(x, TMNOFLAGS); }, &m), XA_OK,
-               "xa_forget after XA_HEURRB", m);
+        expect(code([&] { return s.forget(x, TMNOFLAGS); }, &m), XA_OK, "xa_forget after XA_HEURRB",
+               m);
+        ctx.refused_with("voted XA_OK for a branch that only read; its commit said XA_HEURRB");
         return;
     }
     expect(rc, XA_OK, "xa_commit", m);
+    ctx.refused_with("voted XA_OK for a branch that only read, and committed it");
 }
 
 void failed_work(context& ctx) {
@@ -219,9 +223,10 @@ void failed_work(context& ctx) {
         ctx.note("statement-level failure; the rest committed");
     } else if (is_rb(rc)) {
         check(ctx.count(t) == 0, "rolled back (XA_RB*), but rows are visible");
-        ctx.note(std::string("branch rolled back: ") + xa_code_name(rc));
+        ctx.note(std::string("branch rolled back: ") + code_text(rc));
     } else {
-        fail(fmt::format("finishing the branch returned {}: {}", xa_code_name(rc), m));
+        fail(fmt::format("finishing the branch returned {}, expected XA_OK or XA_RB*{}",
+                         code_text(rc), m.empty() ? "" : " -- " + m));
     }
 }
 
@@ -234,10 +239,10 @@ void tmfail_sql(context& ctx) {
     expect(code([&] { return s.start(x, TMNOFLAGS); }, &m), XA_OK, "xa_start", m);
     ctx.insert(c, t, 1);
     const int rc = code([&] { return s.end(x, TMFAIL); }, &m);
-    check(is_rb(rc), fmt::format("xa_end(TMFAIL) returned {}", xa_code_name(rc)));
+    check(is_rb(rc), fmt::format("xa_end(TMFAIL) returned {}", code_text(rc)));
     const int rb = code([&] { return s.rollback(x, TMNOFLAGS); }, &m);
     check(rb == XA_OK || is_rb(rb),
-          fmt::format("xa_rollback of a rollback-only branch: {} {}", xa_code_name(rb), m));
+          fmt::format("xa_rollback of a rollback-only branch: {} {}", code_text(rb), m));
     check(ctx.count(t) == 0, "a TMFAIL branch's row is visible");
 }
 
@@ -419,24 +424,52 @@ void recovery_other_process(context& ctx) {
     check(ctx.count(t) == 1, "the other process's row is not visible after commit");
 }
 
-void recovery_paging(context& ctx) {
-    auto t = ctx.new_table();
+/// Prepares n branches for the recovery cases. With SQL access each inserts row i;
+/// without, they do no work, which a DBMS such as PostgreSQL keeps as a prepared
+/// transaction all the same: then the case needs nothing but the switch.
+std::vector<xid> prepare_branches(context& ctx, int n, const std::string& table,
+                                  const std::string& tag) {
     std::vector<xid> mine;
-    {
+    if (ctx.has_sql()) {
         auto c = ctx.connect();
-        for (int i = 0; i < 7; ++i) {
-            auto x = ctx.new_xid(fmt::format("p{}", i));
-            prepare_on(ctx, c, x, t, i);
+        for (int i = 0; i < n; ++i) {
+            auto x = ctx.new_xid(fmt::format("{}{}", tag, i));
+            prepare_on(ctx, c, x, table, i);
             mine.push_back(x);
         }
+        return mine;
     }
+    rm r(ctx);
+    for (int i = 0; i < n; ++i) {
+        auto x = ctx.new_xid(fmt::format("{}{}", tag, i));
+        XID cx = context::to_c(x);
+        expect_rc(r, r.start(&cx), XA_OK, "xa_start");
+        expect_rc(r, r.end(&cx), XA_OK, "xa_end");
+        const int rc = r.prepare(&cx);
+        if (rc == XA_RDONLY)
+            throw not_applicable(
+                "the switch votes XA_RDONLY for a branch without work, so nothing stays "
+                "prepared: give SQL access (--native-conn) to prepare branches that write");
+        expect_rc(r, rc, XA_OK, "xa_prepare of a branch without work");
+        mine.push_back(x);
+    }
+    return mine;
+}
+
+void recovery_paging(context& ctx) {
+    const auto t = ctx.has_sql() ? ctx.new_table() : std::string();
+    auto mine = prepare_branches(ctx, 7, t, "p");
     rm r(ctx);
     std::vector<xid> all;
     XID page[3];
     long flags = TMSTARTRSCAN;
     for (int guard = 0; guard < 100000; ++guard) {
         const int n = r.recover(page, 3, flags);
-        check(n >= 0 && n <= 3, fmt::format("xa_recover(count 3) returned {}", n));
+        if (n < 0 || n > 3)
+            fail(fmt::format("xa_recover({}, count 3) returned {}, expected 0 to 3 XIDs{}",
+                             flags == TMSTARTRSCAN ? "TMSTARTRSCAN"
+                                                   : fmt::format("TMNOFLAGS: page {}", guard + 1),
+                             n < 0 ? code_text(n) : std::to_string(n), r.with_diag(n)));
         for (int i = 0; i < n; ++i) all.push_back(xid::from_c(&page[i]));
         if (n < 3) break;
         flags = TMNOFLAGS;
@@ -451,20 +484,31 @@ void recovery_paging(context& ctx) {
         XID cx = context::to_c(x);
         expect_rc(r, r.rollback(&cx), XA_OK, "xa_rollback of a paged branch");
     }
-    check(ctx.count(t) == 0, "rolled-back branches' rows are visible");
+    if (!t.empty()) check(ctx.count(t) == 0, "rolled-back branches' rows are visible");
 }
 
 void recovery_many(context& ctx) {
     constexpr int n = 40;
-    auto t = ctx.new_table();
-    std::vector<xid> mine;
-    {
-        auto c = ctx.connect();
+    const auto t = ctx.has_sql() ? ctx.new_table() : std::string();
+    auto mine = prepare_branches(ctx, n, t, "m");
+    if (!ctx.has_sql()) {
+        // Through the switch alone, as a monitor scans: pages of 16.
+        rm r(ctx);
+        auto listed = r.recover_all(16);
+        for (const auto& x : mine)
+            check(count_in(listed, x) == 1,
+                  "xa_recover does not list " + x.to_string() + " exactly once");
         for (int i = 0; i < n; ++i) {
-            auto x = ctx.new_xid(fmt::format("m{}", i));
-            prepare_on(ctx, c, x, t, i);
-            mine.push_back(x);
+            XID cx = context::to_c(mine[static_cast<std::size_t>(i)]);
+            if (i % 2 == 0)
+                expect_rc(r, r.commit(&cx), XA_OK, "xa_commit of a recovered branch");
+            else
+                expect_rc(r, r.rollback(&cx), XA_OK, "xa_rollback of a recovered branch");
         }
+        auto after = r.recover_all(16);
+        for (const auto& x : mine)
+            check(count_in(after, x) == 0, "finished branch still listed: " + x.to_string());
+        return;
     }
     auto c = ctx.connect();
     auto listed = c.tpc_recover();
@@ -740,6 +784,23 @@ void pep_foreign_gid(context& ctx) {
     auto listed = c.tpc_recover();
     auto it =
         std::find_if(listed.begin(), listed.end(), [&](const xid& x) { return x.gtrid() == gid; });
+    if (it == listed.end() && ctx.via_switch() && d->foreign_commit != nullptr) {
+        // Through a switch a name that is not an XID cannot be listed (an XID cannot carry
+        // it): it must not disturb the scan either. Our own branch is still listed, and
+        // the foreign one is committed by name in SQL.
+        auto x = ctx.new_xid();
+        prepare_on(ctx, c, x, t, 1);
+        check(count_in(c.tpc_recover(), x) == 1,
+              "with a foreign prepared transaction present, xa_recover does not list the "
+              "suite's own branch");
+        c.tpc_rollback(x);
+        c.execute(fmt::format(fmt::runtime(d->foreign_commit), fmt::arg("gid", gid)));
+        c.commit();
+        check(ctx.count(t) == 1,
+              "committing the foreign transaction by name: the row is not visible");
+        ctx.note("the foreign name is not an XID: xa_recover leaves it out");
+        return;
+    }
     check(it != listed.end(), "a transaction prepared with plain SQL is not listed by tpc_recover");
     c.tpc_commit(*it);
     check(ctx.count(t) == 1, "committing the foreign transaction by name: the row is not visible");
@@ -756,9 +817,8 @@ void pep_begin_after_local(context& ctx) {
     } catch (const failure&) {
         throw;
     } catch (const xarm::error& e) {
-        check(
-            e.xa_code() == XAER_OUTSIDE || e.xa_code() == XAER_PROTO,
-            fmt::format("tpc_begin with local work: {} ({})", xa_code_name(e.xa_code()), e.what()));
+        check(e.xa_code() == XAER_OUTSIDE || e.xa_code() == XAER_PROTO,
+              fmt::format("tpc_begin with local work: {} ({})", code_text(e.xa_code()), e.what()));
     }
     c.rollback();
     c.tpc_begin(ctx.new_xid());
@@ -807,8 +867,246 @@ void pep_xid_validation(context& ctx) {
           "xid fields");
 }
 
+// -- failed statements and discarded branches (the faults drivers had) ------------------
+
+/// Runs a statement that fails in every database; returns its SQLSTATE.
+std::string failing_statement(connection& c) {
+    try {
+        c.execute("INSERT INTO xarm_conformance_no_such_table (id) VALUES (1)");
+    } catch (const xarm::error& e) {
+        return e.sqlstate();
+    }
+    fail("an INSERT into a missing table succeeded");
+}
+
+/// Inserts row id; false when the statement failed (e.g. the transaction is aborted).
+bool try_insert(context& ctx, connection& c, const std::string& t, int id) {
+    try {
+        ctx.insert(c, t, id);
+        return true;
+    } catch (const failure&) {
+        throw;
+    } catch (const xarm::error&) {
+        return false;
+    }
+}
+
+std::string row_list(const std::vector<int>& ids) {
+    std::string s;
+    for (int i : ids) s += (s.empty() ? "" : ", ") + std::to_string(i);
+    return "{" + s + "}";
+}
+
+/// The ids of the rows table holds, read by the observer.
+std::vector<int> rows_of(context& ctx, const std::string& t) {
+    std::vector<int> ids;
+    auto c = ctx.connect();
+    auto r = c.query(fmt::format("SELECT id FROM {} ORDER BY id", t));
+    c.rollback();
+    for (const auto& row : r.rows)
+        if (!row.empty() && row[0]) ids.push_back(std::stoi(*row[0]));
+    return ids;
+}
+
+void failed_statement_prepare(context& ctx) {
+    // PostgreSQL answers PREPARE TRANSACTION in an aborted block with a ROLLBACK tag and
+    // no error, and COMMIT likewise: a switch that only checks for an error votes XA_OK
+    // for a branch that no longer exists. The vote must be XA_RB*, or an XA_OK that is
+    // true: the branch is listed and commits the work that succeeded.
+    auto t = ctx.new_table();
+    auto c = ctx.connect();
+    auto& s = c.session();
+    std::string m;
+    auto x = ctx.new_xid();
+    expect(code([&] { return s.start(x, TMNOFLAGS); }, &m), XA_OK, "xa_start", m);
+    ctx.insert(c, t, 1);
+    const std::string state = failing_statement(c);
+    const bool second = try_insert(ctx, c, t, 2);
+    std::vector<int> done{1};
+    if (second) done.push_back(2);
+    int rc = code([&] { return s.end(x, TMSUCCESS); }, &m);
+    if (is_rb(rc)) {
+        code([&] { return s.rollback(x, TMNOFLAGS); }, &m);
+        check(ctx.count(t) == 0, "xa_end answered XA_RB*, but rows are visible");
+        ctx.note(fmt::format("xa_end rolled back: {}", code_text(rc)));
+    } else {
+        expect(rc, XA_OK, "xa_end after a failed statement", m);
+        rc = code([&] { return s.prepare(x, TMNOFLAGS); }, &m);
+        const std::string what = fmt::format(
+            "after a failed statement (SQLSTATE {}; the next INSERT {}), xa_prepare answered {}",
+            state, second ? "succeeded" : "failed too", code_text(rc));
+        if (is_rb(rc)) {
+            check(ctx.count(t) == 0, what + ", but rows are visible");
+            if (ctx.claims(C::recovery))
+                check(count_in(c.tpc_recover(), x) == 0, what + ", but the branch is listed");
+            ctx.note(fmt::format("prepare rolled back: {}", code_text(rc)));
+        } else if (rc == XA_OK) {
+            if (ctx.claims(C::recovery))
+                check(count_in(c.tpc_recover(), x) == 1,
+                      what +
+                          ", but no such branch is prepared: a false XA_OK (the failed "
+                          "statement had ended the transaction)");
+            const int cc = code([&] { return s.commit(x, TMNOFLAGS); }, &m);
+            check(cc == XA_OK, fmt::format("{}, but xa_commit then returned {}: a false XA_OK{}",
+                                           what, code_text(cc), m.empty() ? "" : " -- " + m));
+            const auto rows = rows_of(ctx, t);
+            check(rows == done,
+                  fmt::format("{} and xa_commit XA_OK, but the rows are {} instead of the work "
+                              "that succeeded, {}",
+                              what, row_list(rows), row_list(done)));
+            ctx.note("statement-level failure: the rest was prepared and committed");
+        } else {
+            fail(what + ", expected XA_RB* (or a true XA_OK)" + (m.empty() ? "" : " -- " + m));
+        }
+    }
+    if (!ctx.claims(C::one_phase)) return;
+    // The same for a one-phase commit: COMMIT of an aborted block is a quiet rollback.
+    auto y = ctx.new_xid("1pc");
+    expect(code([&] { return s.start(y, TMNOFLAGS); }, &m), XA_OK, "xa_start", m);
+    ctx.insert(c, t, 3);
+    failing_statement(c);
+    rc = code([&] { return s.end(y, TMSUCCESS); }, &m);
+    if (rc == XA_OK) rc = code([&] { return s.commit(y, TMONEPHASE); }, &m);
+    const auto rows = rows_of(ctx, t);
+    const bool has3 = std::find(rows.begin(), rows.end(), 3) != rows.end();
+    if (rc == XA_OK)
+        check(has3,
+              "after a failed statement, xa_commit(TMONEPHASE) answered XA_OK, but the "
+              "branch's row is not visible: a false commit");
+    else if (is_rb(rc))
+        check(!has3, fmt::format("xa_commit(TMONEPHASE) answered {}, but the row is visible",
+                                 code_text(rc)));
+    else
+        fail(
+            fmt::format("after a failed statement, the one-phase commit returned {}, expected "
+                        "XA_RB* or XA_OK{}",
+                        code_text(rc), m.empty() ? "" : " -- " + m));
+}
+
+void failed_statement_whole(context& ctx) {
+    // A client that rolls back the whole transaction on an error and carries on in a new
+    // one (psqlODBC without Protocol=7.4-0) prepares only the work after the failure.
+    // Whatever the database's rule, the branch commits whole or not at all.
+    auto t = ctx.new_table();
+    auto c = ctx.connect();
+    auto& s = c.session();
+    std::string m;
+    auto x = ctx.new_xid();
+    expect(code([&] { return s.start(x, TMNOFLAGS); }, &m), XA_OK, "xa_start", m);
+    ctx.insert(c, t, 1);
+    failing_statement(c);
+    std::vector<int> done{1};
+    for (int id : {2, 3})
+        if (try_insert(ctx, c, t, id)) done.push_back(id);
+    int rc = code([&] { return s.end(x, TMSUCCESS); }, &m);
+    if (rc == XA_OK) {
+        if (ctx.claims(C::two_phase)) {
+            rc = code([&] { return s.prepare(x, TMNOFLAGS); }, &m);
+            if (rc == XA_OK) rc = code([&] { return s.commit(x, TMNOFLAGS); }, &m);
+        } else {
+            rc = code([&] { return s.commit(x, TMONEPHASE); }, &m);
+        }
+    } else if (is_rb(rc)) {
+        code([&] { return s.rollback(x, TMNOFLAGS); }, &m);
+    }
+    const auto rows = rows_of(ctx, t);
+    if (rc == XA_OK) {
+        check(rows == done,
+              fmt::format("the branch committed (XA_OK) with rows {}, but the statements that "
+                          "succeeded wrote {}{}",
+                          row_list(rows), row_list(done),
+                          std::find(rows.begin(), rows.end(), 1) == rows.end() && !rows.empty()
+                              ? ": half a branch, the work before the failed statement was lost "
+                                "and the work after it committed"
+                              : ""));
+    } else if (is_rb(rc)) {
+        check(rows.empty(), fmt::format("the branch rolled back ({}), but rows {} are visible",
+                                        code_text(rc), row_list(rows)));
+    } else {
+        fail(fmt::format("finishing the branch returned {}, expected XA_OK or XA_RB*{}",
+                         code_text(rc), m.empty() ? "" : " -- " + m));
+    }
+}
+
+void commit_found_rolled_back(context& ctx) {
+    // MariaDB discards a prepared branch that wrote nothing once its connection ends,
+    // then answers XA COMMIT with "rolled back": an RM must say so (XA_HEURRB or XA_RB*),
+    // never XA_OK, since it cannot know the branch had nothing to commit. A branch with
+    // work beside it must commit as usual.
+    auto t = ctx.new_table();
+    auto ro = ctx.new_xid("ro"), rw = ctx.new_xid("rw");
+    bool ro_prepared = false;
+    {
+        auto a = ctx.connect();
+        auto& s = a.session();
+        std::string m;
+        expect(code([&] { return s.start(ro, TMNOFLAGS); }, &m), XA_OK, "xa_start", m);
+        a.query(fmt::format("SELECT COUNT(*) FROM {}", t));
+        expect(code([&] { return s.end(ro, TMSUCCESS); }, &m), XA_OK, "xa_end", m);
+        const int v = code([&] { return s.prepare(ro, TMNOFLAGS); }, &m);
+        check(v == XA_OK || v == XA_RDONLY,
+              fmt::format("xa_prepare of a branch that only read returned {}{}", code_text(v),
+                          m.empty() ? "" : " -- " + m));
+        ro_prepared = v == XA_OK;
+        prepare_on(ctx, a, rw, t, 1);
+        a.close();  // the session ends: MariaDB drops the branch that wrote nothing
+    }
+    rm r(ctx);
+    auto listed = r.recover_all(16);
+    // XA_RETRY: the server has not let go of the closed connection's branch yet.
+    auto commit = [&r](XID* x) {
+        int rc = XA_RETRY;
+        for (int i = 0; i < 250 && rc == XA_RETRY; ++i) {
+            rc = r.commit(x);
+            if (rc == XA_RETRY) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        return rc;
+    };
+    XID crw = context::to_c(rw);
+    const int wc = commit(&crw);
+    expect_rc(r, wc, XA_OK, "xa_commit of a prepared branch with work whose connection ended");
+    check(ctx.count(t) == 1, "xa_commit answered XA_OK, but the branch's row is not visible");
+    if (!ro_prepared) {
+        ctx.note("the branch that only read voted XA_RDONLY: nothing left to discard");
+        return;
+    }
+    const bool was_listed = count_in(listed, ro) == 1;
+    XID cro = context::to_c(ro);
+    const int rc = commit(&cro);
+    if (rc == XA_OK) {
+        check(was_listed,
+              "xa_commit answered XA_OK for a prepared branch that recovery no longer listed: "
+              "the server had discarded (rolled back) it, and the commit claimed success");
+        ctx.note("the branch that only read was kept prepared and committed");
+    } else if (rc == XA_HEURRB || rc == XA_HEURMIX || rc == XA_HEURHAZ) {
+        expect_rc(r, r.forget(&cro), XA_OK, "xa_forget after a heuristic outcome");
+        ctx.note(fmt::format("found rolled back: {}", code_text(rc)));
+    } else if (is_rb(rc) || rc == XAER_NOTA) {
+        ctx.note(fmt::format("found rolled back: {}", code_text(rc)));
+    } else {
+        fail(fmt::format(
+            "xa_commit of a prepared branch the server may have discarded returned "
+            "{}, expected XA_OK (when still prepared), XA_HEURRB, XA_RB* or XAER_NOTA{}",
+            code_text(rc), r.with_diag(rc)));
+    }
+}
+
 void caps_declared(context& ctx) {
-    if (!ctx.tgt().caps) throw not_applicable("the library declares no capabilities");
+    const auto& src = ctx.tgt().sources;
+    const bool own = !src.empty() && std::all_of(src.begin(), src.end(), [](const auto& kv) {
+        return kv.second != decl_source::switch_flags && kv.second != decl_source::undeclared &&
+               kv.second != decl_source::specification;
+    });
+    if (!ctx.tgt().caps || !own)
+        throw not_applicable("the library has no declaration of its own (no xarm_driver_v1)");
+    if (ctx.via_switch()) {
+        // The connection is the suite's adapter: the declaration is the library's.
+        for (const auto& s : ctx.tgt().caps->list())
+            if (!s.supported)
+                check(!s.reason.empty(),
+                      fmt::format("{} missing without a reason", to_string(s.what)));
+        return;
+    }
     auto c = ctx.connect();
     auto conn_caps = c.capabilities();
     for (auto cap : all_capabilities) {
@@ -851,6 +1149,17 @@ void add_tx_cases(std::vector<case_def>& v) {
         "a failed statement: all rolled back (XA_RB*) or statement-level, never half", {}, S,
         failed_work);
     add("tx.tmfail_sql", "TMFAIL with work: XA_RB*, rollback, nothing visible", {}, S, tmfail_sql);
+    add("tx.failed_statement_prepare",
+        "a failed statement: xa_prepare (and a one-phase commit) votes XA_RB*, never a false "
+        "XA_OK",
+        {C::two_phase}, S, failed_statement_prepare);
+    add("tx.failed_statement_whole",
+        "after a failed statement the branch commits whole or not at all, never only the work "
+        "after it",
+        {}, S, failed_statement_whole);
+    add("tx.commit_found_rolled_back",
+        "a prepared branch the server discarded: xa_commit says XA_HEURRB/XA_RB*, never XA_OK",
+        {C::two_phase, C::recovery}, S, commit_found_rolled_back);
     add("tx.commit_other_connection", "prepare on A, tpc_commit(xid) on B", {C::two_phase}, S,
         commit_other_connection);
     add("tx.rollback_other_connection", "prepare on A, tpc_rollback(xid) on B", {C::two_phase}, S,
@@ -868,10 +1177,12 @@ void add_tx_cases(std::vector<case_def>& v) {
         {C::two_phase, C::recovery}, S, recovery_other_thread);
     add("recovery.other_process", "recover a branch prepared by a process that exited",
         {C::two_phase, C::recovery}, S, recovery_other_process);
-    add("recovery.paging", "xa_recover pages of 3 over 7+ branches: no loss, no repetition",
-        {C::two_phase, C::recovery}, S, recovery_paging);
-    add("recovery.many_branches", "40 prepared branches listed once each and finished",
-        {C::two_phase, C::recovery}, S, recovery_many);
+    add("recovery.paging",
+        "xa_recover pages of 3 over 7+ branches: no loss, no repetition (SQL optional)",
+        {C::two_phase, C::recovery}, layer::c_switch, recovery_paging);
+    add("recovery.many_branches",
+        "40 prepared branches listed once each and finished (SQL optional)",
+        {C::two_phase, C::recovery}, layer::c_switch, recovery_many);
     add("xid.byte_roundtrip", "every byte 0..255 in gtrid/bqual through prepare and xa_recover",
         {C::two_phase, C::recovery}, S, byte_roundtrip);
     add("xid.edges", "64-byte gtrid/bqual, empty bqual, NUL bqual round trip",

@@ -78,10 +78,46 @@ std::string summary_line(const run_result& r) {
     return s;
 }
 
+// Where each target's declarations came from, grouped by source, for targets that do
+// not simply carry an xarm driver's own.
+std::vector<std::string> declarations(const std::vector<run_result>& runs) {
+    std::vector<std::string> out;
+    for (const auto& r : runs) {
+        const auto& t = r.tgt;
+        if (!t.setup_error.empty() || !t.caps) continue;
+        std::map<decl_source, std::vector<std::string>> by;
+        for (const auto& s : t.caps->list()) {
+            auto it = t.sources.find(s.what);
+            const auto src = it == t.sources.end() ? decl_source::xarm_driver : it->second;
+            std::string item = to_string(s.what);
+            if (src != decl_source::specification && src != decl_source::undeclared)
+                item += s.supported ? "=yes" : "=no";
+            if (src == decl_source::switch_flags)
+                item += s.what == capability::migrate ? " (TMNOMIGRATE)"
+                        : s.supported                 ? " (TMUSEASYNC)"
+                                                      : " (no TMUSEASYNC)";
+            if (src == decl_source::declare_option && !s.reason.empty())
+                item += " (" + s.reason + ")";
+            by[src].push_back(item);
+        }
+        if (by.size() == 1 && by.begin()->first == decl_source::xarm_driver) continue;
+        std::string line = t.label + ":";
+        for (const auto& [src, items] : by) {
+            std::string list;
+            for (const auto& i : items) list += (list.empty() ? "" : ", ") + i;
+            line += fmt::format(" {}: {};", to_string(src), list);
+        }
+        line.pop_back();
+        out.push_back(line);
+    }
+    return out;
+}
+
 // Messages of everything that is not a plain pass, for the notes below a table.
 std::vector<std::string> notes(const std::vector<run_result>& runs) {
     std::vector<std::string> out;
     for (const auto& r : runs) {
+        if (!r.interrupted.empty()) out.push_back(r.tgt.label + ": " + r.interrupted);
         if (!r.tgt.setup_error.empty()) {
             // One reason for the whole column, not one per case.
             out.push_back(fmt::format("{}: every case {}: {}", r.tgt.label,
@@ -89,12 +125,28 @@ std::vector<std::string> notes(const std::vector<run_result>& runs) {
                                       r.tgt.setup_error));
             continue;
         }
+        // Cases that are n/a for one reason (no SQL access, say) share one line.
+        std::map<std::string, std::vector<std::string>> same;
         for (const auto& c : r.cases)
-            if ((c.result == outcome::fail || c.result == outcome::error ||
-                 c.result == outcome::not_applicable || c.message.rfind("retried", 0) == 0) &&
-                !c.message.empty())
-                out.push_back(fmt::format("{} {} [{}]: {}", r.tgt.label, c.id, to_string(c.result),
-                                          c.message));
+            if (c.result == outcome::not_applicable) same[c.message].push_back(c.id);
+        for (const auto& c : r.cases) {
+            if (!((c.result == outcome::fail || c.result == outcome::error ||
+                   c.result == outcome::not_applicable || c.noteworthy ||
+                   c.message.rfind("retried", 0) == 0) &&
+                  !c.message.empty()))
+                continue;
+            if (c.result == outcome::not_applicable && same[c.message].size() > 2) {
+                auto& ids = same[c.message];
+                if (ids.front() != c.id) continue;
+                std::string list;
+                for (const auto& id : ids) list += (list.empty() ? "" : ", ") + id;
+                out.push_back(fmt::format("{} {} cases [{}]: {} ({})", r.tgt.label, ids.size(),
+                                          to_string(c.result), c.message, list));
+                continue;
+            }
+            out.push_back(
+                fmt::format("{} {} [{}]: {}", r.tgt.label, c.id, to_string(c.result), c.message));
+        }
     }
     return out;
 }
@@ -119,6 +171,11 @@ std::string report_text(const std::vector<run_result>& runs) {
     }
     out += "\nsummary:\n";
     for (const auto& r : runs) out += fmt::format("  {:<14} {}\n", r.tgt.label, summary_line(r));
+    auto ds = declarations(runs);
+    if (!ds.empty()) {
+        out += "\ndeclarations:\n";
+        for (const auto& d : ds) out += "  " + d + "\n";
+    }
     auto ns = notes(runs);
     if (!ns.empty()) {
         out += "\nnotes:\n";
@@ -142,11 +199,11 @@ std::string report_markdown(const std::vector<run_result>& runs) {
     out += "| **summary** |";
     for (const auto& r : runs) out += " " + summary_line(r) + " |";
     out += "\n";
+    auto ds = declarations(runs);
     auto ns = notes(runs);
-    if (!ns.empty()) {
-        out += "\n";
-        for (const auto& n : ns) out += "- " + n + "\n";
-    }
+    if (!ds.empty() || !ns.empty()) out += "\n";
+    for (const auto& d : ds) out += "- declarations of " + d + "\n";
+    for (const auto& n : ns) out += "- " + n + "\n";
     return out;
 }
 
@@ -168,10 +225,19 @@ std::string report_json(const std::vector<run_result>& runs) {
         t["driver"] = r.tgt.driver_name;
         t["library"] = r.tgt.library;
         t["dbms"] = r.tgt.dbms;
+        t["symbol"] = r.tgt.symbol;
+        t["native_conn"] = r.tgt.native_symbol;
+        if (!r.interrupted.empty()) t["interrupted"] = r.interrupted;
         if (r.tgt.caps) {
             nlohmann::json caps = nlohmann::json::object();
-            for (const auto& s : r.tgt.caps->list())
-                caps[to_string(s.what)] = {{"supported", s.supported}, {"reason", s.reason}};
+            for (const auto& s : r.tgt.caps->list()) {
+                auto it = r.tgt.sources.find(s.what);
+                caps[to_string(s.what)] = {
+                    {"supported", s.supported},
+                    {"reason", s.reason},
+                    {"source",
+                     to_string(it == r.tgt.sources.end() ? decl_source::xarm_driver : it->second)}};
+            }
             t["capabilities"] = caps;
         } else {
             t["capabilities"] = nullptr;

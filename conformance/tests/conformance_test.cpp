@@ -1,11 +1,14 @@
 // Tests of the conformance suite itself: the runner against SQLite (only PASS and
 // verified NOT SUPPORTED), against lying drivers (it must FAIL them), through a switch
-// library given by path, and its report formats.
+// library given by path, against a deliberately faulty third-party switch (crashes,
+// hangs, undeclared features, unusable switches), declarations, and its report formats.
 #define BOOST_TEST_MODULE xarm_conformance_tests
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -21,6 +24,9 @@ namespace cf = xarm::conformance;
 namespace xarm::conformance {
 inline std::ostream& operator<<(std::ostream& os, outcome o) {
     return os << to_string(o);
+}
+inline std::ostream& operator<<(std::ostream& os, decl_source s) {
+    return os << to_string(s);
 }
 }  // namespace xarm::conformance
 
@@ -222,4 +228,162 @@ BOOST_AUTO_TEST_CASE(report_formats) {
     BOOST_TEST(text.find("NOT SUPPORTED") != std::string::npos);
     auto md = cf::report_markdown(runs);
     BOOST_TEST(md.find("| case | sqlite | pq |") == 0u);
+}
+
+// ---- a third-party switch: isolation, declarations, reports ------------------------------
+
+namespace {
+
+bool has(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
+// Every note names what was expected and what came back: no bare "-- ", no raw code.
+void check_messages_are_named(const cf::run_result& r) {
+    for (const auto& c : r.cases) BOOST_TEST_CONTEXT(c.id << ": " << c.message) {
+            BOOST_TEST(!has(c.message + "\n", "-- \n"));
+            BOOST_TEST(!has(c.message, "-- ;"));
+            BOOST_TEST(!has(c.message, "returned -"));
+            BOOST_TEST(!has(c.message, "XA_UNKNOWN"));
+        }
+}
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool sanitized = true;  // a sanitizer reports the crash and exits instead
+#else
+constexpr bool sanitized = false;
+#endif
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(faulty_switch_run_completes_with_crashes_as_errors) {
+    temp_db db;
+    auto t = cf::load_switch_target(XARM_FAULTY_SQLITE_LIB, "faulty_switch", db.info());
+    BOOST_TEST(t.last_error == nullptr);  // a third party: nothing of xarm's shows through
+    BOOST_TEST(!t.drv);
+    // SQLite cannot keep a prepared branch: declared by hand, as a user would.
+    cf::apply_declarations(t, "two_phase=no:SQLite cannot keep a prepared transaction");
+    cf::connect_check(t);
+    BOOST_REQUIRE_MESSAGE(t.setup_error.empty(), t.setup_error);
+    cf::run_options o;
+    auto r = cf::run(t, o);
+    // The run completes: every case has an outcome although the switch crashes twice.
+    BOOST_TEST(r.cases.size() == cf::all_cases().size());
+    BOOST_TEST(r.interrupted.empty());
+    for (const char* id : {"xid.null_pointer", "input.bad_open_string"})
+        BOOST_TEST_CONTEXT(id << ": " << message_of(r, id)) {
+            BOOST_TEST(outcome_of(r, id) == cf::outcome::error);
+            BOOST_TEST(has(message_of(r, id), "the switch crashed"));
+            if (!sanitized) BOOST_TEST(has(message_of(r, id), "SIGSEGV"));
+        }
+    BOOST_TEST(has(message_of(r, "xid.null_pointer"), "in xa_start"));
+    BOOST_TEST(has(message_of(r, "input.bad_open_string"), "in xa_open"));
+    // Undeclared optional features refused as the specification allows: NOT SUPPORTED.
+    for (const char* id : {"join.c_switch", "suspend.c_switch", "state.interleave"})
+        BOOST_TEST_CONTEXT(id << ": " << message_of(r, id)) {
+            BOOST_TEST(outcome_of(r, id) == cf::outcome::not_supported);
+            BOOST_TEST(has(message_of(r, id), "(undeclared; refused with XAER_RMERR)"));
+        }
+    // What the switch's flags declare.
+    BOOST_TEST(outcome_of(r, "suspend.migrate") == cf::outcome::not_supported);
+    BOOST_TEST(has(message_of(r, "suspend.migrate"), "TMNOMIGRATE"));
+    BOOST_TEST(outcome_of(r, "state.async") == cf::outcome::not_supported);
+    BOOST_TEST(has(message_of(r, "state.async"), "TMUSEASYNC"));
+    // What --declare declares, verified: the switch refuses to prepare.
+    BOOST_TEST(outcome_of(r, "recovery.paging") == cf::outcome::not_supported);
+    BOOST_TEST(has(message_of(r, "recovery.paging"), "SQLite cannot keep"));
+    // What the specification requires stays a FAIL, by name, saying there is no diagnostic.
+    BOOST_TEST(outcome_of(r, "state.recover_without_startrscan") == cf::outcome::fail);
+    BOOST_TEST(has(message_of(r, "state.recover_without_startrscan"),
+                   "returned XAER_INVAL, expected XAER_PROTO -- no diagnostic"));
+    BOOST_TEST(outcome_of(r, "state.start_twice") == cf::outcome::pass);
+    BOOST_TEST(outcome_of(r, "tx.one_phase_commit") == cf::outcome::not_applicable);
+    check_messages_are_named(r);
+
+    const auto text = cf::report_text({r});
+    BOOST_TEST(has(text, "declarations:"));
+    BOOST_TEST(has(text, "the switch's flags: migrate=no (TMNOMIGRATE), async=no"));
+    BOOST_TEST(has(text, "--declare: two_phase=no (SQLite cannot keep"));
+    BOOST_TEST(has(text, "undeclared (optional: tried): read_only_vote, join"));
+    auto j = nlohmann::json::parse(cf::report_json({r}));
+    BOOST_TEST(j["targets"][0]["capabilities"]["join"]["source"] == "undeclared (optional: tried)");
+    BOOST_TEST(j["targets"][0]["capabilities"]["two_phase"]["source"] == "--declare");
+}
+
+BOOST_AUTO_TEST_CASE(unusable_switches_are_refused_by_name) {
+    temp_db db;
+    try {
+        cf::load_switch_target(XARM_FAULTY_SQLITE_LIB, "faulty_null_switch", db.info());
+        BOOST_FAIL("a switch without entry points was accepted");
+    } catch (const std::runtime_error& e) {
+        BOOST_TEST(has(e.what(), "unusable"));
+        BOOST_TEST(has(e.what(), "xa_open_entry is NULL"));
+        BOOST_TEST(has(e.what(), "xa_complete_entry is NULL"));
+    }
+    try {
+        cf::load_switch_target(XARM_FAULTY_SQLITE_LIB, "faulty_dynamic_switch", db.info());
+        BOOST_FAIL("a switch with TMREGISTER and an unterminated name was accepted");
+    } catch (const std::runtime_error& e) {
+        BOOST_TEST(has(e.what(), "TMREGISTER"));
+        BOOST_TEST(has(e.what(), "NUL-terminated"));
+    }
+    auto t = cf::load_switch_target(lib("libxarm_sqlite.so"), "xarm_sqlite_switch", db.info());
+    BOOST_TEST(cf::switch_problems(*t.sw).empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_hanging_case_is_killed_and_the_run_goes_on) {
+    temp_db db;
+    auto t = cf::load_switch_target(XARM_FAULTY_SQLITE_LIB, "faulty_switch", db.info());
+    ::setenv("FAULTY_SWITCH_HANG", "xa_forget", 1);  // the case's child inherits it
+    cf::run_options o;
+    o.globs = {"state.forget_non_heuristic", "state.start_twice"};
+    o.timeout_seconds = 1.5;
+    auto r = cf::run(t, o);
+    ::unsetenv("FAULTY_SWITCH_HANG");
+    BOOST_TEST(outcome_of(r, "state.forget_non_heuristic") == cf::outcome::error);
+    BOOST_TEST(has(message_of(r, "state.forget_non_heuristic"), "no result after 1.5 s"));
+    BOOST_TEST(has(message_of(r, "state.forget_non_heuristic"), "in xa_forget"));
+    BOOST_TEST(outcome_of(r, "state.start_twice") == cf::outcome::pass);
+}
+
+BOOST_AUTO_TEST_CASE(a_refusal_without_sqlstate_0a000_is_fail) {
+    // The driver declares join missing, but its switch refuses TMJOIN with HY000: not
+    // the declared way (the code and SQLSTATE 0A000), so FAIL, never NOT SUPPORTED.
+    temp_db db;
+    auto r = run_target(cf::load_driver_target(XARM_LIAR_REFUSAL_LIB, db.info()),
+                        {"join.c_switch", "join.sql", "suspend.c_switch"});
+    for (const char* id : {"join.c_switch", "join.sql"})
+        BOOST_TEST_CONTEXT(id << ": " << message_of(r, id)) {
+            BOOST_TEST(outcome_of(r, id) == cf::outcome::fail);
+            BOOST_TEST(has(message_of(r, id), "SQLSTATE HY000, expected SQLSTATE 0A000"));
+        }
+    BOOST_TEST(outcome_of(r, "suspend.c_switch") == cf::outcome::pass);
+}
+
+BOOST_AUTO_TEST_CASE(declarations_from_a_file_or_inline) {
+    temp_db db;
+    auto t = cf::load_switch_target(XARM_FAULTY_SQLITE_LIB, "faulty_switch", db.info());
+    BOOST_TEST(t.undeclared(xarm::capability::join));
+    BOOST_TEST(!t.caps->has(xarm::capability::async));
+    BOOST_TEST(t.sources.at(xarm::capability::two_phase) == cf::decl_source::specification);
+    const std::string file = db.path + ".declare";
+    {
+        std::ofstream f(file);
+        f << "# what the vendor documents\njoin = no: the server refuses XA START ... JOIN, "
+             "always\nasync=yes\n";
+    }
+    cf::apply_declarations(t, file);
+    std::filesystem::remove(file);
+    BOOST_TEST(!t.caps->has(xarm::capability::join));
+    BOOST_TEST(t.caps->get(xarm::capability::join).reason ==
+               "the server refuses XA START ... JOIN, always");
+    BOOST_TEST(t.caps->has(xarm::capability::async));
+    BOOST_TEST(!t.undeclared(xarm::capability::join));
+    BOOST_TEST(t.sources.at(xarm::capability::join) == cf::decl_source::declare_option);
+    BOOST_CHECK_THROW(cf::apply_declarations(t, "joins=no"), std::runtime_error);
+    BOOST_CHECK_THROW(cf::apply_declarations(t, "join=maybe"), std::runtime_error);
+    BOOST_CHECK_THROW(cf::apply_declarations(t, "/no/such/file"), std::runtime_error);
+    cf::apply_declarations(t, "join=yes,interleave=no:one connection, one branch");
+    BOOST_TEST(t.caps->has(xarm::capability::join));
+    BOOST_TEST(t.caps->get(xarm::capability::interleave).reason == "one connection, one branch");
 }

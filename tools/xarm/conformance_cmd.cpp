@@ -1,5 +1,6 @@
 // `xarm conformance`: runs the suite against one driver, one switch library, or every
 // configured driver (--all), and writes the matrix.
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -20,9 +21,26 @@ namespace cf = xarm::conformance;
 
 struct options {
     std::string driver, lib, symbol, info, format = "text", output, restart;
+    std::string declare, native_conn, dbms;
     std::vector<std::string> cases;
-    bool all = false, list = false;
+    double timeout = 300;
+    bool all = false, list = false, in_process = false;
 };
+
+// A signal ends the case in progress and the run, and the report is still written; a
+// second one ends the program at once.
+void on_signal(int sig) {
+    if (cf::stop_requested() != 0) ::_exit(128 + sig);
+    cf::request_stop(sig);
+}
+
+void install_signal_handlers() {
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: a wait for a case returns at once
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
+}
 
 bool under_ci() {
     const char* ci = std::getenv("CI");
@@ -98,6 +116,12 @@ int run(const options& o) {
     if (!o.all && o.info.empty())
         throw usage_error("--open INFO is required with --driver and --switch");
     if (!o.symbol.empty() && o.lib.empty()) throw usage_error("--symbol goes with --switch");
+    if (!o.native_conn.empty() && o.lib.empty())
+        throw usage_error("--native-conn goes with --switch");
+    if (o.native_conn.empty() != o.dbms.empty())
+        throw usage_error("--native-conn SYMBOL and --dbms pq|mysql go together");
+    if (!o.declare.empty() && o.all) throw usage_error("--declare goes with --driver or --switch");
+    if (o.timeout <= 0) throw usage_error("--timeout must be positive");
     if (cf::select_cases(o.cases).empty()) throw usage_error("no case matches --case");
 
     std::vector<cf::target> targets;
@@ -112,19 +136,23 @@ int run(const options& o) {
         if (!targets.back().setup_error.empty() && !targets.back().drv)
             throw std::runtime_error(targets.back().setup_error);
     } else {
-        try {
-            targets.push_back(cf::load_switch_target(o.lib, o.symbol, o.info));
-        } catch (const std::exception& e) {
-            throw std::runtime_error(e.what());
-        }
+        // An unusable switch (NULL entries, bad name or flags) is refused here, by name.
+        targets.push_back(cf::load_switch_target(o.lib, o.symbol, o.info));
         auto& t = targets.back();
+        if (!o.native_conn.empty()) cf::attach_native_connection(t, o.native_conn, o.dbms);
         cf::connect_check(t);
     }
-    for (auto& t : targets) t.restart_cmd = o.restart;
+    for (auto& t : targets) {
+        t.restart_cmd = o.restart;
+        if (!o.declare.empty()) cf::apply_declarations(t, o.declare);
+    }
+    install_signal_handlers();
 
     const bool progress = ::isatty(STDERR_FILENO) != 0;
     cf::run_options ro;
     ro.globs = o.cases;
+    ro.isolate = !o.in_process;
+    ro.timeout_seconds = o.timeout;
     if (progress) {
         ro.on_start = [](const std::string& label, const cf::case_def& c, std::size_t i,
                          std::size_t n) {
@@ -138,7 +166,10 @@ int run(const options& o) {
         };
     }
     std::vector<cf::run_result> runs;
-    for (const auto& t : targets) runs.push_back(cf::run(t, ro));
+    for (const auto& t : targets) {
+        runs.push_back(cf::run(t, ro));
+        if (cf::stop_requested() != 0) break;  // the report says what did not run
+    }
     if (progress) std::fprintf(stderr, "\r\033[K");
     if (!sqlite_path.empty()) {
         std::error_code ec;
@@ -162,6 +193,7 @@ int run(const options& o) {
         f << text;
         if (!f) throw std::runtime_error("cannot write " + o.output);
     }
+    if (const int sig = cf::stop_requested(); sig != 0) return 128 + sig;
     for (const auto& r : runs)
         for (const auto& c : r.cases)
             if (c.result == cf::outcome::fail || c.result == cf::outcome::error) return exit_failed;
@@ -177,6 +209,23 @@ runner add_conformance(CLI::App& app) {
     app.add_option("--switch", o->lib, "any XA switch library (.so) given by path");
     app.add_option("--symbol", o->symbol,
                    "the xa_switch_t symbol in --switch (default: lixa_get_xa_switch())");
+    app.add_option("--native-conn", o->native_conn,
+                   "SQL access through the switch: the library's function returning the RM's "
+                   "connection for (thread, rmid), e.g. lixa_pq_get_conn_by_rmid, "
+                   "lixa_my_get_conn_by_rmid, xarm_pq_conn, xarm_mysql_conn");
+    app.add_option("--dbms", o->dbms,
+                   "what --native-conn returns: pq (PGconn*) or mysql (MYSQL*; Connector/C++'s "
+                   "sql::Connection* for xarm_mysql_conn)")
+        ->check(CLI::IsMember({"pq", "mysql", "mysql-cppconn"}));
+    app.add_option("--declare", o->declare,
+                   "declare capabilities the switch does not: a FILE, or inline "
+                   "'join=no:reason,async=yes,...' (names: two_phase one_phase recovery "
+                   "read_only_vote join suspend_resume migrate async interleave)");
+    app.add_option("--timeout", o->timeout,
+                   "seconds a case may take before its process is killed (ERROR); default 300");
+    app.add_flag("--in-process", o->in_process,
+                 "run the cases in this process instead of one child process each (for "
+                 "debugging the suite: a crashing switch then ends the run)");
     app.add_option("--open", o->info, "the xa_open info string");
     app.add_flag("--all", o->all,
                  "every configured driver: sqlite (temporary file), XARM_TEST_PQ, XARM_TEST_MYSQL, "
@@ -195,8 +244,12 @@ runner add_conformance(CLI::App& app) {
     app.footer(
         "Exit status: 0 when no case FAILs or ERRORs, 1 otherwise, 2 for usage errors.\n"
         "Outcomes: PASS, FAIL, NOT SUPPORTED (declared missing and verified to fail the "
-        "declared way), ERROR (the run broke), n/a (the case cannot run on this target: "
-        "e.g. no SQL access through a third-party switch), not configured.");
+        "declared way, or an undeclared optional feature refused the way the XA "
+        "specification allows), ERROR (the run broke, or a case's process crashed or hung), "
+        "n/a (the case cannot run on this target: e.g. no SQL access through a third-party "
+        "switch without --native-conn), not configured.\n"
+        "Each case runs in a child process; SIGINT/SIGTERM end the run and the report is "
+        "still written (exit status 128+signal).");
     return [o] { return run(*o); };
 }
 

@@ -13,6 +13,7 @@
 
 #include "commands.hpp"
 #include "xa.h"
+#include "xarm/conformance.hpp"
 #include "xarm/connection.hpp"
 #include "xarm/driver.hpp"
 
@@ -64,6 +65,8 @@ int probe(const std::string& lib, const std::string& symbol) {
                      symbol.empty() ? "no lixa_get_xa_switch" : ("no symbol " + symbol).c_str());
         return exit_failed;
     }
+    // Printed before anything else is read: what makes the switch unusable.
+    const auto problems = conformance::switch_problems(*sw);
     char name[RMNAMESZ + 1] = {};
     std::memcpy(name, sw->name, RMNAMESZ);
     std::printf(
@@ -86,10 +89,19 @@ int probe(const std::string& lib, const std::string& symbol) {
     for (const auto& [n, present] : entries)
         std::printf("    %-12s %s\n", n, present ? "present" : "NULL");
     std::printf("xarm_last_error: %s\n", dlsym(h, "xarm_last_error") ? "exported" : "not exported");
+    if (!problems.empty()) {
+        std::fprintf(stderr, "xarm probe: %s: the switch is unusable:\n", lib.c_str());
+        for (const auto& p : problems) std::fprintf(stderr, "    %s\n", p.c_str());
+        return exit_failed;
+    }
     using entry_t = const driver* (*)();
     auto entry = reinterpret_cast<entry_t>(dlsym(h, "xarm_driver_v1"));
     if (entry == nullptr) {
-        std::printf("xarm driver: no (a third-party switch: capabilities unknown)\n");
+        std::printf(
+            "xarm driver: no (a third-party switch: declares only what its flags say; "
+            "%s, %s)\n",
+            (sw->flags & TMNOMIGRATE) ? "no migrate (TMNOMIGRATE)" : "migrate undeclared",
+            (sw->flags & TMUSEASYNC) ? "async (TMUSEASYNC)" : "no async (no TMUSEASYNC)");
         return exit_ok;
     }
     const driver* d = entry();

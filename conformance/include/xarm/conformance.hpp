@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "xa.h"
@@ -27,29 +28,72 @@ const char* to_string(outcome o) noexcept;
 enum class layer { c_switch, cpp, sql };
 const char* to_string(layer l) noexcept;
 
+/// Where the declaration of one capability came from (the report says it).
+enum class decl_source {
+    xarm_driver,     ///< the library's own xarm declaration (xarm_driver_v1)
+    switch_flags,    ///< the switch's flags: TMNOMIGRATE, TMUSEASYNC
+    declare_option,  ///< --declare
+    specification,   ///< undeclared, but required of every RM by the XA specification
+    undeclared,      ///< optional and undeclared: tried; a refusal the specification allows is
+                     ///< NOT SUPPORTED (undeclared), never FAIL
+};
+const char* to_string(decl_source s) noexcept;
+
 /// What is tested, and how to reach it.
 struct target {
     std::string label;        ///< column name: "pq", "odbc/mysql", a library's file name
     std::string driver_name;  ///< xarm driver name; empty for a third-party switch
     std::string library;      ///< the loaded library's path
+    std::string symbol;       ///< the switch's symbol; empty: lixa_get_xa_switch()
     xa_switch_t* sw = nullptr;
     int (*last_error)(int, xarm_diag*) = nullptr;  ///< xarm_last_error when exported
-    std::shared_ptr<const driver> drv;             ///< C++ access; null: no SQL access
-    std::string info;                              ///< the xa_open string
-    std::optional<capability_set> caps;            ///< nullopt: unknown, all claimed
+    /// SQL access: an xarm driver, or (via_switch) the suite's adapter that drives the
+    /// switch and runs SQL on the RM's native connection. Null: no SQL access.
+    std::shared_ptr<const driver> drv;
+    bool via_switch = false;
+    std::string native_symbol;  ///< --native-conn: the RM's connection for (thread, rmid)
+    std::string native_kind;    ///< "pq" (PGconn*), "mysql" (MYSQL*), "mysql-cppconn"
+    std::string info;           ///< the xa_open string
+    /// The effective declaration; nullopt: none at all (every capability counts as claimed).
+    std::optional<capability_set> caps;
+    std::map<capability, decl_source> sources;  ///< where each declaration came from
     std::string dbms;         ///< "pq", "mysql", "sqlite" or "" (per-database SQL)
     std::string restart_cmd;  ///< --allow-restart: a shell command restarting the server
     std::string setup_error;  ///< non-empty: the target could not be set up (ERROR column)
     bool configured = true;   ///< false: "not configured" column (no env var, not CI)
+
+    /// The capability is optional, undeclared and to be tried (see decl_source::undeclared).
+    bool undeclared(capability c) const;
+    /// The declaration is xarm's own: a refusal must be exactly the documented one
+    /// (the code and SQLSTATE 0A000), not merely one the specification allows.
+    bool strict_refusals(capability c) const;
 };
 
+/// Why a switch cannot be used (a NULL entry point, an unterminated or empty name,
+/// unknown flags, TMREGISTER, a version other than 0); empty when it can.
+std::vector<std::string> switch_problems(const xa_switch_t& sw);
+
 /// Loads a switch library (dlopen, RTLD_NODELETE); symbol empty: lixa_get_xa_switch.
-/// Throws std::runtime_error with the reason.
+/// Throws std::runtime_error with the reason, also for a switch switch_problems rejects.
+/// A third-party switch gets the declarations its flags make and the XA specification's
+/// required ones; the optional rest is undeclared.
 target load_switch_target(const std::string& path, const std::string& symbol,
                           const std::string& info);
+/// Gives a switch target SQL access through the RM's own connection: symbol is a
+/// function `HANDLE f(int rmid)` in the library (LIXA: lixa_pq_get_conn_by_rmid,
+/// lixa_my_get_conn_by_rmid; xarm: xarm_pq_conn, xarm_mysql_conn); dbms "pq" (PGconn*)
+/// or "mysql" (MYSQL*; Connector/C++'s sql::Connection* for xarm_mysql_conn, or with
+/// "mysql-cppconn"). Throws std::runtime_error when the symbol or the client library
+/// is missing.
+void attach_native_connection(target& t, const std::string& symbol, const std::string& dbms);
+/// Applies an explicit declaration: a file, or inline "join=no:reason,async=yes,...",
+/// one `capability=yes|no[:reason]` per line or comma. Throws std::runtime_error naming
+/// the bad entry.
+void apply_declarations(target& t, const std::string& file_or_inline);
 /// With SQL access: opens one connection to take its (authoritative) capability list
-/// and, when dbms is empty, probe the database; a failure becomes t.setup_error (every
-/// case then reports ERROR with that reason, e.g. "server unreachable").
+/// and, when dbms is empty, probe the database; a switch without SQL access is opened
+/// and closed once (in a child process). A failure becomes t.setup_error (every case
+/// then reports ERROR with that reason, e.g. "server unreachable").
 void connect_check(target& t);
 /// Which database an xarm target talks to ("pq", "mysql", "sqlite", "" unknown), by probing.
 std::string detect_dbms(const target& t);
@@ -77,20 +121,34 @@ struct case_result {
     outcome result = outcome::error;
     std::string message;  ///< why (empty for a plain pass)
     double seconds = 0;
+    bool noteworthy = false;  ///< listed in the report's notes whatever the outcome
 };
 
 struct run_result {
     target tgt;
     std::vector<case_result> cases;
+    /// Non-empty when the run stopped early (a signal): why, and what did not run.
+    std::string interrupted;
     std::map<outcome, int> counts() const;
 };
 
 struct run_options {
     std::vector<std::string> globs;  ///< empty: every case
+    /// Each case in a child process (fork): a crash or a hang is that case's ERROR and
+    /// the run goes on. Off only for debugging the suite itself.
+    bool isolate = true;
+    double timeout_seconds = 300;  ///< per case, when isolated
     std::function<void(const std::string& label, const case_def&, std::size_t i, std::size_t n)>
         on_start;
     std::function<void(const std::string& label, const case_result&)> on_done;
 };
+
+/// Asks a running run() to stop: the case in progress is ended (its child killed) and
+/// reported as interrupted, the rest is not run. Async-signal-safe: call it from a
+/// SIGINT/SIGTERM handler.
+void request_stop(int signo) noexcept;
+/// The signal request_stop() was given, 0 when none.
+int stop_requested() noexcept;
 
 bool glob_match(const std::string& pattern, const std::string& text);
 std::vector<const case_def*> select_cases(const std::vector<std::string>& globs);
@@ -139,9 +197,13 @@ class rm {
     int complete(int* handle, int* retval, long flags = TMNOFLAGS);
     /// Every XID xa_recover returns, paging with count per call.
     std::vector<xid> recover_all(long count = 16);
-    /// The last failure as "CODE (SQLSTATE): message", or "" when unknown.
+    /// The last failure as "CODE (SQLSTATE): message"; without xarm_last_error (a
+    /// third-party switch) a sentence saying there is no diagnostic.
     std::string diag_text() const;
+    /// " -- " and diag_text() for a failure code (rc < 0), else "".
+    std::string with_diag(int rc) const;
     std::optional<xarm_diag> diag() const;
+    context& ctx() noexcept { return m_ctx; }
 
   private:
     context& m_ctx;
@@ -160,6 +222,8 @@ class context {
     const target& tgt() const noexcept { return m_t; }
     bool claims(capability c) const;
     bool has_sql() const noexcept { return m_t.drv != nullptr; }
+    /// SQL runs through the switch on the RM's native connection (--native-conn).
+    bool via_switch() const noexcept { return m_t.via_switch; }
     int new_rmid();
 
     /// A C++ connection (setup_error when it cannot be opened). Requires has_sql().
@@ -176,6 +240,8 @@ class context {
     long count(const std::string& table);
     void insert(connection& c, const std::string& table, int id);
 
+    /// Takes over what another process (a case that crashed) left, for cleanup().
+    void adopt(const std::vector<xid>& xids, const std::vector<std::string>& tables);
     /// Runs cleanup: rolls back tracked prepared branches, drops tables.
     void cleanup() noexcept;
     void note(std::string s) {
@@ -184,13 +250,24 @@ class context {
     }
     const std::string& notes() const noexcept { return m_notes; }
 
+    /// Refusal checks: strict (exactly the documented code, SQLSTATE 0A000) for xarm's
+    /// own declarations; otherwise any refusal the XA specification allows.
+    bool strict_refusals() const noexcept { return m_strict; }
+    void set_strict_refusals(bool on) noexcept { m_strict = on; }
+    /// How the last refusal check saw the feature refused ("refused with XAER_RMERR").
+    void refused_with(std::string how) { m_refused = std::move(how); }
+    const std::string& refused() const noexcept { return m_refused; }
+
   private:
     const target& m_t;
     std::mutex m_mu;  // cases run threads that make xids and tables concurrently
     std::vector<xid> m_xids;
     std::vector<std::string> m_tables;
     std::optional<connection> m_observer;
+    std::thread::id m_observer_thread;  // a switch connection belongs to its thread
     std::string m_notes;
+    bool m_strict = true;
+    std::string m_refused;
 };
 
 // Assertions for cases.
@@ -198,12 +275,17 @@ class context {
 inline void check(bool ok, const std::string& what) {
     if (!ok) fail(what);
 }
+/// An XA return code by name ("XAER_INVAL"), or the number saying it is none.
+std::string code_text(int rc);
 /// rc must equal expected; the message names the call, both codes and the diagnostic.
 void expect_rc(rm& r, int rc, int expected, const char* call);
 /// rc must be one of expected.
 void expect_rc_in(rm& r, int rc, std::initializer_list<int> expected, const char* call);
-/// The refusal of a capability declared missing: code and SQLSTATE 0A000.
-void expect_refusal(rm& r, int rc, int code, const char* call);
+/// The refusal of a capability declared missing. Strict (xarm's declaration): rc must be
+/// code, with SQLSTATE 0A000 and a message. Otherwise code or one of also (the refusals
+/// the XA specification allows for the feature). Records the code seen (refused_with).
+void expect_refusal(rm& r, int rc, int code, const char* call,
+                    std::initializer_list<int> also = {});
 
 /// Runs f and requires it to throw E (FAIL otherwise); returns the caught error's XA code.
 template <class E, class F>
@@ -214,6 +296,7 @@ struct dialect {
     const char* dbms;
     const char* lock_timeout;     ///< makes a blocked statement fail within ~1 s
     const char* foreign_prepare;  ///< fmt: {table}, {gid}: leaves a foreign prepared tx
+    const char* foreign_commit;   ///< fmt: {gid}: commits it by name
 };
 const dialect* dialect_for(const std::string& dbms);
 

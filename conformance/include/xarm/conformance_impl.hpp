@@ -15,7 +15,7 @@ int expect_throw(F&& f, const char* what) {
         return e.xa_code();
     } catch (const xarm::error& e) {
         fail(std::string(what) + ": expected a different exception class, got " +
-             xa_code_name(e.xa_code()) + " (" + e.sqlstate() + "): " + e.what());
+             code_text(e.xa_code()) + " (" + e.sqlstate() + "): " + e.what());
     }
     fail(std::string(what) + ": succeeded, but must fail");
 }
