@@ -9,6 +9,7 @@
 #include <sqlext.h>
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,6 +25,8 @@ struct env_deleter {
     void operator()(SQLHENV h) const noexcept { SQLFreeHandle(SQL_HANDLE_ENV, h); }
 };
 struct dbc_deleter {
+    /// Disconnect under connect_mutex() (see there); true until the driver is known.
+    bool serialize = true;
     void operator()(SQLHDBC h) const noexcept;  // disconnects first when connected
 };
 struct stmt_deleter {
@@ -35,6 +38,14 @@ using stmt_ptr = std::unique_ptr<std::remove_pointer_t<SQLHSTMT>, stmt_deleter>;
 
 /// The process's ODBC environment (ODBC 3), made once.
 SQLHENV environment();
+
+/// Held around connecting and disconnecting through an ODBC driver that shares state
+/// between its connections without locking it (serialize_connects), and around any
+/// first connect, before the driver is known.
+std::mutex& connect_mutex();
+/// True for the ODBC drivers (SQL_DRIVER_NAME) whose connects must not overlap:
+/// MariaDB Connector/ODBC 3.1 (libmaodbc).
+bool serialize_connects(std::string_view odbc_driver_name) noexcept;
 
 // ---- backends ------------------------------------------------------------------
 

@@ -36,8 +36,26 @@ void dbc_deleter::operator()(SQLHDBC h) const noexcept {
     // An open transaction makes some drivers refuse to disconnect (25000): roll it back,
     // as a closing server connection would.
     SQLEndTran(SQL_HANDLE_DBC, h, SQL_ROLLBACK);
+    std::unique_lock lk(connect_mutex(), std::defer_lock);
+    if (serialize) lk.lock();
     SQLDisconnect(h);
     SQLFreeHandle(SQL_HANDLE_DBC, h);
+}
+
+std::mutex& connect_mutex() {
+    static std::mutex m;
+    return m;
+}
+
+bool serialize_connects(std::string_view odbc_driver_name) noexcept {
+    // MariaDB Connector/ODBC 3.1 keeps one environment block for all connections made
+    // through one ODBC environment. Connecting (the driver manager's SQLSetEnvAttr on
+    // it, which reads the block's connection list and writes the block's diagnostics)
+    // runs without the block's lock, while another thread's connect or disconnect
+    // changes the list and rewrites the diagnostics under it: a data race on that
+    // shared block (ThreadSanitizer sees it when threads open resource managers at
+    // once).
+    return odbc_driver_name.find("maodbc") != std::string_view::npos;
 }
 
 SQLHENV environment() {
@@ -151,9 +169,14 @@ void session::connect(const std::string& conn) {
         raise_odbc(SQL_HANDLE_ENV, environment(), backend::unknown, op::open,
                    "cannot allocate an ODBC connection handle");
     SQLSMALLINT out_len = 0;
+    // Until it has connected, the driver behind conn is unknown: serialize.
+    std::unique_lock lk(connect_mutex(), std::defer_lock);
+    const bool serialize = m_odbc_driver.empty() || serialize_connects(m_odbc_driver);
+    if (serialize) lk.lock();
     SQLRETURN rc =
         SQLDriverConnect(raw, nullptr, reinterpret_cast<SQLCHAR*>(const_cast<char*>(conn.c_str())),
                          SQL_NTS, nullptr, 0, &out_len, SQL_DRIVER_NOPROMPT);
+    if (serialize) lk.unlock();
     if (!ok(rc)) {
         diag_record d = read_diag(SQL_HANDLE_DBC, raw);
         SQLFreeHandle(SQL_HANDLE_DBC, raw);  // never connected: nothing to disconnect
@@ -165,6 +188,7 @@ void session::connect(const std::string& conn) {
                          "cannot connect through ODBC (SQLDriverConnect): " + d.message});
     }
     m_dbc.reset(raw);
+    m_dbc.get_deleter().serialize = serialize;
     m_conn = conn;
     m_autocommit = true;
     set_autocommit(false);
@@ -174,6 +198,7 @@ void session::recognise() {
     const std::string name = get_info(m_dbc.get(), SQL_DBMS_NAME);
     const std::string ver = get_info(m_dbc.get(), SQL_DBMS_VER);
     m_odbc_driver = get_info(m_dbc.get(), SQL_DRIVER_NAME);
+    m_dbc.get_deleter().serialize = m_odbc_driver.empty() || serialize_connects(m_odbc_driver);
     m_backend = backend_from_dbms_name(name);
     m_dbms = fmt::format("{} {}", name.empty() ? "unnamed DBMS" : name, ver);
 #ifdef XARM_ODBC_WITH_MYSQL_DIALECT
@@ -304,11 +329,16 @@ void session::set_autocommit(bool on) {
 void session::reconnect() {
     // SQLDisconnect + SQLDriverConnect on the same handle: the value applications got
     // from xarm_odbc_hdbc stays valid (their statement handles do not).
-    SQLDisconnect(m_dbc.get());
     SQLSMALLINT out_len = 0;
-    SQLRETURN rc = SQLDriverConnect(m_dbc.get(), nullptr,
-                                    reinterpret_cast<SQLCHAR*>(const_cast<char*>(m_conn.c_str())),
-                                    SQL_NTS, nullptr, 0, &out_len, SQL_DRIVER_NOPROMPT);
+    SQLRETURN rc = SQL_ERROR;
+    {
+        std::unique_lock lk(connect_mutex(), std::defer_lock);
+        if (m_dbc.get_deleter().serialize) lk.lock();
+        SQLDisconnect(m_dbc.get());
+        rc = SQLDriverConnect(m_dbc.get(), nullptr,
+                              reinterpret_cast<SQLCHAR*>(const_cast<char*>(m_conn.c_str())),
+                              SQL_NTS, nullptr, 0, &out_len, SQL_DRIVER_NOPROMPT);
+    }
     if (!ok(rc)) {
         diag_record d = read_diag(SQL_HANDLE_DBC, m_dbc.get());
         // The branch is prepared on the server; only this session is gone.
