@@ -98,6 +98,34 @@ std::vector<xarm::xid> c_recover(int rmid) {
     return out;
 }
 
+/// A connection for cleaning up: the prepared branches this process left (their gtrids
+/// carry its pid) are rolled back, and no lock is waited for long, even behind a branch
+/// a broken driver leaked.
+xarm::connection cleaner(const std::string& info) {
+    auto c = xarm::connect("odbc", info);
+    const std::string mine = "-" + std::to_string(::getpid()) + "-";
+    try {
+        for (const auto& x : c.tpc_recover())
+            if (x.gtrid().find("xodbc") == 0 && x.gtrid().find(mine) != std::string::npos) try {
+                    c.tpc_rollback(x);
+                } catch (const xarm::error&) {
+                    // Finished meanwhile, or still attached elsewhere.
+                }
+    } catch (const xarm::error&) {
+        // No recovery through this backend (SQLite).
+    }
+    for (const char* q : {"SET lock_timeout = '5s'",  // PostgreSQL
+                          "SET SESSION lock_wait_timeout = 5, innodb_lock_wait_timeout = 5"}) {
+        try {
+            c.execute(q);
+            c.commit();
+        } catch (const xarm::error&) {
+            c.rollback();  // the other backend's statement
+        }
+    }
+    return c;
+}
+
 /// A scratch table created and dropped through ODBC (autocommit off: committed locally).
 struct table_guard {
     std::string info, name;
@@ -109,7 +137,7 @@ struct table_guard {
     }
     ~table_guard() {
         try {
-            auto c = xarm::connect("odbc", info);
+            auto c = cleaner(info);
             c.execute("DROP TABLE " + name);
             c.commit();
         } catch (...) {
