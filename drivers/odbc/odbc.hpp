@@ -155,6 +155,8 @@ class session final : public native_session {
     /// detachment from a session the server is still closing.
     void finish_prepared(const xid& x, bool commit);
     void finish_my(const xid& x, bool commit);
+    /// MariaDB: the session's write counter (mysql::write_counter_sql), nullopt if unknown.
+    std::optional<unsigned long long> write_counter();
     /// MariaDB: this connection's server session id (CONNECTION_ID()), 0 if unknown.
     long fetch_session_id();
     /// MariaDB: waits (bounded) until the server has closed session id, so that the
@@ -172,8 +174,9 @@ class session final : public native_session {
     bool m_branch = false;          // a branch's transaction is open on this connection
     bool m_xa_end_pending = false;  // MariaDB: XA END not yet sent for the open branch
     bool m_local = false;           // a local transaction is open
-    std::optional<diag_record> m_branch_failure;  // a statement of the branch failed
-    long m_session_id = 0;                        // MariaDB: CONNECTION_ID()
+    std::optional<diag_record> m_branch_failure;     // a statement of the branch failed
+    long m_session_id = 0;                           // MariaDB: CONNECTION_ID()
+    std::optional<unsigned long long> m_write_base;  // MariaDB: write counter at XA START
 };
 
 }  // namespace xarm::odbc

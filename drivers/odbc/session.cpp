@@ -275,8 +275,16 @@ void session::declare() {
                          (m_backend == backend::mariadb ? "FORMAT='SQL'" : "CONVERT XID") +
                          ", read byte-exact " + via)
                 .no(capability::read_only_vote,
-                    "XA PREPARE gives no read-only answer: every prepared branch is kept "
-                    "until it is committed or rolled back");
+                    "MySQL's XA PREPARE gives no read-only answer, and xarm reads "
+                    "MariaDB's session counters to tell");
+            if (m_backend == backend::mariadb)
+                c.yes(capability::read_only_vote,
+                      "a branch whose session write counters (rows written, updated or "
+                      "deleted; DELETE and UPDATE statements) did not move since XA START is "
+                      "rolled back at prepare and votes XA_RDONLY; MariaDB would otherwise "
+                      "discard it when the connection is reopened after XA PREPARE, and "
+                      "XA COMMIT would answer XA_HEURRB " +
+                          via);
             c.yes(capability::one_phase, "XA COMMIT ... ONE PHASE " + via);
             m_session_id = fetch_session_id();
             if (m_backend == backend::mysql && m_odbc_driver.find("maodbc") != std::string::npos)
@@ -353,6 +361,17 @@ void session::reconnect() {
     m_autocommit = true;
     set_autocommit(false);
     m_session_id = fetch_session_id();
+}
+
+std::optional<unsigned long long> session::write_counter() {
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    auto r = run(mysql::write_counter_sql, true);
+    if (r.failed || r.rows.rows.empty() || r.rows.rows[0].empty() || !r.rows.rows[0][0])
+        return std::nullopt;
+    return mysql::parse_write_counter(*r.rows.rows[0][0]);
+#else
+    return std::nullopt;
+#endif
 }
 
 long session::fetch_session_id() {
@@ -504,6 +523,7 @@ void session::start(const xid& x, start_mode mode) {
     if (m_backend == backend::mariadb || m_backend == backend::mysql) {
         run_or_raise(mysql::xa_start_sql(x), false, op::start, "XA START");
         m_xa_end_pending = true;
+        m_write_base = m_backend == backend::mariadb ? write_counter() : std::nullopt;
     }
 #else
     (void)x;
@@ -571,6 +591,20 @@ vote session::prepare_pq([[maybe_unused]] const xid& x) {
 vote session::prepare_my([[maybe_unused]] const xid& x) {
 #ifdef XARM_ODBC_WITH_MYSQL_DIALECT
     m_branch = false;
+    // Wrote nothing (the counters are read while the branch is still active): roll back
+    // here and vote read-only, rather than prepare a branch MariaDB would discard when
+    // the connection is reopened below. Unknown counts as written.
+    if (m_xa_end_pending && m_write_base && write_counter() == m_write_base) {
+        try {
+            xa_end_if_needed(x);
+            run_or_raise(mysql::xa_rollback_sql(x), false, op::prepare,
+                         "XA ROLLBACK of a branch that wrote nothing");
+        } catch (const error&) {
+            run(mysql::xa_rollback_sql(x), false);
+            throw;
+        }
+        return vote::read_only;
+    }
     try {
         xa_end_if_needed(x);
         run_or_raise(mysql::xa_prepare_sql(x), false, op::prepare, "XA PREPARE");
