@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <cctype>
+#include <charconv>
 #include <vector>
 
 #include "xa.h"
@@ -44,6 +45,20 @@ std::string xa_commit_sql(const xid& x, bool one_phase) {
 }
 std::string xa_rollback_sql(const xid& x) {
     return "XA ROLLBACK " + encode_mysql_xid(x);
+}
+
+const char* const write_counter_sql =
+    "SELECT SUM(CAST(VARIABLE_VALUE AS UNSIGNED)) FROM information_schema.SESSION_STATUS WHERE "
+    "VARIABLE_NAME IN "
+    "('HANDLER_WRITE','HANDLER_UPDATE','HANDLER_DELETE','COM_DELETE','COM_DELETE_MULTI',"
+    "'COM_UPDATE','COM_UPDATE_MULTI')";
+
+std::optional<unsigned long long> parse_write_counter(std::string_view value) noexcept {
+    if (value.empty()) return std::nullopt;
+    unsigned long long n = 0;
+    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (ec != std::errc{} || end != value.data() + value.size()) return std::nullopt;
+    return n;
 }
 
 std::string xa_recover_sql(dialect d) {
@@ -205,11 +220,11 @@ bool is_connection_lost(unsigned errnum) noexcept {
 
 void raise_rolled_back_at_commit(const xid& x, unsigned native) {
     xarm::raise(XA_HEURRB, "XA100",
-          fmt::format("XA COMMIT of prepared branch {}: the server had rolled it back "
-                      "(MariaDB discards a prepared branch that wrote nothing when its "
-                      "connection ends; any work it held is not committed)",
-                      x.to_string()),
-          static_cast<long>(native));
+                fmt::format("XA COMMIT of prepared branch {}: the server had rolled it back "
+                            "(MariaDB discards a prepared branch that wrote nothing when its "
+                            "connection ends; any work it held is not committed)",
+                            x.to_string()),
+                static_cast<long>(native));
 }
 
 }  // namespace xarm::mysql

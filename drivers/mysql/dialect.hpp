@@ -35,6 +35,21 @@ std::string xa_end_prepare_sql(const xid& x);
 std::string xa_commit_sql(const xid& x, bool one_phase);
 /// XA ROLLBACK <xid>.
 std::string xa_rollback_sql(const xid& x);
+/// MariaDB: one number that moves whenever a statement of this session may have written a
+/// table, read inside the branch at XA START and again before XA PREPARE. MariaDB has no
+/// "this transaction wrote" flag a client may read (information_schema.INNODB_TRX needs
+/// the PROCESS privilege), and discards a prepared branch that wrote nothing when its
+/// connection ends, so that XA COMMIT then says it was rolled back. The sum takes the
+/// Handler_write/update/delete row calls (every engine, triggers, routines, LOAD DATA;
+/// not internal temporary tables) and the DELETE/UPDATE statement counts, since DELETE
+/// without WHERE empties MyISAM, Aria and MEMORY tables with no row call (seen on
+/// MariaDB 10.11: Aria keeps such a branch as a write). It may move for writes that need
+/// no commit (a TEMPORARY table, an UPDATE that matched nothing): such a branch is then
+/// prepared as before. Not for MySQL servers (no information_schema.SESSION_STATUS).
+extern const char* const write_counter_sql;
+/// Parses write_counter_sql's value; nullopt when it is not a number.
+std::optional<unsigned long long> parse_write_counter(std::string_view value) noexcept;
+
 /// The XA RECOVER form of d whose data column cannot be confused by the xid's bytes.
 std::string xa_recover_sql(dialect d);
 

@@ -97,6 +97,9 @@ class session final : public native_session {
                      bool is_rollback);
     /// Phase two of a prepared branch, wherever in this process it is attached.
     void finish_prepared(const xid& x, bool commit);
+    /// MariaDB: the branch (still active on l) has not moved the write counter since XA
+    /// START; false when unknown.
+    bool wrote_nothing(link& l);
     /// Runs an application statement; rows collected into out when given.
     std::int64_t statement(std::string_view sql, result* out);
 
@@ -109,11 +112,14 @@ class session final : public native_session {
     bool m_end_pending = false;   ///< XA END deferred, to travel with the next verb
     int m_rollback_pending = 0;   ///< XA_RB* after a statement failure inside the branch
     bool m_local = false;         ///< a local transaction is open
+    std::optional<unsigned long long> m_write_base;  ///< MariaDB: write counter at XA START
+    bool m_read_only_at_end = false;  ///< wrote nothing, seen before an immediate XA END
 };
 
 /// Opens a connection with autocommit off (PEP 249).
 std::shared_ptr<link> connect(const options& opt);
 
-capability_set declared_capabilities();
+/// What the driver declares; on a MySQL server (d) there is no read-only vote.
+capability_set declared_capabilities(dialect d = dialect::mariadb);
 
 }  // namespace xarm::mysql

@@ -15,7 +15,7 @@
 
 namespace xarm::mysql {
 
-capability_set declared_capabilities() {
+capability_set declared_capabilities(dialect d) {
     capability_set c;
     c.yes(capability::two_phase,
           "XA END + XA PREPARE in one round trip; a prepared branch survives a server restart")
@@ -24,11 +24,12 @@ capability_set declared_capabilities() {
              "XA RECOVER FORMAT='SQL' (MariaDB) or CONVERT XID (MySQL), byte-exact; a branch "
              "still attached to a live connection of another process is listed but can be "
              "finished only after that connection ends (xa_commit answers XA_RETRY)")
-        .no(capability::read_only_vote,
-            "MariaDB 10.11 answers XA PREPARE of a branch that wrote nothing with a plain OK "
-            "and keeps it prepared (listed by XA RECOVER) like any other; nothing tells the "
-            "client it is read-only (information_schema.innodb_trx needs the PROCESS privilege "
-            "and a round trip)")
+        .yes(capability::read_only_vote,
+             "MariaDB: a branch whose session write counters (rows written, updated or "
+             "deleted; DELETE and UPDATE statements) did not move since XA START is rolled "
+             "back at prepare and votes XA_RDONLY (one more round trip at prepare); a branch "
+             "prepared having written nothing would be discarded by MariaDB when its "
+             "connection ends, and XA COMMIT would then answer XA_HEURRB")
         .no(capability::join,
             "MariaDB 10.11 answers XA START ... JOIN with ER_XAER_INVAL (1398): parsed, not "
             "implemented")
@@ -39,6 +40,10 @@ capability_set declared_capabilities() {
         .no(capability::async, "Connector/C++ 1.1 has no asynchronous calls")
         .no(capability::interleave,
             "a MySQL/MariaDB connection holds one XA transaction at a time");
+    if (d == dialect::mysql)
+        c.no(capability::read_only_vote,
+             "MySQL's XA PREPARE gives no read-only answer, and the session counters xarm "
+             "reads on MariaDB (information_schema.SESSION_STATUS) are not there");
     return c;
 }
 
@@ -135,6 +140,47 @@ void run_pair(link& l, bool multi, const std::string& a, const std::string& b, i
     }
 }
 
+// MariaDB: the session's write counter (write_counter_sql) on l (l.mu held); nullopt
+// when it cannot be read (then the branch counts as written).
+std::optional<unsigned long long> read_write_counter(link& l) {
+    if (!l.conn || l.lost) return std::nullopt;
+    try {
+        std::unique_ptr<sql::ResultSet> rs(l.stmt->executeQuery(write_counter_sql));
+        if (rs->next()) return parse_write_counter(rs->getString(1).asStdString());
+    } catch (const sql::SQLException& e) {
+        if (is_connection_lost(errnum_of(e))) l.lost = true;
+    }
+    return std::nullopt;
+}
+
+// XA START, then the write counter, in one round trip on a multi-statement connection.
+// Throws only for XA START (or a lost connection).
+std::optional<unsigned long long> start_counting(link& l, bool multi, const std::string& start) {
+    if (!multi) {
+        run(l, start);
+        return read_write_counter(l);
+    }
+    if (!l.conn || l.lost) raise_gone();
+    try {
+        l.stmt->execute(start + ";" + write_counter_sql);
+    } catch (const sql::SQLException& e) {
+        if (is_connection_lost(errnum_of(e))) l.lost = true;
+        throw;
+    }
+    try {
+        if (l.stmt->getMoreResults()) {
+            std::unique_ptr<sql::ResultSet> rs(l.stmt->getResultSet());
+            if (rs->next()) return parse_write_counter(rs->getString(1).asStdString());
+        }
+    } catch (const sql::SQLException& e) {
+        if (is_connection_lost(errnum_of(e))) {
+            l.lost = true;
+            throw;
+        }
+    }
+    return std::nullopt;
+}
+
 std::vector<xid> recover_on(link& l, dialect d) {
     if (!l.conn || l.lost) raise_gone();
     std::vector<xid> out;
@@ -201,7 +247,7 @@ session::~session() {
 }
 
 capability_set session::capabilities() const {
-    return declared_capabilities();
+    return declared_capabilities(m_dialect);
 }
 
 void session::ensure_free_link() {
@@ -251,14 +297,24 @@ void session::start(const xid& x, start_mode) {
     // Join and resume are declared missing: the core never asks for them.
     ensure_free_link();
     std::lock_guard g(m_link->mu);
+    m_write_base.reset();
+    m_read_only_at_end = false;
     try {
-        run(*m_link, xa_start_sql(x));
+        if (m_dialect == dialect::mariadb)
+            m_write_base = start_counting(*m_link, m_opt.multi_statements, xa_start_sql(x));
+        else
+            run(*m_link, xa_start_sql(x));
     } catch (const sql::SQLException& e) {
         raise_sql(e, XAER_RMERR, "XA START");
     }
     m_branch = x;
     m_end_pending = false;
     m_rollback_pending = 0;
+}
+
+bool session::wrote_nothing(link& l) {
+    if (!m_write_base || m_rollback_pending != 0) return false;
+    return read_write_counter(l) == m_write_base;
 }
 
 void session::end(const xid& x, end_mode) {
@@ -268,6 +324,8 @@ void session::end(const xid& x, end_mode) {
         return;
     }
     std::lock_guard g(m_link->mu);
+    // The counters can be read only while the branch is active.
+    m_read_only_at_end = wrote_nothing(*m_link);
     try {
         run(*m_link, xa_end_sql(x));
     } catch (const sql::SQLException& e) {
@@ -359,6 +417,15 @@ void session::finish_idle(link& l, const xid& x, const std::string& verb_sql, co
 vote session::prepare(const xid& x) {
     {
         std::lock_guard g(m_link->mu);
+        // Wrote nothing: roll back and vote read-only, instead of a prepared branch that
+        // holds this connection and that MariaDB discards when the connection ends.
+        const bool read_only = m_end_pending ? wrote_nothing(*m_link) : m_read_only_at_end;
+        m_read_only_at_end = false;
+        if (read_only) {
+            finish_idle(*m_link, x, xa_rollback_sql(x),
+                        "XA ROLLBACK of a branch that wrote nothing", false);
+            return vote::read_only;
+        }
         finish_idle(*m_link, x, xa_prepare_sql(x), "XA PREPARE", false);
         m_link->prepared = x;
     }

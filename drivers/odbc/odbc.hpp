@@ -9,6 +9,7 @@
 #include <sqlext.h>
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,6 +25,8 @@ struct env_deleter {
     void operator()(SQLHENV h) const noexcept { SQLFreeHandle(SQL_HANDLE_ENV, h); }
 };
 struct dbc_deleter {
+    /// Disconnect under connect_mutex() (see there); true until the driver is known.
+    bool serialize = true;
     void operator()(SQLHDBC h) const noexcept;  // disconnects first when connected
 };
 struct stmt_deleter {
@@ -35,6 +38,14 @@ using stmt_ptr = std::unique_ptr<std::remove_pointer_t<SQLHSTMT>, stmt_deleter>;
 
 /// The process's ODBC environment (ODBC 3), made once.
 SQLHENV environment();
+
+/// Held around connecting and disconnecting through an ODBC driver that shares state
+/// between its connections without locking it (serialize_connects), and around any
+/// first connect, before the driver is known.
+std::mutex& connect_mutex();
+/// True for the ODBC drivers (SQL_DRIVER_NAME) whose connects must not overlap:
+/// MariaDB Connector/ODBC 3.1 (libmaodbc).
+bool serialize_connects(std::string_view odbc_driver_name) noexcept;
 
 // ---- backends ------------------------------------------------------------------
 
@@ -144,6 +155,8 @@ class session final : public native_session {
     /// detachment from a session the server is still closing.
     void finish_prepared(const xid& x, bool commit);
     void finish_my(const xid& x, bool commit);
+    /// MariaDB: the session's write counter (mysql::write_counter_sql), nullopt if unknown.
+    std::optional<unsigned long long> write_counter();
     /// MariaDB: this connection's server session id (CONNECTION_ID()), 0 if unknown.
     long fetch_session_id();
     /// MariaDB: waits (bounded) until the server has closed session id, so that the
@@ -161,8 +174,9 @@ class session final : public native_session {
     bool m_branch = false;          // a branch's transaction is open on this connection
     bool m_xa_end_pending = false;  // MariaDB: XA END not yet sent for the open branch
     bool m_local = false;           // a local transaction is open
-    std::optional<diag_record> m_branch_failure;  // a statement of the branch failed
-    long m_session_id = 0;                        // MariaDB: CONNECTION_ID()
+    std::optional<diag_record> m_branch_failure;     // a statement of the branch failed
+    long m_session_id = 0;                           // MariaDB: CONNECTION_ID()
+    std::optional<unsigned long long> m_write_base;  // MariaDB: write counter at XA START
 };
 
 }  // namespace xarm::odbc

@@ -36,8 +36,26 @@ void dbc_deleter::operator()(SQLHDBC h) const noexcept {
     // An open transaction makes some drivers refuse to disconnect (25000): roll it back,
     // as a closing server connection would.
     SQLEndTran(SQL_HANDLE_DBC, h, SQL_ROLLBACK);
+    std::unique_lock lk(connect_mutex(), std::defer_lock);
+    if (serialize) lk.lock();
     SQLDisconnect(h);
     SQLFreeHandle(SQL_HANDLE_DBC, h);
+}
+
+std::mutex& connect_mutex() {
+    static std::mutex m;
+    return m;
+}
+
+bool serialize_connects(std::string_view odbc_driver_name) noexcept {
+    // MariaDB Connector/ODBC 3.1 keeps one environment block for all connections made
+    // through one ODBC environment. Connecting (the driver manager's SQLSetEnvAttr on
+    // it, which reads the block's connection list and writes the block's diagnostics)
+    // runs without the block's lock, while another thread's connect or disconnect
+    // changes the list and rewrites the diagnostics under it: a data race on that
+    // shared block (ThreadSanitizer sees it when threads open resource managers at
+    // once).
+    return odbc_driver_name.find("maodbc") != std::string_view::npos;
 }
 
 SQLHENV environment() {
@@ -151,9 +169,14 @@ void session::connect(const std::string& conn) {
         raise_odbc(SQL_HANDLE_ENV, environment(), backend::unknown, op::open,
                    "cannot allocate an ODBC connection handle");
     SQLSMALLINT out_len = 0;
+    // Until it has connected, the driver behind conn is unknown: serialize.
+    std::unique_lock lk(connect_mutex(), std::defer_lock);
+    const bool serialize = m_odbc_driver.empty() || serialize_connects(m_odbc_driver);
+    if (serialize) lk.lock();
     SQLRETURN rc =
         SQLDriverConnect(raw, nullptr, reinterpret_cast<SQLCHAR*>(const_cast<char*>(conn.c_str())),
                          SQL_NTS, nullptr, 0, &out_len, SQL_DRIVER_NOPROMPT);
+    if (serialize) lk.unlock();
     if (!ok(rc)) {
         diag_record d = read_diag(SQL_HANDLE_DBC, raw);
         SQLFreeHandle(SQL_HANDLE_DBC, raw);  // never connected: nothing to disconnect
@@ -165,6 +188,7 @@ void session::connect(const std::string& conn) {
                          "cannot connect through ODBC (SQLDriverConnect): " + d.message});
     }
     m_dbc.reset(raw);
+    m_dbc.get_deleter().serialize = serialize;
     m_conn = conn;
     m_autocommit = true;
     set_autocommit(false);
@@ -174,6 +198,7 @@ void session::recognise() {
     const std::string name = get_info(m_dbc.get(), SQL_DBMS_NAME);
     const std::string ver = get_info(m_dbc.get(), SQL_DBMS_VER);
     m_odbc_driver = get_info(m_dbc.get(), SQL_DRIVER_NAME);
+    m_dbc.get_deleter().serialize = m_odbc_driver.empty() || serialize_connects(m_odbc_driver);
     m_backend = backend_from_dbms_name(name);
     m_dbms = fmt::format("{} {}", name.empty() ? "unnamed DBMS" : name, ver);
 #ifdef XARM_ODBC_WITH_MYSQL_DIALECT
@@ -250,8 +275,16 @@ void session::declare() {
                          (m_backend == backend::mariadb ? "FORMAT='SQL'" : "CONVERT XID") +
                          ", read byte-exact " + via)
                 .no(capability::read_only_vote,
-                    "XA PREPARE gives no read-only answer: every prepared branch is kept "
-                    "until it is committed or rolled back");
+                    "MySQL's XA PREPARE gives no read-only answer, and xarm reads "
+                    "MariaDB's session counters to tell");
+            if (m_backend == backend::mariadb)
+                c.yes(capability::read_only_vote,
+                      "a branch whose session write counters (rows written, updated or "
+                      "deleted; DELETE and UPDATE statements) did not move since XA START is "
+                      "rolled back at prepare and votes XA_RDONLY; MariaDB would otherwise "
+                      "discard it when the connection is reopened after XA PREPARE, and "
+                      "XA COMMIT would answer XA_HEURRB " +
+                          via);
             c.yes(capability::one_phase, "XA COMMIT ... ONE PHASE " + via);
             m_session_id = fetch_session_id();
             if (m_backend == backend::mysql && m_odbc_driver.find("maodbc") != std::string::npos)
@@ -304,11 +337,16 @@ void session::set_autocommit(bool on) {
 void session::reconnect() {
     // SQLDisconnect + SQLDriverConnect on the same handle: the value applications got
     // from xarm_odbc_hdbc stays valid (their statement handles do not).
-    SQLDisconnect(m_dbc.get());
     SQLSMALLINT out_len = 0;
-    SQLRETURN rc = SQLDriverConnect(m_dbc.get(), nullptr,
-                                    reinterpret_cast<SQLCHAR*>(const_cast<char*>(m_conn.c_str())),
-                                    SQL_NTS, nullptr, 0, &out_len, SQL_DRIVER_NOPROMPT);
+    SQLRETURN rc = SQL_ERROR;
+    {
+        std::unique_lock lk(connect_mutex(), std::defer_lock);
+        if (m_dbc.get_deleter().serialize) lk.lock();
+        SQLDisconnect(m_dbc.get());
+        rc = SQLDriverConnect(m_dbc.get(), nullptr,
+                              reinterpret_cast<SQLCHAR*>(const_cast<char*>(m_conn.c_str())),
+                              SQL_NTS, nullptr, 0, &out_len, SQL_DRIVER_NOPROMPT);
+    }
     if (!ok(rc)) {
         diag_record d = read_diag(SQL_HANDLE_DBC, m_dbc.get());
         // The branch is prepared on the server; only this session is gone.
@@ -323,6 +361,17 @@ void session::reconnect() {
     m_autocommit = true;
     set_autocommit(false);
     m_session_id = fetch_session_id();
+}
+
+std::optional<unsigned long long> session::write_counter() {
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    auto r = run(mysql::write_counter_sql, true);
+    if (r.failed || r.rows.rows.empty() || r.rows.rows[0].empty() || !r.rows.rows[0][0])
+        return std::nullopt;
+    return mysql::parse_write_counter(*r.rows.rows[0][0]);
+#else
+    return std::nullopt;
+#endif
 }
 
 long session::fetch_session_id() {
@@ -474,6 +523,7 @@ void session::start(const xid& x, start_mode mode) {
     if (m_backend == backend::mariadb || m_backend == backend::mysql) {
         run_or_raise(mysql::xa_start_sql(x), false, op::start, "XA START");
         m_xa_end_pending = true;
+        m_write_base = m_backend == backend::mariadb ? write_counter() : std::nullopt;
     }
 #else
     (void)x;
@@ -541,6 +591,20 @@ vote session::prepare_pq([[maybe_unused]] const xid& x) {
 vote session::prepare_my([[maybe_unused]] const xid& x) {
 #ifdef XARM_ODBC_WITH_MYSQL_DIALECT
     m_branch = false;
+    // Wrote nothing (the counters are read while the branch is still active): roll back
+    // here and vote read-only, rather than prepare a branch MariaDB would discard when
+    // the connection is reopened below. Unknown counts as written.
+    if (m_xa_end_pending && m_write_base && write_counter() == m_write_base) {
+        try {
+            xa_end_if_needed(x);
+            run_or_raise(mysql::xa_rollback_sql(x), false, op::prepare,
+                         "XA ROLLBACK of a branch that wrote nothing");
+        } catch (const error&) {
+            run(mysql::xa_rollback_sql(x), false);
+            throw;
+        }
+        return vote::read_only;
+    }
     try {
         xa_end_if_needed(x);
         run_or_raise(mysql::xa_prepare_sql(x), false, op::prepare, "XA PREPARE");

@@ -145,6 +145,8 @@ struct fx {
 
     fx() {
         run(admin.get(), "SET client_min_messages = warning");
+        // Never wait long behind a branch a broken driver leaked (checks and cleanup).
+        run(admin.get(), "SET lock_timeout = '5s'");
         run(admin.get(),
             fmt::format("CREATE TABLE {} (id int PRIMARY KEY, v int NOT NULL)", table));
         run(admin.get(), fmt::format("INSERT INTO {} VALUES (1, 0), (2, 0)", table));
@@ -171,7 +173,6 @@ struct fx {
                 if (PQresultStatus(r.get()) == PGRES_COMMAND_OK) break;
             }
         }
-        raw_res t(PQexec(admin.get(), "SET lock_timeout = '5s'"));
         raw_res r(PQexec(
             admin.get(),
             fmt::format("DROP TABLE IF EXISTS {}, {}_c, {}_p", table, table, table).c_str()));
