@@ -29,5 +29,8 @@ runner add_drivers(CLI::App& app);
 runner add_demo(CLI::App& app);
 /// The demo's database options (shared by `demo transfer` and `recover --coordinator`).
 void add_demo_databases(CLI::App& app, xarm::demo::demo_databases& db);
+/// After parsing: --config excludes the database and log options; without it a log is
+/// required (usage_error otherwise). `app` is where add_demo_databases added them.
+void check_demo_databases(const CLI::App& app, const xarm::demo::demo_databases& db);
 
 }  // namespace xarm::cli

@@ -1,6 +1,8 @@
 // The transfer demo over xarm::tm, and coordinator-mode recovery with its checks.
 #include "demo_transfer.hpp"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cctype>
 #include <chrono>
@@ -14,26 +16,62 @@
 #include "xarm/connection.hpp"
 #include "xarm/error.hpp"
 #include "xarm/tm.hpp"
+#include "xarm/tm_config.hpp"
 
 namespace xarm::demo {
 
 namespace {
 
 struct db_spec {
-    std::string name;    // resource name: "pq", "mysql", "pq2", "sqlite"
+    std::string name;    // resource name: "pq", "mysql", "pq2", "sqlite", or the config's
     std::string driver;  // xarm driver
     std::string info;
+    bool one_phase_only = false;
 };
 
-/// The databases in a fixed order (two-phase ones first, SQLite last): every transfer
-/// touches them in this order, so concurrent transfers cannot deadlock across servers.
-std::vector<db_spec> databases(const demo_databases& d) {
-    std::vector<db_spec> v;
-    if (!d.pq.empty()) v.push_back({"pq", "pq", d.pq});
-    if (!d.mysql.empty()) v.push_back({"mysql", "mysql", d.mysql});
-    if (!d.pq2.empty()) v.push_back({"pq2", "pq", d.pq2});
+std::string quoted(const std::string& v) {
+    std::string q = "'";
+    for (char c : v) {
+        if (c == '\\' || c == '\'') q += '\\';
+        q += c;
+    }
+    return q + "'";
+}
+
+/// The coordinator's configuration: the file given, or one made from the options (the
+/// databases in a fixed order, two-phase ones first, SQLite last: every transfer
+/// touches them in this order, so concurrent transfers cannot deadlock across servers).
+tm::config demo_config(const demo_databases& d, bool with_log) {
+    if (!d.config.empty()) {
+        auto c = tm::load_config(d.config);
+        if (!d.coordinator.empty() && d.coordinator != c.coordinator_id)
+            throw std::invalid_argument(d.config + " configures coordinator '" + c.coordinator_id +
+                                        "', not '" + d.coordinator + "'");
+        return c;
+    }
+    tm::config c;
+    c.source = "the command line";
+    c.coordinator_id = d.coordinator.empty() ? "demo" : d.coordinator;
+    auto add = [&](const char* name, const char* driver, const std::string& info) {
+        if (!info.empty()) c.resources.push_back({name, driver, info, false, 0});
+    };
+    add("pq", "pq", d.pq);
+    add("mysql", "mysql", d.mysql);
+    add("pq2", "pq", d.pq2);
     if (!d.sqlite.empty())
-        v.push_back({"sqlite", "sqlite", "path='" + d.sqlite + "' busy_timeout=20000"});
+        add("sqlite", "sqlite", "path=" + quoted(d.sqlite) + " busy_timeout=20000");
+    if (!with_log) return c;
+    if (const auto why = log_problem(d); !why.empty()) throw std::invalid_argument(why);
+    if (d.log_in_pq)
+        c.log.table_in = "pq";
+    else
+        c.log.file = std::filesystem::absolute(d.log);
+    return c;
+}
+
+std::vector<db_spec> databases(const tm::config& c) {
+    std::vector<db_spec> v;
+    for (const auto& r : c.resources) v.push_back({r.name, r.driver, r.open, r.one_phase_only});
     return v;
 }
 
@@ -58,34 +96,6 @@ connection open_db(const db_spec& s) {
         c.rollback();
     }
     return c;
-}
-
-tm::resource_factory factory_for(const std::vector<db_spec>& dbs) {
-    return [dbs](const std::string& name) -> std::unique_ptr<tm::resource> {
-        for (const auto& s : dbs)
-            if (s.name == name) return std::make_unique<tm::connection_resource>(name, open_db(s));
-        return nullptr;
-    };
-}
-
-/// The coordinator's options: identity and log (file, or a table in PostgreSQL).
-tm::coordinator::options coordinator_options(const demo_databases& d) {
-    tm::coordinator::options co;
-    co.id = d.coordinator;
-    if (d.log_in_pq) {
-        if (d.pq.empty())
-            throw std::invalid_argument("the log in PostgreSQL needs the pq database");
-        co.log = std::make_shared<tm::table_log>("pq", d.pq, d.coordinator);
-    } else {
-        co.log_path = d.log;
-    }
-    return co;
-}
-
-std::vector<std::string> names_of(const std::vector<db_spec>& dbs) {
-    std::vector<std::string> v;
-    for (const auto& s : dbs) v.push_back(s.name);
-    return v;
 }
 
 long long scalar(connection& c, const std::string& sql) {
@@ -122,8 +132,8 @@ void setup(const demo_transfer_options& o, const std::vector<db_spec>& dbs, std:
 }
 
 /// The atomicity and invariant checks; returns true when they hold.
-bool check(const demo_databases& d, const std::vector<db_spec>& dbs, std::ostream& out) {
-    const std::string& t = d.table;
+bool check(const std::string& coordinator, const std::string& t, const std::vector<db_spec>& dbs,
+           std::ostream& out) {
     long long total = 0, expected = 0;
     std::map<std::string, std::vector<std::string>> seen;  // transfer -> databases
     bool ok = true;
@@ -145,11 +155,11 @@ bool check(const demo_databases& d, const std::vector<db_spec>& dbs, std::ostrea
         std::size_t left = 0;
         if (c.capabilities().has(capability::two_phase))
             for (auto& x : c.tpc_recover())
-                if (x.format_id() == tm::format_id && x.gtrid().starts_with(d.coordinator + "."))
+                if (x.format_id() == tm::format_id && x.gtrid().starts_with(coordinator + "."))
                     ++left;
         if (left != 0) {
             out << "  FAIL: " << s.name << " still holds " << left
-                << " in-doubt branches of coordinator '" << d.coordinator << "'\n";
+                << " in-doubt branches of coordinator '" << coordinator << "'\n";
             ok = false;
         }
     }
@@ -179,92 +189,168 @@ void print_report(const tm::recovery_report& r, std::ostream& out) {
         << " errors, " << r.foreign_left_alone << " foreign branches left alone, "
         << r.markers_deleted << " markers deleted, " << r.log_records_finished
         << " log records finished\n";
+    if (!r.committed.empty()) {
+        out << "  committed (the log or the last resource's marker holds the commit decision):\n";
+        for (auto& x : r.committed) out << "    " << x.to_string() << "\n";
+    }
+    if (!r.rolled_back.empty()) {
+        out << "  rolled back (no commit decision was recorded: presumed abort):\n";
+        for (auto& x : r.rolled_back) out << "    " << x.to_string() << "\n";
+    }
     for (auto& w : r.warnings) out << "  warning: " << w << "\n";
-    for (auto& h : r.heuristic) out << "  HEURISTIC: " << h << "\n";
-    for (auto& e : r.errors) out << "  error: " << e << "\n";
+    if (!r.heuristic.empty()) {
+        out << "  HEURISTIC outcomes: the commit was decided, but these branches finished "
+               "otherwise or vanished; their transactions are not atomic. Compare the "
+               "databases for them and repair by hand; their decisions stay in the log:\n";
+        for (auto& h : r.heuristic) out << "    HEURISTIC: " << h << "\n";
+    }
+    if (!r.errors.empty()) {
+        out << "  errors: these resources were unreachable or failed; their branches stay "
+               "prepared (holding locks). Run recovery again once they are back:\n";
+        for (auto& e : r.errors) out << "    error: " << e << "\n";
+    }
+    out << (r.complete() ? "nothing in doubt\n"
+                         : "UNRESOLVED: something stays in doubt (see above)\n");
+}
+
+/// How to recover this run by hand, for messages.
+std::string recover_hint(const demo_databases& d, const tm::config& c) {
+    if (!d.config.empty()) return "xarm recover --config " + d.config;
+    std::string h = "xarm recover --coordinator " + c.coordinator_id;
+    h += c.log.file.empty() ? " --log-in-pq" : " --log " + c.log.file.string();
+    return h + " with the same database options";
 }
 
 }  // namespace
 
+std::string log_problem(const demo_databases& d) {
+    if (!d.config.empty() || d.log_in_pq || !d.log.empty()) return {};
+    return "no decision log given: use --log FILE (created on the demo's first start), "
+           "--log-in-pq, or --config FILE. There is no default: a log looked up relative to "
+           "whatever directory a program starts in is how a crash's decisions get lost";
+}
+
+bool check_invariant(const demo_databases& d, std::ostream& out) {
+    const auto c = demo_config(d, false);
+    return check(c.coordinator_id, d.table, databases(c), out);
+}
+
 int demo_transfer(const demo_transfer_options& o, std::ostream& out) {
     if (o.list_crash_points) {
         for (auto& [name, what] : tm::crash_points()) out << name << "\t" << what << "\n";
-        return 0;
+        return exit_done;
     }
-    const auto dbs = databases(o.db);
+    tm::config cfg;
+    std::vector<db_spec> dbs;
     std::unique_ptr<tm::coordinator> coord;
     try {
         check_table_name(o.db.table);
+        cfg = demo_config(o.db, true);
+        dbs = databases(cfg);
         if (dbs.size() < 2) throw std::invalid_argument("the demo needs at least two databases");
         if (o.threads < 1 || o.transfers < 0 || o.accounts < 1)
             throw std::invalid_argument("bad counts");
+        for (auto& w : cfg.warnings) out << "warning: " << w << "\n";
         out << "demo transfer: " << o.transfers << " transfers, " << o.threads << " threads over";
         for (auto& s : dbs) out << " " << s.name;
         out << "\n";
         // Start-up recovery first: a previous crash may have left branches holding locks.
-        auto co = coordinator_options(o.db);
-        co.create_log = true;  // the coordinator's own start; recovery never creates one
-        co.factory = factory_for(dbs);
-        co.resources = names_of(dbs);
-        coord = std::make_unique<tm::coordinator>(std::move(co));
+        // The coordinator's own start creates its log; recovery by hand never does.
+        coord = std::make_unique<tm::coordinator>(tm::coordinator_options(cfg, true));
         if (auto& r = coord->startup_recovery();
             r && (!r->committed.empty() || !r->rolled_back.empty() || !r->complete()))
             print_report(*r, out);
         setup(o, dbs, out);
     } catch (const std::exception& e) {
         out << "demo transfer: setup failed: " << e.what() << "\n";
-        return 2;
+        return exit_setup;
     }
+    out << "demo transfer: running as pid " << ::getpid() << ", coordinator '" << coord->id()
+        << "', log " << coord->log().describe() << std::endl;
     if (!o.crash_at.empty()) tm::set_crash_point(o.crash_at);
 
-    std::atomic<int> next{0}, committed{0}, rolled_back{0}, in_doubt{0};
+    std::atomic<int> next{0}, committed{0}, rolled_back{0}, in_doubt{0}, unfinished{0},
+        heuristic{0};
+    std::atomic<bool> stop{false};
     std::mutex out_mutex;
+    std::string lost;  // the first sign of a lost database (under out_mutex)
+    // A lost database ends the run: the other workers finish their transfer and stop.
+    auto lose = [&](const std::string& what) {
+        std::lock_guard lk(out_mutex);
+        out << "  " << what << "\n";
+        if (lost.empty()) lost = what;
+        stop = true;
+    };
     const auto t0 = std::chrono::steady_clock::now();
-    auto worker = [&](int w) {
-        std::mt19937 rng(o.seed * 7919u + static_cast<unsigned>(w));
-        std::vector<std::unique_ptr<tm::connection_resource>> res;
+    // No exception may leave a worker (std::terminate would abort the whole process).
+    auto worker = [&](int w) noexcept {
         try {
-            for (auto& s : dbs)
-                res.push_back(std::make_unique<tm::connection_resource>(s.name, open_db(s)));
-        } catch (const std::exception& e) {
-            std::lock_guard lk(out_mutex);
-            out << "  worker " << w << ": cannot connect: " << e.what() << "\n";
-            return;
-        }
-        const int n = static_cast<int>(dbs.size());
-        while (next.fetch_add(1) < o.transfers) {
-            auto t = coord->begin();
+            std::mt19937 rng(o.seed * 7919u + static_cast<unsigned>(w));
+            std::vector<std::unique_ptr<tm::connection_resource>> res;
             try {
-                for (auto& r : res) t.enlist(*r);
-                const int src = static_cast<int>(rng() % n);
-                const int dst = (src + 1 + static_cast<int>(rng() % (n - 1))) % n;
-                const long long amount = 1 + rng() % 100;
-                for (int k = 0; k < n; ++k) {
-                    const long long delta = k == src ? -amount : k == dst ? amount : 0;
-                    auto& c = res[static_cast<std::size_t>(k)]->conn();
-                    if (delta != 0)
-                        c.execute("UPDATE " + o.db.table + " SET balance = balance + " +
-                                  std::to_string(delta) + " WHERE id = " +
-                                  std::to_string(rng() % static_cast<unsigned>(o.accounts)));
-                    c.execute("INSERT INTO " + o.db.table + "_journal (transfer, delta) VALUES ('" +
-                              t.gtrid() + "', " + std::to_string(delta) + ")");
-                }
-                t.commit();
-                ++committed;
-            } catch (const operational_error& e) {
-                (e.in_doubt() ? in_doubt : rolled_back)++;
-                if (!t.finished()) t.rollback();
-                std::lock_guard lk(out_mutex);
-                out << "  " << t.gtrid() << ": " << e.what() << "\n";
+                for (auto& s : dbs)
+                    res.push_back(std::make_unique<tm::connection_resource>(
+                        s.name, open_db(s),
+                        s.one_phase_only ? tm::connection_resource::mode::one_phase_only
+                                         : tm::connection_resource::mode::automatic));
             } catch (const std::exception& e) {
-                ++rolled_back;
-                try {
-                    if (!t.finished()) t.rollback();
-                } catch (const std::exception&) {
-                }
-                std::lock_guard lk(out_mutex);
-                out << "  " << t.gtrid() << " rolled back: " << e.what() << "\n";
+                lose("worker " + std::to_string(w) + ": cannot connect: " + e.what());
+                return;
             }
+            const int n = static_cast<int>(dbs.size());
+            while (!stop && next.fetch_add(1) < o.transfers) {
+                auto t = coord->begin();
+                // Rolls back what is left; a lost connection took its branch with it, so
+                // an error here adds nothing to the one being handled.
+                auto abandon = [&t] {
+                    try {
+                        if (!t.finished()) t.rollback();
+                    } catch (const std::exception&) {
+                    }
+                };
+                try {
+                    for (auto& r : res) t.enlist(*r);
+                    const int src = static_cast<int>(rng() % n);
+                    const int dst = (src + 1 + static_cast<int>(rng() % (n - 1))) % n;
+                    const long long amount = 1 + rng() % 100;
+                    for (int k = 0; k < n; ++k) {
+                        const long long delta = k == src ? -amount : k == dst ? amount : 0;
+                        auto& c = res[static_cast<std::size_t>(k)]->conn();
+                        if (delta != 0)
+                            c.execute("UPDATE " + o.db.table + " SET balance = balance + " +
+                                      std::to_string(delta) + " WHERE id = " +
+                                      std::to_string(rng() % static_cast<unsigned>(o.accounts)));
+                        c.execute("INSERT INTO " + o.db.table +
+                                  "_journal (transfer, delta) VALUES ('" + t.gtrid() + "', " +
+                                  std::to_string(delta) + ")");
+                    }
+                    t.commit();
+                    ++committed;
+                    if (!t.unfinished().empty()) {
+                        // Decided, but a database could not be told: it is gone.
+                        ++unfinished;
+                        lose(t.gtrid() + ": committed, " + std::to_string(t.unfinished().size()) +
+                             " branch(es) left for recovery (connection lost in phase two)");
+                    }
+                } catch (const operational_error& e) {
+                    (e.in_doubt() ? in_doubt : rolled_back)++;
+                    abandon();
+                    lose(t.gtrid() + (e.in_doubt() ? " in doubt: " : " rolled back: ") + e.what());
+                } catch (const heuristic_error& e) {
+                    ++heuristic;
+                    std::lock_guard lk(out_mutex);
+                    out << "  " << t.gtrid() << " HEURISTIC: " << e.what() << "\n";
+                } catch (const std::exception& e) {
+                    ++rolled_back;
+                    abandon();
+                    std::lock_guard lk(out_mutex);
+                    out << "  " << t.gtrid() << " rolled back: " << e.what() << "\n";
+                }
+            }
+        } catch (const std::exception& e) {
+            lose("worker " + std::to_string(w) + " stopped: " + e.what());
+        } catch (...) {
+            lose("worker " + std::to_string(w) + " stopped by an unknown exception");
         }
     };
     std::vector<std::thread> ts;
@@ -274,37 +360,54 @@ int demo_transfer(const demo_transfer_options& o, std::ostream& out) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const auto st = coord->log().stats();
     out << "transfers: " << committed << " committed, " << rolled_back << " rolled back, "
-        << in_doubt << " in doubt in " << secs << " s (" << (secs > 0 ? committed / secs : 0)
-        << " tx/s); log: " << st.forced_records << " decisions in " << st.syncs << " flushes\n";
-    if (in_doubt > 0) {
-        out << "some transfers are in doubt: run `xarm recover --coordinator` to finish them\n";
-        return 1;
+        << in_doubt << " in doubt, " << heuristic << " heuristic in " << secs << " s ("
+        << (secs > 0 ? committed / secs : 0) << " tx/s); log: " << st.forced_records
+        << " decisions in " << st.syncs << " flushes\n";
+    if (!lost.empty()) {
+        out << "demo transfer: stopped early: a database was lost during the run (" << lost << "). "
+            << in_doubt + unfinished
+            << " transfer(s) are known to be left for recovery, others may be prepared; "
+               "once the database is back, `"
+            << recover_hint(o.db, cfg) << "` finishes them (then the invariant holds again)\n";
+        return exit_unresolved;
     }
-    return check(o.db, dbs, out) ? 0 : 1;
+    if (in_doubt > 0 || heuristic > 0) {
+        out << "demo transfer: some transfers are in doubt or heuristic: run `"
+            << recover_hint(o.db, cfg) << "`\n";
+        return exit_unresolved;
+    }
+    return check(cfg.coordinator_id, o.db.table, dbs, out) ? exit_done : exit_broken;
 }
 
 int tm_recover(const tm_recover_options& o, std::ostream& out) {
-    const auto dbs = databases(o.db);
+    tm::config cfg;
     std::unique_ptr<tm::coordinator> coord;
-    tm::recovery_report rep;
     try {
         check_table_name(o.db.table);
-        coord = std::make_unique<tm::coordinator>(coordinator_options(o.db));
-        tm::recovery_options ro;
-        ro.attempts = o.attempts;
-        rep = coord->recover(factory_for(dbs), names_of(dbs), ro);
+        cfg = demo_config(o.db, true);
+        for (auto& w : cfg.warnings) out << "warning: " << w << "\n";
+        // Opens the log as configured (never creating it; one held by a running
+        // coordinator is refused at once, naming it), then recovers every resource.
+        auto co = tm::coordinator_options(cfg, false);
+        co.recovery.attempts = o.attempts;
+        out << "recovering coordinator '" << cfg.coordinator_id << "' from " << co.log->describe()
+            << ", resources";
+        for (auto& n : co.resources) out << " " << n;
+        out << std::endl;
+        coord = std::make_unique<tm::coordinator>(std::move(co));
     } catch (const std::exception& e) {
-        out << "recover: " << e.what() << "\n";
-        return 3;
+        out << "recover: did not start: " << e.what() << "\n";
+        return exit_setup;
     }
+    const auto& rep = *coord->startup_recovery();
     print_report(rep, out);
-    if (!rep.complete()) return 1;
-    if (!o.check) return 0;
+    if (!rep.complete()) return exit_unresolved;
+    if (!o.check) return exit_done;
     try {
-        return check(o.db, dbs, out) ? 0 : 2;
+        return check(cfg.coordinator_id, o.db.table, databases(cfg), out) ? exit_done : exit_broken;
     } catch (const std::exception& e) {
-        out << "recover: check failed to run: " << e.what() << "\n";
-        return 2;
+        out << "recover: the check failed to run: " << e.what() << "\n";
+        return exit_broken;
     }
 }
 

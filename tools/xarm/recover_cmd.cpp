@@ -1,5 +1,7 @@
-// `xarm recover`: the operator's tool for prepared branches left behind (holding locks):
-// lists them, and commits or rolls back one or all after a confirmation.
+// `xarm recover`: the operator's tool for prepared branches left behind (holding locks).
+// Branch mode lists them on one database, and commits or rolls back one or all after a
+// confirmation. Coordinator mode recovers an xarm::tm coordinator from its log: any
+// application's, described by its configuration file, or the transfer demo's.
 #include <unistd.h>
 
 #include <chrono>
@@ -208,22 +210,23 @@ int run(const options& o) {
 runner add_recover(CLI::App& app) {
     auto o = std::make_shared<options>();
     app.add_option("--driver", o->driver,
-                   "xarm driver name (pq, mysql, sqlite, odbc) or library path");
-    app.add_option("--open", o->info, "connection info string");
-    // Coordinator mode: finish what an xarm::tm coordinator (the demo's) left in doubt.
+                   "branch mode: xarm driver name (pq, mysql, sqlite, odbc) or library path");
+    app.add_option("--open", o->info, "branch mode: connection info string");
+    // Coordinator mode: finish what an xarm::tm coordinator left in doubt.
     auto tm = std::make_shared<xarm::demo::tm_recover_options>();
-    auto* coord =
-        app.add_option("--coordinator", tm->db.coordinator,
-                       "coordinator mode: resolve the in-doubt branches of xarm::tm "
-                       "coordinator ID from its log (with --pq/--mysql/--pq2/--sqlite/--log)");
+    auto* coord = app.add_option(
+        "--coordinator", tm->db.coordinator,
+        "coordinator mode: recover xarm::tm coordinator ID from its log, as configured by "
+        "--config FILE (any application), or the transfer demo's (--log/--log-in-pq and "
+        "--pq/--mysql/--pq2/--sqlite, then its invariant is checked)");
     auto demo_opts = app.add_option_group("coordinator mode");
     add_demo_databases(*demo_opts, tm->db);
     demo_opts->remove_option(demo_opts->get_option("--coordinator"));
-    demo_opts->add_option("--attempts", tm->attempts, "attempts per unreachable database")
+    demo_opts->add_option("--attempts", tm->attempts, "attempts per unreachable resource")
         ->capture_default_str();
     auto no_check = std::make_shared<bool>(false);
-    demo_opts->add_flag("--no-check", *no_check, "do not check the demo's invariant afterwards");
-    app.add_flag("--json", o->json, "list as JSON");
+    demo_opts->add_flag("--no-check", *no_check, "demo: do not check its invariant afterwards");
+    app.add_flag("--json", o->json, "branch mode: list as JSON");
     app.add_option("--commit", o->commit,
                    "commit the branch XID (FORMAT:HEXGTRID:HEXBQUAL or 'foreign-name', as listed)");
     app.add_option("--rollback", o->rollback, "roll back the branch XID");
@@ -231,13 +234,39 @@ runner add_recover(CLI::App& app) {
     app.add_flag("--rollback-all", o->rollback_all, "roll back every in-doubt branch");
     app.add_flag("--yes,-y", o->yes,
                  "do not ask for confirmation (required when stdin is not a terminal)");
-    return [o, tm, coord, no_check] {
-        if (coord->count() > 0) {
-            tm->check = !*no_check;
+    app.footer(
+        "Coordinator mode: xarm recover --config FILE [--coordinator ID]\n"
+        "  opens the coordinator's log exactly as configured (never creating it), reconnects\n"
+        "  every configured resource, commits what the log decided and rolls back the rest.\n"
+        "  Exit status:\n"
+        "  0  nothing is in doubt\n"
+        "  1  something is unresolved: a heuristic outcome (the transaction is not atomic:\n"
+        "     an operator must compare the databases) or a resource unreachable or\n"
+        "     failing (its branches stay prepared: run recovery again when it is back)\n"
+        "  2  bad usage\n"
+        "  3  setup error, recovery did not start: the configuration is invalid, no log\n"
+        "     at the configured place, the log is in use (the message names the holder:\n"
+        "     a running coordinator recovers its own transactions), or the log names a\n"
+        "     resource that is not configured\n"
+        "  4  demo mode only: the demo's invariant is broken after recovery\n"
+        "Branch mode (--driver, --open): 0 done, 1 a failure.");
+    return [o, tm, coord, no_check, demo_opts] {
+        const bool config = !tm->db.config.empty();
+        if (config || coord->count() > 0) {
+            if (!o->driver.empty() || !o->info.empty() || o->json || !o->commit.empty() ||
+                !o->rollback.empty() || o->commit_all || o->rollback_all)
+                throw usage_error(
+                    "--driver, --open, --json, --commit, --rollback, --commit-all and "
+                    "--rollback-all are for branch mode, not with --coordinator or --config");
+            check_demo_databases(*demo_opts, tm->db);
+            // A configured coordinator is any application's: the demo's check does not apply.
+            tm->check = !config && !*no_check;
             return xarm::demo::tm_recover(*tm, std::cout);
         }
         if (o->driver.empty() || o->info.empty())
-            throw usage_error("recover needs --driver and --open (or --coordinator ID)");
+            throw usage_error(
+                "recover needs --driver and --open (branch mode), or --config FILE (a "
+                "coordinator), or --coordinator ID with the demo's options");
         return run(*o);
     };
 }

@@ -1,0 +1,90 @@
+// A coordinator described in a TOML file: its identity, its decision log and its
+// resources, so that an application and an operator's `xarm recover --config FILE`
+// build the very same coordinator. Secrets come from the environment (${VAR}), never
+// from the file, and never appear in a message.
+//
+//   [coordinator]
+//   id = "orders"                              # 1-16 of [A-Za-z0-9_-], one live process
+//   log = "/var/lib/orders/orders.tmlog"       # a file on local disk (absolute path), or
+//   # log = { table_in = "bank" }              # table xarm_tm_log in resource bank's database
+//
+//   [resource.bank]                            # the name recovery reconnects by
+//   driver = "pq"                              # pq, mysql, sqlite, odbc, or a library path
+//   open = "host=db1 dbname=bank user=app password=${BANK_PASSWORD}"
+//
+//   [resource.cache]
+//   driver = "sqlite"
+//   open = "path=/var/lib/orders/cache.db"
+//   one_phase_only = true                      # the last resource
+//
+// Reserved (refused today, so that a file written for a later version fails loudly
+// instead of being half understood): `switch` and `symbol` in a resource (a third-party
+// XA switch library and its symbol), a top-level `profile` table (one file serving
+// several programs).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "xarm/export.h"
+#include "xarm/tm.hpp"
+
+namespace xarm::tm {
+
+/// One [resource.NAME] table.
+struct resource_config {
+    std::string name;    ///< 1-64 of [A-Za-z0-9_-]: the log records branches under it
+    std::string driver;  ///< "pq", "mysql", "sqlite", "odbc", or a path to an xarm driver
+    std::string open;    ///< expanded open string: may hold a password, never print it
+    /// Enlisted as the one-phase last resource even when its driver can prepare.
+    bool one_phase_only = false;
+    std::size_t line = 0;  ///< where the table starts in the file (0: built in code)
+};
+
+/// Where the decision log is: a file, or table xarm_tm_log in a PostgreSQL database
+/// (that of a configured resource, or one given by driver + open string).
+struct log_config {
+    std::filesystem::path file;                 ///< absolute; empty for a table log
+    std::string table_in;                       ///< resource whose database holds the table
+    std::string driver, open;                   ///< or: a database that is not a resource
+    bool wait_for_lock = false;                 ///< table log: wait for a live owner (standby)
+    std::chrono::milliseconds lock_timeout{0};  ///< with wait_for_lock; 0: for ever
+};
+
+/// A coordinator's configuration, as loaded (or built in code).
+struct config {
+    std::string source;  ///< the file it came from, for messages
+    std::string coordinator_id;
+    log_config log;
+    std::vector<resource_config> resources;  ///< in file order
+    /// Things that work but should not be so, e.g. a password written in the file.
+    std::vector<std::string> warnings;
+};
+
+/// Reads and checks a configuration file. Every string value has ${VAR} replaced by
+/// the environment variable VAR ($$ is a dollar sign). Errors (xarm::programming_error,
+/// SQLSTATE F0000) name the file, the line and the key: an unknown key, a missing one,
+/// a value of the wrong type, an unset variable (by name, never a value).
+XARM_API config load_config(const std::filesystem::path& file);
+/// The same from text; `source` names it in messages.
+XARM_API config parse_config(std::string_view text, const std::string& source);
+
+/// The configured resources' names, in file order.
+XARM_API std::vector<std::string> resource_names(const config& c);
+/// Makes each configured resource (a connection_resource on a new connection) by name;
+/// an unknown name gives nullptr. The factory keeps its own copy of the configuration.
+XARM_API resource_factory make_factory(const config& c);
+/// Opens the configured log: a file_log (created when missing only with `create`) or a
+/// table_log. Fails at once when another process holds it, naming the holder.
+XARM_API std::shared_ptr<log_store> open_log(const config& c, bool create);
+/// Options for a coordinator built from c: id, the opened log, and start-up recovery of
+/// every configured resource. `create_log`: the application's first start may create a
+/// missing log file; an operator's recovery never does.
+XARM_API coordinator::options coordinator_options(const config& c, bool create_log);
+
+}  // namespace xarm::tm
