@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <chrono>
@@ -183,6 +184,17 @@ bool check(const std::string& coordinator, const std::string& t, const std::vect
     return ok;
 }
 
+/// An xid of this manager as an operator looks it up: the gtrid as text (the
+/// application's records may carry it), the branch number, and the exact xid.
+std::string branch_text(const xid& x) {
+    const auto printable = [](const std::string& v) {
+        return std::all_of(v.begin(), v.end(),
+                           [](unsigned char c) { return c >= 0x20 && c < 0x7f; });
+    };
+    if (x.is_unparsed() || !printable(x.gtrid()) || !printable(x.bqual())) return x.to_string();
+    return "transaction " + x.gtrid() + " branch " + x.bqual() + " (" + x.to_string() + ")";
+}
+
 void print_report(const tm::recovery_report& r, std::ostream& out) {
     out << "recovery: " << r.committed.size() << " committed, " << r.rolled_back.size()
         << " rolled back, " << r.heuristic.size() << " heuristic, " << r.errors.size()
@@ -191,22 +203,24 @@ void print_report(const tm::recovery_report& r, std::ostream& out) {
         << " log records finished\n";
     if (!r.committed.empty()) {
         out << "  committed (the log or the last resource's marker holds the commit decision):\n";
-        for (auto& x : r.committed) out << "    " << x.to_string() << "\n";
+        for (auto& x : r.committed) out << "    " << branch_text(x) << "\n";
     }
     if (!r.rolled_back.empty()) {
         out << "  rolled back (no commit decision was recorded: presumed abort):\n";
-        for (auto& x : r.rolled_back) out << "    " << x.to_string() << "\n";
+        for (auto& x : r.rolled_back) out << "    " << branch_text(x) << "\n";
     }
     for (auto& w : r.warnings) out << "  warning: " << w << "\n";
     if (!r.heuristic.empty()) {
         out << "  HEURISTIC outcomes: the commit was decided, but these branches finished "
-               "otherwise or vanished; their transactions are not atomic. Compare the "
-               "databases for them and repair by hand; their decisions stay in the log:\n";
+               "otherwise or vanished, so their transactions are not atomic. Compare the "
+               "databases for these transactions and repair by hand; keep this output, a "
+               "later run may not list them again:\n";
         for (auto& h : r.heuristic) out << "    HEURISTIC: " << h << "\n";
     }
     if (!r.errors.empty()) {
         out << "  errors: these resources were unreachable or failed; their branches stay "
-               "prepared (holding locks). Run recovery again once they are back:\n";
+               "prepared (holding locks) and the decisions stay in the log. Run recovery "
+               "again once they are back:\n";
         for (auto& e : r.errors) out << "    error: " << e << "\n";
     }
     out << (r.complete() ? "nothing in doubt\n"
