@@ -59,8 +59,10 @@ tm::config demo_config(const demo_databases& d, bool with_log) {
     add("pq", "pq", d.pq);
     add("mysql", "mysql", d.mysql);
     add("pq2", "pq", d.pq2);
+    // Absolute, as the log: the last resource's markers must be found from anywhere.
     if (!d.sqlite.empty())
-        add("sqlite", "sqlite", "path=" + quoted(d.sqlite) + " busy_timeout=20000");
+        add("sqlite", "sqlite",
+            "path=" + quoted(std::filesystem::absolute(d.sqlite).string()) + " busy_timeout=20000");
     if (!with_log) return c;
     if (const auto why = log_problem(d); !why.empty()) throw std::invalid_argument(why);
     if (d.log_in_pq)
