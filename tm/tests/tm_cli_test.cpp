@@ -2,7 +2,8 @@
 // development servers, as an operator would meet the failures:
 // - a decision log named by a relative path, recovered from another directory: refused
 //   ("no decision log at ..."), nothing changed, as is a configuration lacking a
-//   resource the log names; the right path then recovers;
+//   resource the log names, and the demo restarted with the wrong path (it creates a
+//   log only on its first start); the right path then recovers;
 // - recovery started while the coordinator runs: refused at once, naming the holder,
 //   every time, and the running demo's invariant holds;
 // - MariaDB killed while the demo runs with 4 threads: the demo ends with its
@@ -182,6 +183,17 @@ BOOST_AUTO_TEST_CASE(a_relative_log_path_recovered_elsewhere_is_refused_and_chan
     r = run_xarm(std::vector<std::string>{"recover"} + db_args(d), out, elsewhere);
     BOOST_TEST(r.code == 2, r.output);
     BOOST_TEST(contains(r.output, "no decision log given"), r.output);
+
+    // The demo itself restarted with the wrong path: it ran before (its tables exist), so
+    // it must not start a new, empty log whose start-up recovery would presume abort.
+    r = run_xarm(std::vector<std::string>{"demo", "transfer", "--log", "run/c.tmlog"} + db_args(d) +
+                     std::vector<std::string>{"--transfers", "5"},
+                 out, elsewhere);
+    BOOST_TEST(r.code == 3, r.output);
+    BOOST_TEST(contains(r.output, "no decision log at " + (elsewhere / "run/c.tmlog").string()),
+               r.output);
+    BOOST_TEST(contains(r.output, "its tables exist"), r.output);
+    BOOST_TEST(!fs::exists(elsewhere / "run/c.tmlog"));
 
     // The right log, but a configuration without one of the resources it names.
     const auto partial_cfg = tmp.dir / "partial.toml";

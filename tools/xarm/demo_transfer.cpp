@@ -134,6 +134,23 @@ void setup(const demo_transfer_options& o, const std::vector<db_spec>& dbs, std:
     }
 }
 
+/// True when the account table exists in any of the databases (the demo ran before).
+bool tables_exist(const std::vector<db_spec>& dbs, const std::string& table) {
+    for (const auto& s : dbs) {
+        auto c = open_db(s);
+        try {
+            (void)c.query("SELECT COUNT(*) FROM " + table + " WHERE 1 = 0");
+            c.rollback();
+            return true;
+        } catch (const database_error&) {
+            c.rollback();  // no such table
+        } catch (const programming_error&) {
+            c.rollback();
+        }
+    }
+    return false;
+}
+
 /// The atomicity and invariant checks; returns true when they hold.
 bool check(const std::string& coordinator, const std::string& t, const std::vector<db_spec>& dbs,
            std::ostream& out) {
@@ -259,6 +276,7 @@ int demo_transfer(const demo_transfer_options& o, std::ostream& out) {
     tm::config cfg;
     std::vector<db_spec> dbs;
     std::unique_ptr<tm::coordinator> coord;
+    bool first_start = false;
     try {
         check_table_name(o.db.table);
         cfg = demo_config(o.db, true);
@@ -271,14 +289,21 @@ int demo_transfer(const demo_transfer_options& o, std::ostream& out) {
         for (auto& s : dbs) out << " " << s.name;
         out << "\n";
         // Start-up recovery first: a previous crash may have left branches holding locks.
-        // The coordinator's own start creates its log; recovery by hand never does.
-        coord = std::make_unique<tm::coordinator>(tm::coordinator_options(cfg, true));
+        // Only the demo's first start (its tables missing, or --reset) creates the log:
+        // once it ran, a missing log is a wrong path, and an empty log in its place would
+        // roll back what a crash left decided. Recovery by hand never creates one.
+        first_start = o.reset || !tables_exist(dbs, o.db.table);
+        coord = std::make_unique<tm::coordinator>(tm::coordinator_options(cfg, first_start));
         if (auto& r = coord->startup_recovery();
             r && (!r->committed.empty() || !r->rolled_back.empty() || !r->complete()))
             print_report(*r, out);
         setup(o, dbs, out);
     } catch (const std::exception& e) {
         out << "demo transfer: setup failed: " << e.what() << "\n";
+        if (!coord && !first_start && !cfg.log.file.empty() &&
+            !std::filesystem::exists(cfg.log.file))
+            out << "demo transfer: its tables exist, so the demo ran before with a decision "
+                   "log: give that log (or --reset to start afresh)\n";
         return exit_setup;
     }
     out << "demo transfer: running as pid " << ::getpid() << ", coordinator '" << coord->id()
