@@ -19,6 +19,7 @@
 #include "xa.h"
 #include "xarm/connection.hpp"
 #include "xarm/error.hpp"
+#include "xarm/info.hpp"
 
 namespace xarm::tm {
 
@@ -82,42 +83,29 @@ std::string expand(std::string_view raw, const place& p) {
 }
 
 /// True when the raw (unexpanded) open string carries a password written out rather
-/// than taken from the environment: password=/pwd= with a literal value, or a URI's
-/// user:password@.
+/// than taken from the environment (the core's own list of secret forms: password=,
+/// PWD=, a URI's user:secret@).
 bool literal_password(std::string_view raw) {
-    std::string s(raw);
-    std::transform(s.begin(), s.end(), s.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    for (const std::string_view key : {"password", "pwd"}) {
-        for (auto at = s.find(key); at != std::string::npos; at = s.find(key, at + 1)) {
-            if (at > 0 && (std::isalnum(static_cast<unsigned char>(s[at - 1])) || s[at - 1] == '_'))
-                continue;
-            auto j = at + key.size();
-            while (j < s.size() && s[j] == ' ') ++j;
-            if (j >= s.size() || s[j] != '=') continue;
-            ++j;
-            while (j < s.size() && s[j] == ' ') ++j;
-            if (j < s.size() && (s[j] == '\'' || s[j] == '{')) ++j;
-            if (j >= s.size() || s[j] == ' ' || s[j] == ';' || s[j] == '\'' || s[j] == '}')
-                continue;  // empty
-            if (s.compare(j, 2, "${") == 0) continue;
-            return true;
-        }
+    const auto secrets = secrets_in(raw);
+    return std::any_of(secrets.begin(), secrets.end(),
+                       [](const std::string& v) { return !v.starts_with("${"); });
+}
+
+/// The relative path= of an SQLite open string, if it has one. A last resource keeps its
+/// commit markers in that file: opened from another directory, recovery would find an
+/// empty database instead of the markers.
+std::optional<std::string> relative_sqlite_path(const std::string& open) {
+    std::map<std::string, std::string> kv;
+    try {
+        kv = parse_info(open, {"path", "mode", "busy_timeout", "foreign_keys"});
+    } catch (const xarm::error&) {
+        return std::nullopt;  // the driver says what is wrong when it opens
     }
-    // postgresql://user:secret@host
-    if (auto scheme = s.find("://"); scheme != std::string::npos) {
-        const auto start = scheme + 3;
-        const auto end = s.find_first_of("/?", start);
-        const auto auth = s.substr(start, end == std::string::npos ? end : end - start);
-        const auto at = auth.rfind('@');
-        if (at != std::string::npos) {
-            const auto colon = auth.find(':');
-            if (colon != std::string::npos && colon < at && colon + 1 < at &&
-                auth.compare(colon + 1, 2, "${") != 0)
-                return true;
-        }
-    }
-    return false;
+    const auto it = kv.find("path");
+    if (it == kv.end() || it->second.empty() || it->second == ":memory:" ||
+        std::filesystem::path(it->second).is_absolute())
+        return std::nullopt;
+    return it->second;
 }
 
 bool valid_name(std::string_view n) {
@@ -275,6 +263,13 @@ resource_config read_resource(const std::string& source, const std::string& name
                          r.driver));
     const auto& open = t.required("open");
     r.open = t.string("open", open);
+    if (r.driver == "sqlite")
+        if (const auto rel = relative_sqlite_path(r.open))
+            fail(t.at("open", open),
+                 fmt::format("path '{}' is relative: give an absolute one (a last resource's "
+                             "commit markers are in that file, and recovery may start in "
+                             "another directory)",
+                             *rel));
     if (literal_password(open.as_string()->get()))
         warnings.push_back(fmt::format(
             "{}:{}: resource.{}.open: a password is written in the file; take it from the "

@@ -1,7 +1,9 @@
 // End-to-end tests of the transaction manager through the `xarm` command, against the
 // development servers, as an operator would meet the failures:
 // - a decision log named by a relative path, recovered from another directory: refused
-//   ("no decision log at ..."), nothing changed; the right path then recovers;
+//   ("no decision log at ..."), nothing changed, as is a configuration lacking a
+//   resource the log names, and the demo restarted with the wrong path (it creates a
+//   log only on its first start); the right path then recovers;
 // - recovery started while the coordinator runs: refused at once, naming the holder,
 //   every time, and the running demo's invariant holds;
 // - MariaDB killed while the demo runs with 4 threads: the demo ends with its
@@ -181,6 +183,30 @@ BOOST_AUTO_TEST_CASE(a_relative_log_path_recovered_elsewhere_is_refused_and_chan
     r = run_xarm(std::vector<std::string>{"recover"} + db_args(d), out, elsewhere);
     BOOST_TEST(r.code == 2, r.output);
     BOOST_TEST(contains(r.output, "no decision log given"), r.output);
+
+    // The demo itself restarted with the wrong path: it ran before (its tables exist), so
+    // it must not start a new, empty log whose start-up recovery would presume abort.
+    r = run_xarm(std::vector<std::string>{"demo", "transfer", "--log", "run/c.tmlog"} + db_args(d) +
+                     std::vector<std::string>{"--transfers", "5"},
+                 out, elsewhere);
+    BOOST_TEST(r.code == 3, r.output);
+    BOOST_TEST(contains(r.output, "no decision log at " + (elsewhere / "run/c.tmlog").string()),
+               r.output);
+    BOOST_TEST(contains(r.output, "its tables exist"), r.output);
+    BOOST_TEST(!fs::exists(elsewhere / "run/c.tmlog"));
+
+    // The right log, but a configuration without one of the resources it names.
+    const auto partial_cfg = tmp.dir / "partial.toml";
+    {
+        std::ofstream f(partial_cfg);
+        f << "[coordinator]\nid = \"" << d.coordinator << "\"\nlog = \""
+          << (app / "run/c.tmlog").string() << "\"\n"
+          << "[resource.pq]\ndriver = \"pq\"\nopen = \"${XARM_TEST_PQ}\"\n";
+    }
+    r = run_xarm({"recover", "--config", partial_cfg.string()}, out, elsewhere);
+    BOOST_TEST(r.code == 3, r.output);
+    BOOST_TEST(contains(r.output, "recovery refused"), r.output);
+    BOOST_TEST(contains(r.output, "not given: 'mysql'"), r.output);
 
     const snapshot after = take(d);
     BOOST_TEST((after == before), "before: " << describe(before) << "\nafter: " << describe(after));

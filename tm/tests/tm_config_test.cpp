@@ -204,10 +204,13 @@ BOOST_AUTO_TEST_CASE(bad_values) {
     BOOST_TEST(contains(flag, "resource.a.one_phase_only: must be true or false"), flag);
     const auto name = error_of(head + "[resource.\"a b\"]\ndriver = \"pq\"\nopen = \"\"\n");
     BOOST_TEST(contains(name, "resource.a b: a resource name is 1-64 characters"), name);
+    const auto rel_lr =
+        error_of(head + "[resource.a]\ndriver = \"sqlite\"\nopen = \"path=lr.db\"\n");
+    BOOST_TEST(contains(rel_lr, "cfg.toml:6: resource.a.open: path 'lr.db' is relative"), rel_lr);
     const auto two_lr =
         error_of(head +
-                 "[resource.a]\ndriver = \"sqlite\"\nopen = \"path=a\"\none_phase_only = true\n"
-                 "[resource.b]\ndriver = \"sqlite\"\nopen = \"path=b\"\none_phase_only = true\n");
+                 "[resource.a]\ndriver = \"sqlite\"\nopen = \"path=/a\"\none_phase_only = true\n"
+                 "[resource.b]\ndriver = \"sqlite\"\nopen = \"path=/b\"\none_phase_only = true\n");
     BOOST_TEST(contains(two_lr, "more than one resource is one_phase_only"), two_lr);
     const auto table_in = error_of(
         "[coordinator]\nid = \"o\"\nlog = { table_in = \"nope\" }\n"

@@ -25,7 +25,8 @@ void add_demo_databases(CLI::App& app, xarm::demo::demo_databases& db) {
     app.add_option("--sqlite", db.sqlite, "SQLite file: the one-phase last resource");
     app.add_option("--log", db.log,
                    "the coordinator's decision log file (required unless --log-in-pq or "
-                   "--config; no default)");
+                   "--config; no default); demo transfer creates it on its first start only "
+                   "(tables missing, or --reset)");
     app.add_flag("--log-in-pq", db.log_in_pq, "keep the decision log in table xarm_tm_log of --pq");
     app.add_option("--config", db.config,
                    "a coordinator configuration file (TOML): its resources are the databases, "

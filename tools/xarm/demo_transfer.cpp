@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <chrono>
@@ -58,8 +59,10 @@ tm::config demo_config(const demo_databases& d, bool with_log) {
     add("pq", "pq", d.pq);
     add("mysql", "mysql", d.mysql);
     add("pq2", "pq", d.pq2);
+    // Absolute, as the log: the last resource's markers must be found from anywhere.
     if (!d.sqlite.empty())
-        add("sqlite", "sqlite", "path=" + quoted(d.sqlite) + " busy_timeout=20000");
+        add("sqlite", "sqlite",
+            "path=" + quoted(std::filesystem::absolute(d.sqlite).string()) + " busy_timeout=20000");
     if (!with_log) return c;
     if (const auto why = log_problem(d); !why.empty()) throw std::invalid_argument(why);
     if (d.log_in_pq)
@@ -131,6 +134,23 @@ void setup(const demo_transfer_options& o, const std::vector<db_spec>& dbs, std:
     }
 }
 
+/// True when the account table exists in any of the databases (the demo ran before).
+bool tables_exist(const std::vector<db_spec>& dbs, const std::string& table) {
+    for (const auto& s : dbs) {
+        auto c = open_db(s);
+        try {
+            (void)c.query("SELECT COUNT(*) FROM " + table + " WHERE 1 = 0");
+            c.rollback();
+            return true;
+        } catch (const database_error&) {
+            c.rollback();  // no such table
+        } catch (const programming_error&) {
+            c.rollback();
+        }
+    }
+    return false;
+}
+
 /// The atomicity and invariant checks; returns true when they hold.
 bool check(const std::string& coordinator, const std::string& t, const std::vector<db_spec>& dbs,
            std::ostream& out) {
@@ -183,6 +203,17 @@ bool check(const std::string& coordinator, const std::string& t, const std::vect
     return ok;
 }
 
+/// An xid of this manager as an operator looks it up: the gtrid as text (the
+/// application's records may carry it), the branch number, and the exact xid.
+std::string branch_text(const xid& x) {
+    const auto printable = [](const std::string& v) {
+        return std::all_of(v.begin(), v.end(),
+                           [](unsigned char c) { return c >= 0x20 && c < 0x7f; });
+    };
+    if (x.is_unparsed() || !printable(x.gtrid()) || !printable(x.bqual())) return x.to_string();
+    return "transaction " + x.gtrid() + " branch " + x.bqual() + " (" + x.to_string() + ")";
+}
+
 void print_report(const tm::recovery_report& r, std::ostream& out) {
     out << "recovery: " << r.committed.size() << " committed, " << r.rolled_back.size()
         << " rolled back, " << r.heuristic.size() << " heuristic, " << r.errors.size()
@@ -191,22 +222,24 @@ void print_report(const tm::recovery_report& r, std::ostream& out) {
         << " log records finished\n";
     if (!r.committed.empty()) {
         out << "  committed (the log or the last resource's marker holds the commit decision):\n";
-        for (auto& x : r.committed) out << "    " << x.to_string() << "\n";
+        for (auto& x : r.committed) out << "    " << branch_text(x) << "\n";
     }
     if (!r.rolled_back.empty()) {
         out << "  rolled back (no commit decision was recorded: presumed abort):\n";
-        for (auto& x : r.rolled_back) out << "    " << x.to_string() << "\n";
+        for (auto& x : r.rolled_back) out << "    " << branch_text(x) << "\n";
     }
     for (auto& w : r.warnings) out << "  warning: " << w << "\n";
     if (!r.heuristic.empty()) {
         out << "  HEURISTIC outcomes: the commit was decided, but these branches finished "
-               "otherwise or vanished; their transactions are not atomic. Compare the "
-               "databases for them and repair by hand; their decisions stay in the log:\n";
+               "otherwise or vanished, so their transactions are not atomic. Compare the "
+               "databases for these transactions and repair by hand; keep this output, a "
+               "later run may not list them again:\n";
         for (auto& h : r.heuristic) out << "    HEURISTIC: " << h << "\n";
     }
     if (!r.errors.empty()) {
         out << "  errors: these resources were unreachable or failed; their branches stay "
-               "prepared (holding locks). Run recovery again once they are back:\n";
+               "prepared (holding locks) and the decisions stay in the log. Run recovery "
+               "again once they are back:\n";
         for (auto& e : r.errors) out << "    error: " << e << "\n";
     }
     out << (r.complete() ? "nothing in doubt\n"
@@ -243,6 +276,7 @@ int demo_transfer(const demo_transfer_options& o, std::ostream& out) {
     tm::config cfg;
     std::vector<db_spec> dbs;
     std::unique_ptr<tm::coordinator> coord;
+    bool first_start = false;
     try {
         check_table_name(o.db.table);
         cfg = demo_config(o.db, true);
@@ -255,14 +289,21 @@ int demo_transfer(const demo_transfer_options& o, std::ostream& out) {
         for (auto& s : dbs) out << " " << s.name;
         out << "\n";
         // Start-up recovery first: a previous crash may have left branches holding locks.
-        // The coordinator's own start creates its log; recovery by hand never does.
-        coord = std::make_unique<tm::coordinator>(tm::coordinator_options(cfg, true));
+        // Only the demo's first start (its tables missing, or --reset) creates the log:
+        // once it ran, a missing log is a wrong path, and an empty log in its place would
+        // roll back what a crash left decided. Recovery by hand never creates one.
+        first_start = o.reset || !tables_exist(dbs, o.db.table);
+        coord = std::make_unique<tm::coordinator>(tm::coordinator_options(cfg, first_start));
         if (auto& r = coord->startup_recovery();
             r && (!r->committed.empty() || !r->rolled_back.empty() || !r->complete()))
             print_report(*r, out);
         setup(o, dbs, out);
     } catch (const std::exception& e) {
         out << "demo transfer: setup failed: " << e.what() << "\n";
+        if (!coord && !first_start && !cfg.log.file.empty() &&
+            !std::filesystem::exists(cfg.log.file))
+            out << "demo transfer: its tables exist, so the demo ran before with a decision "
+                   "log: give that log (or --reset to start afresh)\n";
         return exit_setup;
     }
     out << "demo transfer: running as pid " << ::getpid() << ", coordinator '" << coord->id()

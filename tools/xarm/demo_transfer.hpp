@@ -17,7 +17,8 @@ struct demo_databases {
     std::string sqlite;  ///< SQLite database file: the one-phase last resource
     /// The coordinator's decision log (a file). No default: a log found relative to
     /// whatever directory the program happens to start in is how a crash's decisions
-    /// get lost. Required unless log_in_pq or config.
+    /// get lost. Required unless log_in_pq or config. demo_transfer creates it only on
+    /// the demo's first start (its tables missing, or reset).
     std::string log;
     /// Keep the decision log in table xarm_tm_log of the PostgreSQL database `pq`
     /// instead of the file (for coordinators on several machines).
