@@ -254,6 +254,9 @@ file_log::file_log(std::filesystem::path path, std::string coordinator_id, optio
     if (!std::filesystem::is_directory(dir, ec))
         raise(XAER_RMERR, "58030",
               fmt::format("tm log {}: directory {} does not exist", m_path.string(), dir.string()));
+    // A missing log fails before anything is written beside it (no stray lock file at
+    // a wrong path); whether it exists is checked again under the lock.
+    if (!m_opts.create && !std::filesystem::exists(m_path, ec)) missing_log();
     m_lock_fd = lock_log(m_path);
     try {
         open_and_read();
@@ -266,13 +269,7 @@ file_log::file_log(std::filesystem::path path, std::string coordinator_id, optio
 
 void file_log::open_and_read() {
     if (!std::filesystem::exists(m_path)) {
-        if (!m_opts.create)
-            raise(XAER_RMERR, "58030",
-                  fmt::format("tm log: no decision log at {} (coordinator '{}'). A missing log "
-                              "is never taken for an empty one: check the path, or create the "
-                              "log on the coordinator's first start (coordinator option "
-                              "create_log, `--create-log`)",
-                              m_path.string(), m_id));
+        if (!m_opts.create) missing_log();
         replace_file(m_path, header_for(m_id));
     }
     m_fd = ::open(m_path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
@@ -325,6 +322,14 @@ void file_log::open_and_read() {
         m_bytes_in_file += p.size;
         off += p.size;
     }
+}
+
+void file_log::missing_log() const {
+    raise(XAER_RMERR, "58030",
+          fmt::format("tm log: no decision log at {} (coordinator '{}'). A missing log is never "
+                      "taken for an empty one: check the path; only the coordinator's first "
+                      "start creates its log (coordinator option create_log)",
+                      m_path.string(), m_id));
 }
 
 std::string file_log::describe() const {

@@ -770,6 +770,7 @@ BOOST_AUTO_TEST_CASE(a_missing_log_is_an_error_never_an_empty_log) {
                    std::string::npos);
     }
     BOOST_TEST(!fs::exists(p));  // nothing was created by the failed open
+    BOOST_TEST(!fs::exists(p.string() + ".lock"));
     // A relative path is resolved once and named absolutely.
     const auto cwd = fs::current_path();
     fs::current_path(d.path);

@@ -230,6 +230,7 @@ class XARM_API file_log final : public log_store {
 
   private:
     void open_and_read();
+    [[noreturn]] void missing_log() const;
     void write_all(std::string_view bytes);
     void note(const log_record& r);  // under m_mutex
     void append_locked(const log_record& r);
