@@ -365,7 +365,8 @@ void async_c(context& ctx) {
                              h == 0 ? std::string("XA_OK") : code_text(h)));
     int handle = h, ret = -99;
     expect_rc(r, r.complete(&handle, &ret, TMNOFLAGS), XA_OK, "xa_complete");
-    check(ret == XA_OK, fmt::format("the asynchronous xa_start returned {}", code_text(ret)));
+    check(ret == XA_OK,
+          fmt::format("the asynchronous xa_start returned {}, expected XA_OK", code_text(ret)));
     expect_rc(r, r.end(&x), XA_OK, "xa_end");
     expect_rc(r, r.rollback(&x), XA_OK, "xa_rollback");
 }

@@ -239,10 +239,12 @@ void tmfail_sql(context& ctx) {
     expect(code([&] { return s.start(x, TMNOFLAGS); }, &m), XA_OK, "xa_start", m);
     ctx.insert(c, t, 1);
     const int rc = code([&] { return s.end(x, TMFAIL); }, &m);
-    check(is_rb(rc), fmt::format("xa_end(TMFAIL) returned {}", code_text(rc)));
+    check(is_rb(rc), fmt::format("xa_end(TMFAIL) returned {}, expected XA_RB*", code_text(rc)));
     const int rb = code([&] { return s.rollback(x, TMNOFLAGS); }, &m);
     check(rb == XA_OK || is_rb(rb),
-          fmt::format("xa_rollback of a rollback-only branch: {} {}", code_text(rb), m));
+          fmt::format("xa_rollback of a rollback-only branch returned {}, expected XA_OK or "
+                      "XA_RB*{}",
+                      code_text(rb), m.empty() ? "" : " -- " + m));
     check(ctx.count(t) == 0, "a TMFAIL branch's row is visible");
 }
 
@@ -1045,8 +1047,9 @@ void commit_found_rolled_back(context& ctx) {
         expect(code([&] { return s.end(ro, TMSUCCESS); }, &m), XA_OK, "xa_end", m);
         const int v = code([&] { return s.prepare(ro, TMNOFLAGS); }, &m);
         check(v == XA_OK || v == XA_RDONLY,
-              fmt::format("xa_prepare of a branch that only read returned {}{}", code_text(v),
-                          m.empty() ? "" : " -- " + m));
+              fmt::format("xa_prepare of a branch that only read returned {}, expected XA_OK "
+                          "or XA_RDONLY{}",
+                          code_text(v), m.empty() ? "" : " -- " + m));
         ro_prepared = v == XA_OK;
         prepare_on(ctx, a, rw, t, 1);
         a.close();  // the session ends: MariaDB drops the branch that wrote nothing
