@@ -44,7 +44,7 @@ SQLHENV environment();
 /// first connect, before the driver is known.
 std::mutex& connect_mutex();
 /// True for the ODBC drivers (SQL_DRIVER_NAME) whose connects must not overlap:
-/// MariaDB Connector/ODBC 3.1 (libmaodbc).
+/// MariaDB Connector/ODBC 3.1 (libmaodbc) and psqlODBC 13 (psqlodbcw/psqlodbca).
 bool serialize_connects(std::string_view odbc_driver_name) noexcept;
 
 // ---- backends ------------------------------------------------------------------

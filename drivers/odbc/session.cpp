@@ -54,8 +54,11 @@ bool serialize_connects(std::string_view odbc_driver_name) noexcept {
     // runs without the block's lock, while another thread's connect or disconnect
     // changes the list and rewrites the diagnostics under it: a data race on that
     // shared block (ThreadSanitizer sees it when threads open resource managers at
-    // once).
-    return odbc_driver_name.find("maodbc") != std::string_view::npos;
+    // once). psqlODBC 13 calls setlocale() while connecting, which changes the
+    // process's locale under another thread's connect (ThreadSanitizer: setlocale
+    // frees the locale name libpq is reading in pg_char_to_encoding).
+    return odbc_driver_name.find("maodbc") != std::string_view::npos ||
+           odbc_driver_name.find("psqlodbc") != std::string_view::npos;
 }
 
 SQLHENV environment() {
