@@ -196,11 +196,13 @@ std::string report_text(const tm::recovery_report& r) {
 // -- a TCP proxy that cuts the log's connection around a COMMIT ----------------------
 
 /// Forwards connections to the PostgreSQL server of an info string (host=... port=...);
-/// when armed, the next connection that sends COMMIT is cut: before forwarding it, or
-/// after the server answered it (the answer is dropped).
+/// when armed, the next connection that sends COMMIT is cut: before forwarding it, after
+/// the server answered it (the answer is dropped), or only on the client's side (a
+/// network partition: the server's session stays, idle in its transaction and holding
+/// its locks, until the proxy ends).
 class cutting_proxy {
   public:
-    enum class cut { none, before_commit, after_commit };
+    enum class cut { none, before_commit, after_commit, partition };
 
     explicit cutting_proxy(std::string server_info) : m_info(std::move(server_info)) {
         static const std::regex host_re(R"((^|\s)host=(\S+))"), port_re(R"((^|\s)port=(\d+))");
@@ -227,8 +229,13 @@ class cutting_proxy {
     ~cutting_proxy() {
         m_stop = true;
         m_accept.join();
-        std::lock_guard lk(m_mutex);
-        for (auto& t : m_pumps) t.join();
+        std::vector<std::thread> pumps;
+        {
+            std::lock_guard lk(m_mutex);
+            pumps.swap(m_pumps);
+        }
+        for (auto& t : pumps) t.join();
+        for (int fd : m_parked) ::close(fd);
         ::close(m_listen);
     }
     /// The server info with the proxy's host and port.
@@ -268,6 +275,7 @@ class cutting_proxy {
         return true;
     }
     void pump(int client, int server) {
+        bool park = false;
         char buf[65536];
         pollfd p[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
         while (!m_stop) {
@@ -285,6 +293,7 @@ class cutting_proxy {
                         pollfd s{server, POLLIN, 0};
                         if (::poll(&s, 1, 10000) > 0) (void)::recv(server, buf, sizeof buf, 0);
                     }
+                    park = c == cut::partition;
                     m_fired = true;
                     break;
                 }
@@ -296,7 +305,12 @@ class cutting_proxy {
             }
         }
         ::close(client);
-        ::close(server);
+        if (park) {
+            std::lock_guard lk(m_mutex);
+            m_parked.push_back(server);
+        } else {
+            ::close(server);
+        }
     }
 
     std::string m_info;
@@ -307,6 +321,7 @@ class cutting_proxy {
     std::atomic<cut> m_armed{cut::none};
     std::mutex m_mutex;
     std::vector<std::thread> m_pumps;
+    std::vector<int> m_parked;  // server sides of partitioned connections
     std::thread m_accept;
 };
 
@@ -668,6 +683,13 @@ void commit_cut(cutting_proxy::cut how) {
     auto k = xarm::connect("pq", d.pq);
     BOOST_TEST(scalar(k, "SELECT count(*) FROM xarm_tm_log WHERE coordinator = '" + d.id + "'") ==
                "1");
+    // Only the log's new session is left (a partitioned old one was ended by the log).
+    BOOST_TEST(eventually([&] {
+        return scalar(k,
+                      "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
+                      "'xarm-tm:" +
+                          d.id + "@%'") == "1";
+    }));
 }
 
 BOOST_AUTO_TEST_CASE(connection_cut_before_the_commit_reached_the_server, *needs_pq* needs_pq2) {
@@ -679,6 +701,14 @@ BOOST_AUTO_TEST_CASE(connection_cut_after_the_server_committed, *needs_pq* needs
     // The decision is stored but the answer never came: the retry must neither fail on
     // the stored row nor take it for missing.
     commit_cut(cutting_proxy::cut::after_commit);
+}
+
+BOOST_AUTO_TEST_CASE(network_partition_leaves_the_old_session_holding_the_lock,
+                     *needs_pq* needs_pq2) {
+    // The old session lives on (idle in its transaction, holding the advisory lock) as
+    // after a network cut until TCP keepalive notices: the log must recognise its own
+    // previous session, end it, and take the lock back rather than give up.
+    commit_cut(cutting_proxy::cut::partition);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
