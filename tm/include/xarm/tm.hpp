@@ -262,11 +262,14 @@ class XARM_API file_log final : public log_store {
 /// committed before phase two; an end record deletes the row. Concurrent decisions
 /// share one database commit (group commit). Needs no local disk.
 /// Ownership: the log's connection holds a PostgreSQL advisory lock keyed on the
-/// coordinator id, released by the server when the process dies. A second opener fails
-/// at once naming the holder, unless options::wait_for_lock (a standby on another
-/// machine: it waits, then takes over and recovers). A lost connection is reconnected
-/// with back-off; if the lock cannot be taken back, the log fails every later force()
-/// (fail-stop: another process may own the coordinator now).
+/// coordinator id (hashtextextended('xarm_tm_log:' || id, 0)), released by the server
+/// when the process dies; the connection's application_name is
+/// "xarm-tm:<id>@<host>:<pid>". A second opener fails at once naming the holder, unless
+/// options::wait_for_lock (a standby on another machine: it waits, then takes over and
+/// recovers). A lost connection is reconnected with back-off and the write retried
+/// (idempotently: a decision whose COMMIT was cut off is never stored twice nor taken
+/// for stored); if the lock cannot be taken back, the log fails every later force() and
+/// live() (fail-stop: another process owns the coordinator now).
 class XARM_API table_log final : public log_store {
   public:
     struct options {
@@ -283,6 +286,8 @@ class XARM_API table_log final : public log_store {
     table_log(std::string driver, std::string info, std::string coordinator_id);
     table_log(std::string driver, std::string info, std::string coordinator_id, options o);
     ~table_log() override;
+    table_log(const table_log&) = delete;
+    table_log& operator=(const table_log&) = delete;
     const std::string& coordinator_id() const noexcept override { return m_id; }
     std::string describe() const override;
     void force(const log_record& r) override;
@@ -290,19 +295,40 @@ class XARM_API table_log final : public log_store {
     std::vector<log_record> live() const override;
     std::vector<std::string> warnings() const override { return {}; }
     statistics stats() const override;
+    /// Times the lost connection was re-established with the lock taken back.
+    std::uint64_t reconnects() const;
 
   private:
+    /// Who holds the lock (empty: nobody now).
+    struct holder {
+        std::string pid, application_name, client, since;
+    };
+    void open_session() const;                  // connect + session settings
+    bool try_lock() const;                      // pg_try_advisory_lock, committed
+    std::optional<holder> find_holder() const;  // pg_locks + pg_stat_activity
+    std::string holder_text(const std::optional<holder>& h) const;
+    void acquire();          // at construction: fail, or wait
+    void reacquire() const;  // after a loss: reconnect, lock back
+    /// Runs f on the live connection; on a lost connection reconnects with back-off,
+    /// takes the lock back and runs f again (f must be idempotent). m_db_mutex held.
+    void on_db(const std::function<void(connection&)>& f) const;
     void flush_ends();  // m_db_mutex held
+
     std::string m_id;
     std::string m_driver;
     std::string m_info;  // holds the password: never in a message
     options m_opts;
-    mutable std::mutex m_db_mutex;  // the connection
-    mutable connection m_conn;
+    std::string m_app_name;         // application_name of the log's connection
+    std::string m_where;            // database, server: for messages
+    std::int64_t m_key = 0;         // the advisory lock's key
+    mutable std::mutex m_db_mutex;  // the connection and the fields below
+    mutable std::optional<connection> m_conn;
+    mutable std::string m_session_pid, m_session_start;  // identify our own (old) session
+    mutable std::string m_disowned;  // set when the lock was lost for good: fail-stop
     struct batch {
         std::vector<log_record> records;
         bool done = false;
-        std::string error;
+        std::optional<diagnostic> error;
     };
     mutable std::mutex m_mutex;  // batch state; taken after m_db_mutex when both
     std::condition_variable m_cv;
@@ -310,6 +336,7 @@ class XARM_API table_log final : public log_store {
     std::vector<std::string> m_ends;  // gtrids whose rows go with the next write
     bool m_flushing = false;
     statistics m_stats;
+    mutable std::uint64_t m_reconnects = 0;  // under m_mutex
 };
 
 /// Encoding of one record (magic, length, CRC-32, payload), for tools and tests.
