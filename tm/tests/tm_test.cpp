@@ -962,7 +962,9 @@ BOOST_AUTO_TEST_CASE(the_decision_reaches_the_disk_before_phase_two) {
         bool on_disk_at_commit = false;
         std::string g;
         fake_options watch;
+        std::mutex seen;  // both branches commit at once, on two threads
         watch.on_commit = [&] {
+            std::lock_guard lk(seen);
             if (flushed_at_commit >= 0) return;
             flushed_at_commit = sync_probe::count(log_file);
             on_disk_at_commit = slurp(log_file).find(g) != std::string::npos;
