@@ -284,7 +284,9 @@ child_end run_in_child(const std::function<case_result()>& fn, double timeout_se
         while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
     }
-    ::kill(-pid, SIGKILL);  // grandchildren the case left running
+    // A case that died or hung may leave processes of its own behind. Not after a normal
+    // end: a server started by --allow-restart's command may still be in the group.
+    if (!out.finished) ::kill(-pid, SIGKILL);
     if (s != nullptr) {
         const auto c = static_cast<call>(s->call.load());
         if (c != call::none)
