@@ -284,26 +284,34 @@ void table_log::reacquire() const {
         }
         const auto h = find_holder();
         const bool ours = h && !old_pid.empty() && h->pid == old_pid && h->since == old_start;
-        if (ours && i < 5) {
-            // Our own previous session, not yet ended (a cut network leaves it waiting
-            // for a timeout): it can never write again; end it and take the lock back.
-            m_conn->query("SELECT pg_terminate_backend(" + h->pid + ")");
-            m_conn->commit();
-            std::this_thread::sleep_for(milliseconds(20) * (1 << i));
-            continue;
-        }
-        if (!h && i < 5) {
-            std::this_thread::sleep_for(milliseconds(20));  // released in between: again
-            continue;
+        if (ours || !h) {
+            if (i < 5) {
+                // Our own previous session, not yet ended (a cut network leaves it waiting
+                // for a timeout): it can never write again; end it and take the lock back.
+                // No holder: released in between; try again.
+                if (ours) {
+                    m_conn->query("SELECT pg_terminate_backend(" + h->pid + ")");
+                    m_conn->commit();
+                }
+                std::this_thread::sleep_for(milliseconds(20) * (1 << i));
+                continue;
+            }
+            // Nobody else owns the log: not a takeover, only not yet; on_db backs off.
+            m_conn.reset();
+            raise(XAER_RMFAIL, "55P03",
+                  fmt::format("tm: the advisory lock of coordinator '{}' could not be taken back "
+                              "yet: {}",
+                              m_id,
+                              ours ? "this process's previous session (backend pid " + h->pid +
+                                         ") still holds it and did not end"
+                                   : "pg_try_advisory_lock failed with no holder in pg_locks"));
         }
         m_disowned = fmt::format(
             "tm: coordinator '{}' lost ownership of its decision log ({}): the connection to "
             "it was lost, and when it came back {} held its advisory lock. This process can no "
             "longer decide transactions (fail-stop): the process that owns the log now "
             "recovers them; stop this one",
-            m_id, m_where,
-            ours ? "this process's previous session (which could not be ended) still"
-                 : holder_text(h));
+            m_id, m_where, holder_text(h));
         m_conn.reset();
         raise(XAER_RMERR, "55006", m_disowned);
     }
