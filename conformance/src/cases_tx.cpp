@@ -178,8 +178,8 @@ void read_only_refusal(context& ctx) {
         // drops such a prepared branch once its connection ends) and must say so rather
         // than claim a commit; for a branch without writes that outcome is the commit's.
         // The heuristic outcome must then be forgettable.
-        expect(code([&] { return s.forget(x, TMNOFLAGS); }, &m), XA_OK,
-               "xa_forget after XA_HEURRB", m);
+        expect(code([&] { return s.forget(x, TMNOFLAGS); }, &m), XA_OK, "xa_forget after XA_HEURRB",
+               m);
         return;
     }
     expect(rc, XA_OK, "xa_commit", m);
@@ -346,7 +346,7 @@ void isolation_locks(context& ctx) {
     check(n == 1, "after the commit, the row could not be updated");
     auto r = b.query(fmt::format("SELECT v FROM {} WHERE id = 1", t));
     b.rollback();
-    check(r.rows.size() == 1 && r.rows[0][0] == std::optional<std::string>("other"),
+    check(r.rows.size() == 1 && r.rows[0].get<std::optional<std::string>>(0) == "other",
           "unexpected row value");
 }
 

@@ -260,7 +260,7 @@ BOOST_AUTO_TEST_CASE(cpp_api_two_phase_one_phase_rollback, *needs_mysql) {
     c.tpc_rollback();
     BOOST_TEST(tb.count() == 2);
     auto r = c.query("SELECT id, v, NULL AS n FROM " + tb.name + " ORDER BY id");
-    BOOST_TEST(r.columns.size() == 3u);
+    BOOST_TEST(r.columns().size() == 3u);
     BOOST_TEST(r.rows.size() == 2u);
     BOOST_TEST(*r.rows[1][0] == "2");
     BOOST_TEST(!r.rows[1][2].has_value());
