@@ -353,7 +353,7 @@ void isolation_locks(context& ctx) {
     check(n == 1, "after the commit, the row could not be updated");
     auto r = b.query(fmt::format("SELECT v FROM {} WHERE id = 1", t));
     b.rollback();
-    check(r.rows.size() == 1 && r.rows[0][0] == std::optional<std::string>("other"),
+    check(r.rows.size() == 1 && r.rows[0].get<std::optional<std::string>>(0) == "other",
           "unexpected row value");
 }
 

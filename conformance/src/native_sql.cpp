@@ -102,20 +102,19 @@ class pq_client final : public sql_client {
                 raise(XAER_RMFAIL, state.empty() ? "08006" : state, "libpq: " + msg);
             raise(XAER_RMERR, state.empty() ? "HY000" : state, "libpq: " + msg);
         }
-        result r;
         const int rows = m_ntuples(res), cols = m_nfields(res);
-        for (int c = 0; c < cols; ++c) r.columns.emplace_back(m_fname(res, c));
+        std::vector<column> names;
+        for (int c = 0; c < cols; ++c) names.push_back({m_fname(res, c), "", 0});
+        result_builder b(std::move(names));
         for (int i = 0; i < rows; ++i) {
-            std::vector<std::optional<std::string>> row;
+            b.next_row();
             for (int c = 0; c < cols; ++c)
-                row.push_back(m_isnull(res, i, c) ? std::nullopt
-                                                  : std::optional<std::string>(m_value(res, i, c)));
-            r.rows.push_back(std::move(row));
+                b.add(m_isnull(res, i, c) ? value() : value(m_value(res, i, c)));
         }
         const char* affected = m_cmd_tuples(res);
-        r.affected = affected != nullptr && *affected != '\0' ? std::stoll(affected) : 0;
+        const std::int64_t n = affected != nullptr && *affected != '\0' ? std::stoll(affected) : 0;
         m_clear(res);
-        return r;
+        return b.finish(n);
     }
 
   private:
@@ -162,7 +161,8 @@ class mysql_client final : public sql_client {
     const char* begin_sql() const override { return "START TRANSACTION"; }
 
     result run(void* conn, std::string_view sql) const override {
-        result r;
+        std::optional<result_builder> b;
+        std::int64_t affected = 0;
         int rc = 0;
         {
             call_mark m(call::native_sql, 0);
@@ -173,26 +173,26 @@ class mysql_client final : public sql_client {
             void* res = m_store(conn);
             if (res != nullptr) {
                 const unsigned cols = m_num_fields(res);
+                if (first) b.emplace(std::vector<column>(cols));
                 while (char** row = m_fetch_row(res)) {
                     const unsigned long* len = m_lengths(res);
-                    std::vector<std::optional<std::string>> out;
+                    if (!first) continue;
+                    b->next_row();
                     for (unsigned c = 0; c < cols; ++c)
-                        out.push_back(row[c] == nullptr ? std::nullopt
-                                                        : std::optional<std::string>(
-                                                              std::string(row[c], len[c])));
-                    if (first) r.rows.push_back(std::move(out));
+                        b->add(row[c] == nullptr ? value()
+                                                 : value(std::string(row[c], len[c])));
                 }
                 m_free(res);
             } else if (m_field_count(conn) != 0) {
                 fail_on(conn);
             } else if (first) {
-                r.affected = static_cast<std::int64_t>(m_affected(conn));
+                affected = static_cast<std::int64_t>(m_affected(conn));
             }
             const int more = m_next(conn);
             if (more > 0) fail_on(conn);
             if (more != 0) break;
         }
-        return r;
+        return b ? b->finish(affected) : result_builder().finish(affected);
     }
 
   private:
@@ -225,32 +225,28 @@ class cppconn_client final : public sql_client {
     const char* begin_sql() const override { return "START TRANSACTION"; }
     result run(void* conn, std::string_view sql) const override {
         auto* c = static_cast<sql::Connection*>(conn);
-        result r;
         try {
             call_mark m(call::native_sql, 0);
             std::unique_ptr<sql::Statement> st(c->createStatement());
-            if (st->execute(sql::SQLString(sql.data(), sql.size()))) {
-                std::unique_ptr<sql::ResultSet> rs(st->getResultSet());
-                const unsigned cols = rs->getMetaData()->getColumnCount();
-                while (rs->next()) {
-                    std::vector<std::optional<std::string>> row;
-                    for (unsigned i = 1; i <= cols; ++i) {
-                        std::string v = rs->getString(i).asStdString();
-                        row.push_back(rs->wasNull() ? std::nullopt
-                                                    : std::optional<std::string>(std::move(v)));
-                    }
-                    r.rows.push_back(std::move(row));
+            if (!st->execute(sql::SQLString(sql.data(), sql.size())))
+                return result_builder().finish(static_cast<std::int64_t>(st->getUpdateCount()));
+            std::unique_ptr<sql::ResultSet> rs(st->getResultSet());
+            const unsigned cols = rs->getMetaData()->getColumnCount();
+            result_builder b{std::vector<column>(cols)};
+            while (rs->next()) {
+                b.next_row();
+                for (unsigned i = 1; i <= cols; ++i) {
+                    std::string v = rs->getString(i).asStdString();
+                    b.add(rs->wasNull() ? value() : value(std::move(v)));
                 }
-            } else {
-                r.affected = static_cast<std::int64_t>(st->getUpdateCount());
             }
+            return b.finish();
         } catch (const sql::SQLException& e) {
             const auto n = static_cast<unsigned>(e.getErrorCode());
             raise(mysql_connection_lost(n) ? XAER_RMFAIL : XAER_RMERR,
                   e.getSQLState().empty() ? "HY000" : e.getSQLState(),
                   fmt::format("MySQL error {}: {}", n, e.what()), e.getErrorCode());
         }
-        return r;
     }
 };
 #endif

@@ -129,6 +129,7 @@ const std::vector<case_def>& all_cases() {
         std::vector<case_def> v;
         add_state_cases(v);
         add_tx_cases(v);
+        add_params_cases(v);
         return v;
     }();
     return cases;

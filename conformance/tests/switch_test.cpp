@@ -128,7 +128,8 @@ BOOST_AUTO_TEST_CASE(plain_switch_on_the_mysql_c_api, *utf::precondition(needs{M
 namespace {
 
 // xarm's switch through --native-conn gives the driver's matrix: the same outcome for
-// every case, no n/a but durability.restart (which needs --allow-restart).
+// every case, no n/a but durability.restart (which needs --allow-restart) and the
+// params.* group (the C++ connection's API, which a switch target does not have).
 void same_matrix(const char* var, const std::string& name) {
     const std::string info = server(var);
     auto by_driver = run(cf::load_driver_target(name, info));
@@ -138,6 +139,11 @@ void same_matrix(const char* var, const std::string& name) {
     BOOST_TEST(by_switch.cases.size() == by_driver.cases.size());
     for (const auto& c : by_switch.cases) {
         const auto& d = result_of(by_driver, c.id);
+        if (c.id.starts_with("params.")) {
+            BOOST_TEST(c.result == cf::outcome::not_applicable, c.id << ": " << c.message);
+            BOOST_TEST(d.result == cf::outcome::pass, c.id << ": " << d.message);
+            continue;
+        }
         BOOST_TEST(c.result == d.result, c.id << ": switch " << to_string(c.result) << " ("
                                               << c.message << "), driver " << to_string(d.result)
                                               << " (" << d.message << ")");

@@ -17,8 +17,13 @@
 
 #include <cppconn/connection.h>
 #include <cppconn/exception.h>
+#include <cppconn/prepared_statement.h>
+#include <cppconn/resultset.h>
 #include <cppconn/statement.h>
 
+#include <deque>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -60,9 +65,25 @@ struct link {
     std::mutex mu;
     std::unique_ptr<sql::Connection> conn;  ///< null once closed or lost
     std::unique_ptr<sql::Statement> stmt;   ///< reused for every statement
-    std::optional<xid> prepared;            ///< attached prepared branch, if any
-    bool lost = false;                      ///< the server connection broke
+    /// Server-side prepared statements by text, made on first use (statements with
+    /// parameters and prepare()), at most max_statements, the oldest dropped first.
+    /// Declared after conn: destroyed before it.
+    std::map<std::string, std::unique_ptr<sql::PreparedStatement>, std::less<>> statements;
+    std::deque<std::string> statement_order;
+    std::optional<xid> prepared;  ///< attached prepared branch, if any
+    bool lost = false;            ///< the server connection broke
+
+    static constexpr std::size_t max_statements = 64;
+    /// The prepared statement for sql on this connection (prepared now if new).
+    sql::PreparedStatement& statement_for(const std::string& sql);
+    /// Closes the server connection (statements first).
+    void close() noexcept;
 };
+
+/// A result set's rows, decoded by the column types Connector/C++ reports: the integer
+/// types, float/double, the binary types and DATETIME/TIMESTAMP become typed values,
+/// the rest (DECIMAL, DATE, TIME, JSON, ...) text.
+result read_rows(sql::ResultSet& rs, std::int64_t affected);
 
 class session final : public native_session {
   public:
@@ -80,6 +101,15 @@ class session final : public native_session {
     std::vector<xid> recover() override;
     std::int64_t execute(std::string_view sql) override;
     result query(std::string_view sql) override;
+    sql_syntax syntax() const override { return sql_syntax::mysql(); }
+    /// Server-side prepared statements (COM_STMT_PREPARE once per text and connection,
+    /// then COM_STMT_EXECUTE: one round trip).
+    result execute_params(std::string_view sql, std::span<const value> params, bool rows) override;
+    /// Prepares on the current connection now; on another one (after a prepared branch
+    /// made the session switch) again on first use.
+    std::unique_ptr<native_statement> prepare(std::string_view sql, std::size_t params) override;
+    result execute_prepared(native_statement& st, std::span<const value> params,
+                            bool rows) override;
     void commit_local() override;
     void rollback_local() override;
     bool in_local_transaction() const override { return m_local; }
@@ -100,8 +130,9 @@ class session final : public native_session {
     /// MariaDB: the branch (still active on l) has not moved the write counter since XA
     /// START; false when unknown.
     bool wrote_nothing(link& l);
-    /// Runs an application statement; rows collected into out when given.
-    std::int64_t statement(std::string_view sql, result* out);
+    /// Runs an application statement through run (on the connection in use, its mutex
+    /// held), with the branch and local-transaction bookkeeping and the error mapping.
+    result work(const std::function<result(link&)>& run);
 
     options m_opt;
     dialect m_dialect;

@@ -280,8 +280,7 @@ void session::ensure_free_link() {
             std::lock_guard g(victim->mu);
             if (victim->prepared) registry::instance().detached(m_server, *victim->prepared);
             victim->prepared.reset();
-            victim->stmt.reset();
-            victim->conn.reset();
+            victim->close();
         }
         if (fresh) {
             m_link = std::move(fresh);
@@ -561,7 +560,7 @@ std::vector<xid> session::recover() {
     return recover_on(*m_link, m_dialect);
 }
 
-std::int64_t session::statement(std::string_view text, result* out) {
+result session::work(const std::function<result(link&)>& run_on) {
     // Outside a branch a connection that holds a prepared branch refuses everything.
     if (!m_branch) ensure_free_link();
     std::lock_guard g(m_link->mu);
@@ -570,32 +569,7 @@ std::int64_t session::statement(std::string_view text, result* out) {
     link& l = *m_link;
     if (!l.conn || l.lost) raise_gone();
     try {
-        const std::string sql(text);
-        std::int64_t affected = 0;
-        if (l.stmt->execute(sql)) {
-            std::unique_ptr<sql::ResultSet> rs(l.stmt->getResultSet());
-            if (out != nullptr) {
-                sql::ResultSetMetaData* md = rs->getMetaData();
-                const unsigned n = md->getColumnCount();
-                for (unsigned i = 1; i <= n; ++i)
-                    out->columns.push_back(md->getColumnLabel(i).asStdString());
-                while (rs->next()) {
-                    auto& row = out->rows.emplace_back();
-                    for (unsigned i = 1; i <= n; ++i) {
-                        std::string v = rs->getString(i).asStdString();
-                        if (rs->wasNull())
-                            row.emplace_back(std::nullopt);
-                        else
-                            row.emplace_back(std::move(v));
-                    }
-                }
-            }
-        } else {
-            const auto c = l.stmt->getUpdateCount();
-            affected = c == ~std::uint64_t{0} ? 0 : static_cast<std::int64_t>(c);
-        }
-        if (out != nullptr) out->affected = affected;
-        return affected;
+        return run_on(l);
     } catch (const sql::SQLException& e) {
         const unsigned n = errnum_of(e);
         if (is_connection_lost(n)) l.lost = true;
@@ -608,14 +582,25 @@ std::int64_t session::statement(std::string_view text, result* out) {
     }
 }
 
+namespace {
+result run_text(link& l, std::string_view text, bool rows) {
+    const std::string sql(text);
+    if (l.stmt->execute(sql)) {
+        std::unique_ptr<sql::ResultSet> rs(l.stmt->getResultSet());
+        if (rows) return read_rows(*rs, 0);
+        return {};
+    }
+    const auto c = l.stmt->getUpdateCount();
+    return result_builder().finish(c == ~std::uint64_t{0} ? 0 : static_cast<std::int64_t>(c));
+}
+}  // namespace
+
 std::int64_t session::execute(std::string_view sql) {
-    return statement(sql, nullptr);
+    return work([&](link& l) { return run_text(l, sql, false); }).affected;
 }
 
 result session::query(std::string_view sql) {
-    result r;
-    statement(sql, &r);
-    return r;
+    return work([&](link& l) { return run_text(l, sql, true); });
 }
 
 void session::commit_local() {

@@ -8,6 +8,7 @@
 #include <sql.h>
 #include <sqlext.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -96,7 +97,9 @@ inline bool ok(SQLRETURN rc) noexcept {
 
 // ---- the session ---------------------------------------------------------------
 
-/// A statement's outcome: the last result set (as text or raw bytes) and the row count.
+struct prepared;
+
+/// A statement's outcome: the last result set and the row count.
 struct outcome {
     result rows;
     bool failed = false;
@@ -120,6 +123,15 @@ class session final : public native_session {
     std::vector<xid> recover() override;
     std::int64_t execute(std::string_view sql) override;
     result query(std::string_view sql) override;
+    /// The backend's lexical rules; placeholders stay `?` (ODBC's own).
+    sql_syntax syntax() const override;
+    /// SQLBindParameter + SQLExecDirect on a fresh statement handle.
+    result execute_params(std::string_view sql, std::span<const value> params, bool rows) override;
+    /// SQLPrepare on a statement handle kept until the statement is released (or the
+    /// connection is reopened, after which it is prepared again on first use).
+    std::unique_ptr<native_statement> prepare(std::string_view sql, std::size_t params) override;
+    result execute_prepared(native_statement& st, std::span<const value> params,
+                            bool rows) override;
     void commit_local() override;
     void rollback_local() override;
     bool in_local_transaction() const override { return m_local; }
@@ -132,9 +144,19 @@ class session final : public native_session {
     void recognise();
     void declare();
     void set_autocommit(bool on);
-    /// Runs one statement on a fresh statement handle. collect: keep the rows (binary:
-    /// binary columns as raw bytes). Never throws for an SQL error: the caller maps it.
+    /// Runs one statement on a fresh statement handle. collect: keep the rows. Never
+    /// throws for an SQL error: the caller maps it.
     outcome run(std::string_view sql, bool collect);
+    /// The same with bound parameters.
+    outcome run(std::string_view sql, std::span<const value> params, bool collect);
+    /// Reads what an executed statement handle returns (every result; the last one that
+    /// has columns gives the rows).
+    outcome fetch(SQLHSTMT st, bool collect);
+    /// An application statement (execute, query): a local transaction begins outside a
+    /// branch; a failure makes the branch rollback-only and is raised.
+    result work(const std::function<outcome()>& run);
+    friend struct prepared;
+    void release_statement_handles() noexcept;
     /// run, raising the mapped error on failure.
     result run_or_raise(std::string_view sql, bool collect, op o, std::string_view context);
     /// A statement that must run outside any transaction (COMMIT PREPARED, recovery).
@@ -177,6 +199,8 @@ class session final : public native_session {
     std::optional<diag_record> m_branch_failure;     // a statement of the branch failed
     long m_session_id = 0;                           // MariaDB: CONNECTION_ID()
     std::optional<unsigned long long> m_write_base;  // MariaDB: write counter at XA START
+    /// Prepared statements' handles, freed before the connection is reopened.
+    std::vector<prepared*> m_prepared;
 };
 
 }  // namespace xarm::odbc

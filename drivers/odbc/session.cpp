@@ -111,33 +111,6 @@ std::string get_info(SQLHDBC dbc, SQLUSMALLINT what) {
     return reinterpret_cast<const char*>(buf.data());
 }
 
-bool is_binary_type(SQLSMALLINT t) {
-    return t == SQL_BINARY || t == SQL_VARBINARY || t == SQL_LONGVARBINARY;
-}
-
-// One column's value: binary columns as raw bytes (ODBC would convert them to hex as
-// text), the others as text; long values are read in pieces.
-std::optional<std::string> get_value(SQLHSTMT st, SQLUSMALLINT col, bool binary, SQLRETURN& rc) {
-    std::string out;
-    std::array<char, 4096> buf{};
-    const SQLSMALLINT ctype = binary ? SQL_C_BINARY : SQL_C_CHAR;
-    const std::size_t cap = binary ? buf.size() : buf.size() - 1;  // text: room for NUL
-    for (;;) {
-        SQLLEN ind = 0;
-        rc = SQLGetData(st, col, ctype, buf.data(), static_cast<SQLLEN>(buf.size()), &ind);
-        if (rc == SQL_NO_DATA) {
-            rc = SQL_SUCCESS;  // everything was read by the previous calls
-            break;
-        }
-        if (!ok(rc)) return std::nullopt;
-        if (ind == SQL_NULL_DATA) return std::nullopt;
-        const bool more = ind == SQL_NO_TOTAL || static_cast<std::size_t>(ind) > cap;
-        out.append(buf.data(), more ? cap : static_cast<std::size_t>(ind));
-        if (!more || rc == SQL_SUCCESS) break;
-    }
-    return out;
-}
-
 }  // namespace
 
 // ---- connection -------------------------------------------------------------------
@@ -339,7 +312,9 @@ void session::set_autocommit(bool on) {
 
 void session::reconnect() {
     // SQLDisconnect + SQLDriverConnect on the same handle: the value applications got
-    // from xarm_odbc_hdbc stays valid (their statement handles do not).
+    // from xarm_odbc_hdbc stays valid (their statement handles do not: ours are freed
+    // first and prepared again on their next use).
+    release_statement_handles();
     SQLSMALLINT out_len = 0;
     SQLRETURN rc = SQL_ERROR;
     {
@@ -407,62 +382,6 @@ void session::wait_session_closed(long id) {
 
 // ---- statements -------------------------------------------------------------------
 
-outcome session::run(std::string_view sql, bool collect) {
-    outcome out;
-    SQLHSTMT raw = SQL_NULL_HSTMT;
-    if (!ok(SQLAllocHandle(SQL_HANDLE_STMT, m_dbc.get(), &raw))) {
-        out.failed = true;
-        out.diag = read_diag(SQL_HANDLE_DBC, m_dbc.get());
-        return out;
-    }
-    stmt_ptr st(raw);
-    auto fail = [&] {
-        out.failed = true;
-        out.diag = read_diag(SQL_HANDLE_STMT, st.get());
-        return out;
-    };
-    SQLRETURN rc =
-        SQLExecDirect(st.get(), reinterpret_cast<SQLCHAR*>(const_cast<char*>(sql.data())),
-                      static_cast<SQLINTEGER>(sql.size()));
-    if (rc == SQL_NO_DATA) return out;  // a searched UPDATE/DELETE that matched no row
-    if (!ok(rc)) return fail();
-    for (;;) {
-        SQLSMALLINT ncol = 0;
-        if (!ok(SQLNumResultCols(st.get(), &ncol))) return fail();
-        if (ncol > 0 && collect) {
-            out.rows.columns.clear();
-            out.rows.rows.clear();
-            std::vector<bool> binary;
-            for (SQLUSMALLINT i = 1; i <= static_cast<SQLUSMALLINT>(ncol); ++i) {
-                std::array<SQLCHAR, 256> name{};
-                SQLSMALLINT name_len = 0, type = 0, digits = 0, nullable = 0;
-                SQLULEN size = 0;
-                if (!ok(SQLDescribeCol(st.get(), i, name.data(),
-                                       static_cast<SQLSMALLINT>(name.size()), &name_len, &type,
-                                       &size, &digits, &nullable)))
-                    return fail();
-                out.rows.columns.emplace_back(reinterpret_cast<const char*>(name.data()));
-                binary.push_back(is_binary_type(type));
-            }
-            while ((rc = SQLFetch(st.get())) != SQL_NO_DATA) {
-                if (!ok(rc)) return fail();
-                auto& row = out.rows.rows.emplace_back();
-                for (SQLUSMALLINT i = 1; i <= static_cast<SQLUSMALLINT>(ncol); ++i) {
-                    row.push_back(get_value(st.get(), i, binary[i - 1], rc));
-                    if (!ok(rc)) return fail();
-                }
-            }
-        } else if (ncol == 0) {
-            SQLLEN n = 0;
-            if (ok(SQLRowCount(st.get(), &n)) && n >= 0) out.rows.affected = n;
-        }
-        rc = SQLMoreResults(st.get());
-        if (rc == SQL_NO_DATA) break;
-        if (!ok(rc)) return fail();
-    }
-    return out;
-}
-
 result session::run_or_raise(std::string_view sql, bool collect, op o, std::string_view context) {
     auto out = run(sql, collect);
     if (out.failed) raise_diag(out.diag, m_backend, o, context);
@@ -487,22 +406,6 @@ void session::end_tran(SQLSMALLINT what, op o, std::string_view context) {
 
 void session::note_failure(const diag_record& d) {
     if (m_branch && !m_branch_failure) m_branch_failure = d;
-}
-
-std::int64_t session::execute(std::string_view sql) {
-    return query(sql).affected;
-}
-
-result session::query(std::string_view sql) {
-    // PEP 249: autocommit off; outside a branch the first statement begins a local
-    // transaction (ODBC begins it implicitly).
-    if (!m_branch) m_local = true;
-    auto out = run(sql, true);
-    if (out.failed) {
-        note_failure(out.diag);
-        raise_diag(out.diag, m_backend, op::statement, "SQL error");
-    }
-    return std::move(out.rows);
 }
 
 void session::commit_local() {

@@ -4,9 +4,11 @@
 
 #include <libpq-fe.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "dialect.hpp"
 #include "xarm/driver.hpp"
@@ -56,6 +58,12 @@ class session final : public native_session {
     std::vector<xid> recover() override;
     std::int64_t execute(std::string_view sql) override;
     result query(std::string_view sql) override;
+    sql_syntax syntax() const override { return sql_syntax::postgresql(); }
+    result execute_params(std::string_view sql, std::span<const value> params, bool rows) override;
+    /// PQprepare, one round trip; the statement is named xarm_<n> on the server.
+    std::unique_ptr<native_statement> prepare(std::string_view sql, std::size_t params) override;
+    result execute_prepared(native_statement& st, std::span<const value> params,
+                            bool rows) override;
     void commit_local() override;
     void rollback_local() override;
     bool in_local_transaction() const override;
@@ -64,12 +72,25 @@ class session final : public native_session {
     /// a BEGIN still pending is sent now.
     void* native_handle() noexcept override;
 
+    /// A server-side statement is no longer used: DEALLOCATEd at the next prepare()
+    /// outside a transaction (never from a destructor, never inside a block).
+    void unused(std::string name) { m_unused.push_back(std::move(name)); }
+
   private:
     /// PQexec; on failure records the error that aborted a block and raises for o.
     result_ptr exec(const std::string& sql, op o, std::string_view context);
     /// Like exec but returns the failure instead of raising (nullptr error = success).
     result_ptr try_exec(const std::string& sql, server_error& err);
     result run(std::string_view sql, bool collect);
+    /// One statement with parameters, sent by send (a PQsendQuery* call): in a pipeline
+    /// behind the pending BEGIN when one is due (one round trip for both), alone
+    /// otherwise. Records the error that aborts a block, raises on failure.
+    result bound(const std::function<int()>& send, bool rows);
+    /// Runs send and collects its results: the first error, else the last result.
+    result_ptr collect(const std::function<int()>& send);
+    /// The same, behind a BEGIN, in pipeline mode.
+    result_ptr collect_after_begin(const std::function<int()>& send);
+
     PGTransactionStatusType status() const noexcept { return PQtransactionStatus(m_conn.get()); }
     /// The block failed: raises the XA_RB* code of the error that aborted it.
     [[noreturn]] void raise_aborted(std::string_view what);
@@ -79,11 +100,20 @@ class session final : public native_session {
 
     conn_ptr m_conn;
     capability_set m_caps;
-    bool m_branch = false;         // a branch (not yet prepared or finished) uses the session
-    bool m_pending_begin = false;  // the branch's BEGIN goes with its first statement
-    bool m_direct = false;         // the application has the PGconn (native_handle)
-    bool m_wrote = false;          // a statement of the branch provably wrote
-    server_error m_abort;          // the error that aborted the current block, if any
+    bool m_branch = false;              // a branch (not yet prepared or finished) uses the session
+    bool m_pending_begin = false;       // the branch's BEGIN goes with its first statement
+    bool m_direct = false;              // the application has the PGconn (native_handle)
+    bool m_wrote = false;               // a statement of the branch provably wrote
+    server_error m_abort;               // the error that aborted the current block, if any
+    unsigned long m_statements = 0;     // server-side statements prepared so far (names)
+    std::vector<std::string> m_unused;  // server-side statements to deallocate
 };
+
+/// Result rows in libpq's text format, decoded by type OID: bool, the integer types,
+/// float4/float8, bytea (hex or escape format) and timestamp/timestamptz become typed
+/// values, everything else (numeric, date, json, ...) text.
+result decode(const PGresult* r, bool rows);
+/// The name of a built-in type OID ("int8"), else "oid <n>".
+std::string type_name_of(Oid oid);
 
 }  // namespace xarm::pq

@@ -222,27 +222,7 @@ result session::run(std::string_view sql, bool collect) {
     m_pending_begin = false;
     auto r = exec(text, op::statement, "SQL error");
     if (m_branch && !m_wrote) m_wrote = tag_proves_write(PQcmdStatus(r.get()));
-    result out;
-    if (collect) {
-        const int ncol = PQnfields(r.get());
-        for (int i = 0; i < ncol; ++i) out.columns.emplace_back(PQfname(r.get(), i));
-        const int nrow = PQntuples(r.get());
-        out.rows.reserve(static_cast<std::size_t>(nrow));
-        for (int i = 0; i < nrow; ++i) {
-            auto& row = out.rows.emplace_back();
-            for (int j = 0; j < ncol; ++j) {
-                if (PQgetisnull(r.get(), i, j))
-                    row.emplace_back(std::nullopt);
-                else
-                    row.emplace_back(
-                        std::string(PQgetvalue(r.get(), i, j),
-                                    static_cast<std::size_t>(PQgetlength(r.get(), i, j))));
-            }
-        }
-    }
-    const char* n = PQcmdTuples(r.get());
-    std::from_chars(n, n + std::char_traits<char>::length(n), out.affected);
-    return out;
+    return decode(r.get(), collect);
 }
 
 std::int64_t session::execute(std::string_view sql) {

@@ -119,30 +119,18 @@ result session::run(std::string_view sql, bool collect) {
     while (tail < end) {
         sqlite3_stmt* raw = nullptr;
         int rc = sqlite3_prepare_v2(m_db, tail, static_cast<int>(end - tail), &raw, &tail);
-        std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> stmt(raw, &sqlite3_finalize);
+        stmt_ptr stmt(raw, &sqlite3_finalize);
         if (rc != SQLITE_OK) raise_sqlite(m_db, rc, XAER_RMERR, "SQL error");
         if (!stmt) continue;  // whitespace or comment
-        const int ncol = sqlite3_column_count(stmt.get());
-        if (collect && ncol > 0) {
-            out.columns.clear();
-            out.rows.clear();
-            for (int i = 0; i < ncol; ++i)
-                out.columns.emplace_back(sqlite3_column_name(stmt.get(), i));
-        }
-        while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
-            if (!collect) continue;
-            auto& row = out.rows.emplace_back();
-            for (int i = 0; i < ncol; ++i) {
-                if (sqlite3_column_type(stmt.get(), i) == SQLITE_NULL) {
-                    row.emplace_back(std::nullopt);
-                } else {
-                    auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt.get(), i));
-                    row.emplace_back(std::string(text, sqlite3_column_bytes(stmt.get(), i)));
-                }
-            }
-        }
-        if (rc != SQLITE_DONE) raise_sqlite(m_db, rc, XAER_RMERR, "SQL error");
-        out.affected = sqlite3_changes64(m_db);
+        // SQLite would run a placeholder as NULL: without arguments that is a mistake.
+        if (sqlite3_bind_parameter_count(stmt.get()) > 0)
+            raise(XAER_INVAL, "07001",
+                  "the statement has placeholders but no arguments were given");
+        auto r = run(stmt.get(), {}, collect);
+        // Several statements: the last one that has columns gives the rows.
+        const auto affected = r.affected;
+        if (!r.columns().empty()) out = std::move(r);
+        out.affected = affected;
     }
     return out;
 }

@@ -32,6 +32,11 @@ class session final : public native_session {
     std::vector<xid> recover() override;
     std::int64_t execute(std::string_view sql) override;
     result query(std::string_view sql) override;
+    sql_syntax syntax() const override { return sql_syntax::sqlite(); }
+    result execute_params(std::string_view sql, std::span<const value> params, bool rows) override;
+    std::unique_ptr<native_statement> prepare(std::string_view sql, std::size_t params) override;
+    result execute_prepared(native_statement& st, std::span<const value> params,
+                            bool rows) override;
     void commit_local() override;
     void rollback_local() override;
     /// Also sees a transaction the application began itself on the native handle.
@@ -41,9 +46,14 @@ class session final : public native_session {
     void* native_handle() noexcept override { return m_db; }
 
   private:
+    using stmt_ptr = std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)>;
     void exec(const char* sql, int xa_code);
     result run(std::string_view sql, bool collect);
     void begin_local_if_needed();
+    /// Compiles the one statement of sql (programming_error when it holds more).
+    stmt_ptr compile(std::string_view sql, unsigned flags);
+    /// Binds params, runs st to completion and resets it, keeping the rows when asked.
+    result run(sqlite3_stmt* st, std::span<const value> params, bool collect);
 
     sqlite3* m_db = nullptr;
     bool m_branch = false;  // a branch's transaction is open

@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -29,21 +28,17 @@ void resource::delete_markers(const std::vector<std::string>&) {}
 // connection_resource
 
 namespace {
-/// Marker names are gtrids this manager made: [A-Za-z0-9._-] only, checked again here
-/// because they go into SQL text.
-std::string quote_marker(const std::string& m) {
-    for (char c : m)
-        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'))
-            raise(XAER_INVAL, "22023", "tm: a commit marker may hold only [A-Za-z0-9._-]");
-    return "'" + m + "'";
-}
-std::string in_list(const std::vector<std::string>& names) {
-    std::string s;
+/// Deletes the named markers in the connection's current transaction. The names are
+/// bound parameters, one placeholder each.
+void delete_marker_rows(connection& c, const std::vector<std::string>& names) {
+    std::string sql = "DELETE FROM xarm_tm_marker WHERE gtrid IN (";
+    std::vector<value> args;
+    args.reserve(names.size());
     for (const auto& n : names) {
-        if (!s.empty()) s += ",";
-        s += quote_marker(n);
+        sql += args.empty() ? "?" : ",?";
+        args.emplace_back(n);
     }
-    return s;
+    c.execute(sql + ")", std::span<const value>(args));
 }
 }  // namespace
 
@@ -92,10 +87,8 @@ void connection_resource::begin(const xid& x) {
     m_conn->tpc_begin(x);
 }
 
-vote connection_resource::prepare(const xid& x) {
-    m_conn->tpc_prepare();
-    // A read-only vote ends the branch at once: the session no longer knows it.
-    return m_conn->session().state_of(x) == branch_state::prepared ? vote::ok : vote::read_only;
+vote connection_resource::prepare(const xid&) {
+    return m_conn->tpc_prepare();
 }
 
 void connection_resource::commit(const xid&, bool) {
@@ -128,9 +121,8 @@ void connection_resource::rollback_recovered(const xid& x) {
 void connection_resource::commit_with_marker(const xid&, const std::string& marker,
                                              const std::vector<std::string>& forget) {
     // Same local transaction as the work: the marker exists iff the work committed.
-    if (!forget.empty())
-        m_conn->execute("DELETE FROM xarm_tm_marker WHERE gtrid IN (" + in_list(forget) + ")");
-    m_conn->execute("INSERT INTO xarm_tm_marker (gtrid) VALUES (" + quote_marker(marker) + ")");
+    if (!forget.empty()) delete_marker_rows(*m_conn, forget);
+    m_conn->execute("INSERT INTO xarm_tm_marker (gtrid) VALUES (?)", marker);
     m_conn->tpc_commit();
 }
 
@@ -139,15 +131,16 @@ std::vector<std::string> connection_resource::markers(const std::string& prefix)
     std::vector<std::string> out;
     auto r = m_conn->query("SELECT gtrid FROM xarm_tm_marker");
     m_conn->commit();
-    for (auto& row : r.rows)
-        if (!row.empty() && row[0] && row[0]->starts_with(prefix)) out.push_back(*row[0]);
+    for (const auto& row : r)
+        if (auto g = row.get<std::optional<std::string>>(0); g && g->starts_with(prefix))
+            out.push_back(std::move(*g));
     return out;
 }
 
 void connection_resource::delete_markers(const std::vector<std::string>& names) {
     if (names.empty()) return;
     ensure_marker_table();
-    m_conn->execute("DELETE FROM xarm_tm_marker WHERE gtrid IN (" + in_list(names) + ")");
+    delete_marker_rows(*m_conn, names);
     m_conn->commit();
 }
 

@@ -1,5 +1,6 @@
 #include "demo_sqlite.hpp"
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 
@@ -44,10 +45,10 @@ XID c_xid(const char* gtrid) {
     return x;
 }
 
-std::string count(connection& c) {
+std::int64_t count(connection& c) {
     auto r = c.query("SELECT count(*) FROM account");
     c.rollback();
-    return r.rows.at(0).at(0).value_or("NULL");
+    return r.scalar<std::int64_t>();
 }
 
 }  // namespace
@@ -91,30 +92,50 @@ int demo_sqlite(const std::string& path, std::ostream& out) {
     w.show("xa_commit(b, TMONEPHASE)", sw->xa_commit_entry(&b, rm, TMONEPHASE), XA_RBROLLBACK, rm);
     w.show("xa_close", sw->xa_close_entry(open_info.data(), rm, TMNOFLAGS), XA_OK, rm);
 
-    fmt::print(out, "\nThe C++ API (PEP 249's two-phase names)\n");
+    fmt::print(out, "\nThe C++ API (PEP 249's two-phase names, bound parameters)\n");
     auto c = connect("sqlite", info);
-    c.execute("CREATE TABLE account (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)");
+    c.execute(
+        "CREATE TABLE account (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, "
+        "balance INTEGER NOT NULL, opened TIMESTAMP)");
     c.commit();
     auto other = connect("sqlite", info);
+    const auto opened = std::chrono::sys_days{std::chrono::year{2024} / 1 / 31};
     c.tpc_begin(c.xid(42, "transfer-1", "sqlite"));
-    c.execute("INSERT INTO account VALUES (1, 100), (2, 50)");
-    fmt::print(out, "  tpc_begin + 2 inserts; rows seen by another connection: {}\n", count(other));
+    auto open_account = c.prepare("INSERT INTO account VALUES (?, ?, ?, ?)");
+    open_account.execute(1, "Zoë O'Brien", 100, opened);
+    open_account.execute(2, "Bob -- ? $1", 50, std::nullopt);
+    fmt::print(out,
+               "  tpc_begin + 2 inserts (a prepared statement); rows seen by another "
+               "connection: {}\n",
+               count(other));
     c.tpc_commit();
     fmt::print(out, "  tpc_commit() without prepare (one phase); rows now: {}\n", count(other));
-    c.tpc_begin(c.xid(42, "transfer-2", "sqlite"));
-    c.execute("UPDATE account SET balance = balance - 10 WHERE id = 1");
+    for (const auto& row : other.query("SELECT id, owner, balance, opened FROM account")) {
+        fmt::print(out, "    id {} owner \"{}\" balance {} opened {}\n", row.get<int>("id"),
+                   row.get<std::string>("owner"), row.get<std::int64_t>("balance"),
+                   row["opened"].value_or("NULL"));
+    }
+    other.rollback();
     try {
-        c.tpc_prepare();
+        branch transfer(c, c.xid(42, "transfer-2", "sqlite"));
+        c.execute("UPDATE account SET balance = balance - ? WHERE id = ?", 10, 1);
+        transfer.prepare();
         fmt::print(out, "  tpc_prepare() succeeded   << UNEXPECTED\n");
         ++w.wrong;
     } catch (const not_supported_error& e) {
         fmt::print(out, "  tpc_prepare() -> not_supported_error: {}\n", e.what());
-    }
-    c.tpc_rollback();
-    auto r = other.query("SELECT balance FROM account WHERE id = 1");
+    }  // the branch guard rolls the branch back
+    auto r = other.query("SELECT balance FROM account WHERE id = ?", 1);
     other.rollback();
-    fmt::print(out, "  tpc_rollback(); balance of account 1 still {}\n",
-               r.rows.at(0).at(0).value_or("NULL"));
+    fmt::print(out, "  left the xarm::branch scope: rolled back; balance of account 1 still {}\n",
+               r.scalar<std::int64_t>());
+    try {
+        other.query("SELECT balance FROM account WHERE id = ? AND owner = ?", 1);
+        fmt::print(out, "  a missing argument was accepted   << UNEXPECTED\n");
+        ++w.wrong;
+    } catch (const programming_error& e) {
+        fmt::print(out, "  one argument for two placeholders -> programming_error: {}\n", e.what());
+    }
     fmt::print(out, "  tpc_recover(): {} in-doubt branches\n", c.tpc_recover().size());
     fmt::print(out, "\n{}\n",
                w.wrong == 0 ? "Every answer was the declared one."

@@ -102,10 +102,9 @@ connection open_db(const db_spec& s) {
 }
 
 long long scalar(connection& c, const std::string& sql) {
-    auto r = c.query(sql);
+    const auto n = c.query(sql).scalar<std::optional<std::int64_t>>();
     c.commit();
-    if (r.rows.empty() || r.rows[0].empty() || !r.rows[0][0]) return 0;
-    return std::stoll(*r.rows[0][0]);
+    return n.value_or(0);
 }
 
 void setup(const demo_transfer_options& o, const std::vector<db_spec>& dbs, std::ostream& out) {
@@ -125,8 +124,8 @@ void setup(const demo_transfer_options& o, const std::vector<db_spec>& dbs, std:
         c.commit();
         if (scalar(c, "SELECT COUNT(*) FROM " + t) == 0) {
             for (int a = 0; a < o.accounts; ++a)
-                c.execute("INSERT INTO " + t + " (id, balance) VALUES (" + std::to_string(a) +
-                          ", " + std::to_string(o.initial_balance) + ")");
+                c.execute("INSERT INTO " + t + " (id, balance) VALUES (?, ?)", a,
+                          o.initial_balance);
             c.commit();
             out << "  " << s.name << ": " << o.accounts << " accounts of " << o.initial_balance
                 << "\n";
@@ -168,7 +167,7 @@ bool check(const std::string& coordinator, const std::string& t, const std::vect
         expected += initial;
         auto r = c.query("SELECT transfer FROM " + t + "_journal");
         c.commit();
-        for (auto& row : r.rows) seen[*row[0]].push_back(s.name);
+        for (const auto& row : r) seen[row.get<std::string>(0)].push_back(s.name);
         out << "  " << s.name << ": " << n << " accounts, balance sum " << sum << ", "
             << r.rows.size() << " transfers in the journal\n";
         // Nothing of this coordinator may stay prepared.
@@ -358,12 +357,12 @@ int demo_transfer(const demo_transfer_options& o, std::ostream& out) {
                         const long long delta = k == src ? -amount : k == dst ? amount : 0;
                         auto& c = res[static_cast<std::size_t>(k)]->conn();
                         if (delta != 0)
-                            c.execute("UPDATE " + o.db.table + " SET balance = balance + " +
-                                      std::to_string(delta) + " WHERE id = " +
-                                      std::to_string(rng() % static_cast<unsigned>(o.accounts)));
+                            c.execute("UPDATE " + o.db.table +
+                                          " SET balance = balance + ? WHERE id = ?",
+                                      delta, rng() % static_cast<unsigned>(o.accounts));
                         c.execute("INSERT INTO " + o.db.table +
-                                  "_journal (transfer, delta) VALUES ('" + t.gtrid() + "', " +
-                                  std::to_string(delta) + ")");
+                                      "_journal (transfer, delta) VALUES (?, ?)",
+                                  t.gtrid(), delta);
                     }
                     t.commit();
                     ++committed;

@@ -1,5 +1,7 @@
 #include "xarm/connection.hpp"
 
+#include <utility>
+
 #include <fmt/format.h>
 
 #include "xa.h"
@@ -51,7 +53,7 @@ void connection::tpc_begin(const xarm::xid& x) {
     m_phase = phase::active;
 }
 
-void connection::tpc_prepare() {
+vote connection::tpc_prepare() {
     check_open();
     if (m_phase == phase::none) misuse("tpc_prepare: no two-phase transaction in progress");
     if (m_phase == phase::prepared) misuse("tpc_prepare: the transaction is already prepared");
@@ -82,6 +84,7 @@ void connection::tpc_prepare() {
         throw;
     }
     m_phase = phase::prepared;
+    return m_read_only ? vote::read_only : vote::ok;
 }
 
 void connection::tpc_commit() {
@@ -203,18 +206,59 @@ std::vector<xarm::xid> connection::tpc_recover() {
     return m_session->recover_all();
 }
 
-std::int64_t connection::execute(std::string_view sql) {
+void connection::check_statement(const char* what) const {
     check_open();
     if (m_phase == phase::prepared || m_phase == phase::ended)
-        misuse("execute: no statements between tpc_prepare() and tpc_commit()/tpc_rollback()");
+        misuse(fmt::format(
+            "{}: no statements between tpc_prepare() and tpc_commit()/tpc_rollback()", what));
+}
+
+std::int64_t connection::execute(std::string_view sql) {
+    check_statement("execute");
     return m_session->execute(sql);
 }
 
 result connection::query(std::string_view sql) {
-    check_open();
-    if (m_phase == phase::prepared || m_phase == phase::ended)
-        misuse("query: no statements between tpc_prepare() and tpc_commit()/tpc_rollback()");
+    check_statement("query");
     return m_session->query(sql);
+}
+
+namespace {
+[[noreturn]] void wrong_count(std::size_t placeholders, std::size_t given) {
+    raise(XAER_INVAL, "07001",
+          fmt::format("the statement has {} placeholder{} and {} argument{} {} given", placeholders,
+                      placeholders == 1 ? "" : "s", given, given == 1 ? "" : "s",
+                      given == 1 ? "was" : "were"));
+}
+}  // namespace
+
+result connection::run(std::string_view sql, std::span<const value> params, bool rows) {
+    check_statement(rows ? "query" : "execute");
+    auto parsed = parse_placeholders(sql, m_session->syntax());
+    if (parsed.placeholders != params.size()) wrong_count(parsed.placeholders, params.size());
+    return m_session->execute(parsed.text, params, rows);
+}
+
+std::int64_t connection::execute(std::string_view sql, std::span<const value> params) {
+    return run(sql, params, false).affected;
+}
+
+result connection::query(std::string_view sql, std::span<const value> params) {
+    return run(sql, params, true);
+}
+
+statement connection::prepare(std::string_view sql) {
+    check_statement("prepare");
+    auto parsed = parse_placeholders(sql, m_session->syntax());
+    const auto id = m_session->prepare(parsed.text, parsed.placeholders);
+    return statement(self(), id, parsed.placeholders, std::string(sql));
+}
+
+result connection::run_prepared(std::uint64_t id, std::size_t expected,
+                                std::span<const value> params, bool rows) {
+    check_statement(rows ? "statement::query" : "statement::execute");
+    if (params.size() != expected) wrong_count(expected, params.size());
+    return m_session->execute_prepared(id, params, rows);
 }
 
 void connection::commit() {
@@ -249,6 +293,16 @@ void* connection::native_handle() noexcept {
     return m_session ? m_session->native().native_handle() : nullptr;
 }
 
+void* connection::checked_native_handle(const char* driver) {
+    check_open();
+    if (m_session->drv().name() != driver)
+        raise(XAER_INVAL, "HY024",
+              fmt::format("native_handle: this connection's driver is {}, which does not hand "
+                          "out the handle of the {} driver",
+                          m_session->drv().name(), driver));
+    return m_session->native().native_handle();
+}
+
 void connection::close() {
     m_session.reset();
     leave_branch();
@@ -256,6 +310,95 @@ void connection::close() {
 
 connection connect(std::string_view driver_name_or_path, std::string_view info) {
     return connection(load_driver(driver_name_or_path), info);
+}
+
+// ---- statement ------------------------------------------------------------------------
+
+namespace {
+connection& reach(const std::weak_ptr<connection*>& w, const char* what) {
+    auto p = w.lock();
+    if (!p || *p == nullptr)
+        raise(XAER_PROTO, "08003",
+              fmt::format("{}: the connection is gone (destroyed, or moved into one since "
+                          "destroyed)",
+                          what));
+    return **p;
+}
+}  // namespace
+
+statement::~statement() {
+    release();
+}
+
+statement::statement(statement&& o) noexcept
+    : m_conn(std::move(o.m_conn)),
+      m_id(std::exchange(o.m_id, 0)),
+      m_params(o.m_params),
+      m_sql(std::move(o.m_sql)) {}
+
+statement& statement::operator=(statement&& o) noexcept {
+    if (this != &o) {
+        release();
+        m_conn = std::move(o.m_conn);
+        m_id = std::exchange(o.m_id, 0);
+        m_params = o.m_params;
+        m_sql = std::move(o.m_sql);
+    }
+    return *this;
+}
+
+void statement::release() noexcept {
+    if (m_id == 0) return;
+    if (auto p = m_conn.lock(); p && *p != nullptr && (*p)->m_session)
+        (*p)->m_session->release(m_id);
+    m_id = 0;
+}
+
+std::int64_t statement::execute(std::span<const value> params) {
+    if (m_id == 0) raise(XAER_PROTO, "XAE06", "statement::execute: not a prepared statement");
+    return reach(m_conn, "statement::execute").run_prepared(m_id, m_params, params, false).affected;
+}
+
+result statement::query(std::span<const value> params) {
+    if (m_id == 0) raise(XAER_PROTO, "XAE06", "statement::query: not a prepared statement");
+    return reach(m_conn, "statement::query").run_prepared(m_id, m_params, params, true);
+}
+
+// ---- branch -----------------------------------------------------------------------------
+
+branch::branch(connection& c, const xarm::xid& x) : m_conn(c.self()), m_xid(x) {
+    c.tpc_begin(x);
+}
+
+branch::~branch() {
+    if (m_done) return;
+    try {
+        auto p = m_conn.lock();
+        if (p && *p != nullptr && (*p)->current() == m_xid) (*p)->tpc_rollback();
+    } catch (...) {
+        // Rolled back by the server when the connection ends, or left prepared for
+        // tpc_recover(): nothing a destructor could do better.
+    }
+}
+
+connection& branch::conn() const {
+    return reach(m_conn, "branch");
+}
+
+vote branch::prepare() {
+    return conn().tpc_prepare();
+}
+
+void branch::commit() {
+    auto& c = conn();
+    m_done = true;
+    c.tpc_commit();
+}
+
+void branch::rollback() {
+    auto& c = conn();
+    m_done = true;
+    c.tpc_rollback();
 }
 
 }  // namespace xarm

@@ -7,7 +7,39 @@
 namespace xarm {
 
 native_session::~native_session() = default;
+native_statement::~native_statement() = default;
 driver::~driver() = default;
+
+sql_syntax native_session::syntax() const {
+    return sql_syntax::standard();
+}
+
+result native_session::execute_params(std::string_view sql, std::span<const value> params,
+                                      bool rows) {
+    if (!params.empty())
+        raise(XAER_RMERR, "0A000", "bound parameters are not supported by this driver");
+    if (rows) return query(sql);
+    result r;
+    r.affected = execute(sql);
+    return r;
+}
+
+namespace {
+// A driver without prepared statements: the text, run afresh each time.
+struct kept_text final : native_statement {
+    explicit kept_text(std::string_view s) : sql(s) {}
+    std::string sql;
+};
+}  // namespace
+
+std::unique_ptr<native_statement> native_session::prepare(std::string_view sql, std::size_t) {
+    return std::make_unique<kept_text>(sql);
+}
+
+result native_session::execute_prepared(native_statement& st, std::span<const value> params,
+                                        bool rows) {
+    return execute_params(dynamic_cast<kept_text&>(st).sql, params, rows);
+}
 
 void native_session::forget(const xid& x) {
     // Reached only if a driver reports a heuristic outcome without implementing forget.

@@ -42,6 +42,7 @@ void raise(diagnostic d, bool in_doubt) {
         case XAER_ASYNC:
             throw programming_error(std::move(d));
         default:
+            if (d.sqlstate.starts_with("22")) throw data_error(std::move(d));
             throw database_error(std::move(d));
     }
 }

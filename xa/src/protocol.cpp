@@ -55,6 +55,7 @@ rm_session::rm_session(std::shared_ptr<const driver> drv, std::unique_ptr<native
                        std::vector<std::string> secrets)
     : m_driver(std::move(drv)), m_native(std::move(native)), m_secrets(std::move(secrets)) {
     m_caps = m_native->capabilities();
+    m_syntax = m_native->syntax();
 }
 
 rm_session::~rm_session() = default;
@@ -445,6 +446,30 @@ std::int64_t rm_session::execute(std::string_view sql) {
 result rm_session::query(std::string_view sql) {
     check_usable();
     return call([&] { return m_native->query(sql); });
+}
+
+result rm_session::execute(std::string_view sql, std::span<const value> params, bool rows) {
+    check_usable();
+    return call([&] { return m_native->execute_params(sql, params, rows); });
+}
+
+std::uint64_t rm_session::prepare(std::string_view sql, std::size_t params) {
+    check_usable();
+    auto st = call([&] { return m_native->prepare(sql, params); });
+    const auto id = ++m_next_statement;
+    m_statements.emplace(id, std::move(st));
+    return id;
+}
+
+result rm_session::execute_prepared(std::uint64_t id, std::span<const value> params, bool rows) {
+    check_usable();
+    auto it = m_statements.find(id);
+    if (it == m_statements.end()) protocol_error(XAER_PROTO, "the prepared statement was released");
+    return call([&] { return m_native->execute_prepared(*it->second, params, rows); });
+}
+
+void rm_session::release(std::uint64_t id) noexcept {
+    m_statements.erase(id);
 }
 
 void rm_session::check_no_branch_work(const char* verb) const {

@@ -107,6 +107,108 @@ BOOST_AUTO_TEST_CASE(closed_connection_says_so) {
     BOOST_TEST(c.native_handle() == nullptr);
 }
 
+BOOST_AUTO_TEST_CASE(parameters_are_bound_never_pasted) {
+    auto r = c.query("SELECT '?' || ? FROM t WHERE a = ? -- ?", 5, std::string("it's"));
+    // The driver received the text with PostgreSQL placeholders and the values apart.
+    BOOST_TEST(r[0].get<std::string>("sql") == "SELECT '?' || $1 FROM t WHERE a = $2 -- ?");
+    BOOST_TEST(r[0].get<int>("p1") == 5);
+    BOOST_TEST(r[0].get<std::string>("p2") == "it's");
+    BOOST_TEST(c.execute("UPDATE t SET a = ?", std::optional<int>{}) == 1);
+    std::vector<value> params{value(1), value(nullptr)};
+    BOOST_TEST(c.query("SELECT ?, ?", params)[0][2].is_null());
+    c.rollback();
+}
+
+BOOST_AUTO_TEST_CASE(wrong_argument_count_is_refused_before_sending) {
+    const auto calls = d->db->log.size();
+    try {
+        c.execute("UPDATE t SET a = ? WHERE b = ?", 1);
+        BOOST_FAIL("a missing argument was accepted");
+    } catch (const programming_error& e) {
+        BOOST_TEST(e.sqlstate() == "07001");
+        BOOST_TEST(std::string(e.what()).find("2 placeholders and 1 argument") != std::string::npos,
+                   e.what());
+    }
+    BOOST_CHECK_THROW(c.query("SELECT 1", 1), programming_error);
+    auto st = c.prepare("SELECT ?");
+    BOOST_CHECK_THROW(st.execute(), programming_error);
+    BOOST_CHECK_THROW(st.execute(1, 2), programming_error);
+    BOOST_TEST(d->db->log.size() == calls);  // nothing reached the driver
+}
+
+BOOST_AUTO_TEST_CASE(prepared_statements_follow_their_connection) {
+    auto st = c.prepare("SELECT ? FROM t");
+    BOOST_TEST(st.parameters() == 1u);
+    BOOST_TEST(st.query(7)[0].get<int>("p1") == 7);
+    c.rollback();
+    for (int i = 0; i < 2; ++i) {
+        c.tpc_begin(connection::xid(1, "st" + std::to_string(i), ""));
+        BOOST_TEST(st.execute(i) == 1);
+        c.tpc_prepare();
+        BOOST_CHECK_THROW(st.execute(i), programming_error);  // not between the phases
+        c.tpc_commit();
+    }
+    connection moved = std::move(c);
+    BOOST_TEST(st.query(8)[0].get<int>("p1") == 8);
+    moved.close();
+    BOOST_CHECK_THROW(st.execute(1), programming_error);
+    {
+        auto other = std::make_unique<connection>(d, "fake");
+        auto st2 = other->prepare("SELECT ?");
+        other.reset();
+        BOOST_CHECK_THROW(st2.execute(1), programming_error);
+    }  // st2 outlives its connection and goes quietly
+}
+
+BOOST_AUTO_TEST_CASE(branch_guard) {
+    {
+        branch b(c, connection::xid(1, "guard-commit", ""));
+        c.execute("UPDATE t SET a = ?", 1);
+        BOOST_TEST((b.prepare() == vote::ok));
+        b.commit();
+    }
+    BOOST_TEST(d->db->committed.back() == "guard-commit");
+    {
+        branch b(c, connection::xid(1, "guard-leave", ""));
+        c.execute("UPDATE t SET a = ?", 1);
+    }
+    BOOST_TEST(d->db->log.back() == "rollback guard-leave");
+    BOOST_TEST(c.current().is_null());
+    {
+        branch b(c, connection::xid(1, "guard-prepared", ""));
+        b.prepare();
+    }
+    BOOST_TEST(d->db->log.back() == "rollback guard-prepared prepared");
+    BOOST_TEST(d->db->prepared.empty());
+    // A failure while leaving the scope is swallowed: the destructor never throws.
+    try {
+        branch b(c, connection::xid(1, "guard-throw", ""));
+        d->fault->before = [](const std::string& p) {
+            if (p == "end" || p == "rollback") raise(XAER_RMFAIL, "08006", "gone");
+        };
+        throw std::runtime_error("application failure");
+    } catch (const std::runtime_error& e) {
+        BOOST_TEST(std::string(e.what()) == "application failure");
+    }
+    d->fault->before = nullptr;
+}
+
+BOOST_AUTO_TEST_CASE(prepare_returns_the_vote) {
+    c.tpc_begin(connection::xid(1, "vote", ""));
+    BOOST_TEST((c.tpc_prepare() == vote::ok));
+    c.tpc_rollback();
+    d->fault->read_only = true;
+    c.tpc_begin(connection::xid(1, "vote-ro", ""));
+    BOOST_TEST((c.tpc_prepare() == vote::read_only));
+    c.tpc_commit();
+}
+
+BOOST_AUTO_TEST_CASE(typed_native_handle) {
+    BOOST_CHECK_THROW(c.native_handle<PGconn*>(), programming_error);
+    BOOST_CHECK_THROW(c.native_handle<sqlite3*>(), programming_error);
+    BOOST_TEST(c.native_handle() != nullptr);
+}
+
 BOOST_AUTO_TEST_CASE(loader_names_every_place_it_tried) {
     try {
         load_driver("nosuchdriver");

@@ -90,7 +90,7 @@ void reach(rm_session& s, fake_driver& d, st t, const xid& x) {
     d.fault->heuristic_commit = false;
 }
 
-struct row {
+struct table_row {
     st state;
     verb call;
     int code;            // expected XA code
@@ -102,7 +102,7 @@ using bs = branch_state;
 
 // The expected outcome of every call in every state, for the branch the call names
 // (XA specification, tables 6-2 and 6-4; the codes of chapter 5 for illegal calls).
-const row table[] = {
+const table_row table[] = {
     // S0: the branch does not exist.
     {st::s0, verb::start, OK, bs::active},
     {st::s0, verb::join, XAER_NOTA, bs::nonexistent},
@@ -199,7 +199,7 @@ BOOST_AUTO_TEST_SUITE(protocol_tests)
 
 BOOST_AUTO_TEST_CASE(state_table_every_state_and_call) {
     BOOST_TEST(std::size(table) == 7u * 11u);
-    for (const row& r : table) {
+    for (const table_row& r : table) {
         auto d = std::make_shared<fake_driver>();
         auto s = open(d);
         xid x(1, "branch", "q");

@@ -42,6 +42,7 @@ struct faults {
     std::function<void(const std::string& primitive)> before;  // may throw anything
     bool read_only = false;                                    // prepare votes read-only
     bool heuristic_commit = false;                             // commit reports XA_HEURCOM
+    sql_syntax syntax = sql_syntax::postgresql();              // placeholders as $n
 };
 
 class fake_session final : public native_session {
@@ -113,10 +114,25 @@ class fake_session final : public native_session {
     }
     result query(std::string_view sql) override {
         hook("query");
-        result r;
-        r.columns = {"sql"};
-        r.rows.push_back({std::string(sql)});
-        return r;
+        result_builder b({{"sql", "text", 0}});
+        b.next_row();
+        b.add(std::string(sql));
+        return b.finish();
+    }
+    sql_syntax syntax() const override { return m_faults->syntax; }
+    /// Echoes the statement: one row, the text as received, then each parameter.
+    result execute_params(std::string_view sql, std::span<const value> params, bool) override {
+        hook("execute_params");
+        if (m_in_branch_none()) m_local = true;
+        m_db->note("params " + std::string(sql));
+        std::vector<column> cols{{"sql", "text", 0}};
+        for (std::size_t i = 0; i < params.size(); ++i)
+            cols.push_back({"p" + std::to_string(i + 1), "any", 0});
+        result_builder b(std::move(cols));
+        b.next_row();
+        b.add(std::string(sql));
+        for (const auto& v : params) b.add(v);
+        return b.finish(1);
     }
     void commit_local() override {
         hook("commit_local");

@@ -3,6 +3,7 @@
 // switch. Prints transactions per second, latency percentiles and the ratios.
 #include <cppconn/connection.h>
 #include <cppconn/exception.h>
+#include <cppconn/prepared_statement.h>
 #include <cppconn/resultset.h>
 #include <cppconn/statement.h>
 #include <fmt/format.h>
@@ -154,6 +155,15 @@ int main(int argc, char** argv) {
                                 "ENGINE=InnoDB",
                                 table));
         }
+        const std::string acc = fmt::format("xarm_bench_acc_{}", ::getpid());
+        {
+            std::unique_ptr<sql::Statement> s(admin->createStatement());
+            run(*s,
+                fmt::format("CREATE TABLE {} (id INT PRIMARY KEY, v BIGINT) ENGINE=InnoDB", acc));
+            std::string rows;
+            for (int i = 1; i <= 16; ++i) rows += fmt::format("{}({}, 0)", i > 1 ? "," : "", i);
+            run(*s, fmt::format("INSERT INTO {} VALUES {}", acc, rows));
+        }
         const std::string prefix = fmt::format("bench-{}-", ::getpid());
         auto gid = [&](const char* kind, long n) {
             return xarm::xid(1, prefix + kind + std::to_string(n), "b");
@@ -221,6 +231,41 @@ int main(int argc, char** argv) {
         sc.push_back({"xarm C switch 2PC", [&](long n) { c_tx(gid("s2-", n), true); }});
         sc.push_back({"xarm C switch 1PC", [&](long n) { c_tx(gid("s1-", n), false); }});
 
+        // Bound parameters: UPDATE + INSERT two-phase, by hand with Connector/C++
+        // PreparedStatements (prepared once, as a careful application does) and through
+        // the C++ API (execute(sql, args) and prepared statements).
+        const std::string upd = fmt::format("UPDATE {} SET v = v + ? WHERE id = ?", acc);
+        const std::string ins = fmt::format("INSERT INTO {} (v) VALUES (?)", table);
+        std::unique_ptr<sql::PreparedStatement> p_upd(native->prepareStatement(upd));
+        std::unique_ptr<sql::PreparedStatement> p_ins(native->prepareStatement(ins));
+        sc.push_back({"native 2PC params (PreparedStatement)", [&](long n) {
+                          auto x = gid("np-", n);
+                          run(*ns, xa_start_sql(x));
+                          p_upd->setInt64(1, 1);
+                          p_upd->setInt64(2, n % 16 + 1);
+                          p_upd->executeUpdate();
+                          p_ins->setInt64(1, n);
+                          p_ins->executeUpdate();
+                          run2(*ns, xa_end_prepare_sql(x));
+                          run(*ns, xa_commit_sql(x, false));
+                      }});
+        sc.push_back({"xarm C++ 2PC params execute(sql, args)", [&](long n) {
+                          c.tpc_begin(gid("cp-", n));
+                          c.execute(upd, 1, n % 16 + 1);
+                          c.execute(ins, n);
+                          c.tpc_prepare();
+                          c.tpc_commit();
+                      }});
+        auto st_upd = c.prepare(upd);
+        auto st_ins = c.prepare(ins);
+        sc.push_back({"xarm C++ 2PC params statement", [&](long n) {
+                          xarm::branch b(c, gid("cs-", n));
+                          st_upd.execute(1, n % 16 + 1);
+                          st_ins.execute(n);
+                          b.prepare();
+                          b.commit();
+                      }});
+
         // The affinity bridge: what detaching a prepared branch by reconnecting would
         // cost, against xarm's way: rmid 2 prepares and starts the next branch at once
         // (the driver sets the connection holding the prepared branch aside), another
@@ -262,6 +307,7 @@ int main(int argc, char** argv) {
         {
             std::unique_ptr<sql::Statement> s(admin->createStatement());
             run(*s, "DROP TABLE " + table);
+            run(*s, "DROP TABLE " + acc);
         }
         auto base = [&](const std::string& n) -> const figures* {
             for (const auto& r : rows)
@@ -273,7 +319,10 @@ int main(int argc, char** argv) {
                    "p95 us", "p99 us", "tx/s x", "p50 x");
         for (const auto& r : rows) {
             const figures* ref = nullptr;
-            if (r.name.rfind("xarm C++", 0) == 0 || r.name.rfind("xarm C switch", 0) == 0)
+            if (r.name.find("params") != std::string::npos)
+                ref = r.name.rfind("xarm", 0) == 0 ? base("native 2PC params (PreparedStatement)")
+                                                   : nullptr;
+            else if (r.name.rfind("xarm C++", 0) == 0 || r.name.rfind("xarm C switch", 0) == 0)
                 ref = base(r.name.find("2PC") != std::string::npos
                                ? "native 2PC (END+PREPARE batched)"
                                : "native 1PC (END+COMMIT ONE PHASE)");
@@ -282,7 +331,8 @@ int main(int argc, char** argv) {
                        ref ? fmt::format("{:.2f}", ref->p50 / r.p50) : "");
         }
         fmt::print(
-            "ratios: xarm against native for the same kind (2PC: the batched native run); "
+            "ratios: xarm against native for the same kind (2PC: the batched native run; params: "
+            "the native PreparedStatements); "
             "tx/s x = xarm/native throughput, p50 x = native/xarm median latency (above 1: "
             "xarm faster)\n");
     } catch (const std::exception& e) {

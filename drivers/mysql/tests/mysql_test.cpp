@@ -296,11 +296,60 @@ BOOST_AUTO_TEST_CASE(cpp_api_two_phase_one_phase_rollback, *needs_mysql) {
     c.tpc_rollback();
     BOOST_TEST(tb.count() == 2);
     auto r = c.query("SELECT id, v, NULL AS n FROM " + tb.name + " ORDER BY id");
-    BOOST_TEST(r.columns.size() == 3u);
+    BOOST_TEST(r.columns().size() == 3u);
     BOOST_TEST(r.rows.size() == 2u);
     BOOST_TEST(*r.rows[1][0] == "2");
     BOOST_TEST(!r.rows[1][2].has_value());
     c.rollback();
+}
+
+BOOST_AUTO_TEST_CASE(bound_parameters_and_typed_results, *needs_mysql) {
+    table tb;
+    auto c = xarm::connect("mysql", info());
+    const auto ins = fmt::format("INSERT INTO {} VALUES (?, ?)", tb.name);
+    c.tpc_begin(c.xid(42, t::unique("xm-g"), ""));
+    BOOST_TEST(c.execute(ins, 1, 10) == 1);
+    BOOST_TEST(c.execute(ins, 2, std::nullopt) == 1);
+    BOOST_TEST((c.tpc_prepare() == xarm::vote::ok));
+    c.tpc_commit();
+    auto r = c.query(fmt::format("SELECT id, v, CAST(? AS DATETIME(6)) AS at, ? AS b, 2.5e0 AS d "
+                                 "FROM {} ORDER BY id",
+                                 tb.name),
+                     "2024-01-02 03:04:05.123456", xarm::bytes{std::byte{0}, std::byte{0xff}});
+    c.rollback();
+    BOOST_TEST(r.size() == 2u);
+    BOOST_TEST(r.columns()[0].type_name == "INT");
+    BOOST_TEST(r[0].get<int>("v") == 10);
+    BOOST_TEST(!r[1].get<std::optional<int>>("v"));
+    BOOST_TEST((r[0]["at"].type() == xarm::value_type::time));
+    BOOST_TEST(xarm::format_timestamp(r[0].get<xarm::timestamp>("at")) ==
+               "2024-01-02 03:04:05.123456");
+    BOOST_TEST((r[0].get<xarm::bytes>("b") == xarm::bytes{std::byte{0}, std::byte{0xff}}));
+    BOOST_TEST(r[0].get<double>("d") == 2.5);
+    // An update that matches nothing reports 0 rows.
+    BOOST_TEST(c.execute(fmt::format("UPDATE {} SET v = ? WHERE id = ?", tb.name), 1, 99) == 0);
+    c.rollback();
+}
+
+BOOST_AUTO_TEST_CASE(prepared_statement_follows_the_session_to_another_connection, *needs_mysql) {
+    table tb;
+    auto c = xarm::connect("mysql", info());
+    auto st = c.prepare(fmt::format("INSERT INTO {} VALUES (?, ?)", tb.name));
+    auto* first = c.native_handle<sql::Connection*>();
+    // A branch prepared through the protocol verbs keeps its connection; the session
+    // sets it aside and goes on on another, where the statement is prepared again.
+    auto& s = c.session();
+    auto x = new_xid();
+    BOOST_REQUIRE_EQUAL(s.start(x, TMNOFLAGS), XA_OK);
+    st.execute(1, 1);
+    BOOST_REQUIRE_EQUAL(s.end(x, TMSUCCESS), XA_OK);
+    BOOST_REQUIRE_EQUAL(s.prepare(x, TMNOFLAGS), XA_OK);
+    BOOST_TEST(st.execute(2, 2) == 1);
+    BOOST_TEST(c.native_handle<sql::Connection*>() != first);
+    c.commit();
+    c.tpc_commit(x);
+    BOOST_TEST(tb.count() == 2);
+    BOOST_CHECK_THROW(c.native_handle<PGconn*>(), xarm::programming_error);
 }
 
 BOOST_AUTO_TEST_CASE(binary_xids_round_trip_byte_exact, *needs_mysql) {

@@ -41,6 +41,24 @@ void must(PGconn* c, const std::string& sql) {
         throw std::runtime_error(sql + ": " + PQerrorMessage(c));
 }
 
+void must(PGresult* r, PGconn* c, const char* what) {
+    const auto st = PQresultStatus(r);
+    PQclear(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        throw std::runtime_error(std::string(what) + ": " + PQerrorMessage(c));
+}
+
+// Parameters in libpq's text format, as an application writing PQexecParams by hand
+// would pass them.
+struct text_params {
+    std::string a, b;
+    const char* values[2];
+    explicit text_params(long x, long y = 0) : a(std::to_string(x)), b(std::to_string(y)) {
+        values[0] = a.c_str();
+        values[1] = b.c_str();
+    }
+};
+
 struct stats {
     std::string name;
     double tps = 0;
@@ -241,15 +259,88 @@ int main(int argc, char** argv) {
                              0,
                              0});
 
+        // Bound parameters: the same transaction with the values as parameters, by hand
+        // with PQexecParams / PQexecPrepared and through the C++ API.
+        const std::string upd_sql = fmt::format("UPDATE {} SET v = v + $1 WHERE id = $2", acc);
+        const std::string ins_sql = fmt::format("INSERT INTO {} (n) VALUES ($1)", log);
+        must(PQprepare(direct.get(), "upd", upd_sql.c_str(), 2, nullptr), direct.get(),
+             "PQprepare");
+        must(PQprepare(direct.get(), "ins", ins_sql.c_str(), 1, nullptr), direct.get(),
+             "PQprepare");
+        const std::string xupd = fmt::format("UPDATE {} SET v = v + ? WHERE id = ?", acc);
+        const std::string xins = fmt::format("INSERT INTO {} (n) VALUES (?)", log);
+        auto st_upd = xc.prepare(xupd);
+        auto st_ins = xc.prepare(xins);
+        std::vector<bench_case> param_cases;
+        param_cases.push_back(
+            {"PQexecParams",
+             [&](long i) {
+                 const std::string gid = xarm::encode_pg_gid(gid_of("pp", i));
+                 PGconn* d = direct.get();
+                 must(d, "BEGIN");
+                 text_params u(1, i % 16 + 1), n(i);
+                 must(PQexecParams(d, upd_sql.c_str(), 2, nullptr, u.values, nullptr, nullptr, 0),
+                      d, "UPDATE");
+                 must(PQexecParams(d, ins_sql.c_str(), 1, nullptr, n.values, nullptr, nullptr, 0),
+                      d, "INSERT");
+                 must(d, "PREPARE TRANSACTION '" + gid + "'");
+                 must(d, "COMMIT PREPARED '" + gid + "'");
+             },
+             {},
+             0,
+             0});
+        param_cases.push_back({"xarm execute(sql, args)",
+                               [&](long i) {
+                                   xc.tpc_begin(gid_of("cp", i));
+                                   xc.execute(xupd, 1, i % 16 + 1);
+                                   xc.execute(xins, i);
+                                   xc.tpc_prepare();
+                                   xc.tpc_commit();
+                               },
+                               {},
+                               0,
+                               0});
+        param_cases.push_back(
+            {"PQexecPrepared",
+             [&](long i) {
+                 const std::string gid = xarm::encode_pg_gid(gid_of("pe", i));
+                 PGconn* d = direct.get();
+                 must(d, "BEGIN");
+                 text_params u(1, i % 16 + 1), n(i);
+                 must(PQexecPrepared(d, "upd", 2, u.values, nullptr, nullptr, 0), d, "UPDATE");
+                 must(PQexecPrepared(d, "ins", 1, n.values, nullptr, nullptr, 0), d, "INSERT");
+                 must(d, "PREPARE TRANSACTION '" + gid + "'");
+                 must(d, "COMMIT PREPARED '" + gid + "'");
+             },
+             {},
+             0,
+             0});
+        param_cases.push_back({"xarm statement",
+                               [&](long i) {
+                                   xarm::branch b(xc, gid_of("cs", i));
+                                   st_upd.execute(1, i % 16 + 1);
+                                   st_ins.execute(i);
+                                   b.prepare();
+                                   b.commit();
+                               },
+                               {},
+                               0,
+                               0});
+
         auto two = measure(two_cases, seconds);
         auto one = measure(one_cases, seconds);
-        auto print = [](const char* title, const std::vector<stats>& v, const char* trips) {
+        auto params = measure(param_cases, seconds);
+        auto print = [](const char* title, const std::vector<stats>& v, const char* trips,
+                        std::vector<std::size_t> base = {}) {
             fmt::print("\n{}\n  round trips per transaction: {}\n", title, trips);
-            fmt::print("  {:<16} {:>8} {:>10} {:>10} {:>10} {:>10} {:>12}\n", "path", "n", "tx/s",
+            fmt::print("  {:<24} {:>8} {:>10} {:>10} {:>10} {:>10} {:>12}\n", "path", "n", "tx/s",
                        "p50 us", "p95 us", "p99 us", "tx/s ratio");
-            for (const auto& s : v)
-                fmt::print("  {:<16} {:>8} {:>10.0f} {:>10.0f} {:>10.0f} {:>10.0f} {:>12.3f}\n",
-                           s.name, s.n, s.tps, s.p50, s.p95, s.p99, s.tps / v[0].tps);
+            for (std::size_t k = 0; k < v.size(); ++k) {
+                const auto& s = v[k];
+                const auto& ref = v[k < base.size() ? base[k] : 0];
+                fmt::print("  {:<24} {:>8} {:>10.0f} {:>10.0f} {:>10.0f} {:>10.0f} {:>12.3f}\n",
+                           s.name, s.n, s.tps, s.p50, s.p95, s.p99, s.tps / ref.tps);
+            }
         };
         fmt::print(
             "xarm_pq_bench: {} s per case (10 interleaved slices), one UPDATE + one INSERT per "
@@ -259,6 +350,10 @@ int main(int argc, char** argv) {
               "direct 5, C++ API 4 (BEGIN sent with the UPDATE), switch 5");
         print("one-phase (BEGIN, UPDATE, INSERT, COMMIT)", one,
               "direct 4, C++ API 3 (BEGIN sent with the UPDATE), switch 4");
+        print(
+            "two-phase with bound parameters (ratios: xarm execute against PQexecParams, "
+            "xarm statement against PQexecPrepared)",
+            params, "by hand 5, C++ API 4 (BEGIN pipelined with the UPDATE)", {0, 0, 2, 2});
 
         xarm_pq_switch.xa_close_entry(sinfo.data(), rmid, TMNOFLAGS);
         must(admin.get(), fmt::format("DROP TABLE {}, {}", acc, log));

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <future>
@@ -469,6 +470,104 @@ BOOST_FIXTURE_TEST_CASE(failed_statement_then_prepare, fx) {
     BOOST_TEST(value(1) == 8);
 }
 
+BOOST_FIXTURE_TEST_CASE(bound_parameters_in_branches, fx) {
+    auto c = xarm::connect("pq", info);
+    const auto upd = fmt::format("UPDATE {} SET v = ? WHERE id = ?", table);
+    // The first statement of a branch takes its BEGIN along in one pipeline; when it
+    // fails, that is the error that aborted the branch.
+    auto x = make_xid();
+    c.tpc_begin(x);
+    auto e = expect_throw<xarm::data_error>(
+        [&] { c.execute(fmt::format("UPDATE {} SET v = 1 / ? WHERE id = ?", table), 0, 1); });
+    BOOST_TEST(e.sqlstate() == "22012");
+    auto rb = expect_throw<xarm::rollback_error>([&] { c.tpc_prepare(); });
+    BOOST_TEST(rb.sqlstate() == "22012");
+    BOOST_TEST(!is_prepared(x));
+    // A write seen in the command tag: plain PREPARE TRANSACTION.
+    auto y = make_xid();
+    c.tpc_begin(y);
+    BOOST_TEST(c.execute(upd, 7, 1) == 1);
+    BOOST_TEST((c.tpc_prepare() == xarm::vote::ok));
+    BOOST_TEST(is_prepared(y));
+    c.tpc_commit();
+    BOOST_TEST(value(1) == 7);
+    // Reads only: the read-only vote.
+    c.tpc_begin(make_xid());
+    BOOST_TEST(c.query(fmt::format("SELECT v FROM {} WHERE id = ?", table), 1).scalar<int>() == 7);
+    BOOST_TEST((c.tpc_prepare() == xarm::vote::read_only));
+    c.tpc_commit();
+    // A local transaction begins with the first statement, BEGIN pipelined.
+    BOOST_TEST(c.execute(upd, 9, 2) == 1);
+    c.rollback();
+    BOOST_TEST(value(2) == 0);
+    // Text with a NUL byte is refused rather than cut short; nothing was sent.
+    expect_throw<xarm::data_error>([&] { c.execute(upd, std::string("a\0b", 3), 1); });
+    c.rollback();
+    // Values never reach the text: a quote and a $1 stay data.
+    auto r = c.query("SELECT ?::text AS a, ? AS b", "it's $1 -- ?", xarm::bytes{});
+    c.rollback();
+    BOOST_TEST(r[0].get<std::string>("a") == "it's $1 -- ?");
+    BOOST_TEST(r[0].get<xarm::bytes>("b").empty());
+    BOOST_TEST(!r[0]["b"].is_null());
+}
+
+BOOST_FIXTURE_TEST_CASE(results_decoded_by_type_oid, fx) {
+    auto c = xarm::connect("pq", info);
+    auto r = c.query(
+        "SELECT 1::int2 AS a, 2::int8 AS b, true AS c, 1.5::float8 AS d, "
+        "'-Infinity'::float8 AS e, '\\x00ff'::bytea AS f, "
+        "TIMESTAMP '2024-01-02 03:04:05.123456' AS g, "
+        "TIMESTAMPTZ '2024-01-02 03:04:05.5+02' AS h, 12.50::numeric AS i, "
+        "'infinity'::timestamp AS j, NULL::int AS k, 'x'::varchar AS l");
+    c.rollback();
+    const auto& row = r[0];
+    using vt = xarm::value_type;
+    BOOST_TEST((row["a"].type() == vt::integer && row["b"].type() == vt::integer));
+    BOOST_TEST(r.columns()[1].type_name == "int8");
+    BOOST_TEST(r.columns()[1].type_id == 20);
+    BOOST_TEST(row.get<bool>("c"));
+    BOOST_TEST(row.get<double>("d") == 1.5);
+    BOOST_TEST(std::isinf(row.get<double>("e")));
+    BOOST_TEST((row.get<xarm::bytes>("f") == xarm::bytes{std::byte{0}, std::byte{0xff}}));
+    BOOST_TEST(xarm::format_timestamp(row.get<xarm::timestamp>("g")) ==
+               "2024-01-02 03:04:05.123456");
+    BOOST_TEST(xarm::format_timestamp(row.get<xarm::timestamp>("h")) ==
+               "2024-01-02 01:04:05.500000");
+    BOOST_TEST((row["i"].type() == vt::text));
+    BOOST_TEST(row.get<double>("i") == 12.5);
+    BOOST_TEST(row.get<std::string>("j") == "infinity");
+    BOOST_TEST(row["k"].is_null());
+    BOOST_TEST(r.columns()[11].type_name == "varchar");
+}
+
+BOOST_FIXTURE_TEST_CASE(prepared_statements_on_the_server, fx) {
+    auto c = xarm::connect("pq", info);
+    auto count = [&] {
+        auto n = c.query("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'xarm_%'")
+                     .scalar<int>();
+        c.rollback();
+        return n;
+    };
+    {
+        auto st = c.prepare(fmt::format("UPDATE {} SET v = ? WHERE id = ?", table));
+        BOOST_TEST(count() == 1);
+        for (int v = 1; v <= 3; ++v) {
+            auto x = make_xid();
+            xarm::branch b(c, x);
+            BOOST_TEST(st.execute(v, 1) == 1);
+            b.prepare();
+            b.commit();
+        }
+        BOOST_TEST(value(1) == 3);
+    }
+    BOOST_TEST(count() == 1);  // deallocated at the next prepare, not from the destructor
+    auto st2 = c.prepare("SELECT ?::int + 1");
+    BOOST_TEST(count() == 1);
+    BOOST_TEST(st2.query(41).scalar<int>() == 42);
+    c.rollback();
+    expect_throw<xarm::database_error>([&] { c.prepare("SELEC ?"); });
+}
+
 BOOST_FIXTURE_TEST_CASE(deferred_constraint_at_prepare, fx) {
     const std::string parent = table + "_p", child = table + "_c";
     run(admin.get(), fmt::format("CREATE TABLE {} (id int PRIMARY KEY)", parent));
@@ -706,7 +805,9 @@ BOOST_FIXTURE_TEST_CASE(other_owner, fx) {
 
 BOOST_FIXTURE_TEST_CASE(native_handle_direct_mode, fx) {
     auto c = xarm::connect("pq", info);
-    auto* pg = static_cast<PGconn*>(c.native_handle());
+    auto* pg = c.native_handle<PGconn*>();
+    BOOST_TEST(pg == c.native_handle());
+    BOOST_CHECK_THROW(c.native_handle<sqlite3*>(), xarm::programming_error);
     auto x = make_xid();
     c.tpc_begin(x);  // direct mode: BEGIN is sent now
     BOOST_TEST(PQtransactionStatus(pg) == PQTRANS_INTRANS);

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -10,9 +11,67 @@
 #include "xarm/driver.hpp"
 #include "xarm/export.h"
 #include "xarm/protocol.hpp"
+#include "xarm/result.hpp"
+#include "xarm/value.hpp"
 #include "xarm/xid.hpp"
 
+// The client libraries' connection types, for native_handle<T>() (declared as they do).
+typedef struct pg_conn PGconn;
+typedef struct sqlite3 sqlite3;
+namespace sql {
+class Connection;
+}
+
 namespace xarm {
+
+class connection;
+class statement;
+class branch;
+
+/// Which driver hands out a native handle of type Handle (connection::native_handle<Handle>).
+template <class Handle>
+struct native_handle_of;
+template <>
+struct native_handle_of<PGconn*> {
+    static constexpr const char* driver = "pq";
+};
+template <>
+struct native_handle_of<sql::Connection*> {
+    static constexpr const char* driver = "mysql";
+};
+template <>
+struct native_handle_of<sqlite3*> {
+    static constexpr const char* driver = "sqlite";
+};
+/// SQLHDBC (unixODBC declares it as void*).
+template <>
+struct native_handle_of<void*> {
+    static constexpr const char* driver = "odbc";
+};
+
+namespace detail {
+/// Where a connection is now: a cell statements and branch guards reach it through, so
+/// that moving the connection (whose move operations stay the defaulted ones) keeps them
+/// working, and destroying it makes them fail cleanly instead of dangling.
+template <class D>
+class anchor {
+  protected:
+    anchor() : m_self(std::make_shared<D*>(static_cast<D*>(this))) {}
+    anchor(anchor&& o) noexcept : m_self(std::move(o.m_self)) {
+        if (m_self) *m_self = static_cast<D*>(this);
+    }
+    anchor& operator=(anchor&& o) noexcept {
+        m_self = std::move(o.m_self);
+        if (m_self) *m_self = static_cast<D*>(this);
+        return *this;
+    }
+    ~anchor() = default;
+    std::weak_ptr<D*> self() const noexcept { return m_self; }
+
+  private:
+    std::shared_ptr<D*> m_self;
+};
+}  // namespace detail
 
 /// Loads a driver by name ("pq", "mysql", "sqlite", "odbc": libxarm_<name>.so, searched
 /// in $XARM_DRIVER_PATH, beside libxarm, then the system's library path) or by library
@@ -26,7 +85,16 @@ XARM_API xa_switch_t* load_switch(std::string_view name_or_path, std::string_vie
 
 /// One database connection speaking PEP 249's two-phase API. Usable from any one
 /// thread at a time.
-class XARM_API connection {
+///
+/// Statements take parameters written as `?` whatever the database (rewritten for
+/// PostgreSQL as $1, $2, ...; a `?` inside a literal, a quoted identifier, a dollar quote
+/// or a comment is no placeholder) and bound through the client library's own binding,
+/// never pasted into the text: nullptr or std::nullopt (NULL), bool, integers up to 64
+/// bits, float and double, std::string, std::string_view and const char* (text),
+/// xarm::bytes (binary), a std::chrono::sys_time (a timestamp, UTC, to the microsecond),
+/// std::optional of any of them, and xarm::value. A statement without arguments is sent
+/// as written (several statements where the database takes them).
+class XARM_API connection : private detail::anchor<connection> {
   public:
     connection(std::shared_ptr<const driver> drv, std::string_view info);
     ~connection();
@@ -38,9 +106,10 @@ class XARM_API connection {
 
     /// Begins a branch. programming_error inside a branch or with local work pending.
     void tpc_begin(const xarm::xid& x);
-    /// Phase one: ends the branch's work and prepares it. Afterwards only tpc_commit()
-    /// or tpc_rollback() are allowed.
-    void tpc_prepare();
+    /// Phase one: ends the branch's work and prepares it, and returns the vote:
+    /// vote::read_only when the branch wrote nothing and is already gone (drivers that
+    /// declare read_only_vote). Afterwards only tpc_commit() or tpc_rollback() are allowed.
+    vote tpc_prepare();
     /// Phase two when prepared, else a one-phase commit. A read-only vote at prepare
     /// leaves nothing to do. After any answer, success or error, the connection is out
     /// of the branch and can begin another.
@@ -58,6 +127,25 @@ class XARM_API connection {
     /// Runs a statement (in the branch when one is active); returns rows affected.
     std::int64_t execute(std::string_view sql);
     result query(std::string_view sql);
+    /// With bound parameters: c.execute("UPDATE t SET v = ? WHERE id = ?", v, id). A
+    /// number of arguments other than the number of placeholders is a programming_error
+    /// (SQLSTATE 07001) before anything is sent.
+    template <bindable... Args>
+    requires(sizeof...(Args) > 0) std::int64_t execute(std::string_view sql, const Args&... args) {
+        const value params[] = {value(args)...};
+        return execute(sql, std::span<const value>(params));
+    }
+    template <bindable... Args>
+    requires(sizeof...(Args) > 0) result query(std::string_view sql, const Args&... args) {
+        const value params[] = {value(args)...};
+        return query(sql, std::span<const value>(params));
+    }
+    /// With parameters assembled at run time.
+    std::int64_t execute(std::string_view sql, std::span<const value> params);
+    result query(std::string_view sql, std::span<const value> params);
+    /// A statement to run many times (server-side where the client library has it),
+    /// usable across transactions and branches for as long as the connection is open.
+    statement prepare(std::string_view sql);
     /// Local transaction control; programming_error inside a branch (PEP 249).
     void commit();
     void rollback();
@@ -68,17 +156,43 @@ class XARM_API connection {
     xarm::xid current() const;
     /// True between tpc_prepare() and tpc_commit()/tpc_rollback().
     bool prepared() const noexcept { return m_phase == phase::prepared; }
+    /// The client library's connection, untyped; prefer native_handle<Handle>().
     void* native_handle() noexcept;
+    /// The client library's connection: PGconn* (pq), sql::Connection* (mysql), sqlite3*
+    /// (sqlite), SQLHDBC (odbc); programming_error when this connection's driver hands
+    /// out another type. Never close or free it.
+    /// - pq: taking the PGconn switches the session to direct mode for good: since the
+    ///   application may now send statements itself, every later tpc_begin sends BEGIN at
+    ///   once (a round trip more per branch), and a BEGIN still pending is sent now.
+    /// - mysql: the sql::Connection* changes: a connection holding a prepared MariaDB
+    ///   branch is set aside and work goes on on another one, so the pointer is valid
+    ///   only until the next call on this connection (take it again after tpc_begin, a
+    ///   statement outside a branch, tpc_prepare or phase two).
+    /// - odbc: the SQLHDBC stays the same, but through MariaDB it is reconnected after
+    ///   each tpc_prepare (statement handles made on it are freed then).
+    template <class Handle>
+    Handle native_handle() {
+        return static_cast<Handle>(checked_native_handle(native_handle_of<Handle>::driver));
+    }
     void close();
 
     /// The protocol session, for code that drives XA verbs with flags directly.
     rm_session& session();
 
   private:
+    friend class statement;
+    friend class branch;
+    friend class detail::anchor<connection>;
     enum class phase { none, active, ended, prepared };
     void check_open() const;
     void leave_branch() noexcept;
     void abandon_branch() noexcept;
+    /// Statements are not allowed between tpc_prepare() and phase two.
+    void check_statement(const char* what) const;
+    result run(std::string_view sql, std::span<const value> params, bool rows);
+    result run_prepared(std::uint64_t id, std::size_t expected, std::span<const value> params,
+                        bool rows);
+    void* checked_native_handle(const char* driver);
 
     std::unique_ptr<rm_session> m_session;
     xarm::xid m_xid;
@@ -88,5 +202,70 @@ class XARM_API connection {
 
 /// xarm::connect("pq", "host=... dbname=..."): load_driver + connection.
 XARM_API connection connect(std::string_view driver_name_or_path, std::string_view info);
+
+/// A prepared statement of a connection: auto st = c.prepare(sql); st.execute(args...).
+/// Follows its connection when that is moved; once the connection is closed or
+/// destroyed, using it is a programming_error.
+class XARM_API statement {
+  public:
+    statement() = default;
+    ~statement();
+    statement(statement&& o) noexcept;
+    statement& operator=(statement&&) noexcept;
+    statement(const statement&) = delete;
+    statement& operator=(const statement&) = delete;
+
+    template <bindable... Args>
+    std::int64_t execute(const Args&... args) {
+        const value params[sizeof...(Args) + 1] = {value(args)...};
+        return execute(std::span<const value>(params, sizeof...(Args)));
+    }
+    template <bindable... Args>
+    result query(const Args&... args) {
+        const value params[sizeof...(Args) + 1] = {value(args)...};
+        return query(std::span<const value>(params, sizeof...(Args)));
+    }
+    std::int64_t execute(std::span<const value> params);
+    result query(std::span<const value> params);
+
+    /// The text as given to prepare(), and its number of placeholders.
+    const std::string& sql() const noexcept { return m_sql; }
+    std::size_t parameters() const noexcept { return m_params; }
+
+  private:
+    friend class connection;
+    statement(std::weak_ptr<connection*> c, std::uint64_t id, std::size_t params, std::string sql)
+        : m_conn(std::move(c)), m_id(id), m_params(params), m_sql(std::move(sql)) {}
+    void release() noexcept;
+    std::weak_ptr<connection*> m_conn;
+    std::uint64_t m_id = 0;
+    std::size_t m_params = 0;
+    std::string m_sql;
+};
+
+/// A two-phase branch for the length of a scope: the constructor begins it (tpc_begin);
+/// prepare() and commit() finish it; leaving the scope without commit() or rollback()
+/// rolls it back (the destructor never throws). commit() without prepare() is a
+/// one-phase commit. Once commit() or rollback() was called, whatever their outcome, the
+/// destructor leaves the branch alone.
+class XARM_API branch {
+  public:
+    branch(connection& c, const xarm::xid& x);
+    ~branch();
+    branch(const branch&) = delete;
+    branch& operator=(const branch&) = delete;
+
+    /// tpc_prepare(): the vote.
+    vote prepare();
+    void commit();
+    void rollback();
+    const xarm::xid& xid() const noexcept { return m_xid; }
+
+  private:
+    connection& conn() const;
+    std::weak_ptr<connection*> m_conn;
+    xarm::xid m_xid;
+    bool m_done = false;
+};
 
 }  // namespace xarm

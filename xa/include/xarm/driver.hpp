@@ -6,12 +6,16 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "xarm/error.hpp"
 #include "xarm/export.h"
+#include "xarm/result.hpp"
+#include "xarm/sql.hpp"
+#include "xarm/value.hpp"
 #include "xarm/xid.hpp"
 
 namespace xarm {
@@ -61,11 +65,11 @@ enum class start_mode { fresh, join, resume };
 enum class end_mode { success, fail, suspend };
 enum class vote { ok, read_only };
 
-/// A query's result, as text (NULL is nullopt): enough for applications' checks and tools.
-struct result {
-    std::vector<std::string> columns;
-    std::vector<std::vector<std::optional<std::string>>> rows;
-    std::int64_t affected = 0;
+/// A statement prepared on a native session (native_session::prepare). The core destroys
+/// every one before the session that made it.
+class XARM_API native_statement {
+  public:
+    virtual ~native_statement();
 };
 
 /// One open database connection. The core calls a primitive only when the protocol
@@ -94,8 +98,23 @@ class XARM_API native_session {
 
     // Local work (autocommit off, as PEP 249 wants: the first statement begins a
     // transaction). Inside a branch, the same calls do the branch's work.
+    /// The text as written (the database's own syntax; several statements where the
+    /// database takes them), no parameters.
     virtual std::int64_t execute(std::string_view sql) = 0;
     virtual result query(std::string_view sql) = 0;
+
+    // Bound parameters. sql is one statement whose placeholders the core has already
+    // rewritten as syntax() says, exactly params.size() of them; every value is bound
+    // through the client library's own binding, never pasted into the text. rows=false:
+    // the caller wants only the count of rows changed.
+    /// How the core finds placeholders in this database's SQL (standard SQL by default).
+    virtual sql_syntax syntax() const;
+    /// Default: not supported (0A000) unless params is empty.
+    virtual result execute_params(std::string_view sql, std::span<const value> params, bool rows);
+    /// A statement to run many times, server-side where the client library can. Default:
+    /// the text kept and run through execute_params each time.
+    virtual std::unique_ptr<native_statement> prepare(std::string_view sql, std::size_t params);
+    virtual result execute_prepared(native_statement& st, std::span<const value> params, bool rows);
     virtual void commit_local() = 0;
     virtual void rollback_local() = 0;
     /// A local transaction has begun and is not finished (xa_start must say XAER_OUTSIDE).

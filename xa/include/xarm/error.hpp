@@ -61,6 +61,13 @@ class XARM_API operational_error : public error {
 class XARM_API database_error : public error {
     using error::error;
 };
+/// PEP 249 DataError: a value that cannot be stored, converted or read as asked
+/// (SQLSTATE class 22: a field read as a type it cannot convert to, a number out of range,
+/// invalid input for the column's type).
+class XARM_API data_error : public database_error {
+  public:
+    explicit data_error(diagnostic d) : database_error(std::move(d)) {}
+};
 
 /// Throws the exception class that fits d (the single place that chooses it).
 [[noreturn]] XARM_API void raise(diagnostic d, bool in_doubt = false);

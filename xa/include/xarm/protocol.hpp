@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,15 @@ class XARM_API rm_session {
     /// Statement execution and local transactions, with the same error handling.
     std::int64_t execute(std::string_view sql);
     result query(std::string_view sql);
+    /// One statement with bound parameters; sql already has the placeholders syntax()
+    /// asks for, as many as params.
+    result execute(std::string_view sql, std::span<const value> params, bool rows);
+    /// Prepared statements, kept here (and destroyed before the native session) under an
+    /// id; release forgets one (an unknown id is ignored).
+    std::uint64_t prepare(std::string_view sql, std::size_t params);
+    result execute_prepared(std::uint64_t id, std::span<const value> params, bool rows);
+    void release(std::uint64_t id) noexcept;
+    const sql_syntax& syntax() const noexcept { return m_syntax; }
     void commit_local();
     void rollback_local();
 
@@ -86,8 +96,12 @@ class XARM_API rm_session {
 
     std::shared_ptr<const driver> m_driver;
     std::unique_ptr<native_session> m_native;
+    // After m_native: destroyed first, while the session they belong to still exists.
+    std::map<std::uint64_t, std::unique_ptr<native_statement>> m_statements;
+    std::uint64_t m_next_statement = 0;
     std::vector<std::string> m_secrets;
     capability_set m_caps;
+    sql_syntax m_syntax;
     std::map<xid, branch> m_branches;
     std::optional<xid> m_current;  // T1: the branch this thread is associated with
     bool m_failed = false;

@@ -10,8 +10,10 @@ int main() {
     auto c = xarm::connect("sqlite", "path=:memory:");  // found beside the installed libxarm
     c.tpc_begin(x);
     c.execute("CREATE TABLE t (v)");
+    c.execute("INSERT INTO t VALUES (?)", 7);
+    if (c.query("SELECT v FROM t").scalar<int>() != 7) return 1;
     c.tpc_commit();
     (void)xarm::tm::fault_injection_enabled();  // libxarm_tm links on its own
-    std::cout << "consumer: xarm found, sqlite driver loaded, one-phase commit done\n";
+    std::cout << "consumer: xarm found, sqlite driver loaded, a bound parameter read back, one-phase commit done\n";
     return 0;
 }

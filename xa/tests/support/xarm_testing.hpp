@@ -46,9 +46,11 @@ struct needs {
     const char* var;
     boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
         if (std::getenv(var) != nullptr || under_ci()) return true;
+        // The set is built before the handler is registered, so that it is destroyed
+        // after the handler ran (exit runs both in reverse order of registration).
+        detail::missing_servers().insert(var);
         static std::once_flag once;
         std::call_once(once, [] { std::atexit(detail::exit_skipped_if_servers_missing); });
-        detail::missing_servers().insert(var);
         boost::test_tools::assertion_result r(false);
         r.message() << var << " is not set (start servers with tools/devservers)";
         return r;

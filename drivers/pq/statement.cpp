@@ -1,0 +1,313 @@
+// PostgreSQL statements with bound parameters (PQsendQueryParams, PQprepare,
+// PQsendQueryPrepared) and results decoded by type OID.
+//
+// Parameters go in text format with their type left for the server to infer from the
+// statement (OID 0, as for a quoted literal), so that 5 binds to an int4, int8 or numeric
+// column alike and a timestamp ("...+00") to timestamp or timestamptz; binary data goes
+// in binary format as bytea. A statement that would begin a transaction (PEP 249: the
+// first statement does) takes its BEGIN along in one pipeline: one round trip.
+#include <charconv>
+#include <cmath>
+#include <deque>
+
+#include <fmt/format.h>
+
+#include "pq.hpp"
+#include "xa.h"
+
+namespace xarm::pq {
+
+namespace {
+
+constexpr Oid bytea_oid = 17;
+
+// The parameters in libpq's arrays. Text lives in the values themselves or in texts.
+struct wire_params {
+    std::vector<const char*> values;
+    std::vector<int> lengths;
+    std::vector<int> formats;
+    std::vector<Oid> types;
+    std::deque<std::string> texts;  // stable addresses
+
+    explicit wire_params(std::span<const value> params) {
+        const std::size_t n = params.size();
+        values.resize(n);
+        lengths.resize(n);
+        formats.resize(n);
+        types.resize(n);
+        for (std::size_t i = 0; i < n; ++i) add(i, params[i]);
+    }
+
+    int count() const { return static_cast<int>(values.size()); }
+
+  private:
+    const char* keep(std::string s) { return texts.emplace_back(std::move(s)).c_str(); }
+
+    void add(std::size_t i, const value& v) {
+        switch (v.type()) {
+            case value_type::null:
+                values[i] = nullptr;
+                return;
+            case value_type::boolean:
+                values[i] = v.boolean() ? "true" : "false";
+                return;
+            case value_type::integer:
+                values[i] = keep(std::to_string(v.integer()));
+                return;
+            case value_type::real: {
+                const double d = v.real();
+                if (std::isnan(d)) {
+                    values[i] = "NaN";
+                } else if (std::isinf(d)) {
+                    values[i] = d > 0 ? "Infinity" : "-Infinity";
+                } else {
+                    char buf[32];
+                    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+                    values[i] = keep(std::string(buf, ec == std::errc() ? end : buf));
+                }
+                return;
+            }
+            case value_type::text:
+                // Text-format parameters end at the first NUL, which PostgreSQL text
+                // cannot hold anyway: say so rather than cut the value short.
+                if (v.text().find('\0') != std::string::npos)
+                    raise(XAER_RMERR, "22021",
+                          fmt::format("parameter {}: PostgreSQL text cannot contain the NUL "
+                                      "character (bind binary data as xarm::bytes)",
+                                      i + 1));
+                values[i] = v.text().c_str();
+                return;
+            case value_type::binary:
+                // A null pointer would be SQL NULL: an empty value points at "".
+                values[i] =
+                    v.binary().empty() ? "" : reinterpret_cast<const char*>(v.binary().data());
+                lengths[i] = static_cast<int>(v.binary().size());
+                formats[i] = 1;
+                types[i] = bytea_oid;
+                return;
+            case value_type::time:
+                values[i] = keep(format_timestamp(v.time()) + "+00");
+                return;
+        }
+    }
+};
+
+std::optional<bytes> decode_bytea(std::string_view t) {
+    if (t.starts_with("\\x")) {
+        auto raw = hex_decode(t.substr(2));
+        if (!raw) return std::nullopt;
+        const auto* p = reinterpret_cast<const std::byte*>(raw->data());
+        return bytes(p, p + raw->size());
+    }
+    // bytea_output = escape: \\ is a backslash, \ooo an octal byte, the rest as is.
+    bytes out;
+    for (std::size_t i = 0; i < t.size(); ++i) {
+        if (t[i] != '\\') {
+            out.push_back(static_cast<std::byte>(t[i]));
+        } else if (i + 1 < t.size() && t[i + 1] == '\\') {
+            out.push_back(std::byte{'\\'});
+            ++i;
+        } else if (i + 3 < t.size()) {
+            int v = 0;
+            for (std::size_t k = 1; k <= 3; ++k) {
+                if (t[i + k] < '0' || t[i + k] > '7') return std::nullopt;
+                v = v * 8 + (t[i + k] - '0');
+            }
+            out.push_back(static_cast<std::byte>(v));
+            i += 3;
+        } else {
+            return std::nullopt;
+        }
+    }
+    return out;
+}
+
+value decode_cell(Oid type, std::string_view t) {
+    switch (type) {
+        case 16:  // bool
+            return t == "t";
+        case 20:  // int8
+        case 21:  // int2
+        case 23:  // int4
+        case 26:  // oid
+        {
+            std::int64_t n = 0;
+            auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), n);
+            if (ec == std::errc() && end == t.data() + t.size()) return n;
+            break;
+        }
+        case 700:  // float4
+        case 701:  // float8
+            return value(t).get<double>();
+        case bytea_oid:
+            if (auto b = decode_bytea(t)) return std::move(*b);
+            break;
+        case 1114:  // timestamp
+        case 1184:  // timestamptz
+            // 'infinity', BC dates and non-ISO DateStyles stay text.
+            if (auto ts = parse_timestamp(t)) return *ts;
+            break;
+        default:
+            break;
+    }
+    return t;
+}
+
+}  // namespace
+
+std::string type_name_of(Oid oid) {
+    static constexpr std::pair<Oid, const char*> names[] = {
+        {16, "bool"},     {17, "bytea"},       {18, "char"},          {19, "name"},
+        {20, "int8"},     {21, "int2"},        {23, "int4"},          {25, "text"},
+        {26, "oid"},      {114, "json"},       {142, "xml"},          {650, "cidr"},
+        {700, "float4"},  {701, "float8"},     {705, "unknown"},      {790, "money"},
+        {829, "macaddr"}, {869, "inet"},       {1007, "_int4"},       {1009, "_text"},
+        {1016, "_int8"},  {1042, "bpchar"},    {1043, "varchar"},     {1082, "date"},
+        {1083, "time"},   {1114, "timestamp"}, {1184, "timestamptz"}, {1186, "interval"},
+        {1266, "timetz"}, {1560, "bit"},       {1562, "varbit"},      {1700, "numeric"},
+        {2249, "record"}, {2950, "uuid"},      {3802, "jsonb"},
+    };
+    for (const auto& [o, n] : names)
+        if (o == oid) return n;
+    return fmt::format("oid {}", oid);
+}
+
+result decode(const PGresult* r, bool rows) {
+    std::int64_t affected = 0;
+    const char* n = PQcmdTuples(const_cast<PGresult*>(r));
+    std::from_chars(n, n + std::char_traits<char>::length(n), affected);
+    if (!rows) return result_builder().finish(affected);
+    const int ncol = PQnfields(r);
+    std::vector<column> cols;
+    std::vector<Oid> types;
+    for (int j = 0; j < ncol; ++j) {
+        types.push_back(PQftype(r, j));
+        cols.push_back(
+            {PQfname(r, j), type_name_of(types.back()), static_cast<long>(types.back())});
+    }
+    result_builder out(std::move(cols));
+    const int nrow = PQntuples(r);
+    out.reserve(static_cast<std::size_t>(nrow));
+    for (int i = 0; i < nrow; ++i) {
+        out.next_row();
+        for (int j = 0; j < ncol; ++j) {
+            if (PQgetisnull(r, i, j)) {
+                out.add({});
+            } else {
+                out.add(
+                    decode_cell(types[static_cast<std::size_t>(j)],
+                                std::string_view(PQgetvalue(r, i, j),
+                                                 static_cast<std::size_t>(PQgetlength(r, i, j)))));
+            }
+        }
+    }
+    return out.finish(affected);
+}
+
+result_ptr session::collect(const std::function<int()>& send) {
+    if (!send()) return nullptr;
+    result_ptr out;
+    while (PGresult* x = PQgetResult(m_conn.get())) {
+        result_ptr r(x);
+        if (!out || succeeded(out.get())) out = std::move(r);  // the first error stays
+    }
+    return out;
+}
+
+result_ptr session::collect_after_begin(const std::function<int()>& send) {
+    PGconn* c = m_conn.get();
+    if (!PQenterPipelineMode(c)) return nullptr;
+    const bool queued = PQsendQueryParams(c, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0);
+    const bool stmt_queued = queued && send();
+    // The sync point goes out even when the statement could not be queued: it flushes
+    // the BEGIN and ends the pipeline.
+    result_ptr begin, stmt;
+    if (queued && PQpipelineSync(c)) {
+        // Each query's results end with a null; the sync point ends the pipeline.
+        int query = 0;
+        for (;;) {
+            PGresult* x = PQgetResult(c);
+            if (x == nullptr) {
+                if (++query > 2 || PQstatus(c) == CONNECTION_BAD) break;
+                continue;
+            }
+            result_ptr r(x);
+            if (PQresultStatus(x) == PGRES_PIPELINE_SYNC) break;
+            auto& slot = query == 0 ? begin : stmt;
+            if (!slot || succeeded(slot.get())) slot = std::move(r);  // the first error stays
+        }
+    }
+    PQexitPipelineMode(c);
+    if (begin && !succeeded(begin.get())) return begin;
+    return stmt_queued ? std::move(stmt) : nullptr;
+}
+
+result session::bound(const std::function<int()>& send, bool rows) {
+    // PEP 249: autocommit off, the first statement begins a transaction; in a branch
+    // the pending BEGIN goes in the same round trip.
+    const bool begin = m_branch ? m_pending_begin : status() == PQTRANS_IDLE;
+    if (begin && !m_branch) m_abort = {};
+    const auto before = status();
+    m_pending_begin = false;
+    result_ptr r = begin ? collect_after_begin(send) : collect(send);
+    if (!succeeded(r.get())) {
+        server_error err = read_error(m_conn.get(), r.get());
+        // The first error of a block is the one that aborted it; later ones are 25P02.
+        if (before != PQTRANS_INERROR) m_abort = err;
+        raise_server(err, op::statement, "SQL error");
+    }
+    if (m_branch && !m_wrote) m_wrote = tag_proves_write(PQcmdStatus(r.get()));
+    return decode(r.get(), rows);
+}
+
+result session::execute_params(std::string_view sql, std::span<const value> params, bool rows) {
+    const std::string text(sql);
+    wire_params w(params);
+    return bound(
+        [&] {
+            return PQsendQueryParams(m_conn.get(), text.c_str(), w.count(), w.types.data(),
+                                     w.values.data(), w.lengths.data(), w.formats.data(), 0);
+        },
+        rows);
+}
+
+namespace {
+struct prepared final : native_statement {
+    prepared(session& s, std::string n) : owner(s), name(std::move(n)) {}
+    ~prepared() override { owner.unused(std::move(name)); }
+    session& owner;
+    std::string name;
+};
+}  // namespace
+
+std::unique_ptr<native_statement> session::prepare(std::string_view sql, std::size_t params) {
+    if (!m_unused.empty() && status() == PQTRANS_IDLE) {
+        std::string dealloc;
+        for (const auto& n : m_unused) dealloc += "DEALLOCATE " + n + ";";
+        m_unused.clear();
+        result_ptr r(PQexec(m_conn.get(), dealloc.c_str()));  // a failure costs only memory
+    }
+    auto name = fmt::format("xarm_{}", ++m_statements);
+    const auto before = status();
+    result_ptr r(PQprepare(m_conn.get(), name.c_str(), std::string(sql).c_str(),
+                           static_cast<int>(params), nullptr));
+    if (!succeeded(r.get())) {
+        server_error err = read_error(m_conn.get(), r.get());
+        if (before == PQTRANS_INTRANS) m_abort = err;  // a failed parse aborts the block
+        raise_server(err, op::statement, "cannot prepare the statement");
+    }
+    return std::make_unique<prepared>(*this, std::move(name));
+}
+
+result session::execute_prepared(native_statement& st, std::span<const value> params, bool rows) {
+    const auto& name = static_cast<prepared&>(st).name;
+    wire_params w(params);
+    return bound(
+        [&] {
+            return PQsendQueryPrepared(m_conn.get(), name.c_str(), w.count(), w.values.data(),
+                                       w.lengths.data(), w.formats.data(), 0);
+        },
+        rows);
+}
+
+}  // namespace xarm::pq
