@@ -62,31 +62,21 @@ std::string key_of(std::string_view driver, const xid& x) {
     return {};
 }
 
-/// The text xid::to_string() prints: "fmt:hexgtrid:hexbqual", or a quoted foreign name.
+/// A server-supplied name (role, database) for the text listing: control bytes become
+/// '?', so that no name can split or spoof a row.
+std::string printable(std::string s) {
+    for (char& ch : s)
+        if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';
+    return s;
+}
+
+/// The text xid::to_string() prints: "fmt:hexgtrid:hexbqual", or a quoted foreign name
+/// with its escapes.
 xid parse_xid(const std::string& s) {
-    if (s.size() >= 2 && s.front() == '\'' && s.back() == '\'')
-        return xid::unparsed(s.substr(1, s.size() - 2));
-    auto a = s.find(':');
-    auto b = a == std::string::npos ? a : s.find(':', a + 1);
-    if (a == std::string::npos || b == std::string::npos)
-        throw usage_error(fmt::format(
-            "'{}' is not an xid: expected FORMAT:HEXGTRID:HEXBQUAL (as listed) or 'foreign-name'",
-            s));
-    long fmt_id = 0;
     try {
-        std::size_t used = 0;
-        fmt_id = std::stol(s.substr(0, a), &used);
-        if (used != a) throw std::invalid_argument("");
-    } catch (const std::exception&) {
-        throw usage_error(fmt::format("'{}': the format id is not a number", s));
-    }
-    auto g = hex_decode(std::string_view(s).substr(a + 1, b - a - 1));
-    auto q = hex_decode(std::string_view(s).substr(b + 1));
-    if (!g || !q) throw usage_error(fmt::format("'{}': gtrid and bqual must be hexadecimal", s));
-    try {
-        return xid(fmt_id, *g, *q);
+        return xid::from_string(s);
     } catch (const xarm::error& e) {
-        throw usage_error(e.what());
+        throw usage_error(fmt::format("{} (give the xid as listed)", e.diag().message));
     }
 }
 
@@ -155,8 +145,9 @@ int run(const options& o) {
             if (detailed) {
                 details d;
                 if (auto it = info.find(key_of(drv, x)); it != info.end()) d = it->second;
-                std::printf("%-32s  %-12s  %-12s  %s\n", d.prepared.c_str(), d.owner.c_str(),
-                            d.database.c_str(), x.to_string().c_str());
+                std::printf("%-32s  %-12s  %-12s  %s\n", printable(d.prepared).c_str(),
+                            printable(d.owner).c_str(), printable(d.database).c_str(),
+                            x.to_string().c_str());
             } else {
                 std::printf("%s\n", x.to_string().c_str());
             }

@@ -1,6 +1,7 @@
 #include "xarm/xid.hpp"
 
 #include <array>
+#include <charconv>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -81,9 +82,72 @@ void xid::to_c(XID& out) const {
 }
 
 std::string xid::to_string() const {
-    if (m_unparsed) return fmt::format("'{}'", m_gtrid);
+    if (m_unparsed) {
+        std::string out = "'";
+        for (const char ch : m_gtrid) {
+            const auto b = static_cast<unsigned char>(ch);
+            switch (ch) {
+                case '\\': out += "\\\\"; break;
+                case '\'': out += "\\'"; break;
+                case '\n': out += "\\n"; break;
+                case '\r': out += "\\r"; break;
+                case '\t': out += "\\t"; break;
+                default:
+                    if (b < 0x20 || b == 0x7f)
+                        out += fmt::format("\\x{:02x}", b);
+                    else
+                        out += ch;
+            }
+        }
+        return out + "'";
+    }
     if (is_null()) return "null-xid";
     return fmt::format("{}:{}:{}", m_format, hex_encode(m_gtrid), hex_encode(m_bqual));
+}
+
+xid xid::from_string(std::string_view s) {
+    auto bad = [&](std::string_view why) {
+        std::string shown = xid::unparsed(s).to_string();  // escaped: s may be anything
+        invalid(fmt::format("{} is not an xid: {}", shown, why));
+    };
+    if (s.size() >= 2 && s.front() == '\'' && s.back() == '\'') {
+        std::string name;
+        for (std::size_t i = 1; i + 1 < s.size(); ++i) {
+            if (s[i] != '\\') {
+                name += s[i];
+                continue;
+            }
+            if (i + 2 >= s.size()) bad("a backslash ends the name");
+            const char e = s[++i];
+            switch (e) {
+                case '\\': name += '\\'; break;
+                case '\'': name += '\''; break;
+                case 'n': name += '\n'; break;
+                case 'r': name += '\r'; break;
+                case 't': name += '\t'; break;
+                case 'x': {
+                    auto h = i + 3 < s.size() ? hex_decode(s.substr(i + 1, 2)) : std::nullopt;
+                    if (!h) bad("\\x needs two hexadecimal digits");
+                    name += *h;
+                    i += 2;
+                    break;
+                }
+                default: bad(fmt::format("unknown escape \\{}", e));
+            }
+        }
+        return unparsed(name);
+    }
+    const auto a = s.find(':');
+    const auto b = a == std::string_view::npos ? a : s.find(':', a + 1);
+    if (b == std::string_view::npos)
+        bad("expected FORMAT:HEXGTRID:HEXBQUAL, or a foreign name in quotes");
+    long format = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + a, format);
+    if (ec != std::errc{} || end != s.data() + a || a == 0) bad("the format id is not a number");
+    auto g = hex_decode(s.substr(a + 1, b - a - 1));
+    auto q = hex_decode(s.substr(b + 1));
+    if (!g || !q) bad("gtrid and bqual must be hexadecimal");
+    return xid(format, *g, *q);
 }
 
 std::string base64_encode(std::string_view in) {

@@ -48,7 +48,7 @@ struct switch_entries {
 
 }  // namespace xarm
 
-/// Defines a driver library's exported C symbols (DESIGN.md section 3): the switch
+/// Defines a driver library's exported C symbols (docs/DESIGN.md §3): the switch
 /// `xarm_<NAME>_switch`, `lixa_get_xa_switch`, `xarm_last_error`, and the C++ entry
 /// `xarm_driver_v1` the loader uses. GETTER returns the driver's shared instance.
 #define XARM_DEFINE_DRIVER_EXPORTS(NAME, GETTER)                    \

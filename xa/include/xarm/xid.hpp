@@ -44,8 +44,13 @@ class XARM_API xid {
     bool is_null() const noexcept { return m_format == null_format && !m_unparsed; }
     bool is_unparsed() const noexcept { return m_unparsed; }
 
-    /// For messages and logs: "fmt:hexgtrid:hexbqual", or the foreign name quoted.
+    /// For messages, logs and listings: "fmt:hexgtrid:hexbqual", or the foreign name
+    /// quoted, with a backslash, a quote and every byte below 0x20 or 0x7f written as an
+    /// escape (\\, \', \n, \r, \t, \xHH), so that a crafted name cannot split or spoof
+    /// a line. from_string() reads it back.
     std::string to_string() const;
+    /// The inverse of to_string(); XAER_INVAL (SQLSTATE 22023) naming what is wrong.
+    static xid from_string(std::string_view text);
 
     friend bool operator==(const xid&, const xid&) = default;
     friend auto operator<=>(const xid&, const xid&) = default;
