@@ -672,11 +672,36 @@ recovery_report coordinator::recover(const resource_factory& make, std::vector<s
                 fmt::format("resource '{}': cannot read its commit markers: {}", name, e.what()));
         }
     }
-    if (!rep.errors.empty()) {
-        // Without every marker a missing one does not mean "not committed": decide
-        // only what the log decides, and leave the rest in doubt.
+    // Without every marker a missing one does not mean "not committed": then decide
+    // only what the log decides, and leave the rest in doubt.
+    bool markers_complete = rep.errors.empty();
+    // A gtrid with prepared branches, no commit record and no visible marker may still
+    // have its marker's COMMIT running on the server for the dead coordinator: make each
+    // such absence final before presuming abort (docs/DESIGN.md section 7, Recovery).
+    if (markers_complete) {
+        std::set<std::string> undecided;
+        for (const auto& [name, s] : reachable)
+            for (const auto& x : s.own)
+                if (!live.count(x.gtrid()) && !markers.count(x.gtrid()))
+                    undecided.insert(x.gtrid());
+        for (auto& [name, s] : reachable) {
+            if (s.res->can_prepare()) continue;
+            for (const auto& g : undecided) {
+                {
+                    std::lock_guard lk(m_mutex);
+                    if (markers.count(g) || m_inflight.count(g)) continue;
+                }
+                try {
+                    if (s.res->marker_committed(g)) markers.emplace(g, name);
+                } catch (const std::exception& e) {
+                    markers_complete = false;
+                    rep.errors.push_back(fmt::format(
+                        "resource '{}': cannot make sure that marker {} is not being committed: {}",
+                        name, g, e.what()));
+                }
+            }
+        }
     }
-    const bool markers_complete = rep.errors.empty();
 
     std::set<std::string> unresolved;
     bool first = true;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -23,6 +24,10 @@ std::vector<std::string> resource::markers(const std::string&) {
     return {};
 }
 void resource::delete_markers(const std::vector<std::string>&) {}
+bool resource::marker_committed(const std::string& marker) {
+    const auto found = markers(marker);
+    return std::find(found.begin(), found.end(), marker) != found.end();
+}
 
 // ---------------------------------------------------------------------------------------
 // connection_resource
@@ -135,6 +140,21 @@ std::vector<std::string> connection_resource::markers(const std::string& prefix)
         if (auto g = row.get<std::optional<std::string>>(0); g && g->starts_with(prefix))
             out.push_back(std::move(*g));
     return out;
+}
+
+bool connection_resource::marker_committed(const std::string& marker) {
+    ensure_marker_table();
+    try {
+        m_conn->execute("INSERT INTO xarm_tm_marker (gtrid) VALUES (?)", marker);
+    } catch (const error& e) {
+        m_conn->rollback();
+        // Class 23, integrity constraint violation: the key exists, committed (a
+        // rollback_error on drivers that map it to XA_RBINTEGRITY).
+        if (e.diag().sqlstate.starts_with("23")) return true;
+        throw;
+    }
+    m_conn->rollback();
+    return false;
 }
 
 void connection_resource::delete_markers(const std::vector<std::string>& names) {

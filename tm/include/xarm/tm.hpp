@@ -71,6 +71,11 @@ class XARM_API resource {
     /// Markers present whose name starts with prefix.
     virtual std::vector<std::string> markers(const std::string& prefix);
     virtual void delete_markers(const std::vector<std::string>& names);
+    /// Makes the absence of a marker final before recovery acts on it: a dead
+    /// coordinator's COMMIT of the marker may still be running on the server, invisible
+    /// to markers(). True when the marker is (now) committed; false when it is not and
+    /// can no longer be. The default (no server, nothing can be in flight) asks markers().
+    virtual bool marker_committed(const std::string& marker);
 };
 
 /// An xarm::connection as a resource: two-phase when its driver has two_phase, else a
@@ -101,6 +106,11 @@ class XARM_API connection_resource final : public resource {
                             const std::vector<std::string>& forget) override;
     std::vector<std::string> markers(const std::string& prefix) override;
     void delete_markers(const std::vector<std::string>& names) override;
+    /// Inserts the marker's key and rolls the insert back: the insert waits for an
+    /// uncommitted marker of the same key (a unique-key conflict) and then fails if
+    /// it committed; if it succeeds, no such marker was pending, and none can be
+    /// committed later (its session waits for each statement, so no COMMIT is sent).
+    bool marker_committed(const std::string& marker) override;
 
   private:
     void init(mode m);
