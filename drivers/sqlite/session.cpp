@@ -34,6 +34,13 @@ session::session(const std::string& path, int flags, int busy_timeout_ms, bool f
     }
     sqlite3_extended_result_codes(m_db, 1);
     sqlite3_busy_timeout(m_db, busy_timeout_ms);
+    sqlite3_commit_hook(
+        m_db,
+        [](void* self) {
+            ++static_cast<session*>(self)->m_commits;
+            return 0;  // let it commit
+        },
+        this);
     if (foreign_keys) exec("PRAGMA foreign_keys = ON", XAER_RMERR);
 }
 
@@ -61,14 +68,32 @@ void session::start(const xid&, start_mode mode) {
     if (mode != start_mode::fresh) return;  // join/resume: the transaction is still open
     exec("BEGIN", XAER_RMERR);
     m_branch = true;
+    m_commits_at_start = m_commits;
+}
+
+bool session::ended_by_commit() const {
+    return m_branch && sqlite3_get_autocommit(m_db) != 0 && m_commits != m_commits_at_start;
+}
+
+void session::committed_outside() {
+    m_branch = false;
+    raise(XA_HEURCOM, "2D000",
+          "the branch's transaction was ended on the native sqlite3 handle and work was "
+          "committed since (a COMMIT, or statements run after it): the branch's work is "
+          "committed, at least in part, outside XA");
 }
 
 void session::end(const xid&, end_mode) {
+    // A COMMIT the application sent itself: the work exists, committed; phase two says so
+    // (XA_HEURCOM), since xa_end has no code for it and must not claim a rollback.
+    if (ended_by_commit()) return;
     // SQLite rolls a transaction back by itself after some failures (I/O, full disk,
-    // out of memory): then the branch's work is gone, and the protocol must know.
+    // out of memory), or the application sent ROLLBACK: the branch's work is gone.
     if (m_branch && sqlite3_get_autocommit(m_db) != 0) {
         m_branch = false;
-        raise(XA_RBROLLBACK, "40000", "SQLite rolled the branch's transaction back after an error");
+        raise(XA_RBROLLBACK, "40000",
+              "the branch's transaction was rolled back (by SQLite after an error, or by a "
+              "ROLLBACK on the native handle)");
     }
 }
 
@@ -80,9 +105,12 @@ vote session::prepare(const xid&) {
 void session::commit(const xid& x, bool one_phase) {
     if (!one_phase || !m_branch)
         raise(XAER_NOTA, "XAE04", "no such branch on this SQLite connection: " + x.to_string());
+    if (ended_by_commit()) committed_outside();
     m_branch = false;
     if (sqlite3_get_autocommit(m_db) != 0)
-        raise(XA_RBROLLBACK, "40000", "SQLite rolled the branch's transaction back after an error");
+        raise(XA_RBROLLBACK, "40000",
+              "the branch's transaction was rolled back (by SQLite after an error, or by a "
+              "ROLLBACK on the native handle)");
     int rc = sqlite3_exec(m_db, "COMMIT", nullptr, nullptr, nullptr);
     if (rc == SQLITE_OK) return;
     // A failed COMMIT (busy, deferred constraint) leaves the transaction open: roll it
@@ -93,8 +121,12 @@ void session::commit(const xid& x, bool one_phase) {
 }
 
 void session::rollback(const xid& x, bool prepared) {
-    if (prepared || !m_branch)
+    if (prepared)
         raise(XAER_NOTA, "XAE04", "no such branch on this SQLite connection: " + x.to_string());
+    // The core asks only for branches it knows: one rolled back already (XA_RB* at
+    // xa_end) has nothing left to undo.
+    if (!m_branch) return;
+    if (ended_by_commit()) committed_outside();  // too late to roll back
     m_branch = false;
     if (sqlite3_get_autocommit(m_db) == 0) exec("ROLLBACK", XAER_RMERR);
 }

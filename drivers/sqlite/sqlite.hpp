@@ -30,6 +30,8 @@ class session final : public native_session {
     void commit(const xid& x, bool one_phase) override;
     void rollback(const xid& x, bool prepared) override;
     std::vector<xid> recover() override;
+    /// Nothing is kept about a heuristic outcome: forgetting it is a no-op.
+    void forget(const xid&) override {}
     std::int64_t execute(std::string_view sql) override;
     result query(std::string_view sql) override;
     sql_syntax syntax() const override { return sql_syntax::sqlite(); }
@@ -55,9 +57,17 @@ class session final : public native_session {
     /// Binds params, runs st to completion and resets it, keeping the rows when asked.
     result run(sqlite3_stmt* st, std::span<const value> params, bool collect);
 
+    /// Raises the heuristic outcome of a branch the application committed itself.
+    [[noreturn]] void committed_outside();
+    /// True when the branch's transaction is over and the application committed it
+    /// (a COMMIT on the native handle): sqlite3_commit_hook counts every commit.
+    bool ended_by_commit() const;
+
     sqlite3* m_db = nullptr;
     bool m_branch = false;  // a branch's transaction is open
     bool m_local = false;   // a local transaction is open
+    unsigned long m_commits = 0;           // commits on this handle (commit hook)
+    unsigned long m_commits_at_start = 0;  // ... when the branch began
 };
 
 capability_set declared_capabilities();

@@ -235,6 +235,51 @@ BOOST_AUTO_TEST_CASE(branch_work_on_the_native_handle) {
     BOOST_TEST(xarm_sqlite_db(1) == nullptr);
 }
 
+BOOST_AUTO_TEST_CASE(a_branch_committed_on_the_native_handle_is_heuristic_never_rolled_back) {
+    // The application sends COMMIT itself inside the branch: the row is committed, and no
+    // answer may claim a rollback (a monitor would roll the other branches back).
+    BOOST_REQUIRE(open(1) == XA_OK);
+    XID x = cxid("sw-outside");
+    BOOST_TEST(sw.xa_start_entry(&x, 1, TMNOFLAGS) == XA_OK);
+    sql(1, "INSERT INTO t(v) VALUES ('outside')");
+    sql(1, "COMMIT");
+    BOOST_TEST(sw.xa_end_entry(&x, 1, TMSUCCESS) == XA_OK);
+    BOOST_TEST(sw.xa_commit_entry(&x, 1, TMONEPHASE) == XA_HEURCOM);
+    auto d = diag(1);
+    BOOST_TEST(std::string(d.message).find("committed") != std::string::npos, d.message);
+    BOOST_TEST(sw.xa_forget_entry(&x, 1, TMNOFLAGS) == XA_OK);
+    BOOST_TEST(rows() == 1);
+    // Rolled back instead: still committed, said the same way.
+    XID y = cxid("sw-outside-rb");
+    BOOST_TEST(sw.xa_start_entry(&y, 1, TMNOFLAGS) == XA_OK);
+    sql(1, "INSERT INTO t(v) VALUES ('outside 2')");
+    sql(1, "COMMIT");
+    BOOST_TEST(sw.xa_end_entry(&y, 1, TMSUCCESS) == XA_OK);
+    BOOST_TEST(sw.xa_rollback_entry(&y, 1, TMNOFLAGS) == XA_HEURCOM);
+    BOOST_TEST(sw.xa_forget_entry(&y, 1, TMNOFLAGS) == XA_OK);
+    BOOST_TEST(rows() == 2);
+    // A ROLLBACK sent on the handle is a rollback, and says so.
+    XID z = cxid("sw-outside-rollback");
+    BOOST_TEST(sw.xa_start_entry(&z, 1, TMNOFLAGS) == XA_OK);
+    sql(1, "INSERT INTO t(v) VALUES ('gone')");
+    sql(1, "ROLLBACK");
+    BOOST_TEST(sw.xa_end_entry(&z, 1, TMSUCCESS) == XA_RBROLLBACK);
+    BOOST_TEST(sw.xa_rollback_entry(&z, 1, TMNOFLAGS) == XA_OK);
+    BOOST_TEST(rows() == 2);
+    // Through the C++ API: heuristic_error, and the connection goes on.
+    auto c = xarm::connect("sqlite", info);
+    c.tpc_begin(c.xid(1, "cpp-outside", "b"));
+    c.execute("INSERT INTO t(v) VALUES ('cpp')");
+    BOOST_REQUIRE(sqlite3_exec(c.native_handle<sqlite3*>(), "COMMIT", nullptr, nullptr,
+                               nullptr) == SQLITE_OK);
+    BOOST_CHECK_THROW(c.tpc_commit(), xarm::heuristic_error);
+    BOOST_TEST(rows() == 3);
+    c.tpc_begin(c.xid(1, "cpp-after", "b"));
+    c.execute("INSERT INTO t(v) VALUES ('after')");
+    c.tpc_commit();
+    BOOST_TEST(rows() == 4);
+}
+
 BOOST_AUTO_TEST_CASE(join_and_suspend_resume_on_one_connection) {
     BOOST_REQUIRE(open(1) == XA_OK);
     XID x = cxid("join");
