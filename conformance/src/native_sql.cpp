@@ -179,8 +179,7 @@ class mysql_client final : public sql_client {
                     if (!first) continue;
                     b->next_row();
                     for (unsigned c = 0; c < cols; ++c)
-                        b->add(row[c] == nullptr ? value()
-                                                 : value(std::string(row[c], len[c])));
+                        b->add(row[c] == nullptr ? value() : value(std::string(row[c], len[c])));
                 }
                 m_free(res);
             } else if (m_field_count(conn) != 0) {

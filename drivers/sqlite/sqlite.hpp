@@ -64,8 +64,8 @@ class session final : public native_session {
     bool ended_by_commit() const;
 
     sqlite3* m_db = nullptr;
-    bool m_branch = false;  // a branch's transaction is open
-    bool m_local = false;   // a local transaction is open
+    bool m_branch = false;                 // a branch's transaction is open
+    bool m_local = false;                  // a local transaction is open
     unsigned long m_commits = 0;           // commits on this handle (commit hook)
     unsigned long m_commits_at_start = 0;  // ... when the branch began
 };

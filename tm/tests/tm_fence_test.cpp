@@ -32,8 +32,9 @@ constexpr long hold_key = 770011;
 struct held_commits {
     connection admin;
     explicit held_commits(const std::string& info) : admin(xarm::connect("pq", info)) {
-        admin.execute("CREATE TABLE IF NOT EXISTS xarm_tm_marker (gtrid VARCHAR(160) NOT NULL "
-                      "PRIMARY KEY)");
+        admin.execute(
+            "CREATE TABLE IF NOT EXISTS xarm_tm_marker (gtrid VARCHAR(160) NOT NULL "
+            "PRIMARY KEY)");
         admin.execute(fmt::format(
             "CREATE OR REPLACE FUNCTION xarm_test_hold_commit() RETURNS trigger LANGUAGE plpgsql "
             "AS $$ BEGIN IF NEW.gtrid LIKE 'fence.%' THEN PERFORM "

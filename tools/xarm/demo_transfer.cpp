@@ -357,9 +357,9 @@ int demo_transfer(const demo_transfer_options& o, std::ostream& out) {
                         const long long delta = k == src ? -amount : k == dst ? amount : 0;
                         auto& c = res[static_cast<std::size_t>(k)]->conn();
                         if (delta != 0)
-                            c.execute("UPDATE " + o.db.table +
-                                          " SET balance = balance + ? WHERE id = ?",
-                                      delta, rng() % static_cast<unsigned>(o.accounts));
+                            c.execute(
+                                "UPDATE " + o.db.table + " SET balance = balance + ? WHERE id = ?",
+                                delta, rng() % static_cast<unsigned>(o.accounts));
                         c.execute("INSERT INTO " + o.db.table +
                                       "_journal (transfer, delta) VALUES (?, ?)",
                                   t.gtrid(), delta);

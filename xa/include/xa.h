@@ -4,6 +4,8 @@
  * specification's, so a transaction monitor compiled against any other xa.h can
  * load an xarm switch. Compiles as C99 and as C++.
  */
+/* The specification's layout, kept as written: */
+/* clang-format off */
 #ifndef XA_H
 #define XA_H
 
@@ -115,3 +117,4 @@ struct xa_switch_t {
 #define XAER_OUTSIDE (-9) /* resource manager doing work outside global transaction */
 
 #endif /* XA_H */
+/* clang-format on */

@@ -87,11 +87,21 @@ std::string xid::to_string() const {
         for (const char ch : m_gtrid) {
             const auto b = static_cast<unsigned char>(ch);
             switch (ch) {
-                case '\\': out += "\\\\"; break;
-                case '\'': out += "\\'"; break;
-                case '\n': out += "\\n"; break;
-                case '\r': out += "\\r"; break;
-                case '\t': out += "\\t"; break;
+                case '\\':
+                    out += "\\\\";
+                    break;
+                case '\'':
+                    out += "\\'";
+                    break;
+                case '\n':
+                    out += "\\n";
+                    break;
+                case '\r':
+                    out += "\\r";
+                    break;
+                case '\t':
+                    out += "\\t";
+                    break;
                 default:
                     if (b < 0x20 || b == 0x7f)
                         out += fmt::format("\\x{:02x}", b);
@@ -120,11 +130,21 @@ xid xid::from_string(std::string_view s) {
             if (i + 2 >= s.size()) bad("a backslash ends the name");
             const char e = s[++i];
             switch (e) {
-                case '\\': name += '\\'; break;
-                case '\'': name += '\''; break;
-                case 'n': name += '\n'; break;
-                case 'r': name += '\r'; break;
-                case 't': name += '\t'; break;
+                case '\\':
+                    name += '\\';
+                    break;
+                case '\'':
+                    name += '\'';
+                    break;
+                case 'n':
+                    name += '\n';
+                    break;
+                case 'r':
+                    name += '\r';
+                    break;
+                case 't':
+                    name += '\t';
+                    break;
                 case 'x': {
                     auto h = i + 3 < s.size() ? hex_decode(s.substr(i + 1, 2)) : std::nullopt;
                     if (!h) bad("\\x needs two hexadecimal digits");
@@ -132,7 +152,8 @@ xid xid::from_string(std::string_view s) {
                     i += 2;
                     break;
                 }
-                default: bad(fmt::format("unknown escape \\{}", e));
+                default:
+                    bad(fmt::format("unknown escape \\{}", e));
             }
         }
         return unparsed(name);

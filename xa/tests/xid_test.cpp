@@ -44,12 +44,12 @@ BOOST_AUTO_TEST_CASE(text_form_escapes_foreign_names_and_reads_back) {
     std::string every;
     for (int b = 1; b < 256; ++b) every += static_cast<char>(b);
     for (const std::string& name : {std::string("a\nb"), std::string("x'\\\r\t\x1b[2J"), every,
-                                   std::string("'"), std::string("\\")}) {
+                                    std::string("'"), std::string("\\")}) {
         const auto text = xid::unparsed(name).to_string();
         for (char ch : text)
-            BOOST_TEST((static_cast<unsigned char>(ch) >= 0x20 &&
-                        static_cast<unsigned char>(ch) != 0x7f),
-                       "control byte in " << text);
+            BOOST_TEST(
+                (static_cast<unsigned char>(ch) >= 0x20 && static_cast<unsigned char>(ch) != 0x7f),
+                "control byte in " << text);
         const auto back = xid::from_string(text);
         BOOST_TEST(back.is_unparsed());
         BOOST_TEST(back.gtrid() == name);
@@ -57,8 +57,8 @@ BOOST_AUTO_TEST_CASE(text_form_escapes_foreign_names_and_reads_back) {
     BOOST_TEST(xid::unparsed("a\nb").to_string() == "'a\\nb'");
     const xid x(7, std::string("g\0\n\xff", 4), "b");
     BOOST_TEST((xid::from_string(x.to_string()) == x));
-    for (const char* bad : {"", "'", "7:zz:00", "x:00:00", "7:00", "'a\\'", "'\\q'", "'\\x4'",
-                            "'\\xzz'", ":00:00"})
+    for (const char* bad :
+         {"", "'", "7:zz:00", "x:00:00", "7:00", "'a\\'", "'\\q'", "'\\x4'", "'\\xzz'", ":00:00"})
         BOOST_CHECK_THROW(xid::from_string(bad), xarm::error);
 }
 

@@ -270,8 +270,8 @@ BOOST_AUTO_TEST_CASE(a_branch_committed_on_the_native_handle_is_heuristic_never_
     auto c = xarm::connect("sqlite", info);
     c.tpc_begin(c.xid(1, "cpp-outside", "b"));
     c.execute("INSERT INTO t(v) VALUES ('cpp')");
-    BOOST_REQUIRE(sqlite3_exec(c.native_handle<sqlite3*>(), "COMMIT", nullptr, nullptr,
-                               nullptr) == SQLITE_OK);
+    BOOST_REQUIRE(sqlite3_exec(c.native_handle<sqlite3*>(), "COMMIT", nullptr, nullptr, nullptr) ==
+                  SQLITE_OK);
     BOOST_CHECK_THROW(c.tpc_commit(), xarm::heuristic_error);
     BOOST_TEST(rows() == 3);
     c.tpc_begin(c.xid(1, "cpp-after", "b"));

@@ -14,6 +14,7 @@ int main() {
     if (c.query("SELECT v FROM t").scalar<int>() != 7) return 1;
     c.tpc_commit();
     (void)xarm::tm::fault_injection_enabled();  // libxarm_tm links on its own
-    std::cout << "consumer: xarm found, sqlite driver loaded, a bound parameter read back, one-phase commit done\n";
+    std::cout << "consumer: xarm found, sqlite driver loaded, a bound parameter read back, "
+                 "one-phase commit done\n";
     return 0;
 }
