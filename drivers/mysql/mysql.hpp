@@ -132,7 +132,8 @@ class session final : public native_session {
     /// Phase two of a prepared branch, wherever in this process it is attached.
     void finish_prepared(const xid& x, bool commit);
     /// MariaDB with read_only_vote=on: the branch (still active on l) has not moved the
-    /// write counter since XA START; false when unknown or when the vote is off.
+    /// write counter since XA START; false when unknown, when the vote is off, or when a
+    /// statement run through xarm already reported rows it changed (no reading then).
     bool wrote_nothing(link& l);
     /// Runs an application statement through run (on the connection in use, its mutex
     /// held), with the branch and local-transaction bookkeeping and the error mapping.

@@ -45,7 +45,8 @@ capability_set declared_capabilities(dialect d, bool read_only_vote) {
               "back at prepare and votes XA_RDONLY; a branch prepared having written nothing "
               "would be discarded by MariaDB when its connection ends, and XA COMMIT would "
               "then answer XA_HEURRB. Cost: each counter reading takes about 1 ms of server "
-              "time (one with XA START, one at prepare)");
+              "time (one with XA START, one at prepare unless a statement run through xarm "
+              "reported changed rows)");
     else
         c.no(capability::read_only_vote,
              "off by default (read_only_vote=off): a branch that wrote nothing votes XA_OK "
@@ -309,6 +310,7 @@ void session::start(const xid& x, start_mode) {
     std::lock_guard g(m_link->mu);
     m_write_base.reset();
     m_read_only_at_end = false;
+    m_branch_wrote = false;
     try {
         if (m_dialect == dialect::mariadb && m_opt.read_only_vote)
             m_write_base = start_counting(*m_link, m_opt.multi_statements, xa_start_sql(x));
@@ -323,7 +325,9 @@ void session::start(const xid& x, start_mode) {
 }
 
 bool session::wrote_nothing(link& l) {
-    if (!m_write_base || m_rollback_pending != 0) return false;
+    // Changed rows reported inside the branch: written, no reading needed (voting XA_OK
+    // is always safe; only a false XA_RDONLY loses work).
+    if (!m_write_base || m_rollback_pending != 0 || m_branch_wrote) return false;
     return read_write_counter(l) == m_write_base;
 }
 
@@ -580,7 +584,9 @@ result session::work(const std::function<result(link&)>& run_on) {
     link& l = *m_link;
     if (!l.conn || l.lost) raise_gone();
     try {
-        return run_on(l);
+        result r = run_on(l);
+        if (m_branch && r.affected > 0) m_branch_wrote = true;
+        return r;
     } catch (const sql::SQLException& e) {
         const unsigned n = errnum_of(e);
         if (is_connection_lost(n)) l.lost = true;

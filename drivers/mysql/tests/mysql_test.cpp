@@ -1191,6 +1191,7 @@ BOOST_AUTO_TEST_CASE(read_only_vote_off_phase_two_of_a_read_only_branch_on_anoth
 }
 
 BOOST_AUTO_TEST_CASE(write_counter_readings_only_with_read_only_vote_on, *needs_mysql) {
+    table tb;
     // What the server ran for one branch on the driver's connection: with the vote off
     // no counter reading at all; on, one with XA START and one at prepare.
     for (const char* extra : {"", " multi_statements=off"}) {
@@ -1207,6 +1208,18 @@ BOOST_AUTO_TEST_CASE(write_counter_readings_only_with_read_only_vote_on, *needs_
             }
         }
     }
+    // On, a branch whose statement through xarm reported a changed row is known to have
+    // written: no reading at prepare.
+    auto c = xarm::connect("mysql", info() + " read_only_vote=on");
+    auto* native = c.native_handle<sql::Connection*>();
+    BOOST_REQUIRE(native != nullptr);
+    const long before = selects(*native);
+    c.tpc_begin(new_xid());
+    BOOST_TEST(c.execute(tb.insert(1)) == 1);
+    c.tpc_prepare();
+    c.tpc_commit();
+    BOOST_TEST(selects(*native) - before == 1);
+    BOOST_TEST(tb.count() == 1);
 }
 
 BOOST_AUTO_TEST_CASE(without_multi_statements, *needs_mysql) {
