@@ -52,10 +52,11 @@ capability_set declared_capabilities(dialect d, bool read_only_vote) {
              "off by default (read_only_vote=off): a branch that wrote nothing votes XA_OK "
              "and is committed on the connection that prepared it, from any thread of this "
              "process; MariaDB discards such a branch once that connection ends (xa_close, "
-             "more than max_parked prepared branches, a crash), and a later XA COMMIT answers "
-             "XA_HEURRB. Open with read_only_vote=on to vote XA_RDONLY instead, at the cost "
-             "of reading the session write counters (information_schema.SESSION_STATUS, about "
-             "1 ms of server time per reading, up to two per branch)");
+             "more than max_parked prepared branches, a crash), and XA COMMIT from elsewhere "
+             "(another process, recovery) then answers XA_HEURRB. Open with "
+             "read_only_vote=on to vote XA_RDONLY instead, at the cost of reading the "
+             "session write counters (information_schema.SESSION_STATUS, about 1 ms of "
+             "server time per reading, up to two per branch)");
     return c;
 }
 
