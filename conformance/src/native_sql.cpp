@@ -525,6 +525,17 @@ class switch_driver final : public driver {
 void attach_native_connection(target& t, const std::string& symbol, const std::string& dbms) {
     void* h = dlopen(t.library.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (h == nullptr) throw std::runtime_error("--native-conn: cannot load " + t.library);
+    // An xarm driver's library: what a connection declares may depend on the open string
+    // (mysql's read_only_vote), so take that connection's declaration, as for a driver
+    // target, before the driver makes way for the switch.
+    if (t.drv) {
+        try {
+            connection c(t.drv, t.info);
+            t.caps = c.capabilities();
+        } catch (const std::exception&) {
+            // Keep the driver's own; the run reports a server it cannot reach.
+        }
+    }
     auto a = std::make_shared<access>();
     a->sw = t.sw;
     a->symbol = symbol;

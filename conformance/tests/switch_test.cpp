@@ -162,4 +162,21 @@ BOOST_AUTO_TEST_CASE(xarm_pq_switch_matches_the_driver, *utf::precondition(needs
 BOOST_AUTO_TEST_CASE(xarm_mysql_switch_matches_the_driver, *utf::precondition(needs{MYSQL})) {
     same_matrix(MYSQL, "mysql");
 }
+
+// The mysql driver's read-only vote is an open-string option: through the switch the
+// suite takes what a connection with that string declares, as for the driver.
+BOOST_AUTO_TEST_CASE(xarm_mysql_switch_declares_the_read_only_vote_per_open_string,
+                     *utf::precondition(needs{MYSQL})) {
+    for (const bool on : {false, true}) {
+        const std::string info = server(MYSQL) + (on ? " read_only_vote=on" : "");
+        auto t = cf::load_switch_target(lib("libxarm_mysql.so"), "", info);
+        cf::attach_native_connection(t, "xarm_mysql_conn", "mysql");
+        BOOST_REQUIRE(t.caps);
+        BOOST_TEST(t.caps->has(xarm::capability::read_only_vote) == on);
+        const auto r = run(t, {"tx.read_only_vote"});
+        const auto& ro = result_of(r, "tx.read_only_vote");
+        BOOST_TEST(ro.result == (on ? cf::outcome::pass : cf::outcome::not_supported),
+                   (on ? "on: " : "off: ") << ro.message);
+    }
+}
 #endif

@@ -143,9 +143,9 @@ int main(int argc, char** argv) {
         return 2;
     }
     try {
-        const auto kv =
-            xarm::parse_info(info, {"host", "port", "socket", "user", "password", "database",
-                                    "connect_timeout", "multi_statements", "max_parked"});
+        const auto kv = xarm::parse_info(
+            info, {"host", "port", "socket", "user", "password", "database", "connect_timeout",
+                   "multi_statements", "max_parked", "read_only_vote"});
         const std::string table = fmt::format("xarm_bench_{}", ::getpid());
         const std::string insert = fmt::format("INSERT INTO {} (v) VALUES (1)", table);
         auto admin = raw(kv, false);
@@ -199,12 +199,15 @@ int main(int argc, char** argv) {
 
         // xarm, C++ API.
         auto c = xarm::connect("mysql", info);
-        sc.push_back({"xarm C++ 2PC", [&](long n) {
-                          c.tpc_begin(gid("c2-", n));
-                          c.execute(insert);
-                          c.tpc_prepare();
-                          c.tpc_commit();
-                      }});
+        auto cpp_2pc = [&](xarm::connection& conn, const char* kind) {
+            return [&conn, &gid, &insert, kind](long n) {
+                conn.tpc_begin(gid(kind, n));
+                conn.execute(insert);
+                conn.tpc_prepare();
+                conn.tpc_commit();
+            };
+        };
+        sc.push_back({"xarm C++ 2PC", cpp_2pc(c, "c2-")});
         sc.push_back({"xarm C++ 1PC", [&](long n) {
                           c.tpc_begin(gid("c1-", n));
                           c.execute(insert);
@@ -215,22 +218,33 @@ int main(int argc, char** argv) {
         std::string open_info = info;
         check(xarm_mysql_switch.xa_open_entry(open_info.data(), 1, TMNOFLAGS), "xa_open");
         std::unique_ptr<sql::Statement> cs(xarm_mysql_conn(1)->createStatement());
-        auto c_tx = [&](const xarm::xid& x, bool two_phase) {
+        auto rm_tx = [&](int rmid, sql::Statement& st, const xarm::xid& x, bool two_phase) {
             XID cx{};
             x.to_c(cx);
-            check(xarm_mysql_switch.xa_start_entry(&cx, 1, TMNOFLAGS), "xa_start");
-            run(*cs, insert);
-            check(xarm_mysql_switch.xa_end_entry(&cx, 1, TMSUCCESS), "xa_end");
+            check(xarm_mysql_switch.xa_start_entry(&cx, rmid, TMNOFLAGS), "xa_start");
+            run(st, insert);
+            check(xarm_mysql_switch.xa_end_entry(&cx, rmid, TMSUCCESS), "xa_end");
             if (two_phase) {
-                check(xarm_mysql_switch.xa_prepare_entry(&cx, 1, TMNOFLAGS), "xa_prepare");
-                check(xarm_mysql_switch.xa_commit_entry(&cx, 1, TMNOFLAGS), "xa_commit");
+                check(xarm_mysql_switch.xa_prepare_entry(&cx, rmid, TMNOFLAGS), "xa_prepare");
+                check(xarm_mysql_switch.xa_commit_entry(&cx, rmid, TMNOFLAGS), "xa_commit");
             } else {
-                check(xarm_mysql_switch.xa_commit_entry(&cx, 1, TMONEPHASE), "xa_commit");
+                check(xarm_mysql_switch.xa_commit_entry(&cx, rmid, TMONEPHASE), "xa_commit");
             }
         };
+        auto c_tx = [&](const xarm::xid& x, bool two_phase) { rm_tx(1, *cs, x, two_phase); };
         sc.push_back({"xarm C switch 2PC", [&](long n) { c_tx(gid("s2-", n), true); }});
         sc.push_back({"xarm C switch 1PC", [&](long n) { c_tx(gid("s1-", n), false); }});
-
+        // The same with the read-only vote on: the session write counters are read with XA
+        // START and before XA END (the C++ API skips the second reading: its INSERT
+        // reported a changed row).
+        const std::string ro_info = kv.count("read_only_vote") ? info : info + " read_only_vote=on";
+        auto c_ro = xarm::connect("mysql", ro_info);
+        sc.push_back({"xarm C++ 2PC read_only_vote=on", cpp_2pc(c_ro, "r2-")});
+        std::string ro_open = ro_info;
+        check(xarm_mysql_switch.xa_open_entry(ro_open.data(), 3, TMNOFLAGS), "xa_open");
+        std::unique_ptr<sql::Statement> ro_cs(xarm_mysql_conn(3)->createStatement());
+        sc.push_back({"xarm C switch 2PC read_only_vote=on",
+                      [&](long n) { rm_tx(3, *ro_cs, gid("rs-", n), true); }});
         // Bound parameters: UPDATE + INSERT two-phase, by hand with Connector/C++
         // PreparedStatements (prepared once, as a careful application does) and through
         // the C++ API (execute(sql, args) and prepared statements).
@@ -302,6 +316,8 @@ int main(int argc, char** argv) {
         xarm_mysql_switch.xa_close_entry(oi.data(), 2, TMNOFLAGS);
         cs.reset();
         xarm_mysql_switch.xa_close_entry(open_info.data(), 1, TMNOFLAGS);
+        ro_cs.reset();
+        xarm_mysql_switch.xa_close_entry(ro_open.data(), 3, TMNOFLAGS);
         std::vector<figures> rows;
         for (auto& s : sc) rows.push_back(summarise(s));
         {

@@ -865,8 +865,8 @@ BOOST_AUTO_TEST_CASE(join_suspend_migrate_declared_missing_as_the_server_refuses
     exec(*c, fmt::format("XA ROLLBACK '{}'", g));
 
     auto caps = xarm::connect("mysql", info()).capabilities();
-    for (auto k : {xarm::capability::two_phase, xarm::capability::one_phase,
-                   xarm::capability::recovery, xarm::capability::read_only_vote})
+    for (auto k :
+         {xarm::capability::two_phase, xarm::capability::one_phase, xarm::capability::recovery})
         BOOST_TEST(caps.has(k));
     for (auto k :
          {xarm::capability::join, xarm::capability::suspend_resume, xarm::capability::migrate,
@@ -1004,10 +1004,17 @@ void run_all(sql::Connection& c, const std::vector<std::string>& sql) {
     for (const auto& q : sql) exec(c, q);
 }
 
-BOOST_AUTO_TEST_CASE(every_kind_of_write_votes_ok_and_commits, *needs_mysql) {
+// Starts x on r, runs sql inside it on the driver's connection, and ends it.
+void run_in_branch(rm& r, const xid& x, const std::vector<std::string>& sql) {
+    BOOST_REQUIRE(r.start(x) == XA_OK);
+    run_all(*xarm_mysql_conn(r.id), sql);
+    BOOST_REQUIRE(r.end(x) == XA_OK);
+}
+
+BOOST_AUTO_TEST_CASE(read_only_vote_on_every_kind_of_write_votes_ok_and_commits, *needs_mysql) {
     write_targets w;
     for (const char* extra : {"", " multi_statements=off"}) {
-        rm r(1, info() + extra);
+        rm r(1, info() + " read_only_vote=on" + extra);
         for (const auto& k : write_kinds(w)) {
             BOOST_TEST_CONTEXT(k.sql.front() << extra) {
                 w.reset();
@@ -1024,17 +1031,15 @@ BOOST_AUTO_TEST_CASE(every_kind_of_write_votes_ok_and_commits, *needs_mysql) {
     }
 }
 
-BOOST_AUTO_TEST_CASE(read_only_branch_votes_rdonly_and_never_heuristic, *needs_mysql) {
+BOOST_AUTO_TEST_CASE(read_only_vote_on_votes_rdonly_and_never_heuristic, *needs_mysql) {
     write_targets w;
     w.reset();
     for (const char* extra : {"", " multi_statements=off"}) {
-        rm r(1, info() + extra);
+        rm r(1, info() + " read_only_vote=on" + extra);
         for (const auto& k : read_kinds(w)) {
             BOOST_TEST_CONTEXT((k.empty() ? "(nothing)" : k.front()) << extra) {
                 const xid x = new_xid();
-                BOOST_REQUIRE(r.start(x) == XA_OK);
-                run_all(*xarm_mysql_conn(1), k);
-                BOOST_REQUIRE(r.end(x) == XA_OK);
+                run_in_branch(r, x, k);
                 BOOST_TEST(r.prepare(x) == XA_RDONLY);
                 BOOST_TEST(!listed(r.recover(50), x));
                 BOOST_TEST(r.commit(x) == XAER_NOTA);  // gone with its vote
@@ -1053,7 +1058,7 @@ BOOST_AUTO_TEST_CASE(read_only_branch_votes_rdonly_and_never_heuristic, *needs_m
     const xid y = new_xid(), z = new_xid();
     auto c = xarm::connect("mysql", info());
     {
-        auto c2 = xarm::connect("mysql", info());
+        auto c2 = xarm::connect("mysql", info() + " read_only_vote=on");
         c2.tpc_begin(y);
         c2.query("SELECT COUNT(*) FROM " + w.t);
         c2.tpc_prepare();
@@ -1082,6 +1087,139 @@ BOOST_AUTO_TEST_CASE(read_only_branch_votes_rdonly_and_never_heuristic, *needs_m
     BOOST_TEST(rc == XA_HEURRB);
     BOOST_TEST(diag(1).native_code == 1402);
     BOOST_TEST(r.forget(h) == XA_OK);
+}
+
+// The session's Com_select on the driver's own connection: how many SELECTs (such as the
+// write-counter reading) the server ran for it.
+long selects(sql::Connection& c) {
+    std::unique_ptr<sql::Statement> s(c.createStatement());
+    std::unique_ptr<sql::ResultSet> rs(s->executeQuery("SHOW SESSION STATUS LIKE 'Com_select'"));
+    BOOST_REQUIRE(rs->next());
+    return std::stol(rs->getString(2).asStdString());
+}
+
+BOOST_AUTO_TEST_CASE(read_only_vote_is_an_option_declared_per_connection, *needs_mysql) {
+    const auto off = xarm::connect("mysql", info()).capabilities();
+    BOOST_TEST(!off.has(xarm::capability::read_only_vote));
+    const std::string why = off.get(xarm::capability::read_only_vote).reason;
+    BOOST_TEST(why.find("read_only_vote=on") != std::string::npos, why);
+    BOOST_TEST(why.find("XA_HEURRB") != std::string::npos, why);
+    BOOST_TEST(why.find("1 ms") != std::string::npos, why);
+    BOOST_TEST(!xarm::connect("mysql", info() + " read_only_vote=off")
+                    .capabilities()
+                    .has(xarm::capability::read_only_vote));
+    BOOST_TEST(xarm::connect("mysql", info() + " read_only_vote=on")
+                   .capabilities()
+                   .has(xarm::capability::read_only_vote));
+    for (const char* bad : {" read_only_vote=yes", " read_only_vote=", " read_only_vote=ON"}) {
+        std::string inf = info() + bad;
+        BOOST_TEST(sw().xa_open_entry(inf.data(), 6, TMNOFLAGS) == XAER_INVAL, bad);
+        const std::string msg = diag(6).message;
+        BOOST_TEST(msg.find("read_only_vote must be on or off") != std::string::npos, msg);
+        BOOST_CHECK_THROW(xarm::connect("mysql", info() + bad), xarm::error);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(read_only_vote_off_read_only_branch_votes_ok_and_commits, *needs_mysql) {
+    write_targets w;
+    w.reset();
+    for (const char* extra : {"", " multi_statements=off"}) {
+        rm r(1, info() + extra);
+        for (const auto& k : read_kinds(w)) {
+            BOOST_TEST_CONTEXT((k.empty() ? "(nothing)" : k.front()) << extra) {
+                const xid x = new_xid();
+                run_in_branch(r, x, k);
+                BOOST_TEST(r.prepare(x) == XA_OK);
+                BOOST_TEST(r.commit(x) == XA_OK);  // on the connection that prepared it
+                BOOST_TEST(!listed(r.recover(50), x));
+            }
+        }
+        // A read-only branch prepared, then the session goes on (its connection is parked
+        // with the branch): phase two later on the same session still commits it.
+        const xid x = new_xid(), y = new_xid();
+        BOOST_REQUIRE(r.start(x) == XA_OK);
+        exec(*xarm_mysql_conn(1), "SELECT COUNT(*) FROM " + w.t);
+        BOOST_REQUIRE(r.end(x) == XA_OK);
+        BOOST_REQUIRE(r.prepare(x) == XA_OK);
+        BOOST_REQUIRE(r.start(y) == XA_OK);
+        BOOST_REQUIRE(r.end(y) == XA_OK);
+        BOOST_TEST(r.prepare(y) == XA_OK);
+        BOOST_TEST(r.commit(x) == XA_OK);
+        BOOST_TEST(r.rollback(y) == XA_OK);
+    }
+    // The C++ API: no heuristic_error at commit.
+    auto c = xarm::connect("mysql", info());
+    c.tpc_begin(new_xid());
+    c.query("SELECT COUNT(*) FROM " + w.t);
+    c.tpc_prepare();
+    BOOST_CHECK_NO_THROW(c.tpc_commit());
+}
+
+BOOST_AUTO_TEST_CASE(read_only_vote_off_phase_two_of_a_read_only_branch_on_another_thread,
+                     *needs_mysql) {
+    write_targets w;
+    w.reset();
+    for (const bool commit : {true, false}) {
+        std::vector<xid> xs = {new_xid(), new_xid()};
+        std::promise<void> prepared, finished;
+        std::thread a([&] {
+            rm r(1);
+            // Two read-only branches: the second start parks the connection holding the
+            // first, so phase two meets one parked and one current connection.
+            for (const auto& x : xs) {
+                BOOST_TEST(r.start(x) == XA_OK);
+                exec(r.conn(), "SELECT * FROM " + w.t);
+                BOOST_TEST(r.end(x) == XA_OK);
+                BOOST_TEST(r.prepare(x) == XA_OK);
+            }
+            prepared.set_value();
+            finished.get_future().wait();  // the connections stay open meanwhile
+        });
+        prepared.get_future().wait();
+        std::vector<int> rc;
+        std::thread b([&] {
+            rm r(1);
+            for (const auto& x : xs) rc.push_back(commit ? r.commit(x) : r.rollback(x));
+        });
+        b.join();
+        finished.set_value();
+        a.join();
+        BOOST_TEST_CONTEXT((commit ? "commit" : "rollback")) {
+            BOOST_TEST(rc == std::vector<int>({XA_OK, XA_OK}), "codes " << rc[0] << " " << rc[1]);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(write_counter_readings_only_with_read_only_vote_on, *needs_mysql) {
+    table tb;
+    // What the server ran for one branch on the driver's connection: with the vote off
+    // no counter reading at all; on, one with XA START and one at prepare.
+    for (const char* extra : {"", " multi_statements=off"}) {
+        for (const bool on : {false, true}) {
+            BOOST_TEST_CONTEXT((on ? "on" : "off") << extra) {
+                rm r(1, info() + (on ? " read_only_vote=on" : "") + extra);
+                const long before = selects(r.conn());
+                const xid x = new_xid();
+                BOOST_REQUIRE(r.start(x) == XA_OK);
+                BOOST_REQUIRE(r.end(x) == XA_OK);
+                BOOST_TEST(r.prepare(x) == (on ? XA_RDONLY : XA_OK));
+                if (!on) BOOST_TEST(r.commit(x) == XA_OK);
+                BOOST_TEST(selects(r.conn()) - before == (on ? 2 : 0));
+            }
+        }
+    }
+    // On, a branch whose statement through xarm reported a changed row is known to have
+    // written: no reading at prepare.
+    auto c = xarm::connect("mysql", info() + " read_only_vote=on");
+    auto* native = c.native_handle<sql::Connection*>();
+    BOOST_REQUIRE(native != nullptr);
+    const long before = selects(*native);
+    c.tpc_begin(new_xid());
+    BOOST_TEST(c.execute(tb.insert(1)) == 1);
+    c.tpc_prepare();
+    c.tpc_commit();
+    BOOST_TEST(selects(*native) - before == 1);
+    BOOST_TEST(tb.count() == 1);
 }
 
 BOOST_AUTO_TEST_CASE(without_multi_statements, *needs_mysql) {
