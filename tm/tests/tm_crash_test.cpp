@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "demo_transfer.hpp"
+#include "scratch_pg.hpp"
 #include "xa.h"
 #include "xarm/tm.hpp"
 #include "xarm_testing.hpp"
@@ -332,6 +333,78 @@ BOOST_AUTO_TEST_CASE(connection_cut_mid_commit_then_recovered,
     BOOST_TEST(count_rows(pq, table) == 1);
     drop_table(pq, table);
     drop_table(pq2, table);
+}
+
+namespace {
+/// Wraps a resource made for recovery: counts the XA_RETRY answers to commit_recovered
+/// and runs `on_retry(count)` after each.
+class retry_watch final : public tm::resource {
+  public:
+    retry_watch(std::unique_ptr<tm::resource> r, std::function<void(int)> on_retry)
+        : m_r(std::move(r)), m_on_retry(std::move(on_retry)) {}
+    std::string name() const override { return m_r->name(); }
+    bool can_prepare() const override { return m_r->can_prepare(); }
+    void begin(const xid& x) override { m_r->begin(x); }
+    vote prepare(const xid& x) override { return m_r->prepare(x); }
+    void commit(const xid& x, bool one_phase) override { m_r->commit(x, one_phase); }
+    void rollback(const xid& x) override { m_r->rollback(x); }
+    std::vector<xid> recover() override { return m_r->recover(); }
+    void commit_recovered(const xid& x) override {
+        try {
+            m_r->commit_recovered(x);
+        } catch (const xarm::error& e) {
+            if (e.xa_code() == XA_RETRY) m_on_retry(++m_retries);
+            throw;
+        }
+    }
+    void rollback_recovered(const xid& x) override { m_r->rollback_recovered(x); }
+
+  private:
+    std::unique_ptr<tm::resource> m_r;
+    std::function<void(int)> m_on_retry;
+    int m_retries = 0;
+};
+}  // namespace
+
+// A decided branch that PostgreSQL reports busy (55000: another session is still
+// finishing it; here its PREPARE waits for a synchronous standby that never comes, on a
+// scratch server) is retried with back-off, not reported as an error, and committed once
+// the other session is done: committed, reported committed, nothing left prepared.
+BOOST_AUTO_TEST_CASE(busy_branch_is_retried_until_committed,
+                     *boost::unit_test::precondition(xarm::testing::can_start_postgres{})) {
+    scratch tmp;
+    xarm::testing::scratch_pg pg(xarm::testing::never_synchronous);
+    const std::string local = pg.info() + xarm::testing::local_commit;
+    make_table(local, "t");
+    const std::string id = short_id("busy");
+    const xid x(tm::format_id, id + ".00000000000000ab.1", "a");
+    {
+        // What a previous process of this coordinator decided before it died.
+        tm::file_log::options lo;
+        lo.create = true;
+        tm::file_log log(tmp.dir / "busy.log", id, lo);
+        log.force(tm::log_record{tm::log_record::kind::commit, x.gtrid(), {{"a", x.bqual()}}});
+    }
+    xarm::testing::busy_branch busy(pg.info(), x, "INSERT INTO t VALUES ('x')");
+    int retries = 0;
+    auto factory = [&](const std::string& n) -> std::unique_ptr<tm::resource> {
+        return std::make_unique<retry_watch>(
+            std::make_unique<tm::connection_resource>(n, xarm::connect("pq", local)), [&](int k) {
+                retries = k;
+                BOOST_TEST(busy.waiting());
+                if (k == 2) busy.release();  // the other session finishes
+            });
+    };
+    tm::coordinator c(tm::coordinator::options{id, {}, tmp.dir / "busy.log", {}, {}, {}});
+    const auto rep = c.recover(factory, {"a"});
+    BOOST_TEST(retries == 2);
+    BOOST_TEST(rep.committed.size() == 1u);
+    for (const auto& h : rep.heuristic) BOOST_TEST_MESSAGE("heuristic: " << h);
+    for (const auto& e : rep.errors) BOOST_TEST_MESSAGE("error: " << e);
+    BOOST_TEST(rep.complete());
+    BOOST_TEST(count_rows(local, "t") == 1);
+    BOOST_TEST(count_rows(local, "pg_prepared_xacts") == 0);
+    BOOST_TEST(c.log().live().empty());
 }
 
 BOOST_AUTO_TEST_CASE(server_killed_between_the_phases_then_recovered,
