@@ -118,6 +118,21 @@ table_log::table_log(std::string driver, std::string info, std::string coordinat
                               cell(r, 3));
     }
     acquire();
+    if (!m_opts.create) {
+        // Never created silently: a missing table is a wrong database (or a lost log),
+        // where an empty log would make recovery roll back decided transactions.
+        auto r = m_conn->query("SELECT to_regclass('xarm_tm_log') IS NOT NULL");
+        m_conn->commit();
+        if (cell(r, 0) != "t")
+            raise(XAER_RMERR, "42P01",
+                  fmt::format("tm: no decision log: no {} (coordinator '{}'; searched with the "
+                              "connection's search_path). A wrong database, or the log was lost: "
+                              "find the real log; never create an empty one in its place. Only "
+                              "the coordinator's first start creates it (create_log: "
+                              "coordinator_options(config, true), table_log::options::create)",
+                              m_where, m_id));
+        return;
+    }
     // After the lock: one owner creates. Two first starts with different ids can still
     // race on CREATE TABLE IF NOT EXISTS (a catalog unique violation): once more then.
     for (int attempt = 1;; ++attempt) {

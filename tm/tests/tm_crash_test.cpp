@@ -623,7 +623,9 @@ BOOST_AUTO_TEST_CASE(decisions_in_a_table_survive_and_drive_recovery,
     // A crashed coordinator's state: a decision in the table, a branch prepared.
     const xid x(tm::format_id, id + ".00000000000000aa.1", "1");
     {
-        auto log = std::make_shared<tm::table_log>("pq", pq, id);
+        tm::table_log::options first_start;
+        first_start.create = true;
+        auto log = std::make_shared<tm::table_log>("pq", pq, id, first_start);
         log->force(tm::log_record{tm::log_record::kind::commit, x.gtrid(), {{"b", "1"}}});
         auto c = xarm::connect("pq", pq2);
         c.tpc_begin(x);

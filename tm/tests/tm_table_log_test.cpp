@@ -25,6 +25,7 @@
 
 #include "demo_transfer.hpp"
 #include "xarm/tm.hpp"
+#include "xarm/tm_config.hpp"
 #include "xarm_testing.hpp"
 
 namespace fs = std::filesystem;
@@ -396,9 +397,87 @@ bool eventually(P pred, std::chrono::milliseconds timeout = 30s) {
 
 }  // namespace
 
+namespace {
+/// The log table exists in the test database, as after a coordinator's first start
+/// (table_log creates it only when asked to).
+struct log_table_created {
+    log_table_created() {
+        const char* pq = std::getenv("XARM_TEST_PQ");
+        if (pq == nullptr) return;  // the cases needing it are skipped (or fail under CI)
+        tm::table_log::options o;
+        o.create = true;
+        try {
+            tm::table_log("pq", pq, "xtm-setup", o);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "cannot create the log table: %s\n", e.what());
+        }
+    }
+};
+BOOST_TEST_GLOBAL_FIXTURE(log_table_created);
+}  // namespace
+
 // ---------------------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_SUITE(ownership)
+
+// A missing table is never created silently: a recovery pointed at the wrong database
+// (here: a schema without the table, through search_path) would see an empty log and
+// roll back what was decided. Only an explicit first start creates it.
+BOOST_AUTO_TEST_CASE(a_missing_table_is_an_error_unless_created, *needs_pq) {
+    const std::string pq = xarm::testing::server("XARM_TEST_PQ");
+    const std::string schema = short_id("xtmnolog");
+    auto admin = xarm::connect("pq", pq);
+    admin.execute("CREATE SCHEMA " + schema);
+    admin.commit();
+    struct dropped {
+        connection& c;
+        std::string schema;
+        ~dropped() {
+            try {
+                c.rollback();
+                c.execute("DROP SCHEMA " + schema + " CASCADE");
+                c.commit();
+            } catch (const std::exception&) {
+            }
+        }
+    } drop{admin, schema};
+    const std::string info = pq + " options='-c search_path=" + schema + "'";
+    const std::string id = short_id("nolog");
+    auto exists = [&] {
+        return scalar(admin,
+                      "SELECT (to_regclass('" + schema + ".xarm_tm_log') IS NOT NULL)::text");
+    };
+    try {
+        tm::table_log log("pq", info, id);
+        BOOST_FAIL("a table_log opened where there is no table");
+    } catch (const xarm::error& e) {
+        const std::string m = e.what();
+        BOOST_TEST_MESSAGE(m);
+        BOOST_TEST(e.sqlstate() == "42P01");
+        BOOST_TEST(m.find("no decision log") != std::string::npos, m);
+        BOOST_TEST(m.find("table xarm_tm_log in database 'xarm'") != std::string::npos, m);
+        BOOST_TEST(m.find("coordinator '" + id + "'") != std::string::npos, m);
+        BOOST_TEST(m.find("create_log") != std::string::npos, m);
+        BOOST_TEST(m.find("password") == std::string::npos, m);
+    }
+    BOOST_TEST(exists() == "false");
+    // The same through the configuration: recovery (create = false) refuses, and the
+    // lock was released with the failed open.
+    tm::config cfg;
+    cfg.source = "cfg.toml";
+    cfg.coordinator_id = id;
+    cfg.log.driver = "pq";
+    cfg.log.open = info;
+    BOOST_CHECK_THROW(tm::open_log(cfg, false), xarm::error);
+    BOOST_TEST(exists() == "false");
+    BOOST_TEST(lock_holder(pq, id).empty());
+    // The first start creates it; later opens find it.
+    tm::table_log::options o;
+    o.create = true;
+    BOOST_CHECK_NO_THROW(tm::table_log("pq", info, id, o));
+    BOOST_TEST(exists() == "true");
+    BOOST_CHECK_NO_THROW(tm::open_log(cfg, false));
+}
 
 BOOST_AUTO_TEST_CASE(a_second_opener_fails_at_once_naming_the_holder, *needs_pq) {
     const std::string pq = xarm::testing::server("XARM_TEST_PQ");

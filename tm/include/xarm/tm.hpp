@@ -257,13 +257,14 @@ class XARM_API file_log final : public log_store {
 };
 
 /// The log in a PostgreSQL table, for coordinators that must survive the loss of their
-/// machine: table xarm_tm_log(coordinator, gtrid, branches), created when missing, on
-/// its own connection (never one enlisted in transactions). A decision is an INSERT
-/// committed before phase two; an end record deletes the row. Concurrent decisions
-/// share one database commit (group commit). Needs no local disk.
-/// Ownership: the log's connection holds a PostgreSQL advisory lock keyed on the
-/// coordinator id (hashtextextended('xarm_tm_log:' || id, 0)), released by the server
-/// when the process dies; the connection's application_name is
+/// machine: table xarm_tm_log(coordinator, gtrid, branches) on its own connection (never
+/// one enlisted in transactions). A missing table is an error naming the database and
+/// the table unless options::create is set (the coordinator's first start): a recovery
+/// pointed at the wrong database must never see an empty log and presume abort. A decision is an
+/// INSERT committed before phase two; an end record deletes the row. Concurrent decisions share one
+/// database commit (group commit). Needs no local disk. Ownership: the log's connection holds a
+/// PostgreSQL advisory lock keyed on the coordinator id (hashtextextended('xarm_tm_log:' || id,
+/// 0)), released by the server when the process dies; the connection's application_name is
 /// "xarm-tm:<id>@<host>:<pid>". A second opener fails at once naming the holder, unless
 /// options::wait_for_lock (a standby on another machine: it waits, then takes over and
 /// recovers). A lost connection is reconnected with back-off and the write retried
@@ -273,6 +274,8 @@ class XARM_API file_log final : public log_store {
 class XARM_API table_log final : public log_store {
   public:
     struct options {
+        /// Create the table when it does not exist (a coordinator's first start).
+        bool create = false;
         /// Wait for the advisory lock instead of failing (standby takeover).
         bool wait_for_lock = false;
         /// With wait_for_lock: give up after this long (0: wait for ever).
