@@ -561,6 +561,13 @@ coordinator::coordinator(options o) : m_id(std::move(o.id)) {
 coordinator::~coordinator() = default;
 
 transaction coordinator::begin() {
+    // A log that can no longer record decisions (another process owns the coordinator
+    // now, or a write failed) would leave every new transaction in doubt.
+    if (const std::string why = m_log->fail_stop(); !why.empty())
+        raise(XAER_RMERR, "55006",
+              fmt::format("tm: coordinator '{}' cannot begin a transaction: its decision log "
+                          "({}) can no longer record decisions: {}",
+                          m_id, m_log->describe(), why));
     std::lock_guard lk(m_mutex);
     std::string g = fmt::format("{}{:x}", m_prefix, ++m_seq);
     m_inflight.insert(g);

@@ -321,14 +321,18 @@ void table_log::reacquire() const {
                                          ") still holds it and did not end"
                                    : "pg_try_advisory_lock failed with no holder in pg_locks"));
         }
-        m_disowned = fmt::format(
+        std::string why = fmt::format(
             "tm: coordinator '{}' lost ownership of its decision log ({}): the connection to "
             "it was lost, and when it came back {} held its advisory lock. This process can no "
             "longer decide transactions (fail-stop): the process that owns the log now "
             "recovers them; stop this one",
             m_id, m_where, holder_text(h));
+        {
+            std::lock_guard lk(m_mutex);
+            m_disowned = why;
+        }
         m_conn.reset();
-        raise(XAER_RMERR, "55006", m_disowned);
+        raise(XAER_RMERR, "55006", std::move(why));
     }
 }
 
@@ -520,6 +524,11 @@ std::vector<log_record> table_log::live() const {
 
 std::string table_log::describe() const {
     return fmt::format("{} (coordinator '{}', driver {})", m_where, m_id, m_driver);
+}
+
+std::string table_log::fail_stop() const {
+    std::lock_guard lk(m_mutex);  // not m_db_mutex: never behind a reconnection
+    return m_disowned;
 }
 
 log_store::statistics table_log::stats() const {

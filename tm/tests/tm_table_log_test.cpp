@@ -637,6 +637,15 @@ BOOST_AUTO_TEST_CASE(losing_the_lock_is_fail_stop, *needs_pq* needs_pq2) {
     }
     BOOST_CHECK_THROW(log->live(), xarm::error);
     BOOST_TEST(lock_holder(d.pq, d.id).empty());
+    // Nor does it begin new transactions: they could only end in doubt.
+    try {
+        auto t = c.begin();
+        BOOST_FAIL("a disowned coordinator began a transaction");
+    } catch (const xarm::error& e) {
+        const std::string m = e.what();
+        BOOST_TEST(m.find("cannot begin") != std::string::npos, m);
+        BOOST_TEST(m.find("lost ownership of its decision log") != std::string::npos, m);
+    }
 
     // The new owner recovers: the undecided transaction is rolled back (presumed abort).
     BOOST_TEST(own_prepared(d.pq, d.id) + own_prepared(d.pq2, d.id) == 2u);

@@ -177,6 +177,9 @@ class XARM_API log_store {
     virtual std::vector<log_record> live() const = 0;
     /// Problems found at open that did not stop it (a torn last record).
     virtual std::vector<std::string> warnings() const = 0;
+    /// Why the log can no longer record decisions (fail-stop: a failed write, ownership
+    /// lost to another process), empty while it can. Cheap: never waits for I/O.
+    virtual std::string fail_stop() const { return {}; }
     struct statistics {
         std::uint64_t forced_records = 0;  ///< records force() made durable
         std::uint64_t syncs = 0;           ///< flushes issued (fdatasync)
@@ -222,6 +225,7 @@ class XARM_API file_log final : public log_store {
     void append(const log_record& r) override;
     std::vector<log_record> live() const override;
     std::vector<std::string> warnings() const override;
+    std::string fail_stop() const override;
     statistics stats() const override;
     /// Rewrites the file with only the live records.
     void trim();
@@ -297,6 +301,7 @@ class XARM_API table_log final : public log_store {
     void append(const log_record& r) override;
     std::vector<log_record> live() const override;
     std::vector<std::string> warnings() const override { return {}; }
+    std::string fail_stop() const override;
     statistics stats() const override;
     /// Times the lost connection was re-established with the lock taken back.
     std::uint64_t reconnects() const;
@@ -327,7 +332,9 @@ class XARM_API table_log final : public log_store {
     mutable std::mutex m_db_mutex;  // the connection and the fields below
     mutable std::optional<connection> m_conn;
     mutable std::string m_session_pid, m_session_start;  // identify our own (old) session
-    mutable std::string m_disowned;  // set when the lock was lost for good: fail-stop
+    // Set when the lock was lost for good (fail-stop); written under both mutexes, read
+    // under either.
+    mutable std::string m_disowned;
     struct batch {
         std::vector<log_record> records;
         bool done = false;
