@@ -686,6 +686,9 @@ recovery_report coordinator::recover(const resource_factory& make, std::vector<s
     const bool markers_complete = rep.errors.empty();
 
     std::set<std::string> unresolved;
+    // Two resources on one database both list its branches: a branch finished through
+    // one is not "vanished" when the other comes to it.
+    std::set<xid> finished_here;
     bool first = true;
     for (auto& [name, s] : reachable) {
         for (const auto& x : s.own) {
@@ -693,6 +696,7 @@ recovery_report coordinator::recover(const resource_factory& make, std::vector<s
                 std::lock_guard lk(m_mutex);
                 if (m_inflight.count(x.gtrid())) continue;  // a running transaction's own
             }
+            if (finished_here.count(x)) continue;
             const bool commit = live.count(x.gtrid()) || markers.count(x.gtrid());
             if (!commit && !markers_complete) {
                 unresolved.insert(x.gtrid());
@@ -707,6 +711,7 @@ recovery_report coordinator::recover(const resource_factory& make, std::vector<s
                     retrying([&] { s.res->rollback_recovered(x); });
                     rep.rolled_back.push_back(x);
                 }
+                finished_here.insert(x);
             } catch (const heuristic_error& e) {
                 unresolved.insert(x.gtrid());  // keep the record: someone must look
                 rep.heuristic.push_back(

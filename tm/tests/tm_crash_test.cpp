@@ -407,6 +407,64 @@ BOOST_AUTO_TEST_CASE(busy_branch_is_retried_until_committed,
     BOOST_TEST(c.log().live().empty());
 }
 
+// The last resource's connection lost while its COMMIT is under way (on a scratch
+// server: the commit record is written and the session waits for a synchronous standby
+// when it is terminated). The manager cannot know the outcome: in doubt, never "rolled
+// back"; recovery finds the marker that committed with the work and commits the rest.
+BOOST_AUTO_TEST_CASE(last_resource_lost_during_commit_is_in_doubt_and_resolved_by_its_marker,
+                     *boost::unit_test::precondition(xarm::testing::can_start_postgres{})) {
+    scratch tmp;
+    xarm::testing::scratch_pg pg(xarm::testing::never_synchronous);
+    const std::string local = pg.info() + xarm::testing::local_commit;
+    make_table(local, "t");
+    make_table(local, "w");
+    auto factory = [&](const std::string& n) {
+        return std::make_unique<tm::connection_resource>(
+            n, xarm::connect("pq", local),
+            n == "last" ? tm::connection_resource::mode::one_phase_only
+                        : tm::connection_resource::mode::automatic);
+    };
+    const std::string id = short_id("lrc");
+    tm::coordinator c(tm::coordinator::options{id, {}, tmp.dir / "lrc.log", {}, {}, {}, true});
+    auto a = factory("a");
+    auto last = factory("last");
+    const std::string pid =
+        last->conn().query("SELECT pg_backend_pid()::text").rows.at(0).at(0).value();
+    last->conn().commit();
+    auto t = c.begin();
+    t.enlist(*a);
+    t.enlist(*last);
+    a->conn().execute("INSERT INTO t VALUES ('x')");
+    last->conn().execute("INSERT INTO w VALUES ('x')");
+    last->conn().execute("SET LOCAL synchronous_commit = on");  // this COMMIT waits
+    auto killer = xarm::testing::terminate_in_commit(local, pid, "SyncRep");
+    try {
+        t.commit();
+        BOOST_FAIL("a commit whose last resource was lost returned");
+    } catch (const operational_error& e) {
+        const std::string m = e.what();
+        BOOST_TEST_MESSAGE(m);
+        BOOST_TEST(e.in_doubt());
+        BOOST_TEST(m.find("in doubt") != std::string::npos, m);
+        BOOST_TEST(m.find("rolled back") == std::string::npos, m);
+    }
+    killer.join();
+    BOOST_TEST((t.result() == tm::outcome::in_doubt));
+    // The server did commit the last resource's work, with its marker; "a" waits prepared.
+    BOOST_TEST(count_rows(local, "w") == 1);
+    BOOST_TEST(count_rows(local, "t") == 0);
+    BOOST_TEST(count_rows(local, "pg_prepared_xacts") == 1);
+    // (both resources are in one database: each lists the prepared branch)
+    const auto rep = c.recover(factory, {"a", "last"});
+    for (const auto& h : rep.heuristic) BOOST_TEST_MESSAGE("heuristic: " << h);
+    for (const auto& e : rep.errors) BOOST_TEST_MESSAGE("error: " << e);
+    BOOST_TEST(rep.committed.size() == 1u);
+    BOOST_TEST(rep.rolled_back.empty());
+    BOOST_TEST(rep.complete());
+    BOOST_TEST(count_rows(local, "t") == 1);
+    BOOST_TEST(count_rows(local, "pg_prepared_xacts") == 0);
+}
+
 BOOST_AUTO_TEST_CASE(server_killed_between_the_phases_then_recovered,
                      *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
                          boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"}) *

@@ -1196,3 +1196,79 @@ BOOST_AUTO_TEST_CASE(busy_prepared_transaction_is_xa_retry,
     c.commit();
     BOOST_TEST(sw.xa_close_entry(info.data(), rmid, TMNOFLAGS) == XA_OK);
 }
+
+// ---------------------------------------------------------------- connection lost during COMMIT
+// A COMMIT that takes time (a deferred constraint trigger that sleeps) and a session
+// terminated meanwhile: the client cannot know whether the commit record was written, so
+// a local or one-phase COMMIT whose connection is lost is in doubt, never "rolled back".
+
+namespace {
+struct slow_commit_table {
+    std::string info = server("XARM_TEST_PQ");
+    std::string table = sql_name(unique("t_slowc"));
+    xarm::connection admin = xarm::connect("pq", info);
+    slow_commit_table() {
+        admin.execute(fmt::format("CREATE TABLE {} (v int)", table));
+        admin.execute(
+            fmt::format("CREATE FUNCTION {}_f() RETURNS trigger LANGUAGE plpgsql AS "
+                        "$$BEGIN PERFORM pg_sleep(20); RETURN NULL; END$$",
+                        table));
+        admin.execute(fmt::format(
+            "CREATE CONSTRAINT TRIGGER {0}_t AFTER INSERT ON {0} DEFERRABLE INITIALLY DEFERRED "
+            "FOR EACH ROW EXECUTE FUNCTION {0}_f()",
+            table));
+        admin.commit();
+    }
+    ~slow_commit_table() {
+        try {
+            admin.rollback();
+            admin.execute(fmt::format("DROP TABLE IF EXISTS {} CASCADE", table));
+            admin.execute(fmt::format("DROP FUNCTION IF EXISTS {}_f()", table));
+            admin.commit();
+        } catch (...) {
+        }
+    }
+};
+
+std::string backend_pid(xarm::connection& c) {
+    auto r = c.query("SELECT pg_backend_pid()::text");
+    return r.rows.at(0).at(0).value();
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(connection_lost_during_commit_is_in_doubt,
+                     *utf::precondition(needs{"XARM_TEST_PQ"})) {
+    slow_commit_table s;
+    // a local transaction (PEP 249 commit)
+    {
+        auto c = xarm::connect("pq", s.info);
+        const std::string pid = backend_pid(c);
+        c.execute(fmt::format("INSERT INTO {} VALUES (1)", s.table));
+        auto killer = xarm::testing::terminate_in_commit(s.info, pid, "PgSleep");
+        auto e = expect_throw<xarm::operational_error>([&] { c.commit(); });
+        killer.join();
+        BOOST_TEST(e.in_doubt());
+        BOOST_TEST(e.xa_code() == XAER_RMFAIL);
+        const std::string m = e.what();
+        BOOST_TEST(m.find("in doubt") != std::string::npos, m);
+        BOOST_TEST(m.find("rolled back") == std::string::npos, m);
+    }
+    // a one-phase commit of a branch
+    {
+        auto c = xarm::connect("pq", s.info);
+        const std::string pid = backend_pid(c);
+        c.commit();
+        c.tpc_begin(xarm::xid(4711, unique("slowc"), "b"));
+        c.execute(fmt::format("INSERT INTO {} VALUES (2)", s.table));
+        auto killer = xarm::testing::terminate_in_commit(s.info, pid, "PgSleep");
+        auto e = expect_throw<xarm::operational_error>([&] { c.tpc_commit(); });
+        killer.join();
+        BOOST_TEST(e.in_doubt());
+        const std::string m = e.what();
+        BOOST_TEST(m.find("in doubt") != std::string::npos, m);
+        BOOST_TEST(m.find("rolled back") == std::string::npos, m);
+    }
+    // (terminated inside the trigger, before the commit record: nothing committed)
+    BOOST_TEST(s.admin.query("SELECT count(*) FROM " + s.table).rows.at(0).at(0).value() == "0");
+    s.admin.commit();
+}

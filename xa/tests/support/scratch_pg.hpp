@@ -113,6 +113,30 @@ class scratch_pg {
     bool m_started = false;
 };
 
+/// On a new thread: waits (up to 20 s) until backend pid runs `COMMIT` and waits on
+/// wait_event ("PgSleep": a trigger sleeping, "SyncRep": a synchronous standby), then
+/// terminates it (pg_terminate_backend) through a new connection to info. Join it.
+inline std::thread terminate_in_commit(const std::string& info, const std::string& pid,
+                                       const std::string& wait_event) {
+    return std::thread([info, pid, wait_event] {
+        try {
+            auto watcher = connect("pq", info);
+            for (int i = 0; i < 1000; ++i) {
+                auto r =
+                    watcher.query("SELECT count(*)::text FROM pg_stat_activity WHERE pid = " + pid +
+                                  " AND wait_event = '" + wait_event + "' AND query = 'COMMIT'");
+                watcher.commit();
+                if (r.rows.at(0).at(0).value_or("") == "1") break;
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            }
+            watcher.query("SELECT pg_terminate_backend(" + pid + ")");
+            watcher.commit();
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "terminate_in_commit: %s\n", e.what());
+        }
+    });
+}
+
 /// Settings of a server where a session with synchronous_commit on waits for ever for a
 /// synchronous standby after writing its commit or prepare record.
 inline constexpr const char* never_synchronous =
