@@ -18,60 +18,23 @@
 
 #include "demo_transfer.hpp"
 #include "scratch_pg.hpp"
+#include "tm_support.hpp"
 #include "xa.h"
 #include "xarm/tm.hpp"
 #include "xarm_testing.hpp"
 
 namespace fs = std::filesystem;
 using namespace xarm;
+using xarm::testing::scratch;
+using xarm::testing::short_id;
+using xarm::testing::slurp;
 
 namespace {
-
-struct scratch {
-    fs::path dir;
-    scratch() : dir(fs::temp_directory_path() / xarm::testing::unique("xarm-tm-crash")) {
-        fs::create_directories(dir);
-    }
-    ~scratch() { fs::remove_all(dir); }
-};
-
-/// A short unique name usable as a table name and a coordinator id.
-std::string short_id(const char* prefix) {
-    static int n = 0;
-    return std::string(prefix) + std::to_string(::getpid() % 100000) + "x" + std::to_string(n++);
-}
 
 /// Runs the demo program; returns its exit code (or 128+signal). Output to log_file.
 int run_child(const std::vector<std::string>& args, const std::string& crash_at,
               const fs::path& log_file) {
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-        const int fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            ::dup2(fd, 1);
-            ::dup2(fd, 2);
-        }
-        if (crash_at.empty())
-            ::unsetenv("XARM_CRASH_AT");
-        else
-            ::setenv("XARM_CRASH_AT", crash_at.c_str(), 1);
-        std::vector<char*> argv;
-        std::string prog = XARM_TM_DEMO;
-        argv.push_back(prog.data());
-        std::vector<std::string> copy = args;
-        for (auto& a : copy) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        ::execv(prog.c_str(), argv.data());
-        ::_exit(127);
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p);
-    return {std::istreambuf_iterator<char>(in), {}};
+    return xarm::testing::child(XARM_TM_DEMO, args, log_file, {}, crash_at).wait();
 }
 
 struct setup_t {
