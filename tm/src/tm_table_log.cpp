@@ -121,9 +121,11 @@ table_log::table_log(std::string driver, std::string info, std::string coordinat
     if (!m_opts.create) {
         // Never created silently: a missing table is a wrong database (or a lost log),
         // where an empty log would make recovery roll back decided transactions.
-        auto r = m_conn->query("SELECT to_regclass('xarm_tm_log') IS NOT NULL");
+        // An integer, which every driver (pq, psqlODBC) gives back as the same text.
+        auto r =
+            m_conn->query("SELECT CASE WHEN to_regclass('xarm_tm_log') IS NULL THEN 0 ELSE 1 END");
         m_conn->commit();
-        if (cell(r, 0) != "t")
+        if (cell(r, 0) != "1")
             raise(XAER_RMERR, "42P01",
                   fmt::format("tm: no decision log: no {} (coordinator '{}'; searched with the "
                               "connection's search_path). A wrong database, or the log was lost: "
