@@ -30,20 +30,21 @@ inline const char* pg_bin() {
 }
 
 /// Precondition decorator: initdb is there, and (as root) the unprivileged user is.
+/// Without them the test is skipped locally (the program exits 77, as for a missing
+/// server) and runs, to fail, under CI=true.
 struct can_start_postgres {
     boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
+        std::string why;
         const std::string initdb = std::string(pg_bin()) + "/initdb";
-        if (::access(initdb.c_str(), X_OK) != 0) {
-            boost::test_tools::assertion_result r(false);
-            r.message() << initdb << " not found";
-            return r;
-        }
-        if (::geteuid() == 0 && std::system("id xarmdev >/dev/null 2>&1") != 0) {
-            boost::test_tools::assertion_result r(false);
-            r.message() << "running as root without the unprivileged user xarmdev";
-            return r;
-        }
-        return true;
+        if (::access(initdb.c_str(), X_OK) != 0)
+            why = initdb + " not found";
+        else if (::geteuid() == 0 && std::system("id xarmdev >/dev/null 2>&1") != 0)
+            why = "running as root without the unprivileged user xarmdev";
+        if (why.empty() || under_ci()) return true;
+        detail::note_missing("a scratch PostgreSQL 15 server (" + why + ")");
+        boost::test_tools::assertion_result r(false);
+        r.message() << why;
+        return r;
     }
 };
 
