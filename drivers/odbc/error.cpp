@@ -62,6 +62,8 @@ pq::op pq_op(op o) {
             return pq::op::commit_one;
         case op::finish:
             return pq::op::finish;
+        case op::commit_prepared:
+            return pq::op::commit_prepared;
         case op::rollback:
             return pq::op::rollback;
         case op::recover:
@@ -151,6 +153,7 @@ int xa_code_for(const diag_record& d, backend b, op o) noexcept {
         case op::start:
             return starts(d.sqlstate, "40") ? rollback_code_for(d, b) : XAER_RMERR;
         case op::finish:
+        case op::commit_prepared:
         case op::rollback:
         case op::recover:
             return XAER_RMERR;
@@ -192,7 +195,8 @@ void raise_diag(const diag_record& d, backend b, op o, std::string_view context)
 #endif
     raise(diagnostic{xa_code_for(d, b, o), d.sqlstate, d.native, {}, std::move(msg)},
           // A lost connection during prepare or commit leaves the outcome unknown.
-          is_connection_loss(d, b) && (o == op::prepare || o == op::commit_one || o == op::finish));
+          is_connection_loss(d, b) && (o == op::prepare || o == op::commit_one || o == op::finish ||
+                                       o == op::commit_prepared));
 }
 
 void raise_odbc(SQLSMALLINT type, SQLHANDLE h, backend b, op o, std::string_view context) {

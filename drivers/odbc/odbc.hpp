@@ -59,15 +59,16 @@ backend backend_from_dbms_name(std::string_view dbms_name) noexcept;
 
 /// What the driver was doing when ODBC reported an error (the mapping depends on it).
 enum class op {
-    open,        ///< connecting, recognising the DBMS
-    statement,   ///< the branch's or a local transaction's work
-    start,       ///< beginning the branch (XA START)
-    end,         ///< ending the branch's work (XA END)
-    prepare,     ///< PREPARE TRANSACTION / XA PREPARE: a failure rolls the branch back
-    commit_one,  ///< one-phase commit: a failure rolls the branch back
-    finish,      ///< COMMIT/ROLLBACK PREPARED, XA COMMIT/ROLLBACK of a prepared branch
-    rollback,    ///< rollback of an unprepared branch or a local transaction
-    recover,     ///< the recovery query
+    open,             ///< connecting, recognising the DBMS
+    statement,        ///< the branch's or a local transaction's work
+    start,            ///< beginning the branch (XA START)
+    end,              ///< ending the branch's work (XA END)
+    prepare,          ///< PREPARE TRANSACTION / XA PREPARE: a failure rolls the branch back
+    commit_one,       ///< one-phase commit: a failure rolls the branch back
+    finish,           ///< ROLLBACK PREPARED, XA COMMIT/ROLLBACK of a prepared branch
+    commit_prepared,  ///< PostgreSQL's COMMIT PREPARED ("busy" there is XA_RETRY)
+    rollback,         ///< rollback of an unprepared branch or a local transaction
+    recover,          ///< the recovery query
 };
 
 /// One ODBC diagnostic record.

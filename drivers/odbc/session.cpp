@@ -618,7 +618,8 @@ void session::finish_prepared(const xid& x, bool commit) {
 #ifdef XARM_ODBC_WITH_PQ_DIALECT
     if (m_backend == backend::postgresql) {
         if (commit)
-            run_autocommit(pq::commit_prepared_sql(x), false, op::finish, "COMMIT PREPARED");
+            run_autocommit(pq::commit_prepared_sql(x), false, op::commit_prepared,
+                           "COMMIT PREPARED");
         else
             run_autocommit(pq::rollback_prepared_sql(x), false, op::finish, "ROLLBACK PREPARED");
         return;

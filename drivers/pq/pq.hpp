@@ -79,6 +79,9 @@ class session final : public native_session {
   private:
     /// PQexec; on failure records the error that aborted a block and raises for o.
     result_ptr exec(const std::string& sql, op o, std::string_view context);
+    /// COMMIT of a branch or local transaction: a failure rolled it back (raised for
+    /// op::commit_one, context `failed`), except a lost connection, which is in doubt.
+    result_ptr exec_commit(std::string_view failed);
     /// Like exec but returns the failure instead of raising (nullptr error = success).
     result_ptr try_exec(const std::string& sql, server_error& err);
     result run(std::string_view sql, bool collect);

@@ -172,9 +172,28 @@ void session::commit(const xid& x, bool one_phase) {
     if (status() != PQTRANS_INTRANS)
         raise(XA_RBPROTO, "25000",
               "the branch's transaction block is no longer open on the connection");
-    auto r = exec("COMMIT", op::commit_one, "COMMIT failed and the branch was rolled back");
+    auto r = exec_commit("COMMIT failed and the branch was rolled back");
     if (std::string_view(PQcmdStatus(r.get())) != "COMMIT")
         raise_aborted("COMMIT rolled the branch back");
+}
+
+result_ptr session::exec_commit(std::string_view failed) {
+    server_error err;
+    if (auto r = try_exec("COMMIT", err)) return r;
+    if (err.lost || is_connection_loss(err.sqlstate)) {
+        // The server may have written the commit record before the connection went:
+        // nobody can say from here whether the transaction committed.
+        raise(diagnostic{XAER_RMFAIL,
+                         err.sqlstate,
+                         0,
+                         {},
+                         fmt::format("COMMIT: the connection to PostgreSQL was lost before it "
+                                     "answered ({}): the transaction may or may not have "
+                                     "committed (in doubt)",
+                                     err.message)},
+              true);
+    }
+    raise_server(err, op::commit_one, failed);
 }
 
 void session::rollback(const xid& x, bool prepared) {
@@ -243,7 +262,7 @@ void session::commit_local() {
         default:
             break;
     }
-    auto r = exec("COMMIT", op::commit_one, "COMMIT failed and the transaction was rolled back");
+    auto r = exec_commit("COMMIT failed and the transaction was rolled back");
     if (std::string_view(PQcmdStatus(r.get())) != "COMMIT")
         raise_aborted("COMMIT rolled the transaction back");
 }

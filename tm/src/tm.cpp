@@ -561,6 +561,13 @@ coordinator::coordinator(options o) : m_id(std::move(o.id)) {
 coordinator::~coordinator() = default;
 
 transaction coordinator::begin() {
+    // A log that can no longer record decisions (another process owns the coordinator
+    // now, or a write failed) would leave every new transaction in doubt.
+    if (const std::string why = m_log->fail_stop(); !why.empty())
+        raise(XAER_RMERR, "55006",
+              fmt::format("tm: coordinator '{}' cannot begin a transaction: its decision log "
+                          "({}) can no longer record decisions: {}",
+                          m_id, m_log->describe(), why));
     std::lock_guard lk(m_mutex);
     std::string g = fmt::format("{}{:x}", m_prefix, ++m_seq);
     m_inflight.insert(g);
@@ -704,6 +711,9 @@ recovery_report coordinator::recover(const resource_factory& make, std::vector<s
     }
 
     std::set<std::string> unresolved;
+    // Two resources on one database both list its branches: a branch finished through
+    // one is not "vanished" when the other comes to it.
+    std::set<xid> finished_here;
     bool first = true;
     for (auto& [name, s] : reachable) {
         for (const auto& x : s.own) {
@@ -711,6 +721,7 @@ recovery_report coordinator::recover(const resource_factory& make, std::vector<s
                 std::lock_guard lk(m_mutex);
                 if (m_inflight.count(x.gtrid())) continue;  // a running transaction's own
             }
+            if (finished_here.count(x)) continue;
             const bool commit = live.count(x.gtrid()) || markers.count(x.gtrid());
             if (!commit && !markers_complete) {
                 unresolved.insert(x.gtrid());
@@ -725,6 +736,7 @@ recovery_report coordinator::recover(const resource_factory& make, std::vector<s
                     retrying([&] { s.res->rollback_recovered(x); });
                     rep.rolled_back.push_back(x);
                 }
+                finished_here.insert(x);
             } catch (const heuristic_error& e) {
                 unresolved.insert(x.gtrid());  // keep the record: someone must look
                 rep.heuristic.push_back(

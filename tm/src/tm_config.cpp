@@ -397,6 +397,7 @@ std::shared_ptr<log_store> open_log(const config& c, bool create) {
             XAER_INVAL, "F0000",
             fmt::format("{}: coordinator.log: neither a file nor a table is configured", c.source));
     table_log::options o;
+    o.create = create;
     o.wait_for_lock = c.log.wait_for_lock;
     o.lock_timeout = c.log.lock_timeout;
     return std::make_shared<table_log>(driver, open, c.coordinator_id, o);

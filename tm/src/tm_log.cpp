@@ -332,6 +332,12 @@ void file_log::missing_log() const {
                       m_path.string(), m_id));
 }
 
+std::string file_log::fail_stop() const {
+    std::lock_guard lk(m_mutex);
+    return m_broken.empty() ? std::string()
+                            : "tm log unusable after an earlier failure: " + m_broken;
+}
+
 std::string file_log::describe() const {
     return "file " + m_path.string();
 }

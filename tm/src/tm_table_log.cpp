@@ -118,6 +118,23 @@ table_log::table_log(std::string driver, std::string info, std::string coordinat
                               cell(r, 3));
     }
     acquire();
+    if (!m_opts.create) {
+        // Never created silently: a missing table is a wrong database (or a lost log),
+        // where an empty log would make recovery roll back decided transactions.
+        // An integer, which every driver (pq, psqlODBC) gives back as the same text.
+        auto r =
+            m_conn->query("SELECT CASE WHEN to_regclass('xarm_tm_log') IS NULL THEN 0 ELSE 1 END");
+        m_conn->commit();
+        if (cell(r, 0) != "1")
+            raise(XAER_RMERR, "42P01",
+                  fmt::format("tm: no decision log: no {} (coordinator '{}'; searched with the "
+                              "connection's search_path). A wrong database, or the log was lost: "
+                              "find the real log; never create an empty one in its place. Only "
+                              "the coordinator's first start creates it (create_log: "
+                              "coordinator_options(config, true), table_log::options::create)",
+                              m_where, m_id));
+        return;
+    }
     // After the lock: one owner creates. Two first starts with different ids can still
     // race on CREATE TABLE IF NOT EXISTS (a catalog unique violation): once more then.
     for (int attempt = 1;; ++attempt) {
@@ -306,14 +323,18 @@ void table_log::reacquire() const {
                                          ") still holds it and did not end"
                                    : "pg_try_advisory_lock failed with no holder in pg_locks"));
         }
-        m_disowned = fmt::format(
+        std::string why = fmt::format(
             "tm: coordinator '{}' lost ownership of its decision log ({}): the connection to "
             "it was lost, and when it came back {} held its advisory lock. This process can no "
             "longer decide transactions (fail-stop): the process that owns the log now "
             "recovers them; stop this one",
             m_id, m_where, holder_text(h));
+        {
+            std::lock_guard lk(m_mutex);
+            m_disowned = why;
+        }
         m_conn.reset();
-        raise(XAER_RMERR, "55006", m_disowned);
+        raise(XAER_RMERR, "55006", std::move(why));
     }
 }
 
@@ -505,6 +526,11 @@ std::vector<log_record> table_log::live() const {
 
 std::string table_log::describe() const {
     return fmt::format("{} (coordinator '{}', driver {})", m_where, m_id, m_driver);
+}
+
+std::string table_log::fail_stop() const {
+    std::lock_guard lk(m_mutex);  // not m_db_mutex: never behind a reconnection
+    return m_disowned;
 }
 
 log_store::statistics table_log::stats() const {

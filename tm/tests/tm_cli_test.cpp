@@ -18,36 +18,21 @@
 #include <sstream>
 
 #include "demo_transfer.hpp"
-#include "tm_e2e.hpp"
+#include "tm_support.hpp"
 #include "xarm/tm.hpp"
 #include "xarm_testing.hpp"
 
 namespace fs = std::filesystem;
 using namespace xarm;
 using xarm::testing::child;
+using xarm::testing::contains;
 using xarm::testing::run_xarm;
+using xarm::testing::scratch;
+using xarm::testing::short_id;
 using xarm::testing::slurp;
 using namespace std::chrono_literals;
 
 namespace {
-
-struct scratch {
-    fs::path dir;
-    scratch() : dir(fs::temp_directory_path() / xarm::testing::unique("xarm-tm-cli")) {
-        fs::create_directories(dir);
-    }
-    ~scratch() { fs::remove_all(dir); }
-};
-
-/// A short unique name usable as a table name and a coordinator id.
-std::string short_id(const char* prefix) {
-    static int n = 0;
-    return std::string(prefix) + std::to_string(::getpid() % 100000) + "x" + std::to_string(n++);
-}
-
-bool contains(const std::string& s, const std::string& part) {
-    return s.find(part) != std::string::npos;
-}
 
 /// The demo's database options for xarm (the log is given separately).
 std::vector<std::string> db_args(const demo::demo_databases& d) {

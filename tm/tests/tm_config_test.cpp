@@ -8,22 +8,17 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tm_support.hpp"
 #include "xarm/error.hpp"
 #include "xarm/tm_config.hpp"
 #include "xarm_testing.hpp"
 
 namespace fs = std::filesystem;
 using namespace xarm;
+using xarm::testing::contains;
+using xarm::testing::scratch;
 
 namespace {
-
-struct scratch {
-    fs::path dir;
-    scratch() : dir(fs::temp_directory_path() / xarm::testing::unique("xarm-tm-config")) {
-        fs::create_directories(dir);
-    }
-    ~scratch() { fs::remove_all(dir); }
-};
 
 /// The message of the error parse_config throws (fails the test when it does not).
 std::string error_of(const std::string& text) {
@@ -35,10 +30,6 @@ std::string error_of(const std::string& text) {
     }
     BOOST_FAIL("no error for:\n" + text);
     return {};
-}
-
-bool contains(const std::string& s, const std::string& part) {
-    return s.find(part) != std::string::npos;
 }
 
 const char* const example = R"(# an application's coordinator

@@ -17,60 +17,24 @@
 #include <thread>
 
 #include "demo_transfer.hpp"
+#include "scratch_pg.hpp"
+#include "tm_support.hpp"
 #include "xa.h"
 #include "xarm/tm.hpp"
 #include "xarm_testing.hpp"
 
 namespace fs = std::filesystem;
 using namespace xarm;
+using xarm::testing::scratch;
+using xarm::testing::short_id;
+using xarm::testing::slurp;
 
 namespace {
-
-struct scratch {
-    fs::path dir;
-    scratch() : dir(fs::temp_directory_path() / xarm::testing::unique("xarm-tm-crash")) {
-        fs::create_directories(dir);
-    }
-    ~scratch() { fs::remove_all(dir); }
-};
-
-/// A short unique name usable as a table name and a coordinator id.
-std::string short_id(const char* prefix) {
-    static int n = 0;
-    return std::string(prefix) + std::to_string(::getpid() % 100000) + "x" + std::to_string(n++);
-}
 
 /// Runs the demo program; returns its exit code (or 128+signal). Output to log_file.
 int run_child(const std::vector<std::string>& args, const std::string& crash_at,
               const fs::path& log_file) {
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-        const int fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            ::dup2(fd, 1);
-            ::dup2(fd, 2);
-        }
-        if (crash_at.empty())
-            ::unsetenv("XARM_CRASH_AT");
-        else
-            ::setenv("XARM_CRASH_AT", crash_at.c_str(), 1);
-        std::vector<char*> argv;
-        std::string prog = XARM_TM_DEMO;
-        argv.push_back(prog.data());
-        std::vector<std::string> copy = args;
-        for (auto& a : copy) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        ::execv(prog.c_str(), argv.data());
-        ::_exit(127);
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p);
-    return {std::istreambuf_iterator<char>(in), {}};
+    return xarm::testing::child(XARM_TM_DEMO, args, log_file, {}, crash_at).wait();
 }
 
 struct setup_t {
@@ -334,6 +298,136 @@ BOOST_AUTO_TEST_CASE(connection_cut_mid_commit_then_recovered,
     drop_table(pq2, table);
 }
 
+namespace {
+/// Wraps a resource made for recovery: counts the XA_RETRY answers to commit_recovered
+/// and runs `on_retry(count)` after each.
+class retry_watch final : public tm::resource {
+  public:
+    retry_watch(std::unique_ptr<tm::resource> r, std::function<void(int)> on_retry)
+        : m_r(std::move(r)), m_on_retry(std::move(on_retry)) {}
+    std::string name() const override { return m_r->name(); }
+    bool can_prepare() const override { return m_r->can_prepare(); }
+    void begin(const xid& x) override { m_r->begin(x); }
+    vote prepare(const xid& x) override { return m_r->prepare(x); }
+    void commit(const xid& x, bool one_phase) override { m_r->commit(x, one_phase); }
+    void rollback(const xid& x) override { m_r->rollback(x); }
+    std::vector<xid> recover() override { return m_r->recover(); }
+    void commit_recovered(const xid& x) override {
+        try {
+            m_r->commit_recovered(x);
+        } catch (const xarm::error& e) {
+            if (e.xa_code() == XA_RETRY) m_on_retry(++m_retries);
+            throw;
+        }
+    }
+    void rollback_recovered(const xid& x) override { m_r->rollback_recovered(x); }
+
+  private:
+    std::unique_ptr<tm::resource> m_r;
+    std::function<void(int)> m_on_retry;
+    int m_retries = 0;
+};
+}  // namespace
+
+// A decided branch that PostgreSQL reports busy (55000: another session is still
+// finishing it; here its PREPARE waits for a synchronous standby that never comes, on a
+// scratch server) is retried with back-off, not reported as an error, and committed once
+// the other session is done: committed, reported committed, nothing left prepared.
+BOOST_AUTO_TEST_CASE(busy_branch_is_retried_until_committed,
+                     *boost::unit_test::precondition(xarm::testing::can_start_postgres{})) {
+    scratch tmp;
+    xarm::testing::scratch_pg pg(xarm::testing::never_synchronous);
+    const std::string local = pg.info() + xarm::testing::local_commit;
+    make_table(local, "t");
+    const std::string id = short_id("busy");
+    const xid x(tm::format_id, id + ".00000000000000ab.1", "a");
+    {
+        // What a previous process of this coordinator decided before it died.
+        tm::file_log::options lo;
+        lo.create = true;
+        tm::file_log log(tmp.dir / "busy.log", id, lo);
+        log.force(tm::log_record{tm::log_record::kind::commit, x.gtrid(), {{"a", x.bqual()}}});
+    }
+    xarm::testing::busy_branch busy(pg.info(), x, "INSERT INTO t VALUES ('x')");
+    int retries = 0;
+    auto factory = [&](const std::string& n) -> std::unique_ptr<tm::resource> {
+        return std::make_unique<retry_watch>(
+            std::make_unique<tm::connection_resource>(n, xarm::connect("pq", local)), [&](int k) {
+                retries = k;
+                BOOST_TEST(busy.waiting());
+                if (k == 2) busy.release();  // the other session finishes
+            });
+    };
+    tm::coordinator c(tm::coordinator::options{id, {}, tmp.dir / "busy.log", {}, {}, {}});
+    const auto rep = c.recover(factory, {"a"});
+    BOOST_TEST(retries == 2);
+    BOOST_TEST(rep.committed.size() == 1u);
+    for (const auto& h : rep.heuristic) BOOST_TEST_MESSAGE("heuristic: " << h);
+    for (const auto& e : rep.errors) BOOST_TEST_MESSAGE("error: " << e);
+    BOOST_TEST(rep.complete());
+    BOOST_TEST(count_rows(local, "t") == 1);
+    BOOST_TEST(count_rows(local, "pg_prepared_xacts") == 0);
+    BOOST_TEST(c.log().live().empty());
+}
+
+// The last resource's connection lost while its COMMIT is under way (on a scratch
+// server: the commit record is written and the session waits for a synchronous standby
+// when it is terminated). The manager cannot know the outcome: in doubt, never "rolled
+// back"; recovery finds the marker that committed with the work and commits the rest.
+BOOST_AUTO_TEST_CASE(last_resource_lost_during_commit_is_in_doubt_and_resolved_by_its_marker,
+                     *boost::unit_test::precondition(xarm::testing::can_start_postgres{})) {
+    scratch tmp;
+    xarm::testing::scratch_pg pg(xarm::testing::never_synchronous);
+    const std::string local = pg.info() + xarm::testing::local_commit;
+    make_table(local, "t");
+    make_table(local, "w");
+    auto factory = [&](const std::string& n) {
+        return std::make_unique<tm::connection_resource>(
+            n, xarm::connect("pq", local),
+            n == "last" ? tm::connection_resource::mode::one_phase_only
+                        : tm::connection_resource::mode::automatic);
+    };
+    const std::string id = short_id("lrc");
+    tm::coordinator c(tm::coordinator::options{id, {}, tmp.dir / "lrc.log", {}, {}, {}, true});
+    auto a = factory("a");
+    auto last = factory("last");
+    const std::string pid =
+        last->conn().query("SELECT pg_backend_pid()::text").rows.at(0).at(0).value();
+    last->conn().commit();
+    auto t = c.begin();
+    t.enlist(*a);
+    t.enlist(*last);
+    a->conn().execute("INSERT INTO t VALUES ('x')");
+    last->conn().execute("INSERT INTO w VALUES ('x')");
+    last->conn().execute("SET LOCAL synchronous_commit = on");  // this COMMIT waits
+    auto killer = xarm::testing::terminate_in_commit(local, pid, "SyncRep");
+    try {
+        t.commit();
+        BOOST_FAIL("a commit whose last resource was lost returned");
+    } catch (const operational_error& e) {
+        const std::string m = e.what();
+        BOOST_TEST_MESSAGE(m);
+        BOOST_TEST(e.in_doubt());
+        BOOST_TEST(m.find("in doubt") != std::string::npos, m);
+        BOOST_TEST(m.find("rolled back") == std::string::npos, m);
+    }
+    killer.join();
+    BOOST_TEST((t.result() == tm::outcome::in_doubt));
+    // The server did commit the last resource's work, with its marker; "a" waits prepared.
+    BOOST_TEST(count_rows(local, "w") == 1);
+    BOOST_TEST(count_rows(local, "t") == 0);
+    BOOST_TEST(count_rows(local, "pg_prepared_xacts") == 1);
+    // (both resources are in one database: each lists the prepared branch)
+    const auto rep = c.recover(factory, {"a", "last"});
+    for (const auto& h : rep.heuristic) BOOST_TEST_MESSAGE("heuristic: " << h);
+    for (const auto& e : rep.errors) BOOST_TEST_MESSAGE("error: " << e);
+    BOOST_TEST(rep.committed.size() == 1u);
+    BOOST_TEST(rep.rolled_back.empty());
+    BOOST_TEST(rep.complete());
+    BOOST_TEST(count_rows(local, "t") == 1);
+    BOOST_TEST(count_rows(local, "pg_prepared_xacts") == 0);
+}
+
 BOOST_AUTO_TEST_CASE(server_killed_between_the_phases_then_recovered,
                      *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
                          boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"}) *
@@ -550,7 +644,9 @@ BOOST_AUTO_TEST_CASE(decisions_in_a_table_survive_and_drive_recovery,
     // A crashed coordinator's state: a decision in the table, a branch prepared.
     const xid x(tm::format_id, id + ".00000000000000aa.1", "1");
     {
-        auto log = std::make_shared<tm::table_log>("pq", pq, id);
+        tm::table_log::options first_start;
+        first_start.create = true;
+        auto log = std::make_shared<tm::table_log>("pq", pq, id, first_start);
         log->force(tm::log_record{tm::log_record::kind::commit, x.gtrid(), {{"b", "1"}}});
         auto c = xarm::connect("pq", pq2);
         c.tpc_begin(x);

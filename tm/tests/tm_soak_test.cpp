@@ -18,12 +18,13 @@
 #include <sstream>
 
 #include "demo_transfer.hpp"
-#include "tm_e2e.hpp"
+#include "tm_support.hpp"
 #include "xarm_testing.hpp"
 
 namespace fs = std::filesystem;
 using namespace xarm;
 using xarm::testing::child;
+using xarm::testing::contains;
 using xarm::testing::run_xarm;
 using xarm::testing::slurp;
 using namespace std::chrono_literals;
@@ -33,10 +34,6 @@ namespace {
 unsigned env_number(const char* var, unsigned dflt) {
     const char* v = std::getenv(var);
     return v != nullptr && *v != '\0' ? static_cast<unsigned>(std::stoul(v)) : dflt;
-}
-
-bool contains(const std::string& s, const std::string& part) {
-    return s.find(part) != std::string::npos;
 }
 
 /// The number before `what` in recovery's summary line ("recovery: 2 committed, ...").

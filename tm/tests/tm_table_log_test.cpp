@@ -24,11 +24,17 @@
 #include <thread>
 
 #include "demo_transfer.hpp"
+#include "tm_support.hpp"
 #include "xarm/tm.hpp"
+#include "xarm/tm_config.hpp"
 #include "xarm_testing.hpp"
 
 namespace fs = std::filesystem;
 using namespace xarm;
+using xarm::testing::child;
+using xarm::testing::scratch;
+using xarm::testing::short_id;
+using xarm::testing::slurp;
 using namespace std::chrono_literals;
 using clk = std::chrono::steady_clock;
 
@@ -36,25 +42,6 @@ namespace {
 
 const auto needs_pq = boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"});
 const auto needs_pq2 = boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"});
-
-/// A short unique name usable as a table name and a coordinator id (at most 16).
-std::string short_id(const char* prefix) {
-    static int n = 0;
-    return std::string(prefix) + std::to_string(::getpid() % 100000) + "x" + std::to_string(n++);
-}
-
-struct scratch {
-    fs::path dir;
-    scratch() : dir(fs::temp_directory_path() / xarm::testing::unique("xarm-tm-tl")) {
-        fs::create_directories(dir);
-    }
-    ~scratch() { fs::remove_all(dir); }
-};
-
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p);
-    return {std::istreambuf_iterator<char>(in), {}};
-}
 
 std::string scalar(connection& c, const std::string& sql) {
     auto r = c.query(sql);
@@ -336,53 +323,6 @@ class cutting_proxy {
 
 // -- child processes ------------------------------------------------------------------
 
-/// Starts prog with args (output to out_file; XARM_CRASH_AT set to crash_at or unset).
-pid_t spawn(const std::string& prog, std::vector<std::string> args, const fs::path& out_file,
-            const std::string& crash_at = {}) {
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-        const int fd = ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            ::dup2(fd, 1);
-            ::dup2(fd, 2);
-        }
-        if (crash_at.empty())
-            ::unsetenv("XARM_CRASH_AT");
-        else
-            ::setenv("XARM_CRASH_AT", crash_at.c_str(), 1);
-        std::vector<char*> argv;
-        std::string p = prog;
-        argv.push_back(p.data());
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        ::execv(p.c_str(), argv.data());
-        ::_exit(127);
-    }
-    return pid;
-}
-
-/// Waits for a child; its exit code, 128+signal, or -1 when still running after timeout
-/// (then it is killed).
-int wait_child(pid_t pid, std::chrono::milliseconds timeout) {
-    const auto end = clk::now() + timeout;
-    int status = 0;
-    for (;;) {
-        const pid_t r = ::waitpid(pid, &status, WNOHANG);
-        if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        if (clk::now() >= end) {
-            ::kill(pid, SIGKILL);
-            ::waitpid(pid, &status, 0);
-            return -1;
-        }
-        std::this_thread::sleep_for(20ms);
-    }
-}
-
-bool running(pid_t pid) {
-    int status = 0;
-    return ::waitpid(pid, &status, WNOHANG) == 0;
-}
-
 /// Polls until pred() or timeout.
 template <class P>
 bool eventually(P pred, std::chrono::milliseconds timeout = 30s) {
@@ -396,9 +336,90 @@ bool eventually(P pred, std::chrono::milliseconds timeout = 30s) {
 
 }  // namespace
 
+namespace {
+/// The log table exists in the test database, as after a coordinator's first start
+/// (table_log creates it only when asked to).
+struct log_table_created {
+    log_table_created() {
+        const char* pq = std::getenv("XARM_TEST_PQ");
+        if (pq == nullptr) return;  // the cases needing it are skipped (or fail under CI)
+        tm::table_log::options o;
+        o.create = true;
+        try {
+            tm::table_log("pq", pq, "xtm-setup", o);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "cannot create the log table: %s\n", e.what());
+        }
+    }
+};
+BOOST_TEST_GLOBAL_FIXTURE(log_table_created);
+}  // namespace
+
 // ---------------------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_SUITE(ownership)
+
+// A missing table is never created silently: a recovery pointed at the wrong database
+// (here: a schema without the table, through search_path) would see an empty log and
+// roll back what was decided. Only an explicit first start creates it.
+BOOST_AUTO_TEST_CASE(a_missing_table_is_an_error_unless_created, *needs_pq) {
+    const std::string pq = xarm::testing::server("XARM_TEST_PQ");
+    const std::string schema = short_id("xtmnolog");
+    auto admin = xarm::connect("pq", pq);
+    admin.execute("CREATE SCHEMA " + schema);
+    admin.commit();
+    struct dropped {
+        connection& c;
+        std::string schema;
+        ~dropped() {
+            try {
+                c.rollback();
+                c.execute("DROP SCHEMA " + schema + " CASCADE");
+                c.commit();
+            } catch (const std::exception&) {
+            }
+        }
+    } drop{admin, schema};
+    const std::string info = pq + " options='-c search_path=" + schema + "'";
+    const std::string id = short_id("nolog");
+    auto exists = [&] {
+        return scalar(admin,
+                      "SELECT (to_regclass('" + schema + ".xarm_tm_log') IS NOT NULL)::text");
+    };
+    try {
+        tm::table_log log("pq", info, id);
+        BOOST_FAIL("a table_log opened where there is no table");
+    } catch (const xarm::error& e) {
+        const std::string m = e.what();
+        BOOST_TEST_MESSAGE(m);
+        BOOST_TEST(e.sqlstate() == "42P01");
+        BOOST_TEST(m.find("no decision log") != std::string::npos, m);
+        BOOST_TEST(m.find("table xarm_tm_log in database 'xarm'") != std::string::npos, m);
+        BOOST_TEST(m.find("coordinator '" + id + "'") != std::string::npos, m);
+        BOOST_TEST(m.find("create_log") != std::string::npos, m);
+        BOOST_TEST(m.find("password") == std::string::npos, m);
+    }
+    BOOST_TEST(exists() == "false");
+    // The same through the configuration: recovery (create = false) refuses, and the
+    // lock was released with the failed open.
+    tm::config cfg;
+    cfg.source = "cfg.toml";
+    cfg.coordinator_id = id;
+    cfg.log.driver = "pq";
+    cfg.log.open = info;
+    BOOST_CHECK_THROW(tm::open_log(cfg, false), xarm::error);
+    BOOST_TEST(exists() == "false");
+    BOOST_TEST(lock_holder(pq, id).empty());
+    // The first start creates it; later opens find it.
+    tm::table_log::options o;
+    o.create = true;
+    BOOST_CHECK_NO_THROW(tm::table_log("pq", info, id, o));
+    BOOST_TEST(exists() == "true");
+    BOOST_CHECK_NO_THROW(tm::open_log(cfg, false));
+    // The check reads the same through psqlODBC (booleans come back as "1" there).
+    if (const char* odbc = std::getenv("XARM_TEST_ODBC_PQ"))
+        BOOST_CHECK_NO_THROW(tm::table_log("odbc", odbc, short_id("nolog")));
+}
 
 BOOST_AUTO_TEST_CASE(a_second_opener_fails_at_once_naming_the_holder, *needs_pq) {
     const std::string pq = xarm::testing::server("XARM_TEST_PQ");
@@ -444,23 +465,23 @@ BOOST_AUTO_TEST_CASE(another_process_is_refused_and_refuses, *needs_pq) {
         // This process owns; another one with the same id is refused, naming us.
         tm::table_log mine("pq", pq, id);
         const auto out = tmp.dir / "refused.out";
-        const pid_t p = spawn(XARM_TM_LOG_STANDBY, {"--log-db", pq, "--coordinator", id}, out);
-        BOOST_TEST(wait_child(p, 20s) == 3, slurp(out));
+        child p(XARM_TM_LOG_STANDBY, {"--log-db", pq, "--coordinator", id}, out, {}, {});
+        BOOST_TEST(p.wait_for_exit(20s) == 3, slurp(out));
         const std::string m = slurp(out);
         BOOST_TEST(m.find("refused:") != std::string::npos, m);
         BOOST_TEST(m.find(":" + std::to_string(::getpid()) + "'") != std::string::npos, m);
         // With another id it works.
         const auto out2 = tmp.dir / "other.out";
-        const pid_t q =
-            spawn(XARM_TM_LOG_STANDBY, {"--log-db", pq, "--coordinator", short_id("own")}, out2);
-        BOOST_TEST(wait_child(q, 20s) == 0, slurp(out2));
+        child q(XARM_TM_LOG_STANDBY, {"--log-db", pq, "--coordinator", short_id("own")}, out2, {},
+                {});
+        BOOST_TEST(q.wait_for_exit(20s) == 0, slurp(out2));
     }
     // Another process owns (and holds on); this one is refused naming it; once that
     // process is killed, the server releases the lock and this one opens.
     const auto out = tmp.dir / "holder.out";
-    const pid_t h = spawn(XARM_TM_LOG_STANDBY,
-                          {"--log-db", pq, "--coordinator", id, "--hold-ms", "60000"}, out);
-    const std::string theirs = ":" + std::to_string(h);
+    child h(XARM_TM_LOG_STANDBY, {"--log-db", pq, "--coordinator", id, "--hold-ms", "60000"}, out,
+            {}, {});
+    const std::string theirs = ":" + std::to_string(h.pid());
     BOOST_REQUIRE_MESSAGE(eventually([&] { return lock_holder(pq, id).ends_with(theirs); }),
                           slurp(out));
     try {
@@ -470,8 +491,8 @@ BOOST_AUTO_TEST_CASE(another_process_is_refused_and_refuses, *needs_pq) {
         const std::string m = e.what();
         BOOST_TEST(m.find(theirs + "'") != std::string::npos, m);
     }
-    ::kill(h, SIGKILL);
-    BOOST_TEST(wait_child(h, 10s) == 128 + SIGKILL);
+    h.kill(SIGKILL);
+    BOOST_TEST(h.wait_for_exit(10s) == 128 + SIGKILL);
     BOOST_TEST(eventually([&] { return lock_holder(pq, id).empty(); }, 10s));
     BOOST_CHECK_NO_THROW(tm::table_log("pq", pq, id));
 }
@@ -558,6 +579,15 @@ BOOST_AUTO_TEST_CASE(losing_the_lock_is_fail_stop, *needs_pq* needs_pq2) {
     }
     BOOST_CHECK_THROW(log->live(), xarm::error);
     BOOST_TEST(lock_holder(d.pq, d.id).empty());
+    // Nor does it begin new transactions: they could only end in doubt.
+    try {
+        auto t = c.begin();
+        BOOST_FAIL("a disowned coordinator began a transaction");
+    } catch (const xarm::error& e) {
+        const std::string m = e.what();
+        BOOST_TEST(m.find("cannot begin") != std::string::npos, m);
+        BOOST_TEST(m.find("lost ownership of its decision log") != std::string::npos, m);
+    }
 
     // The new owner recovers: the undecided transaction is rolled back (presumed abort).
     BOOST_TEST(own_prepared(d.pq, d.id) + own_prepared(d.pq2, d.id) == 2u);
@@ -734,7 +764,7 @@ struct takeover_run {
     scratch tmp;
     demo::demo_databases db;
     fs::path out_a = tmp.dir / "a.out", out_b = tmp.dir / "b.out";
-    pid_t a = -1, b = -1;
+    std::optional<child> a, b;
 
     takeover_run() {
         db.pq = xarm::testing::server("XARM_TEST_PQ");
@@ -744,11 +774,8 @@ struct takeover_run {
         db.table = short_id("xtmtk");
     }
     ~takeover_run() {
-        for (pid_t p : {a, b})
-            if (p > 0 && running(p)) {
-                ::kill(p, SIGKILL);
-                ::waitpid(p, nullptr, 0);
-            }
+        a.reset();  // killed and reaped, before their tables go
+        b.reset();
         for (auto* info : {&db.pq, &db.pq2})
             drop_tables(*info, db.coordinator, {db.table + "_journal", db.table});
         try {
@@ -757,12 +784,13 @@ struct takeover_run {
         }
     }
     void start_a(const std::string& crash_at) {
-        a = spawn(XARM_TM_DEMO,
-                  {"transfer", "--pq", db.pq, "--pq2", db.pq2, "--log-in-pq", "--coordinator",
-                   db.coordinator, "--table", db.table, "--reset", "--transfers", "1000000",
-                   "--threads", "4"},
-                  out_a, crash_at);
-        const std::string theirs = ":" + std::to_string(a);
+        a.emplace(
+            XARM_TM_DEMO,
+            std::vector<std::string>{"transfer", "--pq", db.pq, "--pq2", db.pq2, "--log-in-pq",
+                                     "--coordinator", db.coordinator, "--table", db.table,
+                                     "--reset", "--transfers", "1000000", "--threads", "4"},
+            out_a, fs::path(), crash_at);
+        const std::string theirs = ":" + std::to_string(a->pid());
         BOOST_REQUIRE_MESSAGE(
             eventually([&] { return lock_holder(db.pq, db.coordinator).ends_with(theirs); }),
             "A never owned its log:\n"
@@ -777,17 +805,18 @@ struct takeover_run {
         }
     }
     void start_b() {
-        b = spawn(XARM_TM_LOG_STANDBY,
-                  {"--log-db", db.pq, "--coordinator", db.coordinator, "--wait", "--recover",
-                   "pq=" + db.pq, "--recover", "pq2=" + db.pq2},
-                  out_b);
+        b.emplace(
+            XARM_TM_LOG_STANDBY,
+            std::vector<std::string>{"--log-db", db.pq, "--coordinator", db.coordinator, "--wait",
+                                     "--recover", "pq=" + db.pq, "--recover", "pq2=" + db.pq2},
+            out_b, fs::path(), std::string());
     }
     /// B took over and recovered everything; the demo's invariant holds.
     void check_b(bool expect_commits) {
-        BOOST_TEST(wait_child(b, 120s) == 0, "B:\n" << slurp(out_b) << "A:\n" << slurp(out_a));
+        BOOST_TEST(b->wait_for_exit(120s) == 0, "B:\n" << slurp(out_b) << "A:\n" << slurp(out_a));
         const std::string rb = slurp(out_b);
         BOOST_TEST_MESSAGE("B: " << rb);
-        BOOST_TEST(rb.find("owner pid " + std::to_string(b)) != std::string::npos, rb);
+        BOOST_TEST(rb.find("owner pid " + std::to_string(b->pid())) != std::string::npos, rb);
         BOOST_TEST(rb.find("0 heuristic, 0 errors") != std::string::npos, rb);
         if (expect_commits) BOOST_TEST(rb.find("recovery: 0 committed") == std::string::npos, rb);
         BOOST_TEST(own_prepared(db.pq, db.coordinator) == 0u);
@@ -811,7 +840,7 @@ BOOST_AUTO_TEST_CASE(standby_process_takes_over_after_sigkill, *needs_pq* needs_
     BOOST_REQUIRE_MESSAGE(eventually([&] { return r.journal() >= 30; }), slurp(r.out_a));
     r.start_b();
     // B is connected and waiting; A still owns the log and goes on transferring.
-    const std::string b_name = ":" + std::to_string(r.b);
+    const std::string b_name = ":" + std::to_string(r.b->pid());
     BOOST_TEST(eventually([&] {
         auto c = xarm::connect("pq", r.db.pq);
         return scalar(c,
@@ -821,13 +850,13 @@ BOOST_AUTO_TEST_CASE(standby_process_takes_over_after_sigkill, *needs_pq* needs_
     }));
     const long long before = r.journal();
     std::this_thread::sleep_for(700ms);
-    BOOST_TEST(running(r.b));
+    BOOST_TEST(r.b->running());
     BOOST_TEST(slurp(r.out_b).find("owner") == std::string::npos, slurp(r.out_b));
-    BOOST_TEST(lock_holder(r.db.pq, r.db.coordinator).ends_with(":" + std::to_string(r.a)));
+    BOOST_TEST(lock_holder(r.db.pq, r.db.coordinator).ends_with(":" + std::to_string(r.a->pid())));
     BOOST_TEST(r.journal() > before);
     // A dies in the middle of its two-phase commits.
-    ::kill(r.a, SIGKILL);
-    BOOST_TEST(wait_child(r.a, 10s) == 128 + SIGKILL);
+    r.a->kill(SIGKILL);
+    BOOST_TEST(r.a->wait_for_exit(10s) == 128 + SIGKILL);
     r.check_b(false);
 }
 
@@ -840,7 +869,7 @@ BOOST_AUTO_TEST_CASE(standby_process_commits_what_a_crashed_owner_decided, *need
     // prepared with a commit record, which B must honour.
     r.start_a("after_decision_logged@60");
     r.start_b();
-    BOOST_TEST(wait_child(r.a, 120s) == 99, slurp(r.out_a));
+    BOOST_TEST(r.a->wait_for_exit(120s) == 99, slurp(r.out_a));
     r.check_b(true);
 }
 

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "scratch_pg.hpp"
 #include "xa.h"
 #include "xarm/connection.hpp"
 #include "xarm/error.hpp"
@@ -684,6 +685,40 @@ BOOST_AUTO_TEST_CASE(serialization_failure_is_rbtransient) {
     auto r = setup.query("SELECT a FROM " + t.name);
     setup.rollback();
     BOOST_TEST(*r.rows.at(0).at(0) == "2");
+}
+
+// COMMIT PREPARED of a branch another session is still finishing: psqlODBC passes
+// PostgreSQL's 55000 "is busy" through, and it is XA_RETRY as with the pq driver (a
+// scratch server whose PREPARE waits for a synchronous standby; see scratch_pg.hpp).
+BOOST_AUTO_TEST_CASE(busy_prepared_transaction_is_xa_retry,
+                     *utf::precondition(xarm::testing::can_start_postgres{})) {
+    xarm::testing::scratch_pg pg(xarm::testing::never_synchronous);
+    const std::string local = pg.info() + xarm::testing::local_commit;
+    auto native = xarm::connect("pq", local);
+    native.execute("CREATE TABLE t (v int)");
+    native.commit();
+    const xarm::xid x = make_xid("busy");
+    xarm::testing::busy_branch busy(pg.info(), x, "INSERT INTO t VALUES (1)");
+    const std::string info =
+        "Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=" + std::to_string(pg.port()) +
+        ";Database=postgres;UID=xarm";
+    auto c = xarm::connect("odbc", info);
+    try {
+        c.tpc_commit(x);
+        BOOST_FAIL("committed a busy branch");
+    } catch (const xarm::error& e) {
+        BOOST_TEST(e.xa_code() == XA_RETRY, xarm::xa_code_name(e.xa_code()) << ": " << e.what());
+        BOOST_TEST(e.sqlstate() == "55000");
+    }
+    rm r(info, 97);
+    XID cx = to_c(x);
+    BOOST_TEST(xarm_odbc_switch.xa_commit_entry(&cx, 97, TMNOFLAGS) == XA_RETRY);
+    BOOST_TEST(std::string(last(97).sqlstate) == "55000");
+    BOOST_TEST(busy.waiting());
+    busy.release();
+    native.tpc_commit(x);  // (an ODBC COMMIT PREPARED would wait for the standby itself)
+    BOOST_TEST(native.query("SELECT count(*) FROM t").rows.at(0).at(0).value() == "1");
+    native.commit();
 }
 
 BOOST_AUTO_TEST_CASE(cross_driver_with_native_pq) {

@@ -24,6 +24,7 @@
 #include <fmt/format.h>
 
 #include "dialect.hpp"
+#include "scratch_pg.hpp"
 #include "xa.h"
 #include "xarm/connection.hpp"
 #include "xarm/xarm.h"
@@ -1209,91 +1210,13 @@ BOOST_FIXTURE_TEST_CASE(server_restart_between_prepare_and_commit, fx) {
 BOOST_AUTO_TEST_SUITE_END()
 
 // ---------------------------------------------------------------- max_prepared_transactions = 0
-// The shared server must keep its setting, so this case starts a throwaway PostgreSQL
-// (initdb in a temporary directory, as the unprivileged xarmdev user when run as root).
+// The shared server must keep its setting, so this case starts a scratch PostgreSQL.
 
-namespace {
-
-const char* pg_bin() {
-    return "/usr/lib/postgresql/15/bin";
-}
-
-struct can_start_postgres {
-    boost::test_tools::assertion_result operator()(utf::test_unit_id) const {
-        std::string initdb = std::string(pg_bin()) + "/initdb";
-        if (::access(initdb.c_str(), X_OK) != 0) {
-            boost::test_tools::assertion_result r(false);
-            r.message() << initdb << " not found";
-            return r;
-        }
-        if (::geteuid() == 0 && std::system("id xarmdev >/dev/null 2>&1") != 0) {
-            boost::test_tools::assertion_result r(false);
-            r.message() << "running as root without the unprivileged user xarmdev";
-            return r;
-        }
-        return true;
-    }
-};
-
-struct throwaway_pg {
-    std::string dir;
-    int port = 0;
-    std::string as;  // "runuser -u xarmdev -- " when root
-    bool started = false;
-
-    throwaway_pg() {
-        char tmpl[] = "/tmp/xarm-pq-no2pc-XXXXXX";
-        BOOST_REQUIRE(::mkdtemp(tmpl) != nullptr);
-        dir = tmpl;
-        if (::geteuid() == 0) {
-            as = "runuser -u xarmdev -- ";
-            BOOST_REQUIRE_EQUAL(std::system(("chown xarmdev " + dir).c_str()), 0);
-        }
-        const std::string initdb =
-            fmt::format("{}{}/initdb -D {}/data -A trust -U xarm --no-sync >{}/initdb.log 2>&1", as,
-                        pg_bin(), dir, dir);
-        BOOST_REQUIRE_EQUAL(std::system(initdb.c_str()), 0);
-        // A port the kernel says is free; another process may take it first: retry.
-        for (int attempt = 0; attempt < 3 && !started; ++attempt) {
-            port = free_port();
-            const std::string start = fmt::format(
-                "{}{}/pg_ctl -D {}/data -l {}/log -w -t 60 -o \"-p {} -k {} -c "
-                "listen_addresses=127.0.0.1 "
-                "-c max_prepared_transactions=0 -c fsync=off\" start >/dev/null 2>&1",
-                as, pg_bin(), dir, dir, port, dir);
-            started = std::system(start.c_str()) == 0;
-        }
-        BOOST_REQUIRE_MESSAGE(started, "cannot start the throwaway server; see " << dir << "/log");
-    }
-    ~throwaway_pg() {
-        if (started)
-            std::system(fmt::format("{}{}/pg_ctl -D {}/data -m immediate stop >/dev/null 2>&1", as,
-                                    pg_bin(), dir)
-                            .c_str());
-        if (started) std::system(("rm -rf " + dir).c_str());  // else kept for its log
-    }
-    static int free_port() {
-        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof a;
-        int port = 0;
-        if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-            ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-            port = ntohs(a.sin_port);
-        ::close(fd);
-        return port;
-    }
-    std::string info() const {
-        return fmt::format("host=127.0.0.1 port={} dbname=postgres user=xarm", port);
-    }
-};
-
-}  // namespace
+using xarm::testing::can_start_postgres;
+using xarm::testing::scratch_pg;
 
 BOOST_AUTO_TEST_CASE(max_prepared_transactions_zero, *utf::precondition(can_start_postgres{})) {
-    throwaway_pg pg;
+    scratch_pg pg("-c max_prepared_transactions=0");
     // C++: two-phase declared missing, naming the setting; one-phase still works
     auto c = xarm::connect("pq", pg.info());
     auto caps = c.capabilities();
@@ -1333,4 +1256,120 @@ BOOST_AUTO_TEST_CASE(max_prepared_transactions_zero, *utf::precondition(can_star
     std::vector<XID> page(4);
     BOOST_TEST(sw.xa_recover_entry(page.data(), 4, rmid, TMSTARTRSCAN) == XAER_RMERR);
     BOOST_TEST(sw.xa_close_entry(info.data(), rmid, TMNOFLAGS) == XA_OK);
+}
+
+// ---------------------------------------------------------------- a busy prepared transaction
+// COMMIT PREPARED of a branch that another session is still finishing (there: its
+// PREPARE waits for a synchronous standby that never comes, see scratch_pg.hpp) answers
+// 55000 "prepared transaction ... is busy": transient, XA_RETRY, never XAER_RMERR; the
+// same call commits once the other session is done. A scratch server: the shared one
+// must never wait for a standby.
+
+BOOST_AUTO_TEST_CASE(busy_prepared_transaction_is_xa_retry,
+                     *utf::precondition(can_start_postgres{})) {
+    scratch_pg pg(xarm::testing::never_synchronous);
+    const std::string local = pg.info() + xarm::testing::local_commit;
+    auto c = xarm::connect("pq", local);
+    c.execute("CREATE TABLE t (v int)");
+    c.commit();
+    const xarm::xid x(4711, unique("busy"), "b");
+    xarm::testing::busy_branch busy(pg.info(), x, "INSERT INTO t VALUES (1)");
+
+    // C++: the commit by xid (a recovering monitor's) says "try again", naming why
+    auto e = expect_throw<xarm::database_error>([&] { c.tpc_commit(x); });
+    BOOST_TEST(e.xa_code() == XA_RETRY, xarm::xa_code_name(e.xa_code()));
+    BOOST_TEST(e.sqlstate() == "55000");
+    BOOST_TEST(std::string(e.what()).find("busy") != std::string::npos, e.what());
+    // C switch: XA_RETRY, SQLSTATE 55000 in xarm_last_error
+    std::string info = local;
+    const int rmid = next_rmid++;
+    BOOST_REQUIRE_EQUAL(sw.xa_open_entry(info.data(), rmid, TMNOFLAGS), XA_OK);
+    XID cx = to_c(x);
+    BOOST_TEST(sw.xa_commit_entry(&cx, rmid, TMNOFLAGS) == XA_RETRY);
+    BOOST_TEST(last(rmid).sqlstate == "55000");
+    BOOST_TEST(busy.waiting());  // it really was busy all along
+
+    // the other session done: the same call commits, nothing stays prepared
+    busy.release();
+    BOOST_TEST(sw.xa_commit_entry(&cx, rmid, TMNOFLAGS) == XA_OK);
+    BOOST_TEST(c.query("SELECT count(*) FROM t").rows.at(0).at(0).value() == "1");
+    BOOST_TEST(c.query("SELECT count(*) FROM pg_prepared_xacts").rows.at(0).at(0).value() == "0");
+    c.commit();
+    BOOST_TEST(sw.xa_close_entry(info.data(), rmid, TMNOFLAGS) == XA_OK);
+}
+
+// ---------------------------------------------------------------- connection lost during COMMIT
+// A COMMIT that takes time (a deferred constraint trigger that sleeps) and a session
+// terminated meanwhile: the client cannot know whether the commit record was written, so
+// a local or one-phase COMMIT whose connection is lost is in doubt, never "rolled back".
+
+namespace {
+struct slow_commit_table {
+    std::string info = server("XARM_TEST_PQ");
+    std::string table = sql_name(unique("t_slowc"));
+    xarm::connection admin = xarm::connect("pq", info);
+    slow_commit_table() {
+        admin.execute(fmt::format("CREATE TABLE {} (v int)", table));
+        admin.execute(
+            fmt::format("CREATE FUNCTION {}_f() RETURNS trigger LANGUAGE plpgsql AS "
+                        "$$BEGIN PERFORM pg_sleep(20); RETURN NULL; END$$",
+                        table));
+        admin.execute(fmt::format(
+            "CREATE CONSTRAINT TRIGGER {0}_t AFTER INSERT ON {0} DEFERRABLE INITIALLY DEFERRED "
+            "FOR EACH ROW EXECUTE FUNCTION {0}_f()",
+            table));
+        admin.commit();
+    }
+    ~slow_commit_table() {
+        try {
+            admin.rollback();
+            admin.execute(fmt::format("DROP TABLE IF EXISTS {} CASCADE", table));
+            admin.execute(fmt::format("DROP FUNCTION IF EXISTS {}_f()", table));
+            admin.commit();
+        } catch (...) {
+        }
+    }
+};
+
+std::string backend_pid(xarm::connection& c) {
+    auto r = c.query("SELECT pg_backend_pid()::text");
+    return r.rows.at(0).at(0).value();
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(connection_lost_during_commit_is_in_doubt,
+                     *utf::precondition(needs{"XARM_TEST_PQ"})) {
+    slow_commit_table s;
+    // a local transaction (PEP 249 commit)
+    {
+        auto c = xarm::connect("pq", s.info);
+        const std::string pid = backend_pid(c);
+        c.execute(fmt::format("INSERT INTO {} VALUES (1)", s.table));
+        auto killer = xarm::testing::terminate_in_commit(s.info, pid, "PgSleep");
+        auto e = expect_throw<xarm::operational_error>([&] { c.commit(); });
+        killer.join();
+        BOOST_TEST(e.in_doubt());
+        BOOST_TEST(e.xa_code() == XAER_RMFAIL);
+        const std::string m = e.what();
+        BOOST_TEST(m.find("in doubt") != std::string::npos, m);
+        BOOST_TEST(m.find("rolled back") == std::string::npos, m);
+    }
+    // a one-phase commit of a branch
+    {
+        auto c = xarm::connect("pq", s.info);
+        const std::string pid = backend_pid(c);
+        c.commit();
+        c.tpc_begin(xarm::xid(4711, unique("slowc"), "b"));
+        c.execute(fmt::format("INSERT INTO {} VALUES (2)", s.table));
+        auto killer = xarm::testing::terminate_in_commit(s.info, pid, "PgSleep");
+        auto e = expect_throw<xarm::operational_error>([&] { c.tpc_commit(); });
+        killer.join();
+        BOOST_TEST(e.in_doubt());
+        const std::string m = e.what();
+        BOOST_TEST(m.find("in doubt") != std::string::npos, m);
+        BOOST_TEST(m.find("rolled back") == std::string::npos, m);
+    }
+    // (terminated inside the trigger, before the commit record: nothing committed)
+    BOOST_TEST(s.admin.query("SELECT count(*) FROM " + s.table).rows.at(0).at(0).value() == "0");
+    s.admin.commit();
 }

@@ -187,6 +187,9 @@ class XARM_API log_store {
     virtual std::vector<log_record> live() const = 0;
     /// Problems found at open that did not stop it (a torn last record).
     virtual std::vector<std::string> warnings() const = 0;
+    /// Why the log can no longer record decisions (fail-stop: a failed write, ownership
+    /// lost to another process), empty while it can. Cheap: never waits for I/O.
+    virtual std::string fail_stop() const { return {}; }
     struct statistics {
         std::uint64_t forced_records = 0;  ///< records force() made durable
         std::uint64_t syncs = 0;           ///< flushes issued (fdatasync)
@@ -232,6 +235,7 @@ class XARM_API file_log final : public log_store {
     void append(const log_record& r) override;
     std::vector<log_record> live() const override;
     std::vector<std::string> warnings() const override;
+    std::string fail_stop() const override;
     statistics stats() const override;
     /// Rewrites the file with only the live records.
     void trim();
@@ -267,13 +271,14 @@ class XARM_API file_log final : public log_store {
 };
 
 /// The log in a PostgreSQL table, for coordinators that must survive the loss of their
-/// machine: table xarm_tm_log(coordinator, gtrid, branches), created when missing, on
-/// its own connection (never one enlisted in transactions). A decision is an INSERT
-/// committed before phase two; an end record deletes the row. Concurrent decisions
-/// share one database commit (group commit). Needs no local disk.
-/// Ownership: the log's connection holds a PostgreSQL advisory lock keyed on the
-/// coordinator id (hashtextextended('xarm_tm_log:' || id, 0)), released by the server
-/// when the process dies; the connection's application_name is
+/// machine: table xarm_tm_log(coordinator, gtrid, branches) on its own connection (never
+/// one enlisted in transactions). A missing table is an error naming the database and
+/// the table unless options::create is set (the coordinator's first start): a recovery
+/// pointed at the wrong database must never see an empty log and presume abort. A decision is an
+/// INSERT committed before phase two; an end record deletes the row. Concurrent decisions share one
+/// database commit (group commit). Needs no local disk. Ownership: the log's connection holds a
+/// PostgreSQL advisory lock keyed on the coordinator id (hashtextextended('xarm_tm_log:' || id,
+/// 0)), released by the server when the process dies; the connection's application_name is
 /// "xarm-tm:<id>@<host>:<pid>". A second opener fails at once naming the holder, unless
 /// options::wait_for_lock (a standby on another machine: it waits, then takes over and
 /// recovers). A lost connection is reconnected with back-off and the write retried
@@ -283,6 +288,8 @@ class XARM_API file_log final : public log_store {
 class XARM_API table_log final : public log_store {
   public:
     struct options {
+        /// Create the table when it does not exist (a coordinator's first start).
+        bool create = false;
         /// Wait for the advisory lock instead of failing (standby takeover).
         bool wait_for_lock = false;
         /// With wait_for_lock: give up after this long (0: wait for ever).
@@ -304,6 +311,7 @@ class XARM_API table_log final : public log_store {
     void append(const log_record& r) override;
     std::vector<log_record> live() const override;
     std::vector<std::string> warnings() const override { return {}; }
+    std::string fail_stop() const override;
     statistics stats() const override;
     /// Times the lost connection was re-established with the lock taken back.
     std::uint64_t reconnects() const;
@@ -334,7 +342,9 @@ class XARM_API table_log final : public log_store {
     mutable std::mutex m_db_mutex;  // the connection and the fields below
     mutable std::optional<connection> m_conn;
     mutable std::string m_session_pid, m_session_start;  // identify our own (old) session
-    mutable std::string m_disowned;  // set when the lock was lost for good: fail-stop
+    // Set when the lock was lost for good (fail-stop); written under both mutexes, read
+    // under either.
+    mutable std::string m_disowned;
     struct batch {
         std::vector<log_record> records;
         bool done = false;

@@ -37,6 +37,16 @@ inline void exit_skipped_if_servers_missing() {
     std::fflush(nullptr);
     std::_Exit(77);
 }
+/// Records a missing server (or tool) for the exit status 77. The set is made before
+/// the exit handler is registered, so that it is destroyed after the handler ran.
+inline void note_missing(const std::string& what) {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        (void)missing_servers();
+        std::atexit(exit_skipped_if_servers_missing);
+    });
+    missing_servers().insert(what);
+}
 }  // namespace detail
 
 /// Precondition decorator: a test that needs the server named by an environment
@@ -46,11 +56,7 @@ struct needs {
     const char* var;
     boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
         if (std::getenv(var) != nullptr || under_ci()) return true;
-        // The set is built before the handler is registered, so that it is destroyed
-        // after the handler ran (exit runs both in reverse order of registration).
-        detail::missing_servers().insert(var);
-        static std::once_flag once;
-        std::call_once(once, [] { std::atexit(detail::exit_skipped_if_servers_missing); });
+        detail::note_missing(var);
         boost::test_tools::assertion_result r(false);
         r.message() << var << " is not set (start servers with tools/devservers)";
         return r;

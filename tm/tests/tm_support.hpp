@@ -1,7 +1,8 @@
-// The transaction manager's end-to-end tests: the `xarm` command as a child process (a
-// working directory, output to a file, waiting for a line, killing it), and counting a
-// coordinator's prepared branches with the databases' own SQL, independently of xarm's
-// recovery code.
+// Support shared by the transaction manager's test programs: scratch directories,
+// short unique ids, child processes (the `xarm` command, the demo, the standby helper;
+// with a crash point armed or not: output to a file, waiting for a line, killing), and
+// counting a coordinator's prepared branches with the databases' own SQL, independently
+// of xarm's recovery code.
 #pragma once
 
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -23,14 +25,34 @@
 #include "xarm/connection.hpp"
 #include "xarm/tm.hpp"
 #include "xarm/xid.hpp"
+#include "xarm_testing.hpp"
 
 namespace xarm::testing {
 
-/// The xarm program under test: $XARM_CLI_UNDER_TEST when set (to run these tests
-/// against another build, e.g. an older one to see them fail), else this build's.
-inline std::string xarm_program() {
-    const char* v = std::getenv("XARM_CLI_UNDER_TEST");
-    return v != nullptr && *v != '\0' ? v : XARM_CLI;
+/// A fresh directory under the system's temporary one, removed with its contents.
+struct scratch {
+    std::filesystem::path dir;
+    explicit scratch(const std::string& prefix = "xarm-tm")
+        : dir(std::filesystem::temp_directory_path() / unique(prefix)) {
+        std::filesystem::create_directories(dir);
+    }
+    ~scratch() {
+        std::error_code ignored;
+        std::filesystem::remove_all(dir, ignored);
+    }
+    scratch(const scratch&) = delete;
+    scratch& operator=(const scratch&) = delete;
+};
+
+/// A short unique name usable as a table name and a coordinator id (at most 16
+/// characters for a prefix of up to 5).
+inline std::string short_id(const char* prefix) {
+    static std::atomic<int> n{0};
+    return std::string(prefix) + std::to_string(::getpid() % 100000) + "x" + std::to_string(n++);
+}
+
+inline bool contains(const std::string& s, const std::string& part) {
+    return s.find(part) != std::string::npos;
 }
 
 inline std::string slurp(const std::filesystem::path& p) {
@@ -38,14 +60,31 @@ inline std::string slurp(const std::filesystem::path& p) {
     return {std::istreambuf_iterator<char>(in), {}};
 }
 
-/// A running `xarm` child; killed (SIGKILL) and reaped by the destructor if still alive.
+#ifdef XARM_CLI
+/// The xarm program under test: $XARM_CLI_UNDER_TEST when set (to run these tests
+/// against another build, e.g. an older one to see them fail), else this build's.
+inline std::string xarm_program() {
+    const char* v = std::getenv("XARM_CLI_UNDER_TEST");
+    return v != nullptr && *v != '\0' ? v : XARM_CLI;
+}
+#endif
+
+/// A running child process; killed (SIGKILL) and reaped by the destructor if still alive.
 class child {
   public:
+#ifdef XARM_CLI
     /// Starts `xarm args...` in `cwd` (empty: ours), stdout and stderr appended to out.
     child(const std::vector<std::string>& args, const std::filesystem::path& out,
           const std::filesystem::path& cwd = {})
+        : child(xarm_program(), args, out, cwd, {}) {}
+#endif
+    /// Starts `program args...` in `cwd` (empty: ours), stdout and stderr appended to
+    /// out, with XARM_CRASH_AT=crash_at (unset when empty).
+    child(const std::string& program, const std::vector<std::string>& args,
+          const std::filesystem::path& out, const std::filesystem::path& cwd,
+          const std::string& crash_at)
         : m_out(out) {
-        const std::string prog = xarm_program();
+        const std::string prog = program;
         m_pid = ::fork();
         if (m_pid == 0) {
             if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
@@ -54,7 +93,10 @@ class child {
                 ::dup2(fd, 1);
                 ::dup2(fd, 2);
             }
-            ::unsetenv("XARM_CRASH_AT");
+            if (crash_at.empty())
+                ::unsetenv("XARM_CRASH_AT");
+            else
+                ::setenv("XARM_CRASH_AT", crash_at.c_str(), 1);
             std::vector<std::string> copy = args;
             std::string p = prog;
             std::vector<char*> argv{p.data()};
@@ -73,8 +115,12 @@ class child {
         }
     }
 
-    pid_t pid() const noexcept { return m_pid; }
-    const std::filesystem::path& out() const noexcept { return m_out; }
+    pid_t pid() const noexcept {
+        return m_pid;
+    }
+    const std::filesystem::path& out() const noexcept {
+        return m_out;
+    }
 
     /// Exit code, or 128 + signal number. Blocks.
     int wait() {
@@ -96,7 +142,9 @@ class child {
         }
         return true;
     }
-    void kill(int sig) { ::kill(m_pid, sig); }
+    void kill(int sig) {
+        ::kill(m_pid, sig);
+    }
 
     /// Waits until `needle` appears in the output; false when the child exits first or
     /// the timeout passes.
@@ -124,6 +172,7 @@ class child {
     std::optional<int> m_status;
 };
 
+#ifdef XARM_CLI
 /// Runs `xarm args...` to its end; returns its exit code (128 + signal) and its output.
 struct run_result {
     int code;
@@ -136,6 +185,7 @@ inline run_result run_xarm(const std::vector<std::string>& args, const std::file
     const int code = c.wait();
     return {code, slurp(out)};
 }
+#endif
 
 /// Branches of coordinator `id` prepared in the PostgreSQL database of `info`, from
 /// pg_prepared_xacts.
