@@ -231,17 +231,20 @@ void transaction::finish(outcome o) {
 
 void transaction::rollback_members(bool swallow) {
     std::vector<std::exception_ptr> errs(m_members.size());
-    m_coord->m_workers->parallel_for(m_members.size(), [&](std::size_t i) {
-        auto& m = m_members[i];
-        if (m.read_only) return;
-        try {
-            m.res->rollback(m.x);
-        } catch (const rollback_error&) {
-            // rolled back, which is what we asked
-        } catch (...) {
-            errs[i] = std::current_exception();
-        }
-    });
+    m_coord->m_workers->parallel_for(
+        m_members.size(),
+        [&](std::size_t i) {
+            auto& m = m_members[i];
+            if (m.read_only) return;
+            try {
+                m.res->rollback(m.x);
+            } catch (const rollback_error&) {
+                // rolled back, which is what we asked
+            } catch (...) {
+                errs[i] = std::current_exception();
+            }
+        },
+        [&](std::size_t i) { return m_members[i].res->thread_bound(); });
     {
         std::lock_guard lk(m_coord->m_mutex);
         ++m_coord->m_stats.rolled_back;
@@ -321,18 +324,21 @@ void transaction::commit_two_phase() {
 
     crash_point("before_prepare");
     std::vector<std::exception_ptr> errs(tpc.size());
-    m_coord->m_workers->parallel_for(tpc.size(), [&](std::size_t i) {
-        try {
-            const vote v = tpc[i]->res->prepare(tpc[i]->x);
-            tpc[i]->prepared = true;
-            tpc[i]->read_only = v == vote::read_only;
-        } catch (...) {
-            errs[i] = std::current_exception();
-            return;
-        }
-        if (fault_injection_enabled() && crash().armed)
-            crash_point(fmt::format("after_prepare:{}", i + 1));
-    });
+    m_coord->m_workers->parallel_for(
+        tpc.size(),
+        [&](std::size_t i) {
+            try {
+                const vote v = tpc[i]->res->prepare(tpc[i]->x);
+                tpc[i]->prepared = true;
+                tpc[i]->read_only = v == vote::read_only;
+            } catch (...) {
+                errs[i] = std::current_exception();
+                return;
+            }
+            if (fault_injection_enabled() && crash().armed)
+                crash_point(fmt::format("after_prepare:{}", i + 1));
+        },
+        [&](std::size_t i) { return tpc[i]->res->thread_bound(); });
     for (std::size_t i = 0; i < tpc.size(); ++i) {
         if (!errs[i]) continue;
         // A refused or failed vote: presumed abort, nothing to log.
@@ -501,7 +507,9 @@ void transaction::commit_two_phase() {
         crash_point("between_commits");
         for (std::size_t i = 1; i < writers.size(); ++i) commit_one(i);
     } else {
-        m_coord->m_workers->parallel_for(writers.size(), commit_one);
+        m_coord->m_workers->parallel_for(writers.size(), commit_one, [&](std::size_t i) {
+            return writers[i]->res->thread_bound();
+        });
     }
     crash_point("after_commits");
     if (logged && m_unfinished.empty())

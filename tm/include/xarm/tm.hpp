@@ -47,6 +47,10 @@ class XARM_API resource {
     virtual std::string name() const = 0;
     /// False for a one-phase-only resource, which can only be the transaction's last.
     virtual bool can_prepare() const = 0;
+    /// True when every call must come from the thread that called begin() (an XA
+    /// switch: its branch is associated with that thread): the coordinator then makes
+    /// them on the calling thread, never on its workers.
+    virtual bool thread_bound() const noexcept { return false; }
 
     virtual void begin(const xid& x) = 0;
     /// Phase one; vote::read_only drops the resource out of phase two.
