@@ -323,6 +323,15 @@ BOOST_AUTO_TEST_CASE(protocol_misuse_gets_the_spec_codes_and_leaves_nothing, SER
         (void)pq_exec(pq_conn(1), "ROLLBACK");
         expect(tx_begin(), TX_OK);
         expect(tx_commit(), TX_OK);
+        // An expired transaction says so, and tx_commit rolls it back.
+        expect(tx_set_transaction_timeout(1), TX_OK);
+        expect(tx_begin(), TX_OK);
+        (void)pq_exec(pq_conn(1), "UPDATE tx_account SET balance = 0 WHERE id = 1");
+        std::this_thread::sleep_for(1100ms);
+        expect(tx_info(&info), 1);
+        expect(info.transaction_state, TX_TIMEOUT_ROLLBACK_ONLY);
+        expect(info.transaction_timeout, 1);
+        expect(tx_commit(), TX_ROLLBACK);
         expect(tx_close(), TX_OK);
         expect(tx_close(), TX_OK);
         return 0;
@@ -330,6 +339,28 @@ BOOST_AUTO_TEST_CASE(protocol_misuse_gets_the_spec_codes_and_leaves_nothing, SER
     BOOST_TEST(rc == 0, "the misuse sequence stopped at step " << rc);
     BOOST_TEST(read_balances() == (balances{1000, 1000}));
     BOOST_TEST(prepared_of(s.id) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(tx_open_failures_say_why, SERVERS) {
+    tx_setup s("txopen", true);
+    const auto no_log = transfer(s, {"--count", "0"}, {{"XARM_TX_CREATE_LOG", "0"}});
+    BOOST_TEST(no_log.code == 3, no_log.output);
+    BOOST_TEST(contains(no_log.output, "tx_open: TX_ERROR"), no_log.output);
+    BOOST_TEST(contains(no_log.output, "no decision log at"), no_log.output);
+    const auto no_file = transfer(s, {"--count", "0"}, {{"XARM_TX_CONFIG", ""}});
+    BOOST_TEST(
+        contains(no_file.output, "tx_open: TX_FAIL: xarm: tx_open: XARM_TX_CONFIG is not set"),
+        no_file.output);
+    const auto no_profile = transfer(s, {"--count", "0"}, {{"XARM_TX_PROFILE", "nope"}});
+    BOOST_TEST(contains(no_profile.output, "tx_open: TX_FAIL"), no_profile.output);
+    BOOST_TEST(contains(no_profile.output, "no [profile.nope] (profiles: transfer)"),
+               no_profile.output);
+    const auto down =
+        transfer(s, {"--count", "0"},
+                 {{"XARM_TEST_PQ", "host=127.0.0.1 port=1 dbname=x user=x password=secret9"}});
+    BOOST_TEST(down.code == 3, down.output);
+    BOOST_TEST(contains(down.output, "tx_open: TX_ERROR"), down.output);
+    BOOST_TEST(!contains(down.output, "secret9"), down.output);
 }
 
 BOOST_AUTO_TEST_CASE(killed_at_every_crash_point_then_recovered, SERVERS) {
