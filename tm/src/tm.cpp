@@ -179,7 +179,9 @@ transaction::transaction(transaction&& o) noexcept
       m_after(std::move(o.m_after)),
       m_unfinished(std::move(o.m_unfinished)),
       m_outcome(o.m_outcome),
-      m_done(o.m_done) {
+      m_done(o.m_done),
+      m_began(o.m_began),
+      m_timeout(o.m_timeout) {
     o.m_done = true;
 }
 
@@ -268,8 +270,20 @@ void transaction::rollback() {
     if (err) std::rethrow_exception(err);
 }
 
+bool transaction::expired() const noexcept {
+    return !m_done && m_timeout.count() > 0 &&
+           std::chrono::steady_clock::now() - m_began > m_timeout;
+}
+
 void transaction::commit() {
     if (m_done) misuse("commit: the transaction is finished");
+    if (expired()) {
+        rollback_members(true);  // an active switch branch ends with TMFAIL
+        finish(outcome::rolled_back);
+        raise(XA_RBTIMEOUT, "40000",
+              fmt::format("tm: transaction {} exceeded its timeout of {:g} s and was rolled back",
+                          m_gtrid, static_cast<double>(m_timeout.count()) / 1000.0));
+    }
     for (auto& h : m_before) {
         try {
             h();
@@ -544,6 +558,7 @@ void transaction::commit_two_phase() {
 
 coordinator::coordinator(options o) : m_id(std::move(o.id)) {
     m_workers = std::make_unique<worker_pool>(o.workers);
+    m_timeout = o.transaction_timeout;
     if (!valid_id(m_id))
         raise(XAER_INVAL, "22023",
               "tm: the coordinator id must be 1-16 characters of [A-Za-z0-9_-]");
@@ -572,7 +587,9 @@ transaction coordinator::begin() {
     std::lock_guard lk(m_mutex);
     std::string g = fmt::format("{}{:x}", m_prefix, ++m_seq);
     m_inflight.insert(g);
-    return transaction(*this, std::move(g));
+    transaction t(*this, std::move(g));
+    t.set_timeout(m_timeout);
+    return t;
 }
 
 void coordinator::forget_inflight(const std::string& gtrid) {

@@ -503,6 +503,7 @@ coordinator::options coordinator_options(const config& c, bool create_log) {
     o.create_log = create_log;
     o.factory = make_factory(c);
     o.resources = resource_names(c);
+    o.transaction_timeout = c.transaction_timeout;
     return o;
 }
 

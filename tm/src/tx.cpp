@@ -26,8 +26,6 @@
 namespace xarm::tm {
 namespace {
 
-using clock = std::chrono::steady_clock;
-
 /// The process's configuration and coordinator (made once, by the first tx_open).
 struct process_state {
     std::mutex mutex;
@@ -46,9 +44,7 @@ struct thread_state {
     std::vector<std::unique_ptr<switch_resource>> resources;
     std::optional<transaction> tx;
     TRANSACTION_CONTROL control = TX_UNCHAINED;
-    TRANSACTION_TIMEOUT timeout = 0;     // for the next transaction begun
-    TRANSACTION_TIMEOUT tx_timeout = 0;  // of the current one
-    clock::time_point began;
+    TRANSACTION_TIMEOUT timeout = 0;  // for the next transaction begun
     std::string message;
     ~thread_state() {
         // A thread that ends without tx_close: its connections end with it or with the
@@ -89,7 +85,7 @@ std::unique_ptr<switch_resource> open_resource(const config& c, const std::strin
 }
 
 bool timed_out(const thread_state& s) {
-    return s.tx && s.tx_timeout > 0 && clock::now() - s.began > std::chrono::seconds(s.tx_timeout);
+    return s.tx && s.tx->expired();
 }
 
 int fail_code(int rc, const std::exception& e) {
@@ -137,8 +133,7 @@ int begin_transaction(thread_state& s) {
         s.tx.reset();
         return fail_code(e.xa_code() == XAER_OUTSIDE ? TX_OUTSIDE : TX_ERROR, e);
     }
-    s.tx_timeout = s.timeout;
-    s.began = clock::now();
+    s.tx->set_timeout(std::chrono::seconds(s.timeout));
     return TX_OK;
 }
 
@@ -270,15 +265,7 @@ int tx_commit(void) {
             s.message = "tx_commit outside a transaction";
             return TX_PROTOCOL_ERROR;
         }
-        if (timed_out(s)) {
-            s.message = fmt::format("transaction {} exceeded its timeout of {} s: rolled back",
-                                    s.tx->gtrid(), s.tx_timeout);
-            dissociate_all(s);  // the active branches end with TMFAIL
-            const std::string why = s.message;
-            (void)do_rollback(s);
-            s.message = why;
-            return then_chain(s, TX_ROLLBACK);
-        }
+        // An expired transaction is rolled back by commit() (TX_ROLLBACK).
         int heuristic = 0;
         try {
             s.tx->commit();
@@ -324,7 +311,8 @@ int tx_info(TXINFO* info) {
             if (s.tx) xarm::xid(format_id, s.tx->gtrid(), "").to_c(info->xid);
             info->when_return = TX_COMMIT_COMPLETED;
             info->transaction_control = s.control;
-            info->transaction_timeout = s.tx ? s.tx_timeout : s.timeout;
+            info->transaction_timeout =
+                s.tx ? static_cast<TRANSACTION_TIMEOUT>(s.tx->timeout().count() / 1000) : s.timeout;
             info->transaction_state = timed_out(s) ? TX_TIMEOUT_ROLLBACK_ONLY : TX_ACTIVE;
         }
         return s.tx ? 1 : 0;
