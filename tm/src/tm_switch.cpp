@@ -1,6 +1,8 @@
 // tm::switch_resource: any xa_switch_t as a participant of the manager's transactions.
 #include "xarm/tm_switch.hpp"
 
+#include <dlfcn.h>
+
 #include <cstring>
 #include <map>
 #include <utility>
@@ -10,6 +12,7 @@
 #include "xarm/connection.hpp"
 #include "xarm/error.hpp"
 #include "xarm/trace.hpp"
+#include "xarm/xarm.h"
 
 namespace xarm::tm {
 
@@ -22,6 +25,8 @@ struct open_rm {
     int users = 0;
 };
 thread_local std::map<int, open_rm> t_open;
+
+using last_error_fn = int (*)(int, xarm_diag*);
 
 /// Whether the XA specification lets `verb` answer rc.
 bool in_spec(std::string_view verb, int rc) {
@@ -53,6 +58,21 @@ std::string code_text(int rc) {
                                                     : fmt::format("{} ({})", n, rc);
 }
 
+/// The switch library's own xarm_last_error (xarm's drivers export it), for the reason
+/// behind an answer; null for a library that does not define it itself (a wrapper's
+/// dependency would describe another switch's calls).
+last_error_fn own_last_error(const xa_switch_t* sw) {
+    Dl_info where{}, found{};
+    if (dladdr(sw, &where) == 0 || where.dli_fname == nullptr) return nullptr;
+    void* h = dlopen(where.dli_fname, RTLD_NOW | RTLD_NOLOAD);
+    if (h == nullptr) return nullptr;
+    void* f = dlsym(h, "xarm_last_error");
+    dlclose(h);  // still loaded: the switch came from it
+    if (f == nullptr || dladdr(f, &found) == 0 || found.dli_fbase != where.dli_fbase)
+        return nullptr;
+    return reinterpret_cast<last_error_fn>(f);
+}
+
 }  // namespace
 
 std::vector<std::string> switch_resource::switch_problems(const xa_switch_t& sw) {
@@ -81,6 +101,7 @@ switch_resource::switch_resource(options o)
     if (m_opts.recover_page < 1) m_opts.recover_page = 1;
     m_sw = load_switch(m_opts.library, m_opts.symbol);
     m_rm.assign(m_sw->name, strnlen(m_sw->name, RMNAMESZ));
+    m_last_error = reinterpret_cast<void*>(own_last_error(m_sw));
     const auto problems = switch_problems(*m_sw);
     if (!problems.empty()) {
         std::string why;
@@ -138,6 +159,16 @@ void switch_resource::fail(const char* verb, int rc, const xid* x, bool one_phas
         "tm: resource '{}' (switch {}, rmid {}): {}{} answered {}", m_opts.name, m_rm, m_opts.rmid,
         verb, x != nullptr ? " of " + x->to_string() : std::string(), code_text(rc));
     d.message = what;
+    if (m_last_error != nullptr) {
+        xarm_diag why{};
+        if (reinterpret_cast<last_error_fn>(m_last_error)(m_opts.rmid, &why) == 0) {
+            why.message[sizeof why.message - 1] = '\0';
+            why.sqlstate[sizeof why.sqlstate - 1] = '\0';
+            d.message += fmt::format(": {}", why.message);
+            d.sqlstate = why.sqlstate;
+            d.native_code = why.native_code;
+        }
+    }
     if (!in_spec(verb, rc)) {
         const bool commit = std::string_view(verb) == "xa_commit";
         // Never success. A commit whose answer means nothing may have committed or not.
@@ -149,11 +180,13 @@ void switch_resource::fail(const char* verb, int rc, const xid* x, bool one_phas
         raise(std::move(d));
     }
     d.xa_code = rc;
-    if (is_rollback_code(rc)) d.sqlstate = "40000";
-    if (rc == XA_RETRY) d.sqlstate = "40001";
-    if (rc == XAER_RMFAIL) d.sqlstate = "08006";
-    if (rc == XAER_NOTA) d.sqlstate = "XAE04";
-    if (rc == XAER_OUTSIDE) d.sqlstate = "25001";
+    if (d.sqlstate.empty()) {
+        if (is_rollback_code(rc)) d.sqlstate = "40000";
+        if (rc == XA_RETRY) d.sqlstate = "40001";
+        if (rc == XAER_RMFAIL) d.sqlstate = "08006";
+        if (rc == XAER_NOTA) d.sqlstate = "XAE04";
+        if (rc == XAER_OUTSIDE) d.sqlstate = "25001";
+    }
     if (is_heuristic_code(rc) && x != nullptr) {
         // The resource manager keeps a heuristic branch until told to forget it; the
         // outcome goes into the report instead.

@@ -230,7 +230,8 @@ BOOST_AUTO_TEST_CASE(failed_statement_rolls_back_both, SERVERS) {
     BOOST_TEST(contains(r.output, "tx_commit: TX_ROLLBACK"), r.output);
     BOOST_TEST(read_balances() == (balances{1000, 1000}));
     BOOST_TEST(prepared_of(s.id) == 0u);
-    // The thread goes on: the next transaction in the same program commits.
+    // The next run commits (the same thread going on after TX_ROLLBACK: see
+    // protocol_misuse_gets_the_spec_codes_and_leaves_nothing).
     const auto again = transfer(s, {"--count", "1"});
     BOOST_TEST(again.code == 0, again.output);
     BOOST_TEST(read_balances() == (balances{990, 1010}));
@@ -327,6 +328,15 @@ BOOST_AUTO_TEST_CASE(protocol_misuse_gets_the_spec_codes_and_leaves_nothing, SER
         (void)pq_exec(pq_conn(1), "ROLLBACK");
         expect(tx_begin(), TX_OK);
         expect(tx_commit(), TX_OK);
+        // A failed statement: TX_ROLLBACK, and the same thread goes on.
+        expect(tx_begin(), TX_OK);
+        (void)pq_exec(pq_conn(1), "UPDATE tx_account SET balance = 0 WHERE id = 1");
+        (void)pq_exec(pq_conn(1), "UPDATE no_such_table SET x = 1");
+        expect(tx_commit(), TX_ROLLBACK);
+        expect(tx_info(&info), 0);
+        expect(tx_begin(), TX_OK);
+        (void)pq_exec(pq_conn(1), "UPDATE tx_account SET balance = balance WHERE id = 1");
+        expect(tx_commit(), TX_OK);
         // An expired transaction says so, and tx_commit rolls it back.
         expect(tx_set_transaction_timeout(1), TX_OK);
         expect(tx_begin(), TX_OK);
@@ -407,6 +417,8 @@ BOOST_AUTO_TEST_CASE(tx_open_failures_say_why, SERVERS) {
     BOOST_TEST(down.code == 3, down.output);
     BOOST_TEST(contains(down.output, "tx_open: TX_ERROR"), down.output);
     BOOST_TEST(!contains(down.output, "secret9"), down.output);
+    // The reason comes from the switch library's own xarm_last_error.
+    BOOST_TEST(contains(down.output, "Connection refused"), down.output);
 }
 
 BOOST_AUTO_TEST_CASE(killed_at_every_crash_point_then_recovered, SERVERS) {

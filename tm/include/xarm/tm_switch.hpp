@@ -87,7 +87,8 @@ class XARM_API switch_resource final : public resource {
 
     options m_opts;
     xa_switch_t* m_sw = nullptr;
-    std::string m_rm;  // the switch's name, for messages
+    std::string m_rm;              // the switch's name, for messages
+    void* m_last_error = nullptr;  // the library's own xarm_last_error, if any
     std::thread::id m_home;
     bool m_opened = false;
     bool m_active = false;
