@@ -7,6 +7,8 @@
  *                  did not happen)
  *   weird_prepare  xa_prepare answers 77, a code outside the XA specification
  *   weird_commit   xa_commit answers 42 and does nothing
+ *   retry_commit   xa_commit answers XA_RETRY and does nothing (busy for ever)
+ *   heurmix_commit xa_commit commits, then answers XA_HEURMIX
  *   (unset)        honest
  *
  * lying_register_switch has TMREGISTER in its flags; lying_conn(rmid) is the PGconn.
@@ -64,6 +66,11 @@ static int l_prepare(XID* x, int r, long f) {
 }
 static int l_commit(XID* x, int r, long f) {
     if (lie("weird_commit")) return 42;
+    if (lie("retry_commit")) return XA_RETRY;
+    if (lie("heurmix_commit")) {
+        (void)inner->xa_commit_entry(x, r, f);
+        return XA_HEURMIX;
+    }
     return inner->xa_commit_entry(x, r, f);
 }
 static int l_recover(XID* x, long c, int r, long f) {
