@@ -105,7 +105,9 @@ struct tx_setup {
     fs::path dir;
     fs::path config;
     std::string id;
-    tx_setup(const std::string& name, bool as_switches, const std::string& extra = "") {
+    /// pg_lib, pg_symbol: the PostgreSQL switch when as_switches (e.g. the lying one).
+    tx_setup(const std::string& name, bool as_switches, const std::string& extra = "",
+             const char* pg_lib = XARM_PQ_LIB, const char* pg_symbol = "xarm_pq_switch") {
         id = name;
         dir = fs::temp_directory_path() / testing::unique("xarm-tx");
         fs::create_directories(dir);
@@ -114,8 +116,8 @@ struct tx_setup {
         f << "[coordinator]\nid = \"unused\"\nlog = \"" << (dir / "unused.tmlog").string()
           << "\"\n\n";
         if (as_switches)
-            f << "[resource.pg]\nswitch = \"" << XARM_PQ_LIB
-              << "\"\nsymbol = \"xarm_pq_switch\"\nopen = \"${XARM_TEST_PQ}\"\n\n"
+            f << "[resource.pg]\nswitch = \"" << pg_lib << "\"\nsymbol = \"" << pg_symbol
+              << "\"\nopen = \"${XARM_TEST_PQ}\"\n\n"
               << "[resource.maria]\nswitch = \""
               << (fs::path(XARM_PQ_LIB).parent_path() / "libxarm_mysql.so").string()
               << "\"\nopen = \"${XARM_TEST_MYSQL}\"\n\n";
@@ -395,6 +397,32 @@ BOOST_AUTO_TEST_CASE(threads_with_their_own_resources, SERVERS) {
     BOOST_TEST(rc == 0, rc << " calls failed");
     BOOST_TEST(read_balances() == (balances{985, 1015}));
     BOOST_TEST(prepared_of(s.id) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(heuristics_and_doubt_reach_the_program, SERVERS) {
+    // PostgreSQL through the lying switch (it wraps the very libxarm_pq.so the program
+    // links, so xarm_pq_conn(1) is its connection).
+    struct lie_case {
+        const char* mode;
+        const char* said;
+        balances after;  // once the next (honest) tx_open has recovered
+    };
+    for (const auto& lc : {lie_case{"heurmix_commit", "tx_commit: TX_MIXED", {990, 1010}},
+                           lie_case{"false_prepare", "tx_commit: TX_MIXED", {1000, 1010}},
+                           lie_case{"weird_commit", "tx_commit: TX_HAZARD", {990, 1010}}}) {
+        BOOST_TEST_CONTEXT(lc.mode) {
+            reset_accounts();
+            tx_setup s("txlie", true, "", XARM_LYING_LIB, "lying_switch");
+            const auto r = transfer(s, {"--count", "1"}, {{"LYING_SWITCH", lc.mode}});
+            BOOST_TEST(r.code == 4, r.output);
+            BOOST_TEST(contains(r.output, lc.said), r.output);
+            BOOST_TEST(!contains(r.output, "TX_OK"), r.output);
+            const auto next = transfer(s, {"--count", "0"});
+            BOOST_TEST(next.code == 0, next.output);
+            BOOST_TEST(prepared_of(s.id) == 0u);
+            BOOST_TEST(read_balances() == lc.after);
+        }
+    }
 }
 
 BOOST_AUTO_TEST_CASE(tx_open_failures_say_why, SERVERS) {
