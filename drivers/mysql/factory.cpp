@@ -1,6 +1,11 @@
 // The MySQL/MariaDB driver object and the library's exported C symbols.
 #include <cppconn/resultset.h>
+#include <cppconn/statement.h>
 #include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
 
 #include "mysql.hpp"
 #include "xa.h"
@@ -102,4 +107,38 @@ XARM_DEFINE_DRIVER_EXPORTS(mysql, ::xarm::mysql::instance)
 
 extern "C" XARM_API sql::Connection* xarm_mysql_conn(int rmid) {
     return static_cast<sql::Connection*>(::xarm::native_handle_for(::xarm::mysql::instance, rmid));
+}
+
+/// For C programs, which cannot use Connector/C++'s sql::Connection: runs one statement
+/// on the calling thread's session for rmid (as the application's own statements on
+/// xarm_mysql_conn would). Returns the number of rows it changed (0 for a query, whose
+/// rows are discarded), or -1 with the reason in errbuf (NUL-terminated, at most errlen
+/// bytes; errbuf may be NULL).
+extern "C" XARM_API long long xarm_mysql_execute(int rmid, const char* sql, char* errbuf,
+                                                 size_t errlen) {
+    auto say = [&](const std::string& m) {
+        if (errbuf != nullptr && errlen > 0) {
+            const size_t n = std::min(m.size(), errlen - 1);
+            std::memcpy(errbuf, m.data(), n);
+            errbuf[n] = '\0';
+        }
+        return -1LL;
+    };
+    sql::Connection* c = xarm_mysql_conn(rmid);
+    if (c == nullptr) return say("rmid " + std::to_string(rmid) + " is not open on this thread");
+    if (sql == nullptr) return say("no statement");
+    try {
+        std::unique_ptr<sql::Statement> st(c->createStatement());
+        if (st->execute(sql)) {
+            std::unique_ptr<sql::ResultSet> rs(st->getResultSet());
+            while (rs->next()) {
+            }
+            return 0;
+        }
+        return static_cast<long long>(st->getUpdateCount());
+    } catch (const sql::SQLException& e) {
+        return say(std::string(e.what()) + " [SQLSTATE " + e.getSQLState() + "]");
+    } catch (const std::exception& e) {
+        return say(e.what());
+    }
 }

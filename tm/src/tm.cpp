@@ -179,7 +179,9 @@ transaction::transaction(transaction&& o) noexcept
       m_after(std::move(o.m_after)),
       m_unfinished(std::move(o.m_unfinished)),
       m_outcome(o.m_outcome),
-      m_done(o.m_done) {
+      m_done(o.m_done),
+      m_began(o.m_began),
+      m_timeout(o.m_timeout) {
     o.m_done = true;
 }
 
@@ -231,17 +233,20 @@ void transaction::finish(outcome o) {
 
 void transaction::rollback_members(bool swallow) {
     std::vector<std::exception_ptr> errs(m_members.size());
-    m_coord->m_workers->parallel_for(m_members.size(), [&](std::size_t i) {
-        auto& m = m_members[i];
-        if (m.read_only) return;
-        try {
-            m.res->rollback(m.x);
-        } catch (const rollback_error&) {
-            // rolled back, which is what we asked
-        } catch (...) {
-            errs[i] = std::current_exception();
-        }
-    });
+    m_coord->m_workers->parallel_for(
+        m_members.size(),
+        [&](std::size_t i) {
+            auto& m = m_members[i];
+            if (m.read_only) return;
+            try {
+                m.res->rollback(m.x);
+            } catch (const rollback_error&) {
+                // rolled back, which is what we asked
+            } catch (...) {
+                errs[i] = std::current_exception();
+            }
+        },
+        [&](std::size_t i) { return m_members[i].res->thread_bound(); });
     {
         std::lock_guard lk(m_coord->m_mutex);
         ++m_coord->m_stats.rolled_back;
@@ -265,8 +270,20 @@ void transaction::rollback() {
     if (err) std::rethrow_exception(err);
 }
 
+bool transaction::expired() const noexcept {
+    return !m_done && m_timeout.count() > 0 &&
+           std::chrono::steady_clock::now() - m_began > m_timeout;
+}
+
 void transaction::commit() {
     if (m_done) misuse("commit: the transaction is finished");
+    if (expired()) {
+        rollback_members(true);  // an active switch branch ends with TMFAIL
+        finish(outcome::rolled_back);
+        raise(XA_RBTIMEOUT, "40000",
+              fmt::format("tm: transaction {} exceeded its timeout of {:g} s and was rolled back",
+                          m_gtrid, static_cast<double>(m_timeout.count()) / 1000.0));
+    }
     for (auto& h : m_before) {
         try {
             h();
@@ -321,18 +338,21 @@ void transaction::commit_two_phase() {
 
     crash_point("before_prepare");
     std::vector<std::exception_ptr> errs(tpc.size());
-    m_coord->m_workers->parallel_for(tpc.size(), [&](std::size_t i) {
-        try {
-            const vote v = tpc[i]->res->prepare(tpc[i]->x);
-            tpc[i]->prepared = true;
-            tpc[i]->read_only = v == vote::read_only;
-        } catch (...) {
-            errs[i] = std::current_exception();
-            return;
-        }
-        if (fault_injection_enabled() && crash().armed)
-            crash_point(fmt::format("after_prepare:{}", i + 1));
-    });
+    m_coord->m_workers->parallel_for(
+        tpc.size(),
+        [&](std::size_t i) {
+            try {
+                const vote v = tpc[i]->res->prepare(tpc[i]->x);
+                tpc[i]->prepared = true;
+                tpc[i]->read_only = v == vote::read_only;
+            } catch (...) {
+                errs[i] = std::current_exception();
+                return;
+            }
+            if (fault_injection_enabled() && crash().armed)
+                crash_point(fmt::format("after_prepare:{}", i + 1));
+        },
+        [&](std::size_t i) { return tpc[i]->res->thread_bound(); });
     for (std::size_t i = 0; i < tpc.size(); ++i) {
         if (!errs[i]) continue;
         // A refused or failed vote: presumed abort, nothing to log.
@@ -501,7 +521,9 @@ void transaction::commit_two_phase() {
         crash_point("between_commits");
         for (std::size_t i = 1; i < writers.size(); ++i) commit_one(i);
     } else {
-        m_coord->m_workers->parallel_for(writers.size(), commit_one);
+        m_coord->m_workers->parallel_for(writers.size(), commit_one, [&](std::size_t i) {
+            return writers[i]->res->thread_bound();
+        });
     }
     crash_point("after_commits");
     if (logged && m_unfinished.empty())
@@ -536,6 +558,7 @@ void transaction::commit_two_phase() {
 
 coordinator::coordinator(options o) : m_id(std::move(o.id)) {
     m_workers = std::make_unique<worker_pool>(o.workers);
+    m_timeout = o.transaction_timeout;
     if (!valid_id(m_id))
         raise(XAER_INVAL, "22023",
               "tm: the coordinator id must be 1-16 characters of [A-Za-z0-9_-]");
@@ -571,7 +594,9 @@ transaction coordinator::begin() {
     std::lock_guard lk(m_mutex);
     std::string g = fmt::format("{}{:x}", m_prefix, ++m_seq);
     m_inflight.insert(g);
-    return transaction(*this, std::move(g));
+    transaction t(*this, std::move(g));
+    t.set_timeout(m_timeout);
+    return t;
 }
 
 void coordinator::forget_inflight(const std::string& gtrid) {

@@ -20,6 +20,7 @@
 #include "xarm/connection.hpp"
 #include "xarm/error.hpp"
 #include "xarm/info.hpp"
+#include "xarm/tm_switch.hpp"
 
 namespace xarm::tm {
 
@@ -247,20 +248,37 @@ resource_config read_resource(const std::string& source, const std::string& name
     if (!valid_name(name)) fail(where, "a resource name is 1-64 characters of [A-Za-z0-9_-]");
     if (!n.is_table()) fail(where, "must be a table ([resource." + name + "])");
     const table_reader t(source, *n.as_table(), "resource." + name + ".");
-    t.check_keys({"driver", "open", "one_phase_only"},
-                 {{"switch", "a third-party XA switch library given by path"},
-                  {"symbol", "the switch symbol of such a library"}});
+    t.check_keys({"driver", "switch", "symbol", "open", "one_phase_only"});
     resource_config r;
     r.name = name;
     r.line = line_of(n) > 0 ? line_of(n) : key_line;
-    const auto& drv = t.required("driver");
-    r.driver = t.string("driver", drv);
-    if (r.driver != "pq" && r.driver != "mysql" && r.driver != "sqlite" && r.driver != "odbc" &&
-        r.driver.find('/') == std::string::npos)
-        fail(t.at("driver", drv),
-             fmt::format("unknown driver '{}' (expected pq, mysql, sqlite, odbc, or the path of "
-                         "an xarm driver library)",
-                         r.driver));
+    if (const auto* sw = t.find("switch")) {
+        if (t.find("driver") != nullptr)
+            fail(t.at("switch", *sw), "give either driver (an xarm driver) or switch, not both");
+        r.switch_library = t.string("switch", *sw);
+        if (r.switch_library.empty() || (r.switch_library.find('/') != std::string::npos &&
+                                         !std::filesystem::path(r.switch_library).is_absolute()))
+            fail(t.at("switch", *sw),
+                 "must be the absolute path of an XA switch library, or a bare library name "
+                 "the dynamic linker finds");
+        r.symbol = t.string("symbol").value_or("");
+        if (const auto* lr = t.find("one_phase_only");
+            lr != nullptr && t.boolean("one_phase_only", false))
+            fail(t.at("one_phase_only", *lr),
+                 "a switch resource cannot be the last resource (it keeps no commit markers)");
+    } else {
+        if (const auto* sym = t.find("symbol"))
+            fail(t.at("symbol", *sym), "only with switch = \"LIBRARY\"");
+        const auto& drv = t.required("driver");
+        r.driver = t.string("driver", drv);
+        if (r.driver != "pq" && r.driver != "mysql" && r.driver != "sqlite" && r.driver != "odbc" &&
+            r.driver.find('/') == std::string::npos)
+            fail(t.at("driver", drv),
+                 fmt::format("unknown driver '{}' (expected pq, mysql, sqlite, odbc, or the path "
+                             "of an xarm driver library; a third-party XA switch is given with "
+                             "switch = \"/path/lib.so\")",
+                             r.driver));
+    }
     const auto& open = t.required("open");
     r.open = t.string("open", open);
     if (r.driver == "sqlite")
@@ -277,6 +295,40 @@ resource_config read_resource(const std::string& source, const std::string& name
             source, t.at("open", open).line, name));
     r.one_phase_only = t.boolean("one_phase_only", false);
     return r;
+}
+
+std::chrono::seconds read_timeout(const table_reader& t) {
+    return std::chrono::seconds(
+        t.integer("transaction_timeout_s", 0, 0, std::int64_t{7} * 24 * 3600));
+}
+
+profile_config read_profile(const std::string& source, const std::string& name,
+                            std::size_t key_line, const toml::node& n) {
+    const place where{source, "profile." + name, key_line};
+    if (!valid_name(name)) fail(where, "a profile name is 1-64 characters of [A-Za-z0-9_-]");
+    if (!n.is_table()) fail(where, "must be a table ([profile." + name + "])");
+    const table_reader t(source, *n.as_table(), "profile." + name + ".");
+    t.check_keys({"id", "log", "resources", "transaction_timeout_s"});
+    profile_config p;
+    p.name = name;
+    p.line = line_of(n) > 0 ? line_of(n) : key_line;
+    if (const auto* id = t.find("id")) {
+        p.coordinator_id = t.string("id", *id);
+        if (!valid_coordinator_id(p.coordinator_id))
+            fail(t.at("id", *id),
+                 fmt::format("'{}' is not a coordinator id (1-16 characters of [A-Za-z0-9_-])",
+                             p.coordinator_id));
+    }
+    if (const auto* l = t.find("log")) p.log = read_log(t, *l);
+    const auto& res = t.required("resources");
+    if (!res.is_array() || res.as_array()->empty())
+        fail(t.at("resources", res), "must be a non-empty array of resource names");
+    for (const auto& e : *res.as_array()) {
+        if (!e.is_string()) fail(t.at("resources", res), "must hold resource names (strings)");
+        p.resources.push_back(e.as_string()->get());
+    }
+    if (t.find("transaction_timeout_s") != nullptr) p.transaction_timeout = read_timeout(t);
+    return p;
 }
 
 }  // namespace
@@ -298,14 +350,14 @@ config parse_config(std::string_view text, const std::string& source) {
     config c;
     c.source = source;
     const table_reader top(source, root, "");
-    top.check_keys({"coordinator", "resource"},
-                   {{"profile", "profiles, so that one file serves several programs"}});
+    top.check_keys({"coordinator", "resource", "profile"});
 
     const toml::node* coord_node = root.get("coordinator");
     if (coord_node == nullptr)
         fail({source, "coordinator", 0}, "missing: a [coordinator] table with id and log");
     const table_reader coord(source, top.table("coordinator", *coord_node), "coordinator.");
-    coord.check_keys({"id", "log"});
+    coord.check_keys({"id", "log", "transaction_timeout_s"});
+    c.transaction_timeout = read_timeout(coord);
     const auto& id = coord.required("id");
     c.coordinator_id = coord.string("id", id);
     if (!valid_coordinator_id(c.coordinator_id))
@@ -334,6 +386,17 @@ config parse_config(std::string_view text, const std::string& source) {
         fail({source, "resource", line_of(*res_node)},
              "more than one resource is one_phase_only: a transaction can have only one last "
              "resource");
+    if (const toml::node* prof = root.get("profile")) {
+        for (auto&& [k, v] : top.table("profile", *prof)) {
+            auto p = read_profile(source, std::string(k.str()), k.source().begin.line, v);
+            for (const auto& r : p.resources)
+                if (std::none_of(c.resources.begin(), c.resources.end(),
+                                 [&](const auto& cr) { return cr.name == r; }))
+                    fail({source, "profile." + p.name + ".resources", p.line},
+                         fmt::format("'{}' is not a configured resource", r));
+            c.profiles.push_back(std::move(p));
+        }
+    }
     if (!c.log.table_in.empty()) {
         const auto* l = coord.find("log");
         if (std::none_of(c.resources.begin(), c.resources.end(),
@@ -355,6 +418,28 @@ config load_config(const std::filesystem::path& file) {
     return parse_config(text.str(), file.string());
 }
 
+config select_profile(const config& c, const std::string& name) {
+    const auto p = std::find_if(c.profiles.begin(), c.profiles.end(),
+                                [&](const auto& x) { return x.name == name; });
+    if (p == c.profiles.end()) {
+        std::string known;
+        for (const auto& x : c.profiles) known += (known.empty() ? "" : ", ") + x.name;
+        raise(XAER_INVAL, "F0000",
+              fmt::format("{}: no [profile.{}] (profiles: {})", c.source, name,
+                          known.empty() ? "none" : known));
+    }
+    config out = c;
+    out.profiles.clear();
+    if (!p->coordinator_id.empty()) out.coordinator_id = p->coordinator_id;
+    if (p->log) out.log = *p->log;
+    if (p->transaction_timeout) out.transaction_timeout = *p->transaction_timeout;
+    out.resources.clear();
+    for (const auto& r : p->resources)
+        out.resources.push_back(*std::find_if(c.resources.begin(), c.resources.end(),
+                                              [&](const auto& x) { return x.name == r; }));
+    return out;
+}
+
 std::vector<std::string> resource_names(const config& c) {
     std::vector<std::string> v;
     v.reserve(c.resources.size());
@@ -365,12 +450,21 @@ std::vector<std::string> resource_names(const config& c) {
 resource_factory make_factory(const config& c) {
     auto res = std::make_shared<const std::vector<resource_config>>(c.resources);
     return [res](const std::string& name) -> std::unique_ptr<resource> {
-        for (const auto& r : *res)
-            if (r.name == name)
-                return std::make_unique<connection_resource>(
-                    name, xarm::connect(r.driver, r.open),
-                    r.one_phase_only ? connection_resource::mode::one_phase_only
-                                     : connection_resource::mode::automatic);
+        for (std::size_t i = 0; i < res->size(); ++i) {
+            const auto& r = (*res)[i];
+            if (r.name != name) continue;
+            if (!r.switch_library.empty())
+                return std::make_unique<switch_resource>(
+                    switch_resource::options{.name = r.name,
+                                             .library = r.switch_library,
+                                             .symbol = r.symbol,
+                                             .open = r.open,
+                                             .rmid = static_cast<int>(i + 1)});
+            return std::make_unique<connection_resource>(
+                name, xarm::connect(r.driver, r.open),
+                r.one_phase_only ? connection_resource::mode::one_phase_only
+                                 : connection_resource::mode::automatic);
+        }
         return nullptr;
     };
 }
@@ -410,6 +504,7 @@ coordinator::options coordinator_options(const config& c, bool create_log) {
     o.create_log = create_log;
     o.factory = make_factory(c);
     o.resources = resource_names(c);
+    o.transaction_timeout = c.transaction_timeout;
     return o;
 }
 

@@ -40,30 +40,40 @@ void worker_pool::work() {
     }
 }
 
-void worker_pool::parallel_for(std::size_t n, const std::function<void(std::size_t)>& f) {
+void worker_pool::parallel_for(std::size_t n, const std::function<void(std::size_t)>& f,
+                               const std::function<bool(std::size_t)>& pinned) {
     if (n == 0) return;
+    // The caller runs its own items (the pinned ones, or else the first) and shares the rest.
+    std::vector<std::size_t> own, shared;
+    for (std::size_t i = 0; i < n; ++i) (pinned && pinned(i) ? own : shared).push_back(i);
+    if (own.empty()) {
+        own.push_back(shared.front());
+        shared.erase(shared.begin());
+    }
     auto b = std::make_shared<batch>();
     std::vector<std::shared_ptr<task>> mine;
-    mine.reserve(n - 1);
-    b->left = n - 1;
-    if (n > 1) {
+    mine.reserve(shared.size());
+    b->left = shared.size();
+    if (!shared.empty()) {
         std::lock_guard lk(m_mutex);
-        for (std::size_t i = 1; i < n; ++i) {
+        for (std::size_t i : shared) {
             auto t = std::make_shared<task>();
             t->run = [&f, i] { f(i); };
             mine.push_back(t);
             m_queue.emplace_back(t, b);
         }
     }
-    if (n > 2)
+    if (shared.size() > 1)
         m_cv.notify_all();
-    else if (n == 2)
+    else if (shared.size() == 1)
         m_cv.notify_one();
     std::exception_ptr first;
-    try {
-        f(0);
-    } catch (...) {
-        first = std::current_exception();
+    for (std::size_t i : own) {
+        try {
+            f(i);
+        } catch (...) {
+            if (!first) first = std::current_exception();
+        }
     }
     // Whatever no worker has started yet, the caller runs itself.
     for (auto& t : mine)

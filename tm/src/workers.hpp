@@ -26,7 +26,10 @@ class worker_pool {
 
     /// Runs f(i) for i in [0, n), in parallel where workers are free; returns when all
     /// are done and rethrows the first exception.
-    void parallel_for(std::size_t n, const std::function<void(std::size_t)>& f);
+    /// Items for which pinned(i) is true run on the calling thread only (resources
+    /// whose calls must stay on the application's thread).
+    void parallel_for(std::size_t n, const std::function<void(std::size_t)>& f,
+                      const std::function<bool(std::size_t)>& pinned = {});
 
   private:
     struct task {

@@ -152,8 +152,8 @@ driver = "mysql"
 opne = "x"
 )");
     BOOST_TEST(contains(e,
-                        "cfg.toml:6: resource.shop.opne: unknown key (expected driver, open, "
-                        "one_phase_only)"),
+                        "cfg.toml:6: resource.shop.opne: unknown key (expected driver, switch, "
+                        "symbol, open, one_phase_only)"),
                e);
     const auto top = error_of("[coordinator]\nid = \"o\"\nlog = \"/l\"\n[resources.a]\n");
     BOOST_TEST(contains(top, "cfg.toml:4: resources: unknown key"), top);
@@ -216,13 +216,44 @@ BOOST_AUTO_TEST_CASE(bad_values) {
     BOOST_TEST(contains(both, "give either table_in"), both);
 }
 
-BOOST_AUTO_TEST_CASE(reserved_keys_say_so) {
+BOOST_AUTO_TEST_CASE(switch_resources_and_profiles) {
     const std::string head = "[coordinator]\nid = \"o\"\nlog = \"/l\"\n";
-    const auto sw =
-        error_of(head + "[resource.a]\nswitch = \"/opt/x.so\"\nsymbol = \"x\"\nopen = \"\"\n");
-    BOOST_TEST(contains(sw, "cfg.toml:5: resource.a.switch: reserved for a later version"), sw);
-    const auto prof = error_of(head + "[resource.a]\ndriver = \"pq\"\nopen = \"\"\n[profile.x]\n");
-    BOOST_TEST(contains(prof, "cfg.toml:7: profile: reserved for a later version"), prof);
+    const auto c = xarm::tm::parse_config(
+        head +
+            "[resource.a]\nswitch = \"/opt/x.so\"\nsymbol = \"x_switch\"\nopen = \"i\"\n"
+            "[resource.b]\ndriver = \"pq\"\nopen = \"\"\n"
+            "[profile.p]\nid = \"p1\"\nresources = [\"b\", \"a\"]\ntransaction_timeout_s = 7\n",
+        "cfg.toml");
+    BOOST_TEST(c.resources[0].switch_library == "/opt/x.so");
+    BOOST_TEST(c.resources[0].symbol == "x_switch");
+    BOOST_TEST(c.resources[0].driver.empty());
+    const auto p = xarm::tm::select_profile(c, "p");
+    BOOST_TEST(p.coordinator_id == "p1");
+    BOOST_TEST(p.log.file == "/l");
+    BOOST_TEST(p.transaction_timeout.count() == 7);
+    BOOST_TEST(xarm::tm::resource_names(p) == (std::vector<std::string>{"b", "a"}));
+    try {
+        (void)xarm::tm::select_profile(c, "q");
+        BOOST_FAIL("an unknown profile was accepted");
+    } catch (const xarm::error& e) {
+        BOOST_TEST(contains(e.what(), "no [profile.q] (profiles: p)"), e.what());
+    }
+    const auto both =
+        error_of(head + "[resource.a]\nswitch = \"/x.so\"\ndriver = \"pq\"\nopen = \"\"\n");
+    BOOST_TEST(contains(both, "give either driver"), both);
+    const auto rel = error_of(head + "[resource.a]\nswitch = \"lib/x.so\"\nopen = \"\"\n");
+    BOOST_TEST(contains(rel, "cfg.toml:5: resource.a.switch: must be the absolute path"), rel);
+    const auto lr =
+        error_of(head + "[resource.a]\nswitch = \"/x.so\"\nopen = \"\"\none_phase_only = true\n");
+    BOOST_TEST(contains(lr, "cannot be the last resource"), lr);
+    const auto sym =
+        error_of(head + "[resource.a]\ndriver = \"pq\"\nsymbol = \"s\"\nopen = \"\"\n");
+    BOOST_TEST(contains(sym, "resource.a.symbol: only with switch"), sym);
+    const auto unknown = error_of(head +
+                                  "[resource.a]\ndriver = \"pq\"\nopen = \"\"\n"
+                                  "[profile.x]\nresources = [\"zz\"]\n");
+    BOOST_TEST(contains(unknown, "profile.x.resources: 'zz' is not a configured resource"),
+               unknown);
 }
 
 BOOST_AUTO_TEST_CASE(environment_variables) {

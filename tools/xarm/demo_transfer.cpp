@@ -45,6 +45,13 @@ std::string quoted(const std::string& v) {
 tm::config demo_config(const demo_databases& d, bool with_log) {
     if (!d.config.empty()) {
         auto c = tm::load_config(d.config);
+        // A file serving several programs: --coordinator names the profile's coordinator.
+        if (!d.coordinator.empty() && d.coordinator != c.coordinator_id) {
+            const auto p = std::find_if(c.profiles.begin(), c.profiles.end(), [&](const auto& x) {
+                return x.coordinator_id == d.coordinator || x.name == d.coordinator;
+            });
+            if (p != c.profiles.end()) c = tm::select_profile(c, std::string(p->name));
+        }
         if (!d.coordinator.empty() && d.coordinator != c.coordinator_id)
             throw std::invalid_argument(d.config + " configures coordinator '" + c.coordinator_id +
                                         "', not '" + d.coordinator + "'");
@@ -54,7 +61,7 @@ tm::config demo_config(const demo_databases& d, bool with_log) {
     c.source = "the command line";
     c.coordinator_id = d.coordinator.empty() ? "demo" : d.coordinator;
     auto add = [&](const char* name, const char* driver, const std::string& info) {
-        if (!info.empty()) c.resources.push_back({name, driver, info, false, 0});
+        if (!info.empty()) c.resources.push_back({name, driver, info, false, 0, {}, {}});
     };
     add("pq", "pq", d.pq);
     add("mysql", "mysql", d.mysql);

@@ -47,6 +47,10 @@ class XARM_API resource {
     virtual std::string name() const = 0;
     /// False for a one-phase-only resource, which can only be the transaction's last.
     virtual bool can_prepare() const = 0;
+    /// True when every call must come from the thread that called begin() (an XA
+    /// switch: its branch is associated with that thread): the coordinator then makes
+    /// them on the calling thread, never on its workers.
+    virtual bool thread_bound() const noexcept { return false; }
 
     virtual void begin(const xid& x) = 0;
     /// Phase one; vote::read_only drops the resource out of phase two.
@@ -419,6 +423,12 @@ class XARM_API transaction {
     void commit();
     void rollback();
 
+    /// A transaction older than its timeout (0: none; the coordinator's by default) is
+    /// rolled back at commit() at the latest, which throws rollback_error (XA_RBTIMEOUT).
+    void set_timeout(std::chrono::milliseconds t) noexcept { m_timeout = t; }
+    std::chrono::milliseconds timeout() const noexcept { return m_timeout; }
+    bool expired() const noexcept;
+
     bool finished() const noexcept { return m_done; }
     std::optional<outcome> result() const noexcept { return m_outcome; }
     /// Branches left for recovery after a decided commit (connection lost in phase two).
@@ -445,6 +455,8 @@ class XARM_API transaction {
     std::vector<xid> m_unfinished;
     std::optional<outcome> m_outcome;
     bool m_done = false;
+    std::chrono::steady_clock::time_point m_began = std::chrono::steady_clock::now();
+    std::chrono::milliseconds m_timeout{0};
 };
 
 /// Makes a resource by name for recovery (a new process must reconnect).
@@ -496,6 +508,9 @@ class XARM_API coordinator {
         /// once (no thread is started per transaction; a caller whose items find no free
         /// worker runs them itself).
         std::size_t workers = 8;
+        /// Transactions older than this are rolled back at commit at the latest (0: no
+        /// limit); transaction::set_timeout changes it for one transaction.
+        std::chrono::milliseconds transaction_timeout{0};
     };
     explicit coordinator(options o);
     ~coordinator();
@@ -540,6 +555,7 @@ class XARM_API coordinator {
     statistics m_stats;
     std::optional<recovery_report> m_startup;
     std::unique_ptr<worker_pool> m_workers;
+    std::chrono::milliseconds m_timeout{0};
 };
 
 }  // namespace xarm::tm

@@ -17,16 +17,23 @@
 //   open = "path=/var/lib/orders/cache.db"
 //   one_phase_only = true                      # the last resource
 //
-// Reserved (refused today, so that a file written for a later version fails loudly
-// instead of being half understood): `switch` and `symbol` in a resource (a third-party
-// XA switch library and its symbol), a top-level `profile` table (one file serving
-// several programs).
+//   [resource.queue]                           # any XA resource manager, by its switch
+//   switch = "/opt/vendor/lib/libvendorxa.so"  # the library (absolute path or a bare name)
+//   symbol = "vendor_xa_switch"                # optional; default: lixa_get_xa_switch()
+//   open = "..."                               # the switch's xa_open info string
+//
+//   [profile.transfer]                         # one file, several programs (the TX
+//   id = "transfer"                            # interface: XARM_TX_PROFILE); each
+//   log = "/var/lib/orders/transfer.tmlog"     # profile is a coordinator of its own:
+//   resources = ["bank", "shop"]               # its rmids are 1, 2, ... in this order
+//   transaction_timeout_s = 30
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,6 +51,8 @@ struct resource_config {
     /// Enlisted as the one-phase last resource even when its driver can prepare.
     bool one_phase_only = false;
     std::size_t line = 0;  ///< where the table starts in the file (0: built in code)
+    /// Or (driver empty): an XA switch library (tm::switch_resource) and its symbol.
+    std::string switch_library, symbol;
 };
 
 /// Where the decision log is: a file, or table xarm_tm_log in a PostgreSQL database
@@ -56,12 +65,25 @@ struct log_config {
     std::chrono::milliseconds lock_timeout{0};  ///< with wait_for_lock; 0: for ever
 };
 
+/// One [profile.NAME] table: a coordinator of its own over some of the resources.
+struct profile_config {
+    std::string name;
+    std::string coordinator_id;          ///< empty: the [coordinator] id
+    std::optional<log_config> log;       ///< none: the [coordinator] log
+    std::vector<std::string> resources;  ///< in rmid order (1, 2, ...)
+    std::optional<std::chrono::seconds> transaction_timeout;
+    std::size_t line = 0;
+};
+
 /// A coordinator's configuration, as loaded (or built in code).
 struct config {
     std::string source;  ///< the file it came from, for messages
     std::string coordinator_id;
     log_config log;
     std::vector<resource_config> resources;  ///< in file order
+    /// A global transaction older than this is rolled back (0: no limit).
+    std::chrono::seconds transaction_timeout{0};
+    std::vector<profile_config> profiles;
     /// Things that work but should not be so, e.g. a password written in the file.
     std::vector<std::string> warnings;
 };
@@ -74,10 +96,17 @@ XARM_API config load_config(const std::filesystem::path& file);
 /// The same from text; `source` names it in messages.
 XARM_API config parse_config(std::string_view text, const std::string& source);
 
+/// The configuration as profile `name` sees it: its id, log and timeout (or the
+/// [coordinator]'s), and only its resources, in the profile's order. An unknown profile
+/// is an error naming the known ones.
+XARM_API config select_profile(const config& c, const std::string& name);
+
 /// The configured resources' names, in file order.
 XARM_API std::vector<std::string> resource_names(const config& c);
-/// Makes each configured resource (a connection_resource on a new connection) by name;
-/// an unknown name gives nullptr. The factory keeps its own copy of the configuration.
+/// Makes each configured resource by name: a connection_resource on a new connection,
+/// or for a switch a tm::switch_resource opened on the calling thread with rmid = its
+/// position in c.resources (1, 2, ...); an unknown name gives nullptr. The factory keeps
+/// its own copy of the configuration.
 XARM_API resource_factory make_factory(const config& c);
 /// Opens the configured log: a file_log (created when missing only with `create`) or a
 /// table_log. Fails at once when another process holds it, naming the holder.
