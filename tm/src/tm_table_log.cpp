@@ -40,10 +40,16 @@ std::string encode_branches(const log_record& r) {
     return s;
 }
 
-std::string gtrid_list(const std::vector<std::string>& gtrids) {
-    std::string in;
-    for (const auto& g : gtrids) in += (in.empty() ? "'" : ",'") + hex_encode(g) + "'";
-    return in;
+/// Deletes the records of the given gtrids (bound parameters: the id, then one per
+/// gtrid, hex as stored).
+void delete_records(connection& c, const std::string& id, const std::vector<std::string>& gtrids) {
+    std::string sql = "DELETE FROM xarm_tm_log WHERE coordinator = ? AND gtrid IN (";
+    std::vector<value> args{value(id)};
+    for (const auto& g : gtrids) {
+        sql += args.size() == 1 ? "?" : ",?";
+        args.emplace_back(hex_encode(g));
+    }
+    c.execute(sql + ")", std::span<const value>(args));
 }
 
 std::string host_name() {
@@ -98,11 +104,11 @@ table_log::table_log(std::string driver, std::string info, std::string coordinat
     {
         // The lock's key is derived by the server from a fixed namespace and the id (sent
         // hex-encoded, as data), so every client computes the same one.
-        auto r = m_conn->query("SELECT hashtextextended('xarm_tm_log:' || convert_from(decode('" +
-                               hex_encode(m_id) +
-                               "', 'hex'), 'UTF8'), 0)::text, current_database(), "
-                               "COALESCE(host(inet_server_addr()), 'a local socket'), "
-                               "COALESCE(':' || inet_server_port()::text, '')");
+        auto r = m_conn->query(
+            "SELECT hashtextextended('xarm_tm_log:' || convert_from(decode(?, 'hex'), 'UTF8'), "
+            "0)::text, current_database(), COALESCE(host(inet_server_addr()), 'a local socket'), "
+            "COALESCE(':' || inet_server_port()::text, '')",
+            hex_encode(m_id));
         m_conn->commit();
         const std::string key = cell(r, 0);
         try {
@@ -164,8 +170,7 @@ table_log::~table_log() {
     // Once, without reconnecting: end records are optional.
     try {
         if (!m_ends.empty()) {
-            m_conn->execute("DELETE FROM xarm_tm_log WHERE coordinator = '" + m_id +
-                            "' AND gtrid IN (" + gtrid_list(m_ends) + ")");
+            delete_records(*m_conn, m_id, m_ends);
             m_conn->commit();
         }
     } catch (const std::exception&) {
@@ -173,7 +178,7 @@ table_log::~table_log() {
     try {
         // Released now rather than when the server notices the closed connection: a
         // successor opening the log right after this one must find it free.
-        m_conn->query("SELECT pg_advisory_unlock(" + std::to_string(m_key) + ")");
+        m_conn->query("SELECT pg_advisory_unlock(?)", m_key);
         m_conn->commit();
     } catch (const std::exception&) {
     }
@@ -188,10 +193,10 @@ void table_log::open_session() const {
     // once committed.
     auto r = m_conn->query(
         "SELECT pg_backend_pid()::text, (SELECT backend_start::text FROM pg_stat_activity "
-        "WHERE pid = pg_backend_pid()), set_config('application_name', '" +
-        m_app_name +
-        "', false), set_config('synchronous_commit', CASE current_setting('synchronous_commit') "
-        "WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END, false)");
+        "WHERE pid = pg_backend_pid()), set_config('application_name', ?, false), "
+        "set_config('synchronous_commit', CASE current_setting('synchronous_commit') "
+        "WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END, false)",
+        m_app_name);
     m_conn->commit();
     m_session_pid = cell(r, 0);
     m_session_start = cell(r, 1);
@@ -200,8 +205,7 @@ void table_log::open_session() const {
 bool table_log::try_lock() const {
     // A session-level lock: it survives the COMMIT (and a rollback) of the local
     // transaction the statement runs in, and goes with the session.
-    auto r = m_conn->query("SELECT CASE WHEN pg_try_advisory_lock(" + std::to_string(m_key) +
-                           ") THEN 1 ELSE 0 END");
+    auto r = m_conn->query("SELECT CASE WHEN pg_try_advisory_lock(?) THEN 1 ELSE 0 END", m_key);
     m_conn->commit();
     return cell(r, 0) == "1";
 }
@@ -217,7 +221,7 @@ std::optional<table_log::holder> table_log::find_holder() const {
         "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
         "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
         "AND l.classid::bigint = {} AND l.objid::bigint = {}",
-        k >> 32, k & 0xffffffffu));
+        k >> 32, k & 0xffffffffu));  // numbers this process computed, not data
     m_conn->commit();
     if (r.rows.empty()) return std::nullopt;
     return holder{cell(r, 0), cell(r, 1), cell(r, 2), cell(r, 3)};
@@ -307,7 +311,7 @@ void table_log::reacquire() const {
                 // for a timeout): it can never write again; end it and take the lock back.
                 // No holder: released in between; try again.
                 if (ours) {
-                    m_conn->query("SELECT pg_terminate_backend(" + h->pid + ")");
+                    m_conn->query("SELECT pg_terminate_backend(CAST(? AS integer))", h->pid);
                     m_conn->commit();
                 }
                 std::this_thread::sleep_for(milliseconds(20) * (1 << i));
@@ -380,10 +384,8 @@ void table_log::flush_ends() {
         ends = m_ends;
     }
     if (ends.empty()) return;
-    const std::string sql = "DELETE FROM xarm_tm_log WHERE coordinator = '" + m_id +
-                            "' AND gtrid IN (" + gtrid_list(ends) + ")";
     on_db([&](connection& c) {
-        c.execute(sql);
+        delete_records(c, m_id, ends);
         c.commit();
     });
     std::lock_guard lk(m_mutex);
@@ -416,25 +418,22 @@ void table_log::force(const log_record& r) {
                 std::lock_guard again(m_mutex);
                 ends = m_ends;
             }
-            std::string values;
-            for (const auto& rec : b->records)
-                values += fmt::format("{}('{}','{}','{}')", values.empty() ? "" : ",", m_id,
-                                      hex_encode(rec.gtrid), encode_branches(rec));
+            std::string insert = "INSERT INTO xarm_tm_log (coordinator, gtrid, branches) VALUES ";
+            std::vector<value> args;
+            for (const auto& rec : b->records) {
+                insert += args.empty() ? "(?,?,?)" : ",(?,?,?)";
+                args.emplace_back(m_id);
+                args.emplace_back(hex_encode(rec.gtrid));
+                args.emplace_back(encode_branches(rec));
+            }
             // Idempotent: after a COMMIT cut off by a lost connection the rows may or may
             // not be there; the retry stores them once either way, and only a COMMIT that
             // answered makes the batch durable.
-            const std::string insert =
-                "INSERT INTO xarm_tm_log (coordinator, gtrid, branches) "
-                "VALUES " +
-                values + " ON CONFLICT (coordinator, gtrid) DO NOTHING";
-            const std::string del = ends.empty()
-                                        ? std::string()
-                                        : "DELETE FROM xarm_tm_log WHERE coordinator = '" + m_id +
-                                              "' AND gtrid IN (" + gtrid_list(ends) + ")";
+            insert += " ON CONFLICT (coordinator, gtrid) DO NOTHING";
             try {
                 on_db([&](connection& c) {
-                    if (!del.empty()) c.execute(del);
-                    c.execute(insert);
+                    if (!ends.empty()) delete_records(c, m_id, ends);
+                    c.execute(insert, std::span<const value>(args));
                     c.commit();
                 });
                 std::lock_guard again(m_mutex);
@@ -496,7 +495,7 @@ std::vector<log_record> table_log::live() const {
     }
     result res;
     on_db([&](connection& c) {
-        res = c.query("SELECT gtrid, branches FROM xarm_tm_log WHERE coordinator = '" + m_id + "'");
+        res = c.query("SELECT gtrid, branches FROM xarm_tm_log WHERE coordinator = ?", m_id);
         c.commit();
     });
     std::vector<log_record> out;
