@@ -109,45 +109,7 @@ bool target::strict_refusals(capability c) const {
 }
 
 std::vector<std::string> switch_problems(const xa_switch_t& sw) {
-    std::vector<std::string> out;
-    const void* nul = std::memchr(sw.name, '\0', RMNAMESZ);
-    if (nul == nullptr) {
-        out.push_back(
-            fmt::format("the name is not NUL-terminated within RMNAMESZ ({}) bytes", RMNAMESZ));
-    } else if (sw.name[0] == '\0') {
-        out.push_back("the name is empty");
-    } else {
-        for (const char* p = sw.name; *p != '\0'; ++p)
-            if (static_cast<unsigned char>(*p) < 0x20 || static_cast<unsigned char>(*p) > 0x7e) {
-                out.push_back("the name has bytes that are not printable ASCII");
-                break;
-            }
-    }
-    if (sw.flags & TMREGISTER)
-        out.push_back(
-            "the flags have TMREGISTER (dynamic registration through ax_reg): the suite "
-            "drives a switch with static registration; use the library's static switch");
-    if (const long unknown = sw.flags & ~(TMREGISTER | TMNOMIGRATE | TMUSEASYNC); unknown != 0)
-        out.push_back(fmt::format("the flags have bits no XA flag defines (0x{:x})",
-                                  static_cast<unsigned long>(unknown)));
-    if (sw.version != 0)
-        out.push_back(
-            fmt::format("the version is {} (the XA specification requires 0)", sw.version));
-    const std::pair<const char*, bool> entries[] = {
-        {"xa_open_entry", sw.xa_open_entry != nullptr},
-        {"xa_close_entry", sw.xa_close_entry != nullptr},
-        {"xa_start_entry", sw.xa_start_entry != nullptr},
-        {"xa_end_entry", sw.xa_end_entry != nullptr},
-        {"xa_rollback_entry", sw.xa_rollback_entry != nullptr},
-        {"xa_prepare_entry", sw.xa_prepare_entry != nullptr},
-        {"xa_commit_entry", sw.xa_commit_entry != nullptr},
-        {"xa_recover_entry", sw.xa_recover_entry != nullptr},
-        {"xa_forget_entry", sw.xa_forget_entry != nullptr},
-        {"xa_complete_entry", sw.xa_complete_entry != nullptr},
-    };
-    for (const auto& [name, present] : entries)
-        if (!present) out.push_back(fmt::format("{} is NULL", name));
-    return out;
+    return xarm::switch_problems(sw);
 }
 
 namespace {

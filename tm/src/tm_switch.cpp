@@ -76,24 +76,7 @@ last_error_fn own_last_error(const xa_switch_t* sw) {
 }  // namespace
 
 std::vector<std::string> switch_resource::switch_problems(const xa_switch_t& sw) {
-    std::vector<std::string> out;
-    if (sw.flags & TMREGISTER)
-        out.push_back(
-            "its flags have TMREGISTER (dynamic registration through ax_reg), which this "
-            "manager does not offer: it registers every resource statically (use the "
-            "library's static switch)");
-    if (const long unknown = sw.flags & ~(TMREGISTER | TMNOMIGRATE | TMUSEASYNC); unknown != 0)
-        out.push_back(fmt::format("its flags have bits no XA flag defines (0x{:x})",
-                                  static_cast<unsigned long>(unknown)));
-    if (sw.version != 0)
-        out.push_back(
-            fmt::format("its version is {} (the XA specification requires 0)", sw.version));
-    const bool all_entries = sw.xa_open_entry && sw.xa_close_entry && sw.xa_start_entry &&
-                             sw.xa_end_entry && sw.xa_rollback_entry && sw.xa_prepare_entry &&
-                             sw.xa_commit_entry && sw.xa_recover_entry && sw.xa_forget_entry &&
-                             sw.xa_complete_entry;
-    if (!all_entries) out.push_back("an entry point is NULL");
-    return out;
+    return xarm::switch_problems(sw);
 }
 
 switch_resource::switch_resource(options o)

@@ -82,6 +82,11 @@ XARM_API std::shared_ptr<const driver> load_driver(std::string_view name_or_path
 /// party's too) and returns its xa_switch_t: the named symbol when given, else the one
 /// lixa_get_xa_switch() returns. The library is never unloaded.
 XARM_API xa_switch_t* load_switch(std::string_view name_or_path, std::string_view symbol = {});
+/// Why a monitor cannot drive this switch: a name not NUL-terminated, empty or not
+/// printable, TMREGISTER (dynamic registration through ax_reg, which xarm does not
+/// offer), flag bits XA does not define, a version other than 0, a NULL entry point.
+/// Empty when it can. The conformance suite and the transaction manager both use it.
+XARM_API std::vector<std::string> switch_problems(const xa_switch_t& sw);
 
 /// One database connection speaking PEP 249's two-phase API. Usable from any one
 /// thread at a time.
