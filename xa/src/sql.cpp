@@ -5,6 +5,7 @@
 #include "xarm/sql.hpp"
 
 #include <cctype>
+#include <charconv>
 
 #include <fmt/format.h>
 
@@ -53,11 +54,38 @@ class scanner {
     }
 
     parsed_sql run() {
-        while (m_i < m_s.size()) step();
+        while (m_i < m_s.size()) {
+            // Runs of characters that start nothing are copied at once (most of a
+            // statement); the scanner looks at the rest one by one.
+            std::size_t end = m_i;
+            while (end < m_s.size() && !may_start_token(m_s[end])) ++end;
+            if (end > m_i) copy_to(end);
+            if (m_i < m_s.size()) step();
+        }
         return std::move(m_out);
     }
 
   private:
+    // Every character step() treats specially in some syntax.
+    static bool may_start_token(char c) {
+        switch (c) {
+            case '\'':
+            case '"':
+            case '`':
+            case '[':
+            case 'E':
+            case 'e':
+            case '-':
+            case '#':
+            case '/':
+            case '$':
+            case '?':
+                return true;
+            default:
+                return false;
+        }
+    }
+
     char at(std::size_t i) const { return i < m_s.size() ? m_s[i] : '\0'; }
     // Copies the text up to (not including) position end.
     void copy_to(std::size_t end) {
@@ -99,10 +127,13 @@ class scanner {
         if (c == '?') {
             ++m_out.placeholders;
             ++m_i;
-            if (m_syn.placeholder == sql_syntax::marker::dollar_numbered)
-                m_out.text += fmt::format("${}", m_out.placeholders);
-            else
+            if (m_syn.placeholder == sql_syntax::marker::dollar_numbered) {
+                char buf[24] = {'$'};
+                const auto r = std::to_chars(buf + 1, buf + sizeof buf, m_out.placeholders);
+                m_out.text.append(buf, r.ptr);
+            } else {
                 m_out.text += '?';
+            }
             return;
         }
         m_out.text += c;

@@ -64,6 +64,7 @@ struct stats {
     double tps = 0;
     double p50 = 0, p95 = 0, p99 = 0;  // microseconds
     std::size_t n = 0;
+    std::vector<double> slice_tps;  // per interleaved slice, for paired ratios
 };
 
 struct bench_case {
@@ -75,31 +76,48 @@ struct bench_case {
 };
 
 // Runs the cases in interleaved slices (a shared machine's load then hits all alike).
+// The median over the slices of a case's throughput against its baseline's in the same
+// slice: adjacent in time, so a load that comes and goes hits both sides of each ratio.
+double paired_ratio(const stats& s, const stats& base) {
+    std::vector<double> r;
+    for (std::size_t i = 0; i < s.slice_tps.size() && i < base.slice_tps.size(); ++i)
+        r.push_back(s.slice_tps[i] / base.slice_tps[i]);
+    if (r.empty()) return 0;
+    std::sort(r.begin(), r.end());
+    return r.size() % 2 ? r[r.size() / 2] : (r[r.size() / 2 - 1] + r[r.size() / 2]) / 2;
+}
+
 std::vector<stats> measure(std::vector<bench_case>& cases, double seconds) {
     const int rounds = 10;
     for (auto& c : cases)
         for (int i = 0; i < 20; ++i) c.tx(c.next++);  // warm-up
+    std::vector<std::vector<double>> slice_tps(cases.size());
     for (int r = 0; r < rounds; ++r) {
-        for (auto& c : cases) {
+        for (std::size_t k = 0; k < cases.size(); ++k) {
+            auto& c = cases[k];
             const auto start = clock_type::now();
             const auto stop = start + std::chrono::duration<double>(seconds / rounds);
+            const auto before = c.lat.size();
             for (auto now = start; now < stop;) {
                 c.tx(c.next++);
                 auto after = clock_type::now();
                 c.lat.push_back(std::chrono::duration<double, std::micro>(after - now).count());
                 now = after;
             }
-            c.busy += std::chrono::duration<double>(clock_type::now() - start).count();
+            const double took = std::chrono::duration<double>(clock_type::now() - start).count();
+            c.busy += took;
+            slice_tps[k].push_back(static_cast<double>(c.lat.size() - before) / took);
         }
     }
     std::vector<stats> out;
-    for (auto& c : cases) {
+    for (std::size_t k = 0; k < cases.size(); ++k) {
+        auto& c = cases[k];
         std::sort(c.lat.begin(), c.lat.end());
         auto pct = [&](double p) {
             return c.lat[std::min(c.lat.size() - 1, static_cast<std::size_t>(p * c.lat.size()))];
         };
-        out.push_back(
-            {c.name, c.lat.size() / c.busy, pct(0.50), pct(0.95), pct(0.99), c.lat.size()});
+        out.push_back({c.name, c.lat.size() / c.busy, pct(0.50), pct(0.95), pct(0.99), c.lat.size(),
+                       slice_tps[k]});
     }
     return out;
 }
@@ -333,18 +351,21 @@ int main(int argc, char** argv) {
         auto print = [](const char* title, const std::vector<stats>& v, const char* trips,
                         std::vector<std::size_t> base = {}) {
             fmt::print("\n{}\n  round trips per transaction: {}\n", title, trips);
-            fmt::print("  {:<24} {:>8} {:>10} {:>10} {:>10} {:>10} {:>12}\n", "path", "n", "tx/s",
-                       "p50 us", "p95 us", "p99 us", "tx/s ratio");
+            fmt::print("  {:<24} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}\n", "path", "n",
+                       "tx/s", "p50 us", "p95 us", "p99 us", "tx/s ratio", "paired");
             for (std::size_t k = 0; k < v.size(); ++k) {
                 const auto& s = v[k];
                 const auto& ref = v[k < base.size() ? base[k] : 0];
-                fmt::print("  {:<24} {:>8} {:>10.0f} {:>10.0f} {:>10.0f} {:>10.0f} {:>12.3f}\n",
-                           s.name, s.n, s.tps, s.p50, s.p95, s.p99, s.tps / ref.tps);
+                fmt::print(
+                    "  {:<24} {:>8} {:>10.0f} {:>10.0f} {:>10.0f} {:>10.0f} {:>10.3f} {:>10.3f}\n",
+                    s.name, s.n, s.tps, s.p50, s.p95, s.p99, s.tps / ref.tps, paired_ratio(s, ref));
             }
         };
         fmt::print(
             "xarm_pq_bench: {} s per case (10 interleaved slices), one UPDATE + one INSERT per "
-            "transaction\n",
+            "transaction\n"
+            "  tx/s ratio: total throughput against the baseline; paired: the median of the "
+            "per-slice ratios\n",
             seconds);
         print("two-phase (BEGIN, UPDATE, INSERT, PREPARE TRANSACTION, COMMIT PREPARED)", two,
               "direct 5, C++ API 4 (BEGIN sent with the UPDATE), switch 5");
