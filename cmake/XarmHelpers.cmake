@@ -1,18 +1,31 @@
 # Helpers shared by every part of the build.
 
-# xarm_driver_enabled(<OPT> <found-var> <out-var>): resolves an ON|OFF|AUTO option.
-# ON with the dependency missing is a configuration error; AUTO quietly follows it.
-function(xarm_driver_enabled opt found out)
+# xarm_driver_enabled(<OPT> <description> <found-var> <out-var>): declares the driver's
+# option XARM_WITH_<OPT> = ON|OFF|AUTO (default AUTO) and resolves it. ON with the
+# dependency missing is a configuration error; AUTO quietly follows it. An enabled
+# driver is added to the global property XARM_DRIVERS_BUILT.
+function(xarm_driver_enabled opt description found out)
+  set(XARM_WITH_${opt} AUTO CACHE STRING "${description}: ON|OFF|AUTO")
+  set_property(CACHE XARM_WITH_${opt} PROPERTY STRINGS ON OFF AUTO)
   if(XARM_WITH_${opt} STREQUAL "OFF")
     set(${out} OFF PARENT_SCOPE)
   elseif(${found})
     set(${out} ON PARENT_SCOPE)
+    string(TOLOWER ${opt} name)
+    set_property(GLOBAL APPEND PROPERTY XARM_DRIVERS_BUILT ${name})
   elseif(XARM_WITH_${opt} STREQUAL "ON")
     message(FATAL_ERROR "XARM_WITH_${opt}=ON but its dependency was not found")
   else()
     message(STATUS "xarm: ${opt} driver disabled (dependency not found)")
     set(${out} OFF PARENT_SCOPE)
   endif()
+endfunction()
+
+# xarm_conformance_server(<driver> <VARIABLE>): runs the conformance suite against the
+# driver with the info string in environment variable VARIABLE (a test server of the
+# development servers), as CTest test xarm_conformance_<variable>.
+function(xarm_conformance_server driver variable)
+  set_property(GLOBAL APPEND PROPERTY XARM_CONFORMANCE_SERVERS "${driver}:${variable}")
 endfunction()
 
 # xarm_add_driver(<name> SOURCES ... LIBS ...): libxarm_<name>.so, target xarm::<name>.

@@ -19,26 +19,12 @@ namespace {
 using namespace std::chrono;
 using C = capability;
 
-/// Column types per database for the table every case uses.
-struct types {
-    const char* boolean;
-    const char* integer;
-    const char* real;
-    const char* text;
-    const char* binary;
-    const char* time;
-};
-
-const types& types_for(context& ctx) {
-    static const types pq{"BOOLEAN", "BIGINT", "DOUBLE PRECISION", "TEXT", "BYTEA", "TIMESTAMP"};
-    static const types my{"BOOLEAN",  "BIGINT",     "DOUBLE", "TEXT CHARACTER SET utf8mb4",
-                          "LONGBLOB", "DATETIME(6)"};
-    static const types lite{"BOOLEAN", "BIGINT", "REAL", "TEXT", "BLOB", "TIMESTAMP"};
-    const auto& d = ctx.tgt().dbms;
-    if (d == "pq") return pq;
-    if (d == "mysql") return my;
-    if (d == "sqlite") return lite;
-    throw not_applicable("no column types known for this DBMS");
+/// The database's column types for the table every case uses.
+const dbms_profile& types_for(context& ctx) {
+    const dbms_profile* p = profile_for(ctx.tgt().dbms);
+    if (p == nullptr || p->type_integer.empty())
+        throw not_applicable("no column types known for this DBMS");
+    return *p;
 }
 
 /// A table (id, b, i, d, t, x, ts) of this case, dropped at the end.
@@ -53,7 +39,8 @@ class typed_table {
             c.execute(
                 fmt::format("CREATE TABLE {} (id INTEGER PRIMARY KEY, b {}, i {}, d {}, "
                             "t {}, x {}, ts {})",
-                            m_name, ty.boolean, ty.integer, ty.real, ty.text, ty.binary, ty.time));
+                            m_name, ty.type_boolean, ty.type_integer, ty.type_real, ty.type_text,
+                            ty.type_binary, ty.type_time));
             c.commit();
         } catch (const xarm::error& e) {
             throw setup_error(fmt::format("cannot create table {}: {}", m_name, e.what()));
@@ -339,10 +326,8 @@ void placeholders_in_literals(context& ctx) {
     c.commit();
     // In a string literal, a quoted identifier, a line comment and a block comment, plus
     // each database's own quoting: only the last ? is a placeholder.
-    const auto& dbms = ctx.tgt().dbms;
-    std::string quoted = "\"id\" AS \"q?\"";
-    if (dbms == "pq") quoted += ", $$?$$ AS dq, E'\\'?' AS es";
-    if (dbms == "mysql") quoted = "`id` AS `q?`, \"?\" AS dq, '\\'?' AS bs # ?\n";
+    const auto& own = types_for(ctx).own_quoting;
+    const std::string quoted = own.empty() ? "\"id\" AS \"q?\"" : own;
     const auto sql = fmt::format(
         "SELECT '?' AS lit, 'it''s ?' AS lit2, {} -- ?\n"
         "/* ? */ FROM {} WHERE t = ?",

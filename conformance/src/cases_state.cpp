@@ -429,11 +429,11 @@ void rmid_per_thread(context& ctx) {
 void bad_open_string(context& ctx) {
     const std::string secret = "XarmS3cretPw";
     std::string bad;
-    const auto& d = ctx.tgt().driver_name;
-    if (d == "odbc")
-        bad = "DSN=xarm_no_such_dsn_conformance;UID=nobody;PWD=" + secret;
-    else
-        bad = ctx.tgt().info + " xarm_no_such_key=1 password=" + secret;
+    // The driver knows its info string's syntax; a third party's switch is given one in
+    // the key=value form most switches take.
+    const auto& t = ctx.tgt();
+    bad = t.drv ? t.drv->unusable_info(t.info, secret)
+                : t.info + " xarm_no_such_key=1 password=" + secret;
     {
         rm r(ctx, false);
         const int rc = r.open(bad.c_str());

@@ -319,8 +319,8 @@ void durability_restart(context& ctx) {
 }
 
 void isolation_locks(context& ctx) {
-    const dialect* d = dialect_for(ctx.tgt().dbms);
-    if (d == nullptr || d->lock_timeout == nullptr)
+    const dbms_profile* d = profile_for(ctx.tgt().dbms);
+    if (d == nullptr || d->lock_timeout.empty())
         throw not_applicable("no lock-timeout SQL for this database");
     auto t = ctx.new_table();
     {
@@ -764,8 +764,8 @@ void pep_unusual_xid(context& ctx) {
 }
 
 void pep_foreign_gid(context& ctx) {
-    const dialect* d = dialect_for(ctx.tgt().dbms);
-    if (d == nullptr || d->foreign_prepare == nullptr)
+    const dbms_profile* d = profile_for(ctx.tgt().dbms);
+    if (d == nullptr || d->foreign_prepare.empty())
         throw not_applicable("no SQL to prepare a foreign transaction on this database");
     auto t = ctx.new_table();
     const std::string gid = "xarm-foreign-" + ctx.new_xid().gtrid();
@@ -786,7 +786,7 @@ void pep_foreign_gid(context& ctx) {
     auto listed = c.tpc_recover();
     auto it =
         std::find_if(listed.begin(), listed.end(), [&](const xid& x) { return x.gtrid() == gid; });
-    if (it == listed.end() && ctx.via_switch() && d->foreign_commit != nullptr) {
+    if (it == listed.end() && ctx.via_switch() && !d->foreign_commit.empty()) {
         // Through a switch a name that is not an XID cannot be listed (an XID cannot carry
         // it): it must not disturb the scan either. Our own branch is still listed, and
         // the foreign one is committed by name in SQL.
@@ -1119,8 +1119,10 @@ void caps_declared(context& ctx) {
         auto s = conn_caps.get(cap);
         if (!s.supported)
             check(!s.reason.empty(), fmt::format("{} missing without a reason", to_string(cap)));
-        if (s.supported && ctx.tgt().driver_name != "odbc")
-            check(ctx.tgt().caps->has(cap),
+        // The driver's own declaration (before any connection) promises at least as
+        // much as a connection has.
+        if (s.supported && ctx.tgt().drv)
+            check(ctx.tgt().drv->capabilities().has(cap),
                   fmt::format("a connection has {} that the driver does not declare",
                               to_string(cap)));
     }

@@ -8,6 +8,9 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -31,21 +34,12 @@ std::string unique_token() {
 
 // Which database an xarm connection talks to, for the per-database SQL snippets.
 std::string probe_dbms(const target& t) {
-    static const std::pair<const char*, const char*> probes[] = {
-        {"pq", "SELECT current_setting('server_version_num')"},
-        {"mysql", "SELECT @@version_comment"},
-        {"sqlite", "SELECT sqlite_version()"},
-    };
-    for (const auto& [name, sql] : probes) {
-        try {
-            connection c(t.drv, t.info);
-            c.query(sql);
-            c.rollback();
-            return name;
-        } catch (const std::exception&) {
-        }
+    try {
+        connection c(t.drv, t.info);
+        return c.dbms();
+    } catch (const std::exception&) {
+        return {};
     }
-    return {};
 }
 
 }  // namespace
@@ -203,8 +197,7 @@ target load_switch_target(const std::string& path, const std::string& symbol,
         }
     }
     if (t.drv) {
-        if (t.driver_name == "pq" || t.driver_name == "mysql" || t.driver_name == "sqlite")
-            t.dbms = t.driver_name;
+        if (t.drv->profile()) t.dbms = t.driver_name;
     } else {
         declare_from_flags(t);
     }
@@ -214,49 +207,15 @@ target load_switch_target(const std::string& path, const std::string& symbol,
 target load_driver_target(const std::string& name_or_path, const std::string& info) {
     auto drv = load_driver(name_or_path);
     const std::string name(drv->name());
-    // The switch lives in the library the loader chose: search the same places in the
-    // same order (XARM_DRIVER_PATH, beside libxarm, the system) for the one that holds it.
-    std::string path;
-    const bool is_path = name_or_path.find('/') != std::string::npos ||
-                         name_or_path.find(".so") != std::string::npos;
-    if (is_path) {
-        path = name_or_path;
-    } else {
-        std::vector<std::string> dirs;
-        if (const char* p = std::getenv("XARM_DRIVER_PATH")) {
-            std::string all = p;
-            for (std::size_t pos = 0; pos <= all.size();) {
-                auto c = all.find(':', pos);
-                auto d = all.substr(pos, c == std::string::npos ? std::string::npos : c - pos);
-                if (!d.empty()) dirs.push_back(d);
-                if (c == std::string::npos) break;
-                pos = c + 1;
-            }
-        }
-        Dl_info di{};
-        if (dladdr(reinterpret_cast<void*>(&load_driver), &di) != 0 && di.dli_fname != nullptr)
-            dirs.push_back(std::filesystem::path(di.dli_fname).parent_path().string());
-        const std::string file = fmt::format("libxarm_{}.so", name_or_path);
-        for (const auto& d : dirs) {
-            auto candidate = d + "/" + file;
-            void* h = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
-            if (h == nullptr) continue;
-            using entry_t = const driver* (*)();
-            auto e = reinterpret_cast<entry_t>(dlsym(h, "xarm_driver_v1"));
-            if (e != nullptr && e() == drv.get()) {
-                path = candidate;
-                break;
-            }
-        }
-        if (path.empty()) path = file;  // the system's search path
-    }
+    // The switch lives in the library the loader chose.
+    const std::string path = driver_library(name_or_path);
     target t = load_switch_target(path, fmt::format("xarm_{}_switch", name), info);
     t.label = name;
     t.driver_name = name;
     t.drv = drv;
     t.caps = drv->capabilities();
     for (auto c : all_capabilities) t.sources[c] = decl_source::xarm_driver;
-    if (name == "pq" || name == "mysql" || name == "sqlite") t.dbms = name;
+    if (drv->profile()) t.dbms = name;
     return t;
 }
 
@@ -521,7 +480,8 @@ void context::cleanup() noexcept {
         try {
             connection c(m_t.drv, m_t.info);
             // A branch left prepared would make DROP TABLE wait forever.
-            if (const dialect* d = dialect_for(m_t.dbms); d != nullptr && d->lock_timeout) {
+            if (const dbms_profile* d = profile_for(m_t.dbms);
+                d != nullptr && !d->lock_timeout.empty()) {
                 try {
                     c.execute(d->lock_timeout);
                     c.commit();
@@ -604,20 +564,23 @@ void expect_refusal(rm& r, int rc, int code, const char* call, std::initializer_
     ctx.refused_with("refused with " + code_text(rc) + " (0A000)");
 }
 
-const dialect* dialect_for(const std::string& dbms) {
-    static const dialect table[] = {
-        {"pq", "SET lock_timeout = 1000",
-         "INSERT INTO {table} (id, v) VALUES (900, 'foreign')\nPREPARE TRANSACTION '{gid}'",
-         "COMMIT PREPARED '{gid}'"},
-        {"mysql", "SET SESSION innodb_lock_wait_timeout = 1",
-         "XA START '{gid}'\nINSERT INTO {table} (id, v) VALUES (900, 'foreign')\nXA END "
-         "'{gid}'\nXA PREPARE '{gid}'",
-         "XA COMMIT '{gid}'"},
-        {"sqlite", "PRAGMA busy_timeout = 500", nullptr, nullptr},
-    };
-    for (const auto& d : table)
-        if (dbms == d.dbms) return &d;
-    return nullptr;
+const dbms_profile* profile_for(const std::string& dbms) {
+    // Loaded once per name: profiles are constant, and the cases ask often.
+    static std::mutex mutex;
+    static std::map<std::string, std::optional<dbms_profile>> cache;
+    if (dbms.empty()) return nullptr;
+    std::lock_guard lock(mutex);
+    auto it = cache.find(dbms);
+    if (it == cache.end()) {
+        std::optional<dbms_profile> p;
+        try {
+            p = load_driver(dbms)->profile();
+        } catch (const std::exception&) {
+            // No driver of that name here: the cases needing its SQL are not applicable.
+        }
+        it = cache.emplace(dbms, std::move(p)).first;
+    }
+    return it->second ? &*it->second : nullptr;
 }
 
 std::string detect_dbms(const target& t) {

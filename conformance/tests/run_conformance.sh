@@ -11,9 +11,10 @@ fi
 # The development servers may be restarted (the durability.restart case); the test is
 # a SERVER test, so no other server test runs meanwhile.
 if [ -n "${XARM_DEVSERVERS-}" ]; then
-    case "$driver:$var" in
-        pq:*|odbc:*_PQ) server=pq ;;
-        mysql:*|odbc:*_MYSQL) server=mysql ;;
+    # The variable names the development server (XARM_TEST_PQ, XARM_TEST_ODBC_MYSQL).
+    case "$var" in
+        *_PQ) server=pq ;;
+        *_MYSQL) server=mysql ;;
         *) server= ;;
     esac
     if [ -n "$server" ]; then

@@ -93,6 +93,25 @@ class mysql_driver final : public driver {
         }
         return std::make_unique<session>(std::move(o), d, std::move(first));
     }
+    std::optional<dbms_profile> profile() const override {
+        return dbms_profile{
+            .lock_timeout = "SET SESSION innodb_lock_wait_timeout = 1",
+            .foreign_prepare =
+                "XA START '{gid}'\nINSERT INTO {table} (id, v) VALUES (900, 'foreign')\n"
+                "XA END '{gid}'\nXA PREPARE '{gid}'",
+            .foreign_commit = "XA COMMIT '{gid}'",
+            .type_boolean = "BOOLEAN",
+            .type_integer = "BIGINT",
+            .type_real = "DOUBLE",
+            .type_text = "TEXT CHARACTER SET utf8mb4",
+            .type_binary = "LONGBLOB",
+            .type_time = "DATETIME(6)",
+            .own_quoting = "`id` AS `q?`, \"?\" AS dq, '\\'?' AS bs # ?\n",
+        };
+    }
+    std::vector<test_server> test_servers() const override {
+        return {{"mysql", "XARM_TEST_MYSQL", "mysql"}};
+    }
 };
 
 std::shared_ptr<const driver> instance() {

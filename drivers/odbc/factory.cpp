@@ -38,6 +38,14 @@ class odbc_driver final : public driver {
     std::unique_ptr<native_session> open(std::string_view info) const override {
         return std::make_unique<session>(std::string(info));
     }
+    std::vector<test_server> test_servers() const override {
+        return {{"odbc/pq", "XARM_TEST_ODBC_PQ", "pq"},
+                {"odbc/mysql", "XARM_TEST_ODBC_MYSQL", "mysql"},
+                {"odbc/sqlite", "XARM_TEST_ODBC_SQLITE", "sqlite"}};
+    }
+    std::string unusable_info(std::string_view, std::string_view secret) const override {
+        return "DSN=xarm_no_such_dsn_conformance;UID=nobody;PWD=" + std::string(secret);
+    }
 };
 
 std::shared_ptr<const driver> instance() {

@@ -137,6 +137,21 @@ class session final : public native_session {
     void rollback_local() override;
     bool in_local_transaction() const override { return m_local; }
     void* native_handle() noexcept override { return m_dbc.get(); }
+    /// The native driver describing the DBMS behind the connection, or none.
+    std::string dbms() const override {
+        switch (m_backend) {
+            case backend::postgresql:
+                return "pq";
+            case backend::mariadb:
+            case backend::mysql:
+                return "mysql";
+            case backend::sqlite:
+                return "sqlite";
+            case backend::unknown:
+                break;
+        }
+        return "odbc";
+    }
 
     backend which() const noexcept { return m_backend; }
 

@@ -21,6 +21,29 @@ class pq_driver final : public driver {
     std::unique_ptr<native_session> open(std::string_view info) const override {
         return std::make_unique<session>(std::string(info));
     }
+    std::optional<dbms_profile> profile() const override {
+        return dbms_profile{
+            .lock_timeout = "SET lock_timeout = 1000",
+            .foreign_prepare =
+                "INSERT INTO {table} (id, v) VALUES (900, 'foreign')\nPREPARE TRANSACTION '{gid}'",
+            .foreign_commit = "COMMIT PREPARED '{gid}'",
+            .prepared_details =
+                "SELECT gid, prepared::text, owner::text, database::text FROM pg_prepared_xacts",
+            .type_boolean = "BOOLEAN",
+            .type_integer = "BIGINT",
+            .type_real = "DOUBLE PRECISION",
+            .type_text = "TEXT",
+            .type_binary = "BYTEA",
+            .type_time = "TIMESTAMP",
+            .own_quoting = "\"id\" AS \"q?\", $$?$$ AS dq, E'\\'?' AS es",
+        };
+    }
+    std::string server_name(const xid& x) const override {
+        return x.is_unparsed() ? x.gtrid() : encode_pg_gid(x);
+    }
+    std::vector<test_server> test_servers() const override {
+        return {{"pq", "XARM_TEST_PQ", "pq"}};
+    }
 };
 
 std::shared_ptr<const driver> instance() {

@@ -54,6 +54,21 @@ class sqlite_driver final : public driver {
         }
         return std::make_unique<session>(it->second, flags | SQLITE_OPEN_NOMUTEX, busy, fk);
     }
+    std::optional<dbms_profile> profile() const override {
+        return dbms_profile{
+            .lock_timeout = "PRAGMA busy_timeout = 500",
+            .type_boolean = "BOOLEAN",
+            .type_integer = "BIGINT",
+            .type_real = "REAL",
+            .type_text = "TEXT",
+            .type_binary = "BLOB",
+            .type_time = "TIMESTAMP",
+        };
+    }
+    std::vector<test_server> test_servers() const override {
+        // No server: a scratch file.
+        return {{"sqlite", "", "sqlite", "path={dir}/conformance.db"}};
+    }
 };
 
 std::shared_ptr<const driver> instance() {

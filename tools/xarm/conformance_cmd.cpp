@@ -67,35 +67,45 @@ cf::target driver_target(const std::string& label, const std::string& driver,
     }
 }
 
-// Every configured driver, from the development servers' environment.
-std::vector<cf::target> all_targets(const std::string& sqlite_path) {
+// Every driver found and every test server each names (driver::test_servers), from the
+// development servers' environment; drivers native to a database first.
+std::vector<cf::target> all_targets(const std::string& scratch_dir) {
+    std::vector<std::pair<std::shared_ptr<const xarm::driver>, std::string>> drivers;
+    for (const auto& name : xarm::available_drivers()) {
+        try {
+            drivers.emplace_back(xarm::load_driver(name), name);
+        } catch (const std::exception& e) {
+            drivers.emplace_back(nullptr, e.what());
+        }
+    }
+    std::stable_partition(drivers.begin(), drivers.end(),
+                          [](const auto& d) { return d.first && d.first->profile(); });
     std::vector<cf::target> out;
-    out.push_back(driver_target("sqlite", "sqlite", "path=" + sqlite_path, "sqlite"));
-    struct env_target {
-        const char* label;
-        const char* driver;
-        const char* var;
-        const char* dbms;
-    };
-    static const env_target envs[] = {
-        {"pq", "pq", "XARM_TEST_PQ", "pq"},
-        {"mysql", "mysql", "XARM_TEST_MYSQL", "mysql"},
-        {"odbc/pq", "odbc", "XARM_TEST_ODBC_PQ", "pq"},
-        {"odbc/mysql", "odbc", "XARM_TEST_ODBC_MYSQL", "mysql"},
-        {"odbc/sqlite", "odbc", "XARM_TEST_ODBC_SQLITE", "sqlite"},
-    };
-    for (const auto& e : envs) {
-        const char* info = std::getenv(e.var);
-        if (info == nullptr) {
-            auto t = error_target(e.label, fmt::format("{} is not set", e.var));
-            if (under_ci())
-                t.setup_error += " but CI=true: the server is missing";
-            else
-                t.configured = false;
-            out.push_back(t);
+    for (const auto& [drv, name] : drivers) {
+        if (!drv) {
+            out.push_back(error_target("?", name));
             continue;
         }
-        out.push_back(driver_target(e.label, e.driver, info, e.dbms));
+        for (const auto& s : drv->test_servers()) {
+            const char* info = s.variable.empty() ? nullptr : std::getenv(s.variable.c_str());
+            if (info == nullptr && s.variable.empty()) {
+                std::string fallback = s.fallback;
+                if (auto at = fallback.find("{dir}"); at != std::string::npos)
+                    fallback.replace(at, 5, scratch_dir);
+                out.push_back(driver_target(s.label, std::string(drv->name()), fallback, s.dbms));
+                continue;
+            }
+            if (info == nullptr) {
+                auto t = error_target(s.label, fmt::format("{} is not set", s.variable));
+                if (under_ci())
+                    t.setup_error += " but CI=true: the server is missing";
+                else
+                    t.configured = false;
+                out.push_back(t);
+                continue;
+            }
+            out.push_back(driver_target(s.label, std::string(drv->name()), info, s.dbms));
+        }
     }
     return out;
 }
@@ -125,12 +135,13 @@ int run(const options& o) {
     if (cf::select_cases(o.cases).empty()) throw usage_error("no case matches --case");
 
     std::vector<cf::target> targets;
-    std::string sqlite_path;
+    std::string scratch_dir;
     if (o.all) {
-        sqlite_path = (std::filesystem::temp_directory_path() /
-                       fmt::format("xarm-conformance-{}.sqlite", ::getpid()))
+        scratch_dir = (std::filesystem::temp_directory_path() /
+                       fmt::format("xarm-conformance-{}", ::getpid()))
                           .string();
-        targets = all_targets(sqlite_path);
+        std::filesystem::create_directories(scratch_dir);
+        targets = all_targets(scratch_dir);
     } else if (!o.driver.empty()) {
         targets.push_back(driver_target("", o.driver, o.info, ""));
         if (!targets.back().setup_error.empty() && !targets.back().drv)
@@ -171,10 +182,9 @@ int run(const options& o) {
         if (cf::stop_requested() != 0) break;  // the report says what did not run
     }
     if (progress) std::fprintf(stderr, "\r\033[K");
-    if (!sqlite_path.empty()) {
+    if (!scratch_dir.empty()) {
         std::error_code ec;
-        for (const char* suffix : {"", "-journal", "-wal", "-shm"})
-            std::filesystem::remove(sqlite_path + suffix, ec);
+        std::filesystem::remove_all(scratch_dir, ec);
     }
 
     std::string text;
@@ -228,7 +238,8 @@ runner add_conformance(CLI::App& app) {
                  "debugging the suite: a crashing switch then ends the run)");
     app.add_option("--open", o->info, "the xa_open info string");
     app.add_flag("--all", o->all,
-                 "every configured driver: sqlite (temporary file), XARM_TEST_PQ, XARM_TEST_MYSQL, "
+                 "every driver found (xarm's library directory, $XARM_DRIVER_PATH) against each "
+                 "test server it names: sqlite (temporary file), XARM_TEST_PQ, XARM_TEST_MYSQL, "
                  "XARM_TEST_ODBC_PQ/_MYSQL/_SQLITE");
     app.add_option("--format", o->format, "report format")
         ->check(CLI::IsMember({"text", "markdown", "json", "junit"}));

@@ -114,39 +114,21 @@ int probe(const std::string& lib, const std::string& symbol) {
 }
 
 int drivers() {
-    std::vector<std::string> dirs;
-    if (const char* p = std::getenv("XARM_DRIVER_PATH")) {
-        std::stringstream ss(p);
-        for (std::string d; std::getline(ss, d, ':');)
-            if (!d.empty()) dirs.push_back(d);
-    }
-    Dl_info di{};
-    if (dladdr(reinterpret_cast<void*>(&load_driver), &di) != 0 && di.dli_fname != nullptr)
-        dirs.push_back(std::filesystem::path(di.dli_fname).parent_path().string());
-    std::set<std::string> seen;
     int found = 0;
-    for (const auto& dir : dirs) {
-        std::error_code ec;
-        for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-            const auto f = e.path().filename().string();
-            if (f.rfind("libxarm_", 0) != 0 || e.path().extension() != ".so") continue;
-            const auto name = f.substr(8, f.size() - 8 - 3);
-            if (!seen.insert(name).second) continue;
-            try {
-                auto d = load_driver(e.path().string());
-                std::printf("%s  (%s)\n", std::string(d->name()).c_str(), e.path().c_str());
-                print_caps(d->capabilities());
-                ++found;
-            } catch (const std::exception& ex) {
-                std::printf("%s  (%s): cannot load: %s\n", name.c_str(), e.path().c_str(),
-                            ex.what());
-            }
+    for (const auto& name : available_drivers()) {
+        try {
+            auto d = load_driver(name);
+            std::printf("%s  (%s)\n", std::string(d->name()).c_str(), driver_library(name).c_str());
+            print_caps(d->capabilities());
+            ++found;
+        } catch (const std::exception& ex) {
+            std::printf("%s: cannot load: %s\n", name.c_str(), ex.what());
         }
     }
     if (found == 0) {
-        std::fprintf(stderr, "xarm drivers: no driver found in:");
-        for (const auto& d : dirs) std::fprintf(stderr, " %s", d.c_str());
-        std::fprintf(stderr, "\n");
+        std::fprintf(stderr,
+                     "xarm drivers: no driver found ($XARM_DRIVER_PATH, beside libxarm, the "
+                     "installed library directory)\n");
         return exit_failed;
     }
     return exit_ok;

@@ -30,18 +30,22 @@ struct details {
     std::string prepared, owner, database;
 };
 
-// The only driver-specific SQL of the tool, keyed by driver name: a query returning
-// (name, prepared-at, owner, database) for each in-doubt branch.
-const char* details_sql(std::string_view driver) {
-    if (driver == "pq")
-        return "SELECT gid, prepared::text, owner::text, database::text FROM pg_prepared_xacts";
+// The driver describing the connection's database (through ODBC, the backend's own),
+// for its listing of prepared transactions; null when there is none.
+std::shared_ptr<const driver> describer_of(connection& c) {
+    try {
+        auto d = load_driver(c.dbms());
+        if (d->profile() && !d->profile()->prepared_details.empty()) return d;
+    } catch (const std::exception&) {
+    }
     return nullptr;
 }
 
-std::map<std::string, details> load_details(connection& c) {
+// The server's details of each prepared transaction, by the server's name for it.
+std::map<std::string, details> load_details(connection& c, const driver* describer) {
     std::map<std::string, details> out;
-    const char* sql = details_sql(c.drv().name());
-    if (sql == nullptr) return out;
+    if (describer == nullptr) return out;
+    const std::string sql = describer->profile()->prepared_details;
     try {
         auto r = c.query(sql);
         for (const auto& row : r.rows)
@@ -57,9 +61,8 @@ std::map<std::string, details> load_details(connection& c) {
     return out;
 }
 
-std::string key_of(std::string_view driver, const xid& x) {
-    if (driver == "pq") return x.is_unparsed() ? x.gtrid() : encode_pg_gid(x);
-    return {};
+std::string key_of(const driver* describer, const xid& x) {
+    return describer ? describer->server_name(x) : std::string();
 }
 
 /// A server-supplied name (role, database) for the text listing: control bytes become
@@ -109,9 +112,10 @@ int run(const options& o) {
         std::fprintf(stderr, "xarm recover: cannot connect: %s\n", e.what());
         return exit_failed;
     }
-    const std::string drv(c->drv().name());
+    const auto describer = describer_of(*c);
+    const driver* drv = describer.get();
     auto branches = c->tpc_recover();
-    auto info = load_details(*c);
+    auto info = load_details(*c, drv);
 
     if (actions == 0) {
         if (o.json) {

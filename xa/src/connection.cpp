@@ -285,6 +285,12 @@ const driver& connection::drv() const {
     return m_session->drv();
 }
 
+std::string connection::dbms() const {
+    check_open();
+    auto name = m_session->native().dbms();
+    return name.empty() ? std::string(m_session->drv().name()) : name;
+}
+
 xarm::xid connection::current() const {
     return m_xid;
 }

@@ -10,6 +10,15 @@ native_session::~native_session() = default;
 native_statement::~native_statement() = default;
 driver::~driver() = default;
 
+std::string driver::unusable_info(std::string_view usable, std::string_view secret) const {
+    // Key/value info strings (libpq's syntax, which the native drivers share): an
+    // unknown key makes the string unusable.
+    std::string out(usable);
+    out += " xarm_no_such_key=1 password=";
+    out += secret;
+    return out;
+}
+
 sql_syntax native_session::syntax() const {
     return sql_syntax::standard();
 }

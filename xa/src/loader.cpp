@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -29,6 +30,19 @@ bool valid_name(std::string_view name) {
     return true;
 }
 
+// The directories searched for a driver given by name, in order.
+std::vector<std::string> search_dirs() {
+    std::vector<std::string> dirs;
+    if (const char* path = std::getenv("XARM_DRIVER_PATH")) {
+        std::stringstream ss(path);
+        for (std::string dir; std::getline(ss, dir, ':');)
+            if (!dir.empty()) dirs.push_back(dir);
+    }
+    if (auto dir = own_directory(); !dir.empty()) dirs.push_back(dir);
+    dirs.emplace_back(XARM_INSTALL_LIBDIR);
+    return dirs;
+}
+
 // Every place a driver name or path may be found, in search order.
 std::vector<std::string> candidates_for(std::string_view name_or_path) {
     const bool is_path = name_or_path.find('/') != std::string_view::npos ||
@@ -42,19 +56,18 @@ std::vector<std::string> candidates_for(std::string_view name_or_path) {
         raise(XAER_INVAL, "XAE05",
               fmt::format("driver name '{}' is not a name (letters, digits, _)", name_or_path));
     const std::string file = fmt::format("libxarm_{}.so", name_or_path);
-    if (const char* path = std::getenv("XARM_DRIVER_PATH")) {
-        std::stringstream ss(path);
-        for (std::string dir; std::getline(ss, dir, ':');)
-            if (!dir.empty()) candidates.push_back(dir + "/" + file);
-    }
-    if (auto dir = own_directory(); !dir.empty()) candidates.push_back(dir + "/" + file);
-    candidates.push_back(std::string(XARM_INSTALL_LIBDIR) + "/" + file);
+    for (const auto& dir : search_dirs()) candidates.push_back(dir + "/" + file);
     candidates.push_back(file);  // the system's library search path
     return candidates;
 }
 
+struct found {
+    void* symbol;
+    std::string library;
+};
+
 // Opens the first candidate that loads and has `symbol`; the error lists every try.
-void* find_symbol(std::string_view name_or_path, const std::string& symbol, const char* hint) {
+found find_symbol(std::string_view name_or_path, const std::string& symbol, const char* hint) {
     std::string tried;
     for (const auto& c : candidates_for(name_or_path)) {
         // RTLD_NODELETE: sessions of a thread outlive any handle; the code must stay.
@@ -64,30 +77,54 @@ void* find_symbol(std::string_view name_or_path, const std::string& symbol, cons
             tried += fmt::format("\n  {}: {}", c, why ? why : "cannot load");
             continue;
         }
-        if (void* sym = dlsym(h, symbol.c_str())) return sym;
+        if (void* sym = dlsym(h, symbol.c_str())) return {sym, c};
         tried += fmt::format("\n  {}: loads, but has no {}{}", c, symbol, hint);
     }
     raise(XAER_INVAL, "08001", fmt::format("cannot load '{}'; tried:{}", name_or_path, tried));
 }
 
+const char* const not_a_driver =
+    " (not an xarm driver; a third-party xa_switch_t is tested with `xarm conformance "
+    "--switch`)";
+
 }  // namespace
 
 std::shared_ptr<const driver> load_driver(std::string_view name_or_path) {
     using entry_t = const driver* (*)();
-    auto entry = reinterpret_cast<entry_t>(find_symbol(
-        name_or_path, "xarm_driver_v1",
-        " (not an xarm driver; a third-party xa_switch_t is tested with `xarm conformance "
-        "--switch`)"));
+    auto entry =
+        reinterpret_cast<entry_t>(find_symbol(name_or_path, "xarm_driver_v1", not_a_driver).symbol);
     // The driver object is static in a library that is never unloaded.
     return std::shared_ptr<const driver>(entry(), [](const driver*) {});
 }
 
+std::string driver_library(std::string_view name_or_path) {
+    return find_symbol(name_or_path, "xarm_driver_v1", not_a_driver).library;
+}
+
+std::vector<std::string> available_drivers() {
+    std::set<std::string> names;
+    for (const auto& dir : search_dirs()) {
+        std::error_code ec;
+        for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+            const auto file = e.path().filename().string();
+            if (!file.starts_with("libxarm_") || !file.ends_with(".so")) continue;
+            const auto name = file.substr(8, file.size() - 11);
+            if (!valid_name(name) || names.count(name)) continue;
+            // Only libraries that export a driver (libxarm_tm.so does not).
+            void* h = dlopen(e.path().c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+            if (h != nullptr && dlsym(h, "xarm_driver_v1") != nullptr) names.insert(name);
+        }
+    }
+    return {names.begin(), names.end()};
+}
+
 xa_switch_t* load_switch(std::string_view name_or_path, std::string_view symbol) {
     if (!symbol.empty())
-        return static_cast<xa_switch_t*>(find_symbol(name_or_path, std::string(symbol), ""));
+        return static_cast<xa_switch_t*>(find_symbol(name_or_path, std::string(symbol), "").symbol);
     using get_t = xa_switch_t* (*)();
     auto get = reinterpret_cast<get_t>(
-        find_symbol(name_or_path, "lixa_get_xa_switch", " (name the switch symbol instead)"));
+        find_symbol(name_or_path, "lixa_get_xa_switch", " (name the switch symbol instead)")
+            .symbol);
     xa_switch_t* sw = get();
     if (sw == nullptr)
         raise(XAER_INVAL, "08001",

@@ -291,14 +291,9 @@ void expect_refusal(rm& r, int rc, int code, const char* call,
 template <class E, class F>
 int expect_throw(F&& f, const char* what);
 
-/// The per-database SQL snippets (lock timeouts, foreign gids), keyed by DBMS.
-struct dialect {
-    const char* dbms;
-    const char* lock_timeout;     ///< makes a blocked statement fail within ~1 s
-    const char* foreign_prepare;  ///< fmt: {table}, {gid}: leaves a foreign prepared tx
-    const char* foreign_commit;   ///< fmt: {gid}: commits it by name
-};
-const dialect* dialect_for(const std::string& dbms);
+/// The SQL snippets of a database (driver::profile of the driver named dbms), or null
+/// when no driver of that name is found or it describes no database.
+const dbms_profile* profile_for(const std::string& dbms);
 
 }  // namespace xarm::conformance
 

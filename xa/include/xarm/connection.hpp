@@ -77,6 +77,12 @@ class anchor {
 /// in $XARM_DRIVER_PATH, beside libxarm, then the system's library path) or by library
 /// path. The error lists every place tried.
 XARM_API std::shared_ptr<const driver> load_driver(std::string_view name_or_path);
+/// The library load_driver(name_or_path) loads (the same search), as a path when it was
+/// found in a directory, else the bare file name the system's search found.
+XARM_API std::string driver_library(std::string_view name_or_path);
+/// The names of the drivers in the places load_driver searches by name (libraries
+/// libxarm_<name>.so that export a driver), each once, sorted.
+XARM_API std::vector<std::string> available_drivers();
 
 /// Loads a switch library the same way (a driver name or any library path, a third
 /// party's too) and returns its xa_switch_t: the named symbol when given, else the one
@@ -157,6 +163,9 @@ class XARM_API connection : private detail::anchor<connection> {
 
     capability_set capabilities() const;
     const driver& drv() const;
+    /// Which database the connection talks to, as the name of the driver describing it
+    /// (driver::profile): "pq", "mysql", "sqlite"; through ODBC the DBMS behind it.
+    std::string dbms() const;
     /// The current branch, or a null xid.
     xarm::xid current() const;
     /// True between tpc_prepare() and tpc_commit()/tpc_rollback().

@@ -122,6 +122,40 @@ class XARM_API native_session {
 
     /// The database's own handle (PGconn*, sqlite3*, ...), for applications' SQL work.
     virtual void* native_handle() noexcept = 0;
+
+    /// Which database this session talks to, as the name of the driver whose profile()
+    /// describes it ("pq", "mysql", "sqlite"). Empty (the default): the driver's own.
+    /// A bridge (ODBC) names the database behind it.
+    virtual std::string dbms() const { return {}; }
+};
+
+/// What the conformance suite and the `xarm` command need to know of a database's SQL,
+/// supplied by the database's own driver so that adding a driver touches only its
+/// folder. An empty field: the database has no such thing (the cases needing it are
+/// not applicable).
+struct dbms_profile {
+    std::string lock_timeout = {};     ///< makes a blocked statement fail within about a second
+    std::string foreign_prepare = {};  ///< fmt {table}, {gid}: a transaction prepared outside XA
+    std::string foreign_commit = {};   ///< fmt {gid}: commits it by name
+    /// Rows (server name, prepared at, owner, database) of the prepared transactions.
+    std::string prepared_details = {};
+    /// Column types for booleans, 64-bit integers, doubles, UTF-8 text, bytes, timestamps.
+    std::string type_boolean = {}, type_integer = {}, type_real = {}, type_text = {},
+                type_binary = {}, type_time = {};
+    /// Select-list items holding ? inside this database's own quoting and comments, in
+    /// place of the standard `"id" AS "q?"` (empty: the standard form is all it has).
+    std::string own_quoting = {};
+};
+
+/// A development or CI server a driver is tested against: the environment variable
+/// holding its info string, and the label of its column in the conformance matrix.
+struct test_server {
+    std::string label;     ///< "pq", "odbc/mysql"
+    std::string variable;  ///< "XARM_TEST_PQ"; empty: `fallback` needs no server
+    std::string dbms;      ///< the database behind it (see native_session::dbms)
+    /// An info string used when there is no variable, with {dir} standing for a
+    /// scratch directory (SQLite: "path={dir}/conformance.db").
+    std::string fallback = {};
 };
 
 /// A database driver: a name, a declaration, and connections.
@@ -138,6 +172,17 @@ class XARM_API driver {
     /// be opened (the server is unreachable, the login fails). Messages never contain a
     /// password.
     virtual std::unique_ptr<native_session> open(std::string_view info) const = 0;
+
+    /// The SQL snippets of the database this driver is native to; none for a bridge.
+    virtual std::optional<dbms_profile> profile() const { return std::nullopt; }
+    /// The server's name for a branch (pq: its gid), matching the first column of
+    /// profile()->prepared_details; empty when there is no such name.
+    virtual std::string server_name(const xid& /*x*/) const { return {}; }
+    /// The servers `xarm conformance --all` and the test suite run this driver against.
+    virtual std::vector<test_server> test_servers() const { return {}; }
+    /// An info string this driver cannot open, carrying `secret` as its password (the
+    /// suite checks that no message shows it).
+    virtual std::string unusable_info(std::string_view usable, std::string_view secret) const;
 };
 
 }  // namespace xarm
