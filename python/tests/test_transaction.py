@@ -1,0 +1,174 @@
+"""xarm connections as data managers of Zope's transaction package: one
+transaction.commit() over PostgreSQL, MariaDB and an SQLite last resource."""
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+import transaction
+
+import xarm
+import xarm.transaction
+from conftest import server
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Dbs:
+    def __init__(self, tmp_path):
+        self.pq_info = server("XARM_TEST_PQ")
+        self.my_info = server("XARM_TEST_MYSQL")
+        self.lite_path = str(tmp_path / "last.db")
+        self.table = "py_" + uuid.uuid4().hex[:12]
+        self._open = []
+        for c in self.connect_all():
+            c.cursor().execute(f"CREATE TABLE {self.table} (id INTEGER PRIMARY KEY, v VARCHAR(100))")
+            c.commit()
+
+    def connect_all(self):
+        cs = [xarm.connect("pq", self.pq_info), xarm.connect("mysql", self.my_info),
+              xarm.connect("sqlite", f"path='{self.lite_path}'")]
+        self._open += cs
+        return cs
+
+    def contents(self):
+        out = []
+        for c in self.connect_all():
+            cur = c.cursor()
+            cur.execute(f"SELECT id, v FROM {self.table} ORDER BY id")
+            out.append(cur.fetchall())
+        return out
+
+    def prepared(self, gtrid=None):
+        pg, my, _ = self.connect_all()
+        return [x for c in (pg, my) for x in c.tpc_recover()
+                if x.format_id == xarm.transaction.FORMAT_ID and (gtrid is None or x.gtrid == gtrid)]
+
+    def close(self):
+        for c in self._open:
+            if not c.closed:
+                c.close()
+
+
+@pytest.fixture
+def dbs(tmp_path):
+    transaction.abort()
+    d = Dbs(tmp_path)
+    yield d
+    transaction.abort()
+    d.close()
+
+
+def insert(conns, table, id_, v):
+    for c in conns:
+        c.cursor().execute(f"INSERT INTO {table} (id, v) VALUES (?, ?)", (id_, v))
+
+
+def test_commit_across_postgresql_mariadb_and_sqlite_last(dbs):
+    conns = dbs.connect_all()
+    txn = transaction.begin()
+    dms = [xarm.transaction.join(c) for c in conns]
+    assert dms[2].last_resource and not dms[0].last_resource and not dms[1].last_resource
+    assert len({dm.xid.gtrid for dm in dms}) == 1
+    assert len({dm.xid for dm in dms}) == 3
+    insert(conns, dbs.table, 1, "one")
+    seen = []
+
+    def before():  # a before-commit hook still works inside the branches
+        insert(conns[:2], dbs.table, 2, "hook")
+
+    txn.addBeforeCommitHook(before)
+    txn.addAfterCommitHook(lambda ok: seen.append(ok))
+    transaction.commit()
+    assert seen == [True]
+    pg, my, lite = dbs.contents()
+    assert pg == my == [(1, "one"), (2, "hook")]
+    assert lite == [(1, "one")]
+    assert dbs.prepared(dms[0].xid.gtrid) == []
+    assert all(c.current_xid is None for c in conns)
+
+
+def test_abort_rolls_everything_back(dbs):
+    conns = dbs.connect_all()
+    transaction.begin()
+    for c in conns:
+        xarm.transaction.join(c)
+    insert(conns, dbs.table, 1, "lost")
+    transaction.abort()
+    assert dbs.contents() == [[], [], []]
+    assert all(c.current_xid is None for c in conns)
+
+
+def test_last_resource_failure_rolls_back_the_prepared_branches(dbs):
+    conns = dbs.connect_all()
+    lite = conns[2]
+    cur = lite.cursor()
+    cur.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    cur.execute("CREATE TABLE child (id INTEGER PRIMARY KEY, "
+                "p INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)")
+    lite.commit()
+    transaction.begin()
+    dms = [xarm.transaction.join(c) for c in conns]
+    insert(conns, dbs.table, 1, "lost")
+    lite.cursor().execute("INSERT INTO child (id, p) VALUES (?, ?)", (1, 99))  # fails at COMMIT
+    with pytest.raises(xarm.DatabaseError):
+        transaction.commit()
+    transaction.abort()
+    assert dbs.contents() == [[], [], []]
+    assert dbs.prepared(dms[0].xid.gtrid) == []
+
+
+def test_failed_prepare_rolls_back_everything(dbs):
+    conns = dbs.connect_all()
+    pg = conns[0]
+    cur = pg.cursor()
+    parent = dbs.table + "_p"
+    cur.execute(f"CREATE TABLE {parent} (id INTEGER PRIMARY KEY)")
+    cur.execute(f"CREATE TABLE {parent}_c (id INTEGER PRIMARY KEY, "
+                f"p INTEGER REFERENCES {parent}(id) DEFERRABLE INITIALLY DEFERRED)")
+    pg.commit()
+    transaction.begin()
+    dms = [xarm.transaction.join(c) for c in conns]
+    insert(conns, dbs.table, 1, "lost")
+    cur.execute(f"INSERT INTO {parent}_c (id, p) VALUES (?, ?)", (1, 99))  # fails at PREPARE
+    with pytest.raises(xarm.Error):
+        transaction.commit()
+    transaction.abort()
+    assert dbs.contents() == [[], [], []]
+    assert dbs.prepared(dms[0].xid.gtrid) == []
+
+
+def test_one_last_resource_per_transaction(dbs, tmp_path):
+    lite1 = xarm.connect("sqlite", f"path='{tmp_path / 'a.db'}'")
+    lite2 = xarm.connect("sqlite", f"path='{tmp_path / 'b.db'}'")
+    transaction.begin()
+    xarm.transaction.join(lite1)
+    with pytest.raises(xarm.NotSupportedError):
+        xarm.transaction.join(lite2)
+    transaction.abort()
+    lite1.close()
+    lite2.close()
+
+
+@pytest.mark.parametrize("point,expect_commit", [("after-votes", False), ("before-finish", True)])
+def test_process_killed_between_the_phases_is_recovered(dbs, point, expect_commit):
+    child = subprocess.run(
+        [sys.executable, os.path.join(HERE, "child_commit.py"), point, dbs.table, dbs.lite_path],
+        capture_output=True, text=True, timeout=120)
+    assert child.returncode == -9, child.stderr  # SIGKILL, at the chosen point
+    gtrid = child.stdout.split()[0]
+    in_doubt = dbs.prepared(gtrid)
+    assert len(in_doubt) == 2  # PostgreSQL's and MariaDB's branches stayed prepared
+    pg_, my_, lite_ = dbs.contents()
+    assert pg_ == my_ == []  # nothing visible while in doubt
+    assert lite_ == ([(1, point)] if expect_commit else [])
+
+    pg, my, lite = dbs.connect_all()
+    done = xarm.transaction.recover([pg, my], last_resource=lite)
+    key = "committed" if expect_commit else "rolled_back"
+    assert sorted(done[key]) == sorted(in_doubt)
+    assert done["committed" if not expect_commit else "rolled_back"] == []
+    assert dbs.prepared(gtrid) == []
+    want = [(1, point)] if expect_commit else []
+    assert dbs.contents() == [want, want, want]
