@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -229,6 +230,22 @@ xarm::xid to_xid(const py::handle& o) {
 struct shared_connection {
     std::mutex mu;
     std::optional<xarm::connection> conn;  // empty once closed
+    /// Statements with parameters, prepared on first use by their text (as psycopg 3
+    /// does): the server parses and plans each once, which is where the time goes
+    /// besides the round trips. Declared after conn: destroyed before it.
+    std::unordered_map<std::string, xarm::statement> statements;
+    static constexpr std::size_t max_statements = 256;
+    /// Only the pq driver's statements are cached here: the mysql driver keeps its own
+    /// per connection, and SQLite's are cheap to make.
+    bool cache_statements = false;
+
+    xarm::statement& statement_for(const std::string& sql) {
+        auto it = statements.find(sql);
+        if (it != statements.end()) return it->second;
+        auto st = get().prepare(sql);
+        if (statements.size() >= max_statements) statements.clear();  // simple and rare
+        return statements.emplace(sql, std::move(st)).first->second;
+    }
 
     xarm::connection& get() {
         if (!conn) throw_closed();
@@ -256,6 +273,7 @@ class Connection {
         : m_s(std::make_shared<shared_connection>()) {
         py::gil_scoped_release nogil;
         m_s->conn.emplace(xarm::connect(driver, info));
+        m_s->cache_statements = m_s->conn->drv().name() == "pq";
     }
 
     py::object xid(long format_id, const py::handle& gtrid, const py::handle& bqual) {
@@ -301,6 +319,7 @@ class Connection {
         py::gil_scoped_release nogil;
         std::lock_guard lock(m_s->mu);
         if (!m_s->conn) return;  // PEP 249 allows closing twice here, as sqlite3 does
+        m_s->statements.clear();
         auto c = std::move(m_s->conn);
         m_s->conn.reset();
         c->close();
@@ -343,7 +362,17 @@ class Cursor {
         check_open();
         auto values = to_values(params);
         auto r = call(*m_s, [&](xarm::connection& c) {
-            return c.query(sql, std::span<const xarm::value>(values));
+            // Without parameters the text goes as written (several statements allowed).
+            if (values.empty() || !m_s->cache_statements)
+                return c.query(sql, std::span<const xarm::value>(values));
+            try {
+                return m_s->statement_for(sql).query(std::span<const xarm::value>(values));
+            } catch (const xarm::error&) {
+                // A statement the schema outgrew (PostgreSQL: "cached plan must not
+                // change result type") fails once; prepared afresh next time.
+                m_s->statements.erase(sql);
+                throw;
+            }
         });
         set_result(std::move(r));
         return *this;
@@ -354,10 +383,21 @@ class Cursor {
         for (auto p : seq_of_params) all.push_back(to_values(p));
         const std::int64_t total = call(*m_s, [&](xarm::connection& c) {
             // One server-side statement for every set of parameters.
-            auto st = c.prepare(sql);
-            std::int64_t n = 0;
-            for (const auto& v : all) n += st.execute(std::span<const xarm::value>(v));
-            return n;
+            auto run = [&](xarm::statement& st) {
+                std::int64_t n = 0;
+                for (const auto& v : all) n += st.execute(std::span<const xarm::value>(v));
+                return n;
+            };
+            if (!m_s->cache_statements) {
+                auto st = c.prepare(sql);
+                return run(st);
+            }
+            try {
+                return run(m_s->statement_for(sql));
+            } catch (const xarm::error&) {
+                m_s->statements.erase(sql);
+                throw;
+            }
         });
         m_result.reset();
         m_pos = 0;

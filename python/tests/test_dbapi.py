@@ -349,3 +349,35 @@ def test_connection_shared_between_threads(two_phase):
         th.join()
     c.commit()
     assert count(t.connect(), table) == 80
+
+
+def test_statements_follow_schema_changes(target, request):
+    """Statements with parameters are prepared once per connection and reused; one the
+    schema outgrew fails at most once and is prepared afresh."""
+    if target.name == "mysql":
+        # The mysql driver's own per-connection statement cache (link::statement_for)
+        # keeps a statement after MySQL error 2057 (the result's columns changed), so
+        # the text fails on that connection for good: a C++ driver bug, reported. Strict:
+        # once fixed, this test says so.
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="drivers/mysql keeps a prepared statement the schema outgrew"))
+    table = target.table()
+    c = target.connect()
+    cur = c.cursor()
+    cur.execute(f"INSERT INTO {table} (id, v) VALUES (?, ?)", (1, "a"))
+    c.commit()
+    select = f"SELECT * FROM {table} WHERE id = ?"
+    cur.execute(select, (1,))
+    assert cur.fetchall() == [(1, "a")]
+    c.commit()
+    cur.execute(f"ALTER TABLE {table} ADD COLUMN w INTEGER")
+    c.commit()
+    try:
+        cur.execute(select, (1,))
+        got = cur.fetchall()
+    except xarm.DatabaseError:
+        c.rollback()
+        cur.execute(select, (1,))
+        got = cur.fetchall()
+    assert got == [(1, "a", None)]
+    c.rollback()
