@@ -19,28 +19,27 @@ import psycopg2
 import xarm
 
 
-def run_xarm(conn, n, table):
+def run(conn, n, table, placeholder):
+    """n transactions; the same code for both modules but for the placeholder (xarm's
+    qmark, psycopg2's format); returns transactions per second."""
     cur = conn.cursor()
-    prefix = "bx-" + uuid.uuid4().hex[:8] + "-"
+    prefix = "b-" + uuid.uuid4().hex[:8] + "-"
+    sql = f"UPDATE {table} SET v = v + 1 WHERE id = {placeholder}"
     start = time.perf_counter()
     for i in range(n):
         conn.tpc_begin(conn.xid(1, prefix + str(i), "b"))
-        cur.execute(f"UPDATE {table} SET v = v + 1 WHERE id = ?", (i % 10,))
+        cur.execute(sql, (i % 10,))
         conn.tpc_prepare()
         conn.tpc_commit()
     return n / (time.perf_counter() - start)
+
+
+def run_xarm(conn, n, table):
+    return run(conn, n, table, "?")
 
 
 def run_psycopg2(conn, n, table):
-    cur = conn.cursor()
-    prefix = "bp-" + uuid.uuid4().hex[:8] + "-"
-    start = time.perf_counter()
-    for i in range(n):
-        conn.tpc_begin(conn.xid(1, prefix + str(i), "b"))
-        cur.execute(f"UPDATE {table} SET v = v + 1 WHERE id = %s", (i % 10,))
-        conn.tpc_prepare()
-        conn.tpc_commit()
-    return n / (time.perf_counter() - start)
+    return run(conn, n, table, "%s")
 
 
 def main():
