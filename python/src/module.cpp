@@ -531,6 +531,9 @@ PYBIND11_MODULE(_xarm, m) {
     });
 
     m.def(
+        "_xid_to_string", [](const py::handle& x) { return to_xid(x).to_string(); },
+        "An xid's string form, as `xarm recover` and xarm's logs write it.");
+    m.def(
         "_set_xid_type", [](py::object t) { g_xid_type = std::move(t); },
         "Registers xarm.Xid (the package does at import).");
     // The Xid type must not outlive the interpreter in a C++ static.

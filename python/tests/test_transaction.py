@@ -172,3 +172,64 @@ def test_process_killed_between_the_phases_is_recovered(dbs, point, expect_commi
     assert dbs.prepared(gtrid) == []
     want = [(1, point)] if expect_commit else []
     assert dbs.contents() == [want, want, want]
+
+
+@pytest.mark.parametrize("driver,var", [("pq", "XARM_TEST_PQ"), ("mysql", "XARM_TEST_MYSQL")])
+@pytest.mark.parametrize("verb", ["--commit", "--rollback"])
+def test_xarm_recover_finishes_a_branch_python_prepared(driver, var, verb):
+    info = server(var)
+    xarm_bin = server("XARM_BIN")
+    c = xarm.connect(driver, info)
+    table = "py_" + uuid.uuid4().hex[:12]
+    c.cursor().execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)")
+    c.commit()
+    x = c.xid(xarm.transaction.FORMAT_ID, uuid.uuid4().hex, "b1")
+    c.tpc_begin(x)
+    c.cursor().execute(f"INSERT INTO {table} (id) VALUES (?)", (1,))
+    c.tpc_prepare()
+    c.close()
+    listed = subprocess.run([xarm_bin, "recover", "--driver", driver, "--open", info],
+                            capture_output=True, text=True, timeout=60)
+    assert x.to_string() in listed.stdout, listed.stdout + listed.stderr
+    done = subprocess.run([xarm_bin, "recover", "--driver", driver, "--open", info,
+                           verb, x.to_string(), "--yes"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    r = xarm.connect(driver, info)
+    assert x not in r.tpc_recover()
+    cur = r.cursor()
+    cur.execute(f"SELECT COUNT(*) FROM {table}")
+    assert cur.fetchone()[0] == (1 if verb == "--commit" else 0)
+    r.close()
+
+
+def test_readme_example():
+    """The README's transaction.commit() over PostgreSQL and MariaDB, run as written."""
+    server("XARM_TEST_PQ")
+    server("XARM_TEST_MYSQL")
+    readme = open(os.path.join(HERE, "..", "..", "README.md"), encoding="utf-8").read()
+    blocks = readme.split("```python\n")[1:]
+    code = next(b.split("```")[0] for b in blocks if "addBeforeCommitHook" in b)
+    pg = xarm.connect("pq", os.environ["XARM_TEST_PQ"])
+    maria = xarm.connect("mysql", os.environ["XARM_TEST_MYSQL"])
+    for c, tables in ((pg, ["account"]), (maria, ["ledger", "audit"])):
+        cur = c.cursor()
+        for t in ["account", "ledger", "audit"]:
+            cur.execute(f"DROP TABLE IF EXISTS {t}")
+        for t in tables:
+            cur.execute({"account": "CREATE TABLE account (id INTEGER PRIMARY KEY, balance BIGINT)",
+                         "ledger": "CREATE TABLE ledger (account INTEGER, amount BIGINT)",
+                         "audit": "CREATE TABLE audit (what VARCHAR(100))"}[t])
+        c.commit()
+    pg.cursor().execute("INSERT INTO account VALUES (7, 1000)")
+    pg.commit()
+    exec(compile(code, "README.md", "exec"), {})
+    cur = pg.cursor()
+    cur.execute("SELECT balance FROM account WHERE id = 7")
+    assert cur.fetchall() == [(900,)]
+    cur = maria.cursor()
+    cur.execute("SELECT account, amount FROM ledger")
+    assert cur.fetchall() == [(7, -100)]
+    cur.execute("SELECT what FROM audit")
+    assert cur.fetchall() == [("transfer 7",)]
+    pg.close()
+    maria.close()

@@ -51,6 +51,11 @@ class Xid(collections.namedtuple("Xid", "format_id gtrid bqual")):
 
     __slots__ = ()
 
+    def to_string(self):
+        """The form `xarm recover --commit XID` and xarm's logs use:
+        format_id:hex(gtrid):hex(bqual), or a foreign name quoted."""
+        return _xarm._xid_to_string(self)
+
 
 _xarm._set_xid_type(Xid)
 
