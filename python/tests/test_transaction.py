@@ -86,6 +86,9 @@ def test_commit_across_postgresql_mariadb_and_sqlite_last(dbs):
     assert pg == my == [(1, "one"), (2, "hook")]
     assert lite == [(1, "one")]
     assert dbs.prepared(dms[0].xid.gtrid) == []
+    cur = dbs.connect_all()[2].cursor()
+    cur.execute(f"SELECT COUNT(*) FROM {xarm.transaction.DECISIONS_TABLE}")
+    assert cur.fetchone() == (0,)  # the decision record is gone once all committed
     assert all(c.current_xid is None for c in conns)
 
 

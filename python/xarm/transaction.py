@@ -17,7 +17,8 @@ have voted, and commits it in one phase. That commit is the transaction's decisi
 it fails, the package aborts and the prepared branches are rolled back; when it
 succeeds, tpc_finish commits them. Only one last resource may join a transaction. In the
 same local transaction the last resource records the gtrid in a table xarm_decisions, so
-that recovery after a crash knows the decision (see recover()).
+that recovery after a crash knows the decision (see recover()); once every branch has
+committed, the record is deleted.
 
 A crash between the phases (after the votes, before every tpc_finish ran) leaves
 branches prepared in PostgreSQL and MariaDB, holding their locks. recover() finishes
@@ -132,6 +133,15 @@ class DataManager:
         self._state.decided = True
         if self._in_branch():
             self.conn.tpc_commit()
+        if self.last_resource:
+            # Sorted last, so every branch has committed: the record is no longer needed.
+            # Left behind (a crash, an error) it is harmless, recover() finds no branch.
+            try:
+                self.conn.cursor().execute(f"DELETE FROM {DECISIONS_TABLE} WHERE gtrid = ?",
+                                           (self.xid.gtrid,))
+                self.conn.commit()
+            except xarm.Error:
+                _log.warning("could not clear the decision record of %r", self.xid, exc_info=True)
 
     def tpc_abort(self, txn):
         if not self._in_branch():
