@@ -1,12 +1,13 @@
 """PEP 249 and its two-phase extension on every driver, against the real servers."""
 import datetime
+import os
 import threading
 import time
 
 import pytest
 
 import xarm
-from conftest import new_xid
+from conftest import new_xid, server
 
 
 def count(conn, table, where="1=1"):
@@ -46,6 +47,16 @@ def test_unknown_driver_names_the_places_tried():
     with pytest.raises(xarm.Error) as e:
         xarm.connect("no_such_driver", "")
     assert "no_such_driver" in str(e.value)
+
+
+def test_connect_by_library_path(tmp_path):
+    path = os.path.join(server("XARM_DRIVER_PATH"), "libxarm_sqlite.so")
+    c = xarm.connect(path, f"path='{tmp_path / 'lib.db'}'")
+    assert c.driver == "sqlite"
+    cur = c.cursor()
+    cur.execute("SELECT ?", (41,))
+    assert cur.fetchall() == [(41,)]
+    c.close()
 
 
 def test_xid_is_a_triple(target):
