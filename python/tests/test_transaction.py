@@ -154,26 +154,39 @@ def test_one_last_resource_per_transaction(dbs, tmp_path):
     lite2.close()
 
 
-@pytest.mark.parametrize("point,expect_commit", [("after-votes", False), ("before-finish", True)])
-def test_process_killed_between_the_phases_is_recovered(dbs, point, expect_commit):
+# At each point: which databases hold a prepared branch, and whether the decision (the
+# last resource's commit) was made; PostgreSQL already committed at mid-finish.
+CRASH_POINTS = [
+    ("mid-votes", ["pq"], False),
+    ("after-votes", ["pq", "mysql"], False),
+    ("before-finish", ["pq", "mysql"], True),
+    ("mid-finish", ["mysql"], True),
+]
+
+
+@pytest.mark.parametrize("point,in_doubt_on,decided", CRASH_POINTS)
+def test_process_killed_between_the_phases_is_recovered(dbs, point, in_doubt_on, decided):
     child = subprocess.run(
         [sys.executable, os.path.join(HERE, "child_commit.py"), point, dbs.table, dbs.lite_path],
         capture_output=True, text=True, timeout=120)
     assert child.returncode == -9, child.stderr  # SIGKILL, at the chosen point
     gtrid = child.stdout.split()[0]
-    in_doubt = dbs.prepared(gtrid)
-    assert len(in_doubt) == 2  # PostgreSQL's and MariaDB's branches stayed prepared
-    pg_, my_, lite_ = dbs.contents()
-    assert pg_ == my_ == []  # nothing visible while in doubt
-    assert lite_ == ([(1, point)] if expect_commit else [])
-
     pg, my, lite = dbs.connect_all()
+    in_doubt = {"pq": [x for x in pg.tpc_recover() if x.gtrid == gtrid],
+                "mysql": [x for x in my.tpc_recover() if x.gtrid == gtrid]}
+    assert sorted(d for d in in_doubt if in_doubt[d]) == sorted(in_doubt_on)
+    row = [(1, point)]
+    pg_rows, my_rows, lite_rows = dbs.contents()
+    assert pg_rows == (row if point == "mid-finish" else [])
+    assert my_rows == []  # MariaDB's branch is prepared or gone, never committed yet
+    assert lite_rows == (row if decided else [])
+
     done = xarm.transaction.recover([pg, my], last_resource=lite)
-    key = "committed" if expect_commit else "rolled_back"
-    assert sorted(done[key]) == sorted(in_doubt)
-    assert done["committed" if not expect_commit else "rolled_back"] == []
+    recovered = in_doubt["pq"] + in_doubt["mysql"]
+    assert sorted(done["committed" if decided else "rolled_back"]) == sorted(recovered)
+    assert done["rolled_back" if decided else "committed"] == []
     assert dbs.prepared(gtrid) == []
-    want = [(1, point)] if expect_commit else []
+    want = row if decided else []
     assert dbs.contents() == [want, want, want]
 
 
