@@ -149,6 +149,11 @@ def test_sqlite_prepare_is_not_supported(tmp_path):
     c.tpc_commit()
     assert count(c, "t") == 1
     assert c.tpc_recover() == []
+    # Nothing is ever left prepared, so finishing by xid finds no branch (XAER_NOTA).
+    for finish in (c.tpc_commit, c.tpc_rollback):
+        with pytest.raises(xarm.ProgrammingError) as e:
+            finish(c.xid(1, "g", "b"))
+        assert e.value.xa_code_name == "XAER_NOTA"
     c.close()
 
 
@@ -183,6 +188,8 @@ def test_errors_carry_diagnostics(target):
         cur.execute(f"INSERT INTO {table} (id, v) VALUES (?, ?)", (1, "again"))
     assert e.value.sqlstate.startswith("23")
     assert e.value.driver == target.driver
+    assert e.value.in_doubt is False
+    assert e.value.xa_code_name.startswith("XA")
     if target.name == "pq":
         assert e.value.sqlstate == "23505"
     if target.name == "mysql":
