@@ -248,12 +248,9 @@ struct shared_connection {
     }
 
     xarm::connection& get() {
-        if (!conn) throw_closed();
+        // Called with the GIL released: an xarm error, translated on the way out.
+        if (!conn) xarm::raise(XAER_PROTO, "08003", "the connection is closed");
         return *conn;
-    }
-    [[noreturn]] static void throw_closed() {
-        // Raised with the GIL released: an xarm error, translated on the way out.
-        xarm::raise(XAER_PROTO, "08003", "the connection is closed");
     }
 };
 
@@ -324,7 +321,12 @@ class Connection {
         m_s->conn.reset();
         c->close();
     }
-    bool closed() const { return !m_s->conn; }
+    /// Under the mutex: another thread may be closing the connection.
+    bool closed() const {
+        py::gil_scoped_release nogil;
+        std::lock_guard lock(m_s->mu);
+        return !m_s->conn;
+    }
     /// The current branch (xarm's addition, for data managers), or None.
     py::object current_xid() {
         auto x = call(*m_s, [](xarm::connection& c) { return c.current(); });
@@ -471,7 +473,7 @@ class Cursor {
 };
 
 Cursor Connection::cursor() {
-    if (!m_s->conn) shared_connection::throw_closed();
+    if (closed()) throw_python(g_exc->programming_error, "the connection is closed");
     return Cursor(m_s);
 }
 
