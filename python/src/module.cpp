@@ -262,10 +262,24 @@ auto call(shared_connection& s, F&& f) {
     return f(s.get());
 }
 
+/// Drops one owner of the shared connection; the last one closes it, which may wait on
+/// the network, so without the GIL (except while the interpreter shuts down, when
+/// another thread could not take it anyway).
+void release(std::shared_ptr<shared_connection>& s) {
+    if (s.use_count() == 1 && !_Py_IsFinalizing()) {
+        py::gil_scoped_release nogil;
+        s.reset();
+    }
+    s.reset();
+}
+
 class Cursor;
 
 class Connection {
   public:
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+    ~Connection() { release(m_s); }
     Connection(const std::string& driver, const std::string& info)
         : m_s(std::make_shared<shared_connection>()) {
         py::gil_scoped_release nogil;
@@ -357,6 +371,9 @@ class Connection {
 class Cursor {
   public:
     explicit Cursor(std::shared_ptr<shared_connection> s) : m_s(std::move(s)) {}
+    Cursor(Cursor&&) noexcept = default;
+    Cursor& operator=(Cursor&&) = delete;
+    ~Cursor() { release(m_s); }
 
     int arraysize = 1;
 

@@ -336,18 +336,19 @@ def test_big_int_beyond_64_bits(two_phase):
 def test_gil_released_during_database_calls(two_phase):
     t = two_phase
     c = t.connect()
-    sleep = "SELECT pg_sleep(1)" if t.pq else "SELECT SLEEP(1)"
+    sleep = "SELECT pg_sleep(1.5)" if t.pq else "SELECT SLEEP(1.5)"
     th = threading.Thread(target=lambda: c.cursor().execute(sleep))
     th.start()
     time.sleep(0.1)
-    # With the GIL held by the sleeping call this loop would stall for about a second.
+    # With the GIL held by the sleeping call this loop would stall for about 1.4 s; the
+    # bound leaves room for a loaded machine (a sanitized build stalled 0.38 s once).
     last, worst = time.monotonic(), 0.0
     while th.is_alive():
         now = time.monotonic()
         worst = max(worst, now - last)
         last = now
     th.join()
-    assert worst < 0.3
+    assert worst < 0.75
 
 
 def test_connection_shared_between_threads(two_phase):
