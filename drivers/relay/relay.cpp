@@ -32,8 +32,7 @@ class session final : public native_session {
     std::int64_t execute(std::string_view sql) override { return m_inner->execute(sql); }
     result query(std::string_view sql) override { return m_inner->query(sql); }
     sql_syntax syntax() const override { return m_inner->syntax(); }
-    result execute_params(std::string_view sql, std::span<const value> params,
-                          bool rows) override {
+    result execute_params(std::string_view sql, std::span<const value> params, bool rows) override {
         return m_inner->execute_params(sql, params, rows);
     }
     std::unique_ptr<native_statement> prepare(std::string_view sql, std::size_t n) override {
@@ -75,8 +74,8 @@ class relay_driver final : public driver {
         if (!first.starts_with("inner="))
             raise(XAER_INVAL, "08001", "info string: must begin with inner=DRIVER");
         auto inner = load_driver(first.substr(6));
-        const auto rest = space == std::string_view::npos ? std::string_view{}
-                                                          : info.substr(space + 1);
+        const auto rest =
+            space == std::string_view::npos ? std::string_view{} : info.substr(space + 1);
         auto s = inner->open(rest);
         return std::make_unique<session>(std::move(inner), std::move(s));
     }
