@@ -1,23 +1,32 @@
 # Helpers shared by every part of the build.
 
-# xarm_driver_enabled(<OPT> <description> <found-var> <out-var>): declares the driver's
-# option XARM_WITH_<OPT> = ON|OFF|AUTO (default AUTO) and resolves it. ON with the
-# dependency missing is a configuration error; AUTO quietly follows it. An enabled
-# driver is added to the global property XARM_DRIVERS_BUILT.
-function(xarm_driver_enabled opt description found out)
+# xarm_option_enabled(<OPT> <description> <found-var> <out-var>): declares the option
+# XARM_WITH_<OPT> = ON|OFF|AUTO (default AUTO) and resolves it. ON with the dependency
+# missing is a configuration error; AUTO quietly follows it.
+function(xarm_option_enabled opt description found out)
   set(XARM_WITH_${opt} AUTO CACHE STRING "${description}: ON|OFF|AUTO")
   set_property(CACHE XARM_WITH_${opt} PROPERTY STRINGS ON OFF AUTO)
   if(XARM_WITH_${opt} STREQUAL "OFF")
     set(${out} OFF PARENT_SCOPE)
   elseif(${found})
     set(${out} ON PARENT_SCOPE)
-    string(TOLOWER ${opt} name)
-    set_property(GLOBAL APPEND PROPERTY XARM_DRIVERS_BUILT ${name})
   elseif(XARM_WITH_${opt} STREQUAL "ON")
     message(FATAL_ERROR "XARM_WITH_${opt}=ON but its dependency was not found")
   else()
-    message(STATUS "xarm: ${opt} driver disabled (dependency not found)")
+    message(STATUS "xarm: ${description} disabled (dependency not found)")
     set(${out} OFF PARENT_SCOPE)
+  endif()
+endfunction()
+
+# xarm_driver_enabled(<OPT> <description> <found-var> <out-var>): a driver's option, as
+# xarm_option_enabled; an enabled driver is added to the global property
+# XARM_DRIVERS_BUILT.
+function(xarm_driver_enabled opt description found out)
+  xarm_option_enabled(${opt} "${description}" ${found} enabled)
+  set(${out} ${enabled} PARENT_SCOPE)
+  if(enabled)
+    string(TOLOWER ${opt} name)
+    set_property(GLOBAL APPEND PROPERTY XARM_DRIVERS_BUILT ${name})
   endif()
 endfunction()
 
