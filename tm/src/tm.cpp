@@ -95,17 +95,19 @@ std::vector<std::pair<std::string, std::string>> crash_points() {
     return {
         {"before_prepare", "the transaction is committing; no resource prepared yet"},
         {"after_prepare:1",
-         "the 1st two-phase resource (enlistment order; the last resource is not counted) has "
-         "prepared"},
+         "the 1st two-phase resource (enlistment order; the last resource or agent is not "
+         "counted) has prepared"},
         {"after_prepare:2", "the 2nd resource has prepared"},
         {"after_prepare:3", "the 3rd resource has prepared"},
         {"before_decision", "every resource prepared; the commit decision not yet logged"},
         {"after_decision_logged", "the commit record is durable; no branch committed yet"},
         {"between_commits", "the first branch committed, the others not yet"},
         {"after_commits", "every branch committed; the end record not yet written"},
-        {"before_last_resource_commit", "others prepared; the last resource not committed"},
+        {"before_last_resource_commit",
+         "others prepared; the last resource (or last agent) not committed"},
         {"after_last_resource_commit",
-         "the last resource committed with its marker; nothing logged, others prepared"},
+         "the last resource (or last agent) committed with its marker; nothing logged, others "
+         "prepared"},
         {"during_recovery", "recovery resolved its first branch and stops"},
     };
 }
@@ -144,16 +146,6 @@ void retrying(F f) {
         }
         std::this_thread::sleep_for(backoff);
         backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
-    }
-}
-
-std::string what_of(std::exception_ptr e) {
-    try {
-        std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-        return x.what();
-    } catch (...) {
-        return "unknown exception";
     }
 }
 
@@ -203,8 +195,11 @@ xid transaction::enlist(resource& r) {
                             r.name(), m.res->name()));
     }
     xid x(format_id, m_gtrid, std::to_string(m_members.size() + 1));
+    // Before begin(): the resource may have to look for its marker table (once).
+    const int rank = r.can_prepare() && m_coord->may_be_last_agent(r) ? r.last_agent_rank() : 0;
     r.begin(x);
     m_members.push_back(member{&r, x});
+    m_members.back().agent_rank = rank;
     return x;
 }
 
@@ -332,15 +327,47 @@ void transaction::commit() {
 }
 
 void transaction::commit_two_phase() {
+    // The marker-committer: a one-phase-only resource (the last resource), or else,
+    // when allowed, the best-ranked two-phase resource (the last agent), which is not
+    // prepared. Its one-phase commit, carrying the marker, is the decision.
     member* last = nullptr;
+    bool agent = false;
+    for (auto& m : m_members)
+        if (!m.res->can_prepare()) last = &m;
+    if (last == nullptr)
+        for (auto& m : m_members)
+            if (m.agent_rank > 0 && (last == nullptr || m.agent_rank >= last->agent_rank)) {
+                last = &m;
+                agent = true;
+            }
     std::vector<member*> tpc;
-    for (auto& m : m_members) (m.res->can_prepare() ? tpc.push_back(&m) : void(last = &m));
+    for (auto& m : m_members)
+        if (&m != last) tpc.push_back(&m);
+    const std::string lr_name = last != nullptr ? last->res->name() : std::string();
+    std::vector<std::string> forget;  // finished markers deleted with this one
+    auto give_back = [&] {
+        for (auto& f : forget) m_coord->finished_marker(lr_name, f);
+        forget.clear();
+    };
 
     crash_point("before_prepare");
-    std::vector<std::exception_ptr> errs(tpc.size());
+    // A last agent's marker is written while the others prepare: it commits only with
+    // the agent's own one-phase commit, after every vote (a crash before that leaves it
+    // uncommitted, rolled back by the server with the branch).
+    if (agent) forget = m_coord->take_markers(lr_name);
+    const std::size_t items = tpc.size() + (agent ? 1 : 0);
+    std::vector<std::exception_ptr> errs(items);
     m_coord->m_workers->parallel_for(
-        tpc.size(),
+        items,
         [&](std::size_t i) {
+            if (i == tpc.size()) {
+                try {
+                    last->res->write_marker(last->x, m_gtrid, forget);
+                } catch (...) {
+                    errs[i] = std::current_exception();
+                }
+                return;
+            }
             try {
                 const vote v = tpc[i]->res->prepare(tpc[i]->x);
                 tpc[i]->prepared = true;
@@ -352,10 +379,13 @@ void transaction::commit_two_phase() {
             if (fault_injection_enabled() && crash().armed)
                 crash_point(fmt::format("after_prepare:{}", i + 1));
         },
-        [&](std::size_t i) { return tpc[i]->res->thread_bound(); });
-    for (std::size_t i = 0; i < tpc.size(); ++i) {
+        [&](std::size_t i) {
+            return i == tpc.size() ? last->res->thread_bound() : tpc[i]->res->thread_bound();
+        });
+    for (std::size_t i = 0; i < items; ++i) {
         if (!errs[i]) continue;
-        // A refused or failed vote: presumed abort, nothing to log.
+        // A refused or failed vote, or a marker not written: presumed abort, nothing to log.
+        give_back();
         rollback_members(true);
         finish(outcome::rolled_back);
         diagnostic d;
@@ -371,8 +401,13 @@ void transaction::commit_two_phase() {
             d.sqlstate = "40000";
         }
         d.message =
-            fmt::format("tm: transaction {} rolled back: resource '{}' could not prepare: {}",
-                        m_gtrid, tpc[i]->res->name(), d.message);
+            i == tpc.size()
+                ? fmt::format(
+                      "tm: transaction {} rolled back: the last agent '{}' could not "
+                      "write its commit marker: {}",
+                      m_gtrid, lr_name, d.message)
+                : fmt::format("tm: transaction {} rolled back: resource '{}' could not prepare: {}",
+                              m_gtrid, tpc[i]->res->name(), d.message);
         raise(std::move(d));
     }
 
@@ -387,63 +422,67 @@ void transaction::commit_two_phase() {
         m_coord->m_log->force(rec);
         logged = true;
     };
+    const char* role = agent ? "last agent" : "last resource";
 
     if (last != nullptr) {
-        if (writers.empty()) {
-            // Everybody else voted read-only: the last resource alone decides, no marker.
-            try {
-                last->res->commit(last->x, true);
-            } catch (const rollback_error&) {
-                finish(outcome::rolled_back);
-                throw;
-            } catch (const operational_error&) {
-                finish(outcome::in_doubt);
-                throw;
-            }
-            finish(outcome::committed);
-            return;
-        }
-        crash_point("before_last_resource_commit");
-        const std::string lr_name = last->res->name();
-        auto forget = m_coord->take_markers(lr_name);
+        if (!writers.empty()) crash_point("before_last_resource_commit");
+        // With writers, the marker makes this commit the decision; without (everybody
+        // else voted read-only) it alone decides (a last agent's marker, already
+        // written, is then merely finished at once).
+        if (!agent && !writers.empty()) forget = m_coord->take_markers(lr_name);
         try {
-            last->res->commit_with_marker(last->x, m_gtrid, forget);
-        } catch (const operational_error& e) {
-            // Outcome unknown: leave the others prepared; recovery reads the marker.
-            for (auto& f : forget) m_coord->finished_marker(lr_name, f);
-            finish(outcome::in_doubt);
-            diagnostic d = e.diag();
-            d.message = fmt::format(
-                "tm: transaction {} in doubt: the last resource '{}' failed during "
-                "its commit ({}); run recovery: it reads the commit marker",
-                m_gtrid, lr_name, d.message);
-            raise(std::move(d), true);
-        } catch (...) {
-            for (auto& f : forget) m_coord->finished_marker(lr_name, f);
-            const std::string msg = what_of(std::current_exception());
-            last->read_only = true;  // gone with its failed commit; do not roll it back again
+            if (agent || writers.empty())
+                last->res->commit(last->x, true);
+            else
+                last->res->commit_with_marker(last->x, m_gtrid, forget);
+        } catch (const std::exception& e) {
+            give_back();
+            if (dynamic_cast<const operational_error*>(&e) != nullptr ||
+                dynamic_cast<const heuristic_error*>(&e) != nullptr) {
+                // Outcome unknown: leave the others prepared; recovery reads the marker.
+                finish(outcome::in_doubt);
+                diagnostic d = static_cast<const error&>(e).diag();
+                d.message = fmt::format(
+                    "tm: transaction {} in doubt: the {} '{}' failed during its commit ({}); "
+                    "{}",
+                    m_gtrid, role, lr_name, d.message,
+                    writers.empty()
+                        ? "it was the only writer, its outcome is its own"
+                        : "the others stay prepared until recovery, which decides from its "
+                          "commit marker");
+                raise(std::move(d), true);
+            }
+            // Any other answer to a one-phase commit: the work is rolled back (a refused
+            // COMMIT, a failed marker, XAER_RMERR for XA's TMONEPHASE).
+            diagnostic d;
+            if (const auto* xe = dynamic_cast<const error*>(&e)) d = xe->diag();
+            if (!is_rollback_code(d.xa_code)) {
+                d.xa_code = XA_RBROLLBACK;
+                d.sqlstate = "40000";
+            }
+            d.message =
+                fmt::format("tm: transaction {} rolled back: the {} '{}' did not commit: {}",
+                            m_gtrid, role, lr_name, e.what());
             try {
-                last->res->rollback(last->x);
+                last->res->rollback(last->x);  // out of its branch, if still in it
             } catch (...) {
             }
+            last->read_only = true;  // gone: not rolled back again
             rollback_members(true);
             finish(outcome::rolled_back);
-            raise(XA_RBROLLBACK, "40000",
-                  fmt::format(
-                      "tm: transaction {} rolled back: the last resource '{}' did not commit: {}",
-                      m_gtrid, lr_name, msg));
+            raise(std::move(d));
+        }
+        last->read_only = true;  // finished: never rolled back from here on
+        if (writers.empty()) {
+            if (agent) m_coord->finished_marker(lr_name, m_gtrid);
+            finish(outcome::committed);
+            std::lock_guard lk(m_coord->m_mutex);
+            ++(agent ? m_coord->m_stats.last_agent : m_coord->m_stats.last_resource);
+            return;
         }
         crash_point("after_last_resource_commit");
-        // The marker is the decision; the record lets the marker go and recovery not
-        // need the last resource. A failing log changes nothing: the marker stays.
-        try {
-            log_decision();
-            m_coord->finished_marker(lr_name, m_gtrid);
-        } catch (const error&) {
-        }
-        crash_point("after_decision_logged");
-        std::lock_guard lk(m_coord->m_mutex);
-        ++m_coord->m_stats.last_resource;
+        // The marker is the decision: nothing is logged. It stays until every other
+        // branch is committed (below), then goes with a later marker commit or recovery.
     } else if (writers.empty()) {
         finish(outcome::committed);
         std::lock_guard lk(m_coord->m_mutex);
@@ -528,9 +567,13 @@ void transaction::commit_two_phase() {
     crash_point("after_commits");
     if (logged && m_unfinished.empty())
         m_coord->m_log->append(log_record{log_record::kind::end, m_gtrid, {}});
-    if (last == nullptr) {
+    // A marker is needed while a branch it decided may still be prepared.
+    if (last != nullptr && m_unfinished.empty()) m_coord->finished_marker(lr_name, m_gtrid);
+    {
         std::lock_guard lk(m_coord->m_mutex);
-        ++m_coord->m_stats.two_phase;
+        ++(last == nullptr ? m_coord->m_stats.two_phase
+           : agent         ? m_coord->m_stats.last_agent
+                           : m_coord->m_stats.last_resource);
     }
     if (!logged && !m_unfinished.empty() && last == nullptr) {
         // The single writer's commit was the decision and it did not answer: unknown
@@ -559,6 +602,7 @@ void transaction::commit_two_phase() {
 coordinator::coordinator(options o) : m_id(std::move(o.id)) {
     m_workers = std::make_unique<worker_pool>(o.workers);
     m_timeout = o.transaction_timeout;
+    m_last_agent = o.last_agent.empty() ? "auto" : std::move(o.last_agent);
     if (!valid_id(m_id))
         raise(XAER_INVAL, "22023",
               "tm: the coordinator id must be 1-16 characters of [A-Za-z0-9_-]");
@@ -609,12 +653,16 @@ void coordinator::finished_marker(const std::string& name, const std::string& gt
     m_finished_markers[name].push_back(gtrid);
 }
 
+bool coordinator::may_be_last_agent(const resource& r) const {
+    return m_last_agent == "auto" || (m_last_agent != "off" && m_last_agent == r.name());
+}
+
 std::vector<std::string> coordinator::take_markers(const std::string& name) {
     std::lock_guard lk(m_mutex);
     auto it = m_finished_markers.find(name);
-    if (it == m_finished_markers.end()) return {};
+    // At least 16 (one delete per 16 marker commits), at most 64 (a small statement).
+    if (it == m_finished_markers.end() || it->second.size() < 16) return {};
     std::vector<std::string> out;
-    // Batches of at most 64 per commit keep the statement small.
     auto& v = it->second;
     const std::size_t n = std::min<std::size_t>(v.size(), 64);
     out.assign(v.end() - static_cast<std::ptrdiff_t>(n), v.end());
@@ -693,10 +741,11 @@ recovery_report coordinator::recover(const resource_factory& make, std::vector<s
         }
     }
 
-    // Decisions recorded by last resources (markers), by gtrid.
+    // Decisions recorded by last resources and last agents (markers), by gtrid. Any
+    // resource may have been a last agent (the setting may have changed since): every
+    // one is asked; those that keep no markers answer none.
     std::map<std::string, std::string> markers;  // gtrid -> resource name
     for (auto& [name, s] : reachable) {
-        if (s.res->can_prepare()) continue;
         try {
             for (auto& m : s.res->markers(m_id + ".")) markers.emplace(m, name);
         } catch (const std::exception& e) {
@@ -717,7 +766,6 @@ recovery_report coordinator::recover(const resource_factory& make, std::vector<s
                 if (!live.count(x.gtrid()) && !markers.count(x.gtrid()))
                     undecided.insert(x.gtrid());
         for (auto& [name, s] : reachable) {
-            if (s.res->can_prepare()) continue;
             for (const auto& g : undecided) {
                 {
                     std::lock_guard lk(m_mutex);

@@ -356,7 +356,7 @@ config parse_config(std::string_view text, const std::string& source) {
     if (coord_node == nullptr)
         fail({source, "coordinator", 0}, "missing: a [coordinator] table with id and log");
     const table_reader coord(source, top.table("coordinator", *coord_node), "coordinator.");
-    coord.check_keys({"id", "log", "transaction_timeout_s"});
+    coord.check_keys({"id", "log", "transaction_timeout_s", "last_agent"});
     c.transaction_timeout = read_timeout(coord);
     const auto& id = coord.required("id");
     c.coordinator_id = coord.string("id", id);
@@ -395,6 +395,23 @@ config parse_config(std::string_view text, const std::string& source) {
                     fail({source, "profile." + p.name + ".resources", p.line},
                          fmt::format("'{}' is not a configured resource", r));
             c.profiles.push_back(std::move(p));
+        }
+    }
+    if (const auto* la = coord.find("last_agent")) {
+        c.last_agent = coord.string("last_agent", *la);
+        if (c.last_agent != "auto" && c.last_agent != "off") {
+            const auto r = std::find_if(c.resources.begin(), c.resources.end(),
+                                        [&](const auto& x) { return x.name == c.last_agent; });
+            if (r == c.resources.end())
+                fail(coord.at("last_agent", *la),
+                     fmt::format("'{}' is neither \"auto\", \"off\" nor a configured resource",
+                                 c.last_agent));
+            if (r->one_phase_only || !r->switch_library.empty() ||
+                (r->driver != "pq" && r->driver != "mysql"))
+                fail(coord.at("last_agent", *la),
+                     fmt::format("resource '{}' cannot be a last agent: only a two-phase "
+                                 "PostgreSQL (pq) or MariaDB/MySQL (mysql) resource can",
+                                 c.last_agent));
         }
     }
     if (!c.log.table_in.empty()) {
@@ -505,6 +522,7 @@ coordinator::options coordinator_options(const config& c, bool create_log) {
     o.factory = make_factory(c);
     o.resources = resource_names(c);
     o.transaction_timeout = c.transaction_timeout;
+    o.last_agent = c.last_agent;
     return o;
 }
 

@@ -9,6 +9,7 @@
 
 #include "xa.h"
 #include "xarm/tm.hpp"
+#include "xarm/trace.hpp"
 
 namespace xarm::tm {
 
@@ -28,6 +29,10 @@ bool resource::marker_committed(const std::string& marker) {
     const auto found = markers(marker);
     return std::find(found.begin(), found.end(), marker) != found.end();
 }
+void resource::write_marker(const xid&, const std::string&, const std::vector<std::string>&) {
+    raise(XAER_RMERR, "0A000",
+          fmt::format("resource '{}' keeps no commit markers: it cannot be a last agent", name()));
+}
 
 // ---------------------------------------------------------------------------------------
 // connection_resource
@@ -44,6 +49,23 @@ void delete_marker_rows(connection& c, const std::vector<std::string>& names) {
         args.emplace_back(n);
     }
     c.execute(sql + ")", std::span<const value>(args));
+}
+
+constexpr const char* create_marker_table_sql =
+    "CREATE TABLE IF NOT EXISTS xarm_tm_marker (gtrid VARCHAR(160) NOT NULL PRIMARY KEY)";
+
+/// The server says the table does not exist: PostgreSQL 42P01 (undefined_table), MariaDB
+/// and MySQL 42S02 (ER_NO_SUCH_TABLE), and the same through their ODBC drivers.
+bool undefined_table(const error& e) {
+    const auto& s = e.diag().sqlstate;
+    return s == "42P01" || s == "42S02";
+}
+
+void rollback_quietly(connection& c) noexcept {
+    try {
+        c.rollback();
+    } catch (const std::exception&) {
+    }
 }
 }  // namespace
 
@@ -65,11 +87,75 @@ void connection_resource::init(mode m) {
     m_two_phase = m == mode::automatic && m_conn->capabilities().has(capability::two_phase);
 }
 
+bool connection_resource::may_hold_markers() const {
+    if (!m_two_phase) return true;
+    const auto d = m_conn->drv().name();
+    return d == "pq" || d == "mysql";
+}
+
+bool connection_resource::marker_table_exists() {
+    if (m_conn->drv().name() == "sqlite") {
+        // SQLite reports a missing table as a generic SQL error: ask its catalogue.
+        const auto n = m_conn
+                           ->query(
+                               "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' "
+                               "AND name = 'xarm_tm_marker'")
+                           .scalar<std::int64_t>();
+        m_conn->rollback();
+        return n > 0;
+    }
+    try {
+        (void)m_conn->query("SELECT gtrid FROM xarm_tm_marker WHERE 1 = 0");
+    } catch (const error& e) {
+        rollback_quietly(*m_conn);
+        if (undefined_table(e)) return false;
+        throw;
+    }
+    m_conn->rollback();
+    return true;
+}
+
+int connection_resource::last_agent_rank() {
+    if (!m_two_phase) return 0;
+    const auto d = m_conn->drv().name();
+    const int rank = d == "mysql" ? 2 : d == "pq" ? 1 : 0;
+    if (rank == 0 || m_agent == agent::unavailable) return 0;
+    if (m_agent == agent::unknown) {
+        // Not with work of the application's pending on the connection (tpc_begin
+        // refuses it anyway): the check would end its transaction. Ask again next time.
+        if (!m_conn->current().is_null() || m_conn->session().native().in_local_transaction())
+            return 0;
+        try {
+            if (!marker_table_exists()) {
+                try {
+                    m_conn->execute(create_marker_table_sql);
+                    m_conn->commit();
+                } catch (const error&) {
+                    // Another connection may have created it at the same moment (PostgreSQL's
+                    // IF NOT EXISTS is not safe against that); otherwise no privilege.
+                    rollback_quietly(*m_conn);
+                    if (!marker_table_exists()) throw;
+                }
+            }
+            m_agent = agent::ready;
+            m_marker_table = true;
+        } catch (const error& e) {
+            rollback_quietly(*m_conn);
+            m_agent = agent::unavailable;
+            if (trace_enabled())
+                trace(
+                    fmt::format("tm resource '{}': no commit-marker table xarm_tm_marker and "
+                                "none can be created, so it is never a last agent: {}",
+                                m_name, e.what()));
+        }
+    }
+    return m_agent == agent::ready ? rank : 0;
+}
+
 void connection_resource::ensure_marker_table() {
     if (m_marker_table) return;
     try {
-        m_conn->execute(
-            "CREATE TABLE IF NOT EXISTS xarm_tm_marker (gtrid VARCHAR(160) NOT NULL PRIMARY KEY)");
+        m_conn->execute(create_marker_table_sql);
         m_conn->commit();
     } catch (const error& e) {
         try {
@@ -123,16 +209,25 @@ void connection_resource::rollback_recovered(const xid& x) {
     m_conn->tpc_rollback(x);
 }
 
-void connection_resource::commit_with_marker(const xid&, const std::string& marker,
-                                             const std::vector<std::string>& forget) {
-    // Same local transaction as the work: the marker exists iff the work committed.
+void connection_resource::write_marker(const xid&, const std::string& marker,
+                                       const std::vector<std::string>& forget) {
+    // In the branch's own transaction: the marker exists iff the work committed.
     if (!forget.empty()) delete_marker_rows(*m_conn, forget);
     m_conn->execute("INSERT INTO xarm_tm_marker (gtrid) VALUES (?)", marker);
+}
+
+void connection_resource::commit_with_marker(const xid& x, const std::string& marker,
+                                             const std::vector<std::string>& forget) {
+    write_marker(x, marker, forget);
     m_conn->tpc_commit();
 }
 
+// Recovery's readings never create the table: a marker is only ever inserted into a
+// table that exists and was committed before the branch began, and dropping it would
+// wait for a marker still being committed; so a missing table means no marker, now or
+// pending. Any other failure is thrown: the caller cannot tell and must not guess.
 std::vector<std::string> connection_resource::markers(const std::string& prefix) {
-    ensure_marker_table();
+    if (!may_hold_markers() || !marker_table_exists()) return {};
     std::vector<std::string> out;
     auto r = m_conn->query("SELECT gtrid FROM xarm_tm_marker");
     m_conn->commit();
@@ -143,11 +238,11 @@ std::vector<std::string> connection_resource::markers(const std::string& prefix)
 }
 
 bool connection_resource::marker_committed(const std::string& marker) {
-    ensure_marker_table();
+    if (!may_hold_markers() || !marker_table_exists()) return false;
     try {
         m_conn->execute("INSERT INTO xarm_tm_marker (gtrid) VALUES (?)", marker);
     } catch (const error& e) {
-        m_conn->rollback();
+        rollback_quietly(*m_conn);
         // Class 23, integrity constraint violation: the key exists, committed (a
         // rollback_error on drivers that map it to XA_RBINTEGRITY).
         if (e.diag().sqlstate.starts_with("23")) return true;
@@ -159,7 +254,6 @@ bool connection_resource::marker_committed(const std::string& marker) {
 
 void connection_resource::delete_markers(const std::vector<std::string>& names) {
     if (names.empty()) return;
-    ensure_marker_table();
     delete_marker_rows(*m_conn, names);
     m_conn->commit();
 }

@@ -12,7 +12,8 @@ int main(int argc, char** argv) {
         std::cerr
             << "usage: xarm_tm_demo transfer|recover [--pq S] [--mysql S] [--pq2 S] [--sqlite "
                "PATH]\n"
-               "  [--log PATH | --log-in-pq] [--coordinator ID] [--table T] [--transfers N] "
+               "  [--log PATH | --log-in-pq] [--coordinator ID] [--last-agent auto|off|NAME] "
+               "[--table T] [--transfers N] "
                "[--threads N]\n"
                "  [--accounts N] [--reset] [--crash-at POINT] [--list-crash-points] [--no-check]\n"
                "  [--attempts N]\n";
@@ -45,6 +46,8 @@ int main(int argc, char** argv) {
             db.log_in_pq = true;
         else if (a == "--coordinator")
             db.coordinator = val();
+        else if (a == "--last-agent")
+            db.last_agent = val();
         else if (a == "--table")
             db.table = val();
         else if (a == "--transfers")

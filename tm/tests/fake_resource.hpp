@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -62,6 +63,8 @@ struct fake_options {
     bool vanish_before_commit = false;  // an administrator rolled the prepared branch back
     int retry_at_commit = 0;            // answer XA_RETRY this many times first
     std::function<void()> on_commit{};  // runs at the start of every phase-two commit
+    int agent_rank = 0;                 // > 0: can be the last agent (keeps markers)
+    bool fail_marker = false;           // write_marker fails (rollback_error)
     std::chrono::milliseconds prepare_sleep{0};
     std::chrono::milliseconds commit_sleep{0};
     in_flight* prepares = nullptr;
@@ -113,12 +116,18 @@ class fake_resource final : public resource {
             if (!one_phase && m_store->prepared.erase(x) == 0)
                 raise(XAER_NOTA, "XAE04", "fake: unknown xid");
             m_store->committed.insert(x.gtrid());
+            if (one_phase && m_pending_marker) {  // the marker commits with the work
+                for (auto& f : m_pending_forget) m_store->markers.erase(f);
+                m_store->markers.insert(*m_pending_marker);
+            }
+            m_pending_marker.reset();
         }
         if (m_o.lose_connection_at_commit)
             raise(diagnostic{XAER_RMFAIL, "08006", 0, "fake", "fake: connection lost"}, true);
     }
     void rollback(const xid& x) override {
         note("rollback");
+        m_pending_marker.reset();
         std::lock_guard lk(m_store->mutex);
         m_store->prepared.erase(x);
         m_store->rolled_back.insert(x.gtrid());
@@ -160,6 +169,15 @@ class fake_resource final : public resource {
         if (m_o.lose_connection_at_commit)
             raise(diagnostic{XAER_RMFAIL, "08006", 0, "fake", "fake: connection lost"}, true);
     }
+    int last_agent_rank() override { return m_o.agent_rank; }
+    void write_marker(const xid& x, const std::string& marker,
+                      const std::vector<std::string>& forget) override {
+        if (m_o.agent_rank == 0) return resource::write_marker(x, marker, forget);
+        note("write_marker");
+        if (m_o.fail_marker) raise(XA_RBINTEGRITY, "23505", "fake: marker refused");
+        m_pending_marker = marker;
+        m_pending_forget = forget;
+    }
     std::vector<std::string> markers(const std::string& prefix) override {
         std::lock_guard lk(m_store->mutex);
         std::vector<std::string> out;
@@ -183,6 +201,8 @@ class fake_resource final : public resource {
     std::string m_name;
     std::shared_ptr<fake_store> m_store;
     fake_options m_o;
+    std::optional<std::string> m_pending_marker;  // written in the branch, not committed
+    std::vector<std::string> m_pending_forget;
 };
 
 /// A log_store in memory that counts what it is asked to do.

@@ -126,12 +126,13 @@ BOOST_AUTO_TEST_CASE(a_relative_log_path_recovered_elsewhere_is_refused_and_chan
     const auto d = pq_and_mariadb();
     const auto out = tmp.dir / "out";
 
-    // The first commit of a transfer done, the other branch still prepared.
-    auto r =
-        run_xarm(std::vector<std::string>{"demo", "transfer", "--log", "run/c.tmlog"} + db_args(d) +
-                     std::vector<std::string>{"--reset", "--transfers", "40", "--threads", "2",
-                                              "--crash-at", "between_commits@2"},
-                 out, app);
+    // The first commit of a transfer done, the other branch still prepared (the forced-log
+    // path: with a last agent, one branch commits before and one at between_commits).
+    auto r = run_xarm(
+        std::vector<std::string>{"demo", "transfer", "--log", "run/c.tmlog"} + db_args(d) +
+            std::vector<std::string>{"--reset", "--transfers", "40", "--threads", "2",
+                                     "--last-agent", "off", "--crash-at", "between_commits@2"},
+        out, app);
     BOOST_REQUIRE_MESSAGE(r.code == 99, "demo exit " << r.code << "\n" << r.output);
     BOOST_REQUIRE(fs::exists(app / "run/c.tmlog"));
     const snapshot before = take(d);

@@ -216,6 +216,29 @@ BOOST_AUTO_TEST_CASE(bad_values) {
     BOOST_TEST(contains(both, "give either table_in"), both);
 }
 
+BOOST_AUTO_TEST_CASE(the_last_agent_setting) {
+    const std::string head = "[coordinator]\nid = \"o\"\nlog = \"/l\"\n";
+    const std::string res =
+        "[resource.a]\ndriver = \"pq\"\nopen = \"\"\n"
+        "[resource.m]\ndriver = \"mysql\"\nopen = \"\"\n"
+        "[resource.s]\ndriver = \"sqlite\"\nopen = \"path=/s\"\none_phase_only = true\n";
+    BOOST_TEST(tm::parse_config(head + res, "cfg.toml").last_agent == "auto");
+    BOOST_TEST(tm::coordinator::options{}.last_agent == "auto");
+    for (const char* v : {"auto", "off", "a", "m"}) {
+        const auto c = tm::parse_config(head + "last_agent = \"" + v + "\"\n" + res, "cfg.toml");
+        BOOST_TEST(c.last_agent == v);
+    }
+    const auto unknown = error_of(head + "last_agent = \"nope\"\n" + res);
+    BOOST_TEST(contains(unknown,
+                        "cfg.toml:4: coordinator.last_agent: 'nope' is neither \"auto\", "
+                        "\"off\" nor a configured resource"),
+               unknown);
+    const auto lr = error_of(head + "last_agent = \"s\"\n" + res);
+    BOOST_TEST(contains(lr, "resource 's' cannot be a last agent"), lr);
+    const auto type = error_of(head + "last_agent = false\n" + res);
+    BOOST_TEST(contains(type, "coordinator.last_agent: must be a string"), type);
+}
+
 BOOST_AUTO_TEST_CASE(switch_resources_and_profiles) {
     const std::string head = "[coordinator]\nid = \"o\"\nlog = \"/l\"\n";
     const auto c = xarm::tm::parse_config(
@@ -392,7 +415,9 @@ BOOST_AUTO_TEST_CASE(built_from_a_file_it_commits_across_two_databases,
         l.conn().execute("INSERT INTO " + table + " VALUES ('credit')");
         t.commit();
         BOOST_TEST((t.result() == tm::outcome::committed));
-        BOOST_TEST(coord.stats().two_phase == 1u);
+        // ledger, enlisted later, was the last agent: its marker decided, nothing forced.
+        BOOST_TEST(coord.stats().last_agent == 1u);
+        BOOST_TEST(coord.log().stats().forced_records == 0u);
     }
     // The log exists now; a second coordinator from the same file opens it without
     // create_log, and its recovery finds nothing to do.

@@ -81,24 +81,41 @@ void drop_tables(const demo::demo_databases& d) {
     drop("pq", d.pq2);
 }
 
+/// How a transaction of the demo commits.
+enum class path {
+    forced_log,     // every database prepared, the decision forced to the log
+    last_agent,     // one two-phase database committed in one phase with the marker
+    last_resource,  // SQLite (one-phase only) committed last with the marker
+};
+
 /// Crash at every point that this configuration reaches, recover, check.
-void crash_every_point(setup_t s, bool with_last_resource) {
+void crash_every_point(setup_t s, path p) {
     scratch tmp;
+    const std::size_t two_phase = !s.db.pq.empty() + !s.db.mysql.empty() + !s.db.pq2.empty();
+    const bool marker = p != path::forced_log;
+    // Every transfer writes on every database: no read-only vote.
+    const std::size_t prepared = two_phase - (p == path::last_agent ? 1 : 0);
     for (const auto& [point, what] : tm::crash_points()) {
         if (point == "during_recovery") continue;  // its own test
-        const bool lr_point = point.find("last_resource") != std::string::npos;
-        const bool reached = point != "after_prepare:3" &&
-                             (with_last_resource ? point != "before_decision" : !lr_point);
+        bool reached = true;
+        if (point.starts_with("after_prepare:"))
+            reached = std::stoul(point.substr(14)) <= prepared;
+        else if (point.find("last_resource") != std::string::npos)
+            reached = marker;
+        else if (point == "before_decision" || point == "after_decision_logged")
+            reached = !marker;
         BOOST_TEST_CONTEXT("crash point " << point) {
             s.db.table = short_id("xtm");
             s.db.coordinator = short_id("c");
             s.db.log = (tmp.dir / (s.db.coordinator + ".log")).string();
-            if (with_last_resource) s.db.sqlite = (tmp.dir / (s.db.coordinator + ".db")).string();
+            if (p == path::last_resource)
+                s.db.sqlite = (tmp.dir / (s.db.coordinator + ".db")).string();
             const auto out = tmp.dir / (s.db.coordinator + ".out");
             auto args = s.args();
             args.insert(args.begin(), "transfer");
             auto a = args;
-            a.insert(a.end(), {"--reset", "--transfers", "40", "--threads", "2"});
+            a.insert(a.end(), {"--reset", "--transfers", "40", "--threads", "2", "--last-agent",
+                               p == path::forced_log ? "off" : "auto"});
             // The 5th time the point is passed: earlier transfers finished normally.
             const int rc = run_child(a, point + "@5", out);
             BOOST_TEST(rc == (reached ? 99 : 0), "child exit " << rc << "\n" << slurp(out));
@@ -131,34 +148,49 @@ setup_t two_postgres() {
 
 BOOST_AUTO_TEST_SUITE(crash_points)
 
-BOOST_AUTO_TEST_CASE(every_point_two_postgresql_databases,
+setup_t postgres_and_mariadb() {
+    setup_t s;
+    s.db.pq = xarm::testing::server("XARM_TEST_PQ");
+    s.db.mysql = xarm::testing::server("XARM_TEST_MYSQL");
+    return s;
+}
+
+// Two PostgreSQL databases: the second is the last agent (equal ranks, the later one).
+BOOST_AUTO_TEST_CASE(every_point_two_postgresql_databases_last_agent,
                      *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
                          boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"})) {
-    crash_every_point(two_postgres(), false);
+    crash_every_point(two_postgres(), path::last_agent);
+}
+
+BOOST_AUTO_TEST_CASE(every_point_two_postgresql_databases_forced_log,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"})) {
+    crash_every_point(two_postgres(), path::forced_log);
 }
 
 BOOST_AUTO_TEST_CASE(every_point_postgresql_and_sqlite_last_resource,
                      *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
                          boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"})) {
-    crash_every_point(two_postgres(), true);
+    crash_every_point(two_postgres(), path::last_resource);
 }
 
-BOOST_AUTO_TEST_CASE(every_point_postgresql_and_mariadb,
+// PostgreSQL and MariaDB: MariaDB is the last agent (it ranks above PostgreSQL).
+BOOST_AUTO_TEST_CASE(every_point_postgresql_and_mariadb_last_agent,
                      *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
                          boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_MYSQL"})) {
-    setup_t s;
-    s.db.pq = xarm::testing::server("XARM_TEST_PQ");
-    s.db.mysql = xarm::testing::server("XARM_TEST_MYSQL");
-    crash_every_point(s, false);
+    crash_every_point(postgres_and_mariadb(), path::last_agent);
+}
+
+BOOST_AUTO_TEST_CASE(every_point_postgresql_and_mariadb_forced_log,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_MYSQL"})) {
+    crash_every_point(postgres_and_mariadb(), path::forced_log);
 }
 
 BOOST_AUTO_TEST_CASE(every_point_postgresql_mariadb_and_sqlite_last_resource,
                      *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
                          boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_MYSQL"})) {
-    setup_t s;
-    s.db.pq = xarm::testing::server("XARM_TEST_PQ");
-    s.db.mysql = xarm::testing::server("XARM_TEST_MYSQL");
-    crash_every_point(s, true);
+    crash_every_point(postgres_and_mariadb(), path::last_resource);
 }
 
 BOOST_AUTO_TEST_CASE(decision_log_in_postgresql_crash_after_decision,
@@ -172,7 +204,8 @@ BOOST_AUTO_TEST_CASE(decision_log_in_postgresql_crash_after_decision,
     const auto out = tmp.dir / "t.out";
     auto a = s.args();
     a.insert(a.begin(), "transfer");
-    a.insert(a.end(), {"--log-in-pq", "--reset", "--transfers", "40", "--threads", "4"});
+    a.insert(a.end(), {"--log-in-pq", "--reset", "--transfers", "40", "--threads", "4",
+                       "--last-agent", "off"});
     for (const char* point :
          {"after_decision_logged@6", "between_commits@4", "before_decision@3"}) {
         BOOST_TEST(run_child(a, point, out) == 99, point << "\n" << slurp(out));
@@ -196,7 +229,7 @@ BOOST_AUTO_TEST_CASE(recovery_itself_crashes_and_is_run_again,
     const auto out = tmp.dir / "r.out";
     auto a = s.args();
     a.insert(a.begin(), "transfer");
-    a.insert(a.end(), {"--reset", "--transfers", "40", "--threads", "4"});
+    a.insert(a.end(), {"--reset", "--transfers", "40", "--threads", "4", "--last-agent", "off"});
     BOOST_TEST(run_child(a, "after_decision_logged@6", out) == 99, slurp(out));
     BOOST_TEST(own_in_doubt(s.db) > 0u);
     auto r = s.args();
@@ -370,12 +403,12 @@ BOOST_AUTO_TEST_CASE(busy_branch_is_retried_until_committed,
     BOOST_TEST(c.log().live().empty());
 }
 
-// The last resource's connection lost while its COMMIT is under way (on a scratch
-// server: the commit record is written and the session waits for a synchronous standby
-// when it is terminated). The manager cannot know the outcome: in doubt, never "rolled
-// back"; recovery finds the marker that committed with the work and commits the rest.
-BOOST_AUTO_TEST_CASE(last_resource_lost_during_commit_is_in_doubt_and_resolved_by_its_marker,
-                     *boost::unit_test::precondition(xarm::testing::can_start_postgres{})) {
+// The last resource's (or last agent's) connection lost while its COMMIT is under way (on
+// a scratch server: the commit record is written and the session waits for a synchronous
+// standby when it is terminated). The manager cannot know the outcome: in doubt, never
+// "rolled back"; recovery finds the marker that committed with the work and commits the
+// rest.
+void lost_during_commit(bool agent) {
     scratch tmp;
     xarm::testing::scratch_pg pg(xarm::testing::never_synchronous);
     const std::string local = pg.info() + xarm::testing::local_commit;
@@ -384,8 +417,8 @@ BOOST_AUTO_TEST_CASE(last_resource_lost_during_commit_is_in_doubt_and_resolved_b
     auto factory = [&](const std::string& n) {
         return std::make_unique<tm::connection_resource>(
             n, xarm::connect("pq", local),
-            n == "last" ? tm::connection_resource::mode::one_phase_only
-                        : tm::connection_resource::mode::automatic);
+            n == "last" && !agent ? tm::connection_resource::mode::one_phase_only
+                                  : tm::connection_resource::mode::automatic);
     };
     const std::string id = short_id("lrc");
     tm::coordinator c(tm::coordinator::options{id, {}, tmp.dir / "lrc.log", {}, {}, {}, true});
@@ -426,12 +459,23 @@ BOOST_AUTO_TEST_CASE(last_resource_lost_during_commit_is_in_doubt_and_resolved_b
     BOOST_TEST(rep.complete());
     BOOST_TEST(count_rows(local, "t") == 1);
     BOOST_TEST(count_rows(local, "pg_prepared_xacts") == 0);
+    BOOST_TEST(c.log().stats().forced_records == 0u);  // the marker alone decided
 }
 
-BOOST_AUTO_TEST_CASE(server_killed_between_the_phases_then_recovered,
-                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
-                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"}) *
-                         boost::unit_test::precondition(xarm::testing::needs{"XARM_DEVSERVERS"})) {
+BOOST_AUTO_TEST_CASE(last_resource_lost_during_commit_is_in_doubt_and_resolved_by_its_marker,
+                     *boost::unit_test::precondition(xarm::testing::can_start_postgres{})) {
+    lost_during_commit(false);
+}
+
+// "last" is two-phase here: with "a" (same rank) it is the last agent, enlisted later.
+BOOST_AUTO_TEST_CASE(last_agent_lost_during_commit_is_in_doubt_and_resolved_by_its_marker,
+                     *boost::unit_test::precondition(xarm::testing::can_start_postgres{})) {
+    lost_during_commit(true);
+}
+
+// The server of both databases killed in phase two, after the decision: by the forced
+// log, or by b's marker (b is the last agent; the wrapped a is not one).
+void server_killed_between_the_phases(bool agent) {
     scratch tmp;
     const std::string pq = xarm::testing::server("XARM_TEST_PQ"),
                       pq2 = xarm::testing::server("XARM_TEST_PQ_DB2");
@@ -444,7 +488,9 @@ BOOST_AUTO_TEST_CASE(server_killed_between_the_phases_then_recovered,
         return std::make_unique<tm::connection_resource>(n,
                                                          xarm::connect("pq", n == "a" ? pq : pq2));
     };
-    tm::coordinator c(tm::coordinator::options{id, {}, tmp.dir / "kill.log", {}, {}, {}, true});
+    tm::coordinator::options co{id, {}, tmp.dir / "kill.log", {}, {}, {}, true};
+    co.last_agent = agent ? "auto" : "off";
+    tm::coordinator c(std::move(co));
     {
         tm::connection_resource a("a", xarm::connect("pq", pq)), b("b", xarm::connect("pq", pq2));
         bool killed = false;
@@ -467,7 +513,9 @@ BOOST_AUTO_TEST_CASE(server_killed_between_the_phases_then_recovered,
     auto down = c.recover(factory, {"a", "b"}, fast);
     BOOST_TEST(!down.complete());
     BOOST_TEST(down.errors.size() >= 1u);
-    BOOST_TEST(c.log().live().size() == 1u);  // the decision is kept
+    // The decision is kept: in the log, or as b's marker (the log holds nothing).
+    BOOST_TEST(c.log().live().size() == (agent ? 0u : 1u));
+    BOOST_TEST(c.stats().last_agent == (agent ? 1u : 0u));
     BOOST_REQUIRE(std::system((ctl + " start pq >/dev/null 2>&1").c_str()) == 0);
     tm::recovery_options patient{20, std::chrono::milliseconds(200),
                                  std::chrono::milliseconds(1000)};
@@ -482,6 +530,20 @@ BOOST_AUTO_TEST_CASE(server_killed_between_the_phases_then_recovered,
     BOOST_TEST(c.log().live().empty());
     drop_table(pq, table);
     drop_table(pq2, table);
+}
+
+BOOST_AUTO_TEST_CASE(server_killed_between_the_phases_then_recovered,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_DEVSERVERS"})) {
+    server_killed_between_the_phases(false);
+}
+
+BOOST_AUTO_TEST_CASE(server_killed_after_the_last_agent_committed_then_recovered,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_DEVSERVERS"})) {
+    server_killed_between_the_phases(true);
 }
 
 BOOST_AUTO_TEST_CASE(a_branch_rolled_back_by_an_administrator_between_the_phases,
@@ -658,7 +720,9 @@ BOOST_AUTO_TEST_CASE(decisions_in_a_table_survive_and_drive_recovery,
     BOOST_REQUIRE(live.size() == 1u);
     BOOST_TEST(live[0].gtrid == x.gtrid());
     BOOST_TEST((live[0].branches == std::vector<std::pair<std::string, std::string>>{{"b", "1"}}));
-    tm::coordinator c(tm::coordinator::options{id, log, {}, {}, {}, {}});
+    tm::coordinator::options co{id, log, {}, {}, {}, {}};
+    co.last_agent = "off";  // every decision goes to the table
+    tm::coordinator c(std::move(co));
     auto rep = c.recover(
         [&](const std::string& n) {
             return std::make_unique<tm::connection_resource>(

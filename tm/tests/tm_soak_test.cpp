@@ -1,12 +1,15 @@
 // Soak test of the transaction manager: `xarm demo transfer` (4 threads over PostgreSQL
-// x2, MariaDB and SQLite as the last resource, all from one configuration file) killed
-// with SIGKILL at random moments, each time followed by
-// `xarm recover --coordinator ID --config FILE`. Every round: the invariant holds,
-// nothing of the coordinator stays prepared (pg_prepared_xacts, XA RECOVER), and a
-// recovery started while the coordinator runs is refused, naming it.
+// x2 and MariaDB, all from one configuration file) killed with SIGKILL at random
+// moments, each time followed by `xarm recover --coordinator ID --config FILE`. Three
+// commit paths, one case each: the last agent (MariaDB commits in one phase with the
+// marker, nothing forced to the log), the forced log (last_agent = "off": every database
+// prepared, the decision forced), and SQLite as the one-phase last resource. Every
+// round: the invariant holds, nothing of the coordinator stays prepared
+// (pg_prepared_xacts, XA RECOVER), and a recovery started while the coordinator runs is
+// refused, naming it.
 //
 // Random but replayable: the seed is printed; XARM_SOAK_SEED=N replays a run,
-// XARM_SOAK_ROUNDS=N changes the number of rounds (20).
+// XARM_SOAK_ROUNDS=N changes the number of rounds per case (20).
 #define BOOST_TEST_MODULE xarm_tm_soak
 #include <boost/test/unit_test.hpp>
 
@@ -47,18 +50,18 @@ unsigned reported(const std::string& out, const std::string& what) {
     return static_cast<unsigned>(std::stoul(out.substr(start, at - start)));
 }
 
-}  // namespace
+enum class path { last_agent, forced_log, last_resource };
 
-BOOST_AUTO_TEST_CASE(killed_at_random_moments_recovered_every_time,
-                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
-                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"}) *
-                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_MYSQL"})) {
+void soak(path p) {
     const auto started = std::chrono::steady_clock::now();
     const unsigned seed =
         env_number("XARM_SOAK_SEED", static_cast<unsigned>(std::random_device{}() % 1000000));
     const unsigned rounds = env_number("XARM_SOAK_ROUNDS", 20);
-    BOOST_TEST_MESSAGE("soak: seed " << seed << " (replay with XARM_SOAK_SEED=" << seed << "), "
-                                     << rounds << " rounds");
+    const char* name = p == path::last_agent   ? "last agent"
+                       : p == path::forced_log ? "forced log"
+                                               : "last resource";
+    BOOST_TEST_MESSAGE("soak (" << name << "): seed " << seed << " (replay with XARM_SOAK_SEED="
+                                << seed << "), " << rounds << " rounds");
     std::mt19937 rng(seed);
 
     const fs::path dir = fs::temp_directory_path() / xarm::testing::unique("xarm-tm-soak");
@@ -74,12 +77,14 @@ BOOST_AUTO_TEST_CASE(killed_at_random_moments_recovered_every_time,
         // As an operator writes it: secrets (here: whole open strings) from the environment.
         std::ofstream f(d.config);
         f << "[coordinator]\nid = \"" << d.coordinator << "\"\nlog = \""
-          << (dir / "soak.tmlog").string() << "\"\n\n"
+          << (dir / "soak.tmlog").string() << "\"\n"
+          << (p == path::forced_log ? "last_agent = \"off\"\n" : "") << "\n"
           << "[resource.pq]\ndriver = \"pq\"\nopen = \"${XARM_TEST_PQ}\"\n\n"
           << "[resource.mysql]\ndriver = \"mysql\"\nopen = \"${XARM_TEST_MYSQL}\"\n\n"
-          << "[resource.pq2]\ndriver = \"pq\"\nopen = \"${XARM_TEST_PQ_DB2}\"\n\n"
-          << "[resource.sqlite]\ndriver = \"sqlite\"\nopen = \"path='" << (dir / "lr.db").string()
-          << "' busy_timeout=20000\"\none_phase_only = true\n";
+          << "[resource.pq2]\ndriver = \"pq\"\nopen = \"${XARM_TEST_PQ_DB2}\"\n";
+        if (p == path::last_resource)
+            f << "\n[resource.sqlite]\ndriver = \"sqlite\"\nopen = \"path='"
+              << (dir / "lr.db").string() << "' busy_timeout=20000\"\none_phase_only = true\n";
     }
     const std::vector<std::string> recover{"recover", "--coordinator", d.coordinator, "--config",
                                            d.config};
@@ -92,7 +97,8 @@ BOOST_AUTO_TEST_CASE(killed_at_random_moments_recovered_every_time,
         BOOST_REQUIRE_MESSAGE(r.code == 0, r.output);
     }
     std::uniform_int_distribution<int> delay_ms(50, 400);
-    unsigned refused = 0, during_startup = 0, committed = 0, rolled_back = 0, markers = 0;
+    unsigned refused = 0, during_startup = 0, committed = 0, rolled_back = 0, markers = 0,
+             logged = 0;
     for (unsigned round = 0; round < rounds; ++round) {
         const int delay = delay_ms(rng);
         // One round in four is killed counting from the start (often during start-up
@@ -127,6 +133,7 @@ BOOST_AUTO_TEST_CASE(killed_at_random_moments_recovered_every_time,
             committed += reported(r.output, "committed");
             rolled_back += reported(r.output, "rolled back");
             markers += reported(r.output, "markers deleted");
+            logged += reported(r.output, "log records finished");
             BOOST_TEST(xarm::testing::pg_prepared_of(d.pq, d.coordinator) == 0u);
             BOOST_TEST(xarm::testing::pg_prepared_of(d.pq2, d.coordinator) == 0u);
             BOOST_TEST(xarm::testing::mysql_prepared_of(d.mysql, d.coordinator) == 0u);
@@ -138,11 +145,14 @@ BOOST_AUTO_TEST_CASE(killed_at_random_moments_recovered_every_time,
     }
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    BOOST_TEST_MESSAGE("soak: " << rounds << " rounds in " << secs << " s; " << refused
-                                << " concurrent recoveries refused, " << during_startup
+    BOOST_TEST_MESSAGE("soak (" << name << "): " << rounds << " rounds in " << secs << " s; "
+                                << refused << " concurrent recoveries refused, " << during_startup
                                 << " kills counted from the start; recovery committed " << committed
                                 << " and rolled back " << rolled_back << " branches, deleted "
                                 << markers << " markers");
+    // The path taken: decisions only as markers, or only in the log.
+    if (p == path::forced_log) BOOST_TEST(markers == 0u);
+    if (p == path::last_agent) BOOST_TEST(logged == 0u);
     // Bounded for CI: well under two minutes on the 2-core development machine.
     BOOST_TEST(secs < 120.0);
 
@@ -158,4 +168,27 @@ BOOST_AUTO_TEST_CASE(killed_at_random_moments_recovered_every_time,
         }
     }
     fs::remove_all(dir);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(last_agent_killed_at_random_moments_recovered_every_time,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_MYSQL"})) {
+    soak(path::last_agent);
+}
+
+BOOST_AUTO_TEST_CASE(forced_log_killed_at_random_moments_recovered_every_time,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_MYSQL"})) {
+    soak(path::forced_log);
+}
+
+BOOST_AUTO_TEST_CASE(last_resource_killed_at_random_moments_recovered_every_time,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_MYSQL"})) {
+    soak(path::last_resource);
 }

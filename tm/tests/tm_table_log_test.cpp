@@ -40,6 +40,14 @@ using clk = std::chrono::steady_clock;
 
 namespace {
 
+/// Options of a coordinator whose decisions all go to its log: these tests are about the
+/// log, so no last agent may decide instead.
+tm::coordinator::options forced_log(const std::string& id, std::shared_ptr<tm::log_store> log) {
+    tm::coordinator::options o{id, std::move(log), {}, {}, {}, {}};
+    o.last_agent = "off";
+    return o;
+}
+
 const auto needs_pq = boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"});
 const auto needs_pq2 = boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"});
 
@@ -554,7 +562,7 @@ BOOST_AUTO_TEST_CASE(losing_the_lock_is_fail_stop, *needs_pq* needs_pq2) {
     two_databases d;
     auto admin = xarm::connect("pq", d.pq);
     auto log = std::make_shared<tm::table_log>("pq", d.pq, d.id);
-    tm::coordinator c(tm::coordinator::options{d.id, log, {}, {}, {}, {}});
+    tm::coordinator c(forced_log(d.id, log));
     tm::connection_resource a("a", xarm::connect("pq", d.pq)), b("b", xarm::connect("pq", d.pq2));
     BOOST_TEST((transfer(c, a, b, d.table) == tm::outcome::committed));
 
@@ -592,7 +600,7 @@ BOOST_AUTO_TEST_CASE(losing_the_lock_is_fail_stop, *needs_pq* needs_pq2) {
     // The new owner recovers: the undecided transaction is rolled back (presumed abort).
     BOOST_TEST(own_prepared(d.pq, d.id) + own_prepared(d.pq2, d.id) == 2u);
     auto next = std::make_shared<tm::table_log>("pq", d.pq, d.id);
-    tm::coordinator c2(tm::coordinator::options{d.id, next, {}, {}, {}, {}});
+    tm::coordinator c2(forced_log(d.id, next));
     auto rep = c2.recover(d.factory(), {"a", "b"});
     BOOST_TEST(rep.complete(), report_text(rep));
     BOOST_TEST(rep.rolled_back.size() == 2u, report_text(rep));
@@ -611,7 +619,7 @@ BOOST_AUTO_TEST_CASE(log_connection_terminated_between_transactions, *needs_pq* 
     two_databases d;
     auto admin = xarm::connect("pq", d.pq);
     auto log = std::make_shared<tm::table_log>("pq", d.pq, d.id);
-    tm::coordinator c(tm::coordinator::options{d.id, log, {}, {}, {}, {}});
+    tm::coordinator c(forced_log(d.id, log));
     tm::connection_resource a("a", xarm::connect("pq", d.pq)), b("b", xarm::connect("pq", d.pq2));
     BOOST_TEST((transfer(c, a, b, d.table) == tm::outcome::committed));
     int committed = 1;
@@ -641,7 +649,7 @@ BOOST_AUTO_TEST_CASE(log_connection_terminated_during_a_burst_of_four_threads,
                      *needs_pq* needs_pq2) {
     two_databases d;
     auto log = std::make_shared<tm::table_log>("pq", d.pq, d.id);
-    tm::coordinator c(tm::coordinator::options{d.id, log, {}, {}, {}, {}});
+    tm::coordinator c(forced_log(d.id, log));
     constexpr int threads = 4, per_thread = 40;
     std::atomic<int> committed{0}, done{0};
     std::mutex why_mutex;
@@ -704,7 +712,7 @@ void commit_cut(cutting_proxy::cut how) {
     two_databases d;
     cutting_proxy proxy(d.pq);
     auto log = std::make_shared<tm::table_log>("pq", proxy.info(), d.id);
-    tm::coordinator c(tm::coordinator::options{d.id, log, {}, {}, {}, {}});
+    tm::coordinator c(forced_log(d.id, log));
     tm::connection_resource a("a", xarm::connect("pq", d.pq)), b("b", xarm::connect("pq", d.pq2));
     BOOST_TEST((transfer(c, a, b, d.table) == tm::outcome::committed));
     proxy.arm(how);
@@ -784,12 +792,12 @@ struct takeover_run {
         }
     }
     void start_a(const std::string& crash_at) {
-        a.emplace(
-            XARM_TM_DEMO,
-            std::vector<std::string>{"transfer", "--pq", db.pq, "--pq2", db.pq2, "--log-in-pq",
-                                     "--coordinator", db.coordinator, "--table", db.table,
-                                     "--reset", "--transfers", "1000000", "--threads", "4"},
-            out_a, fs::path(), crash_at);
+        a.emplace(XARM_TM_DEMO,
+                  std::vector<std::string>{"transfer", "--pq", db.pq, "--pq2", db.pq2,
+                                           "--last-agent", "off", "--log-in-pq", "--coordinator",
+                                           db.coordinator, "--table", db.table, "--reset",
+                                           "--transfers", "1000000", "--threads", "4"},
+                  out_a, fs::path(), crash_at);
         const std::string theirs = ":" + std::to_string(a->pid());
         BOOST_REQUIRE_MESSAGE(
             eventually([&] { return lock_holder(db.pq, db.coordinator).ends_with(theirs); }),

@@ -34,6 +34,9 @@ void add_demo_databases(CLI::App& app, xarm::demo::demo_databases& db) {
     app.add_option("--coordinator", db.coordinator,
                    "coordinator id (1-16 of [A-Za-z0-9_-]; default: demo, or the --config file's)");
     app.add_option("--table", db.table, "account table name")->capture_default_str();
+    app.add_option("--last-agent", db.last_agent,
+                   "the last-agent setting: auto (default), off (prepare every database and "
+                   "force the decision log), or a database's resource name (pq, mysql, pq2)");
 }
 
 void check_demo_databases(const CLI::App& app, const xarm::demo::demo_databases& db) {

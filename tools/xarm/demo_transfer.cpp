@@ -55,11 +55,13 @@ tm::config demo_config(const demo_databases& d, bool with_log) {
         if (!d.coordinator.empty() && d.coordinator != c.coordinator_id)
             throw std::invalid_argument(d.config + " configures coordinator '" + c.coordinator_id +
                                         "', not '" + d.coordinator + "'");
+        if (!d.last_agent.empty()) c.last_agent = d.last_agent;
         return c;
     }
     tm::config c;
     c.source = "the command line";
     c.coordinator_id = d.coordinator.empty() ? "demo" : d.coordinator;
+    if (!d.last_agent.empty()) c.last_agent = d.last_agent;
     auto add = [&](const char* name, const char* driver, const std::string& info) {
         if (!info.empty()) c.resources.push_back({name, driver, info, false, 0, {}, {}});
     };

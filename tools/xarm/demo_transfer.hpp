@@ -30,6 +30,9 @@ struct demo_databases {
     /// (a different one given with a config file is an error).
     std::string coordinator;
     std::string table = "xarm_demo_account";  ///< account table; journal is <table>_journal
+    /// The coordinator's last_agent setting ("auto", "off", a resource name); empty: the
+    /// configuration file's, or "auto".
+    std::string last_agent;
 };
 
 /// Why these options cannot name a decision log (empty when they can).

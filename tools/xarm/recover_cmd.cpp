@@ -217,6 +217,8 @@ runner add_recover(CLI::App& app) {
     auto demo_opts = app.add_option_group("coordinator mode");
     add_demo_databases(*demo_opts, tm->db);
     demo_opts->remove_option(demo_opts->get_option("--coordinator"));
+    // Recovery reads the markers of every resource whatever the setting was.
+    demo_opts->remove_option(demo_opts->get_option("--last-agent"));
     demo_opts->add_option("--attempts", tm->attempts, "attempts per unreachable resource")
         ->capture_default_str();
     auto no_check = std::make_shared<bool>(false);

@@ -3,8 +3,9 @@
 // global transaction one gtrid carrying the coordinator's identity and each resource its
 // own bqual, commits with the usual optimisations (one-phase for one resource, read-only
 // votes, presumed abort, parallel phases, a forced decision log with group commit, one
-// last resource whose commit is the decision, with a commit marker) and recovers what a
-// crash left in doubt, touching only its own branches.
+// last resource or last agent whose one-phase commit with a commit marker is the
+// decision, without a forced log write) and recovers what a crash left in doubt,
+// touching only its own branches.
 #pragma once
 
 #include <chrono>
@@ -80,12 +81,37 @@ class XARM_API resource {
     /// to markers(). True when the marker is (now) committed; false when it is not and
     /// can no longer be. The default (no server, nothing can be in flight) asks markers().
     virtual bool marker_committed(const std::string& marker);
+
+    // Last-agent support (two-phase resources that also keep commit markers). A
+    // transaction of two-phase resources only may leave one of them unprepared, its *last
+    // agent*: the others prepare while the marker is written into its branch, then its
+    // one-phase commit (commit(x, true)) commits work and marker at once and is the
+    // decision, so the decision log is not forced.
+
+    /// 0 (the default): never a last agent. Otherwise how well it suits (higher wins).
+    /// Called by enlist() before begin(), outside any branch: a resource may set up its
+    /// marker table here, once, and answer 0 when it cannot.
+    virtual int last_agent_rank() { return 0; }
+    /// Writes marker `marker` into the branch's work, and deletes the finished markers
+    /// `forget` there too, without committing. The default throws not_supported_error.
+    virtual void write_marker(const xid& x, const std::string& marker,
+                              const std::vector<std::string>& forget);
 };
 
 /// An xarm::connection as a resource: two-phase when its driver has two_phase, else a
 /// one-phase-only last resource (which keeps its commit markers in table xarm_tm_marker,
 /// created when missing). The application does its SQL on the connection between
 /// enlist() and commit().
+///
+/// A two-phase PostgreSQL or MariaDB/MySQL connection can also be a *last agent*
+/// (last_agent_rank() > 0): at its first enlistment it looks for xarm_tm_marker and
+/// creates it when missing (once per object, outside any branch); when the table can be
+/// neither found nor created it is never a last agent (the coordinator then forces its
+/// log). MariaDB ranks above PostgreSQL (its XA PREPARE is the costlier one to skip).
+/// Recovery reads markers (markers(), marker_committed()) without ever creating the
+/// table: a missing table means no marker there (one is only ever written into a table
+/// that exists and committed), any other failure is an error (recovery then leaves what
+/// it cannot decide in doubt).
 class XARM_API connection_resource final : public resource {
   public:
     enum class mode { automatic, one_phase_only };
@@ -115,15 +141,26 @@ class XARM_API connection_resource final : public resource {
     /// it committed; if it succeeds, no such marker was pending, and none can be
     /// committed later (its session waits for each statement, so no COMMIT is sent).
     bool marker_committed(const std::string& marker) override;
+    int last_agent_rank() override;
+    void write_marker(const xid& x, const std::string& marker,
+                      const std::vector<std::string>& forget) override;
 
   private:
     void init(mode m);
     void ensure_marker_table();
+    /// Whether xarm_tm_marker exists (never creates it; errors other than a missing
+    /// table are thrown). Leaves no transaction open.
+    bool marker_table_exists();
+    /// False for a resource that can never have written a marker (a two-phase resource
+    /// of a driver that cannot be a last agent): recovery reads nothing there.
+    bool may_hold_markers() const;
     std::string m_name;
     std::unique_ptr<connection> m_owned;
     connection* m_conn;
     bool m_two_phase = false;
     bool m_marker_table = false;
+    enum class agent { unknown, ready, unavailable };
+    agent m_agent = agent::unknown;
 };
 
 /// A real non-SQL resource: files written atomically in one directory. write() stages
@@ -412,8 +449,9 @@ class XARM_API transaction {
     void after_commit(std::function<void(outcome)> hook);
 
     /// Commits atomically. Throws rollback_error when it rolled back (a vote, a veto,
-    /// the last resource refusing), operational_error with in_doubt() when the last
-    /// resource's outcome is unknown (recovery resolves it with the marker), and
+    /// the last resource or agent refusing), operational_error with in_doubt() when the
+    /// last resource's or agent's outcome is unknown (the others stay prepared; recovery
+    /// resolves them with the marker), and
     /// heuristic_error (outcome::heuristic) when a decided branch finished otherwise or
     /// was gone in phase two (XAER_NOTA, a rollback, a heuristic answer), naming each
     /// branch and what its resource said. Transient answers (XA_RETRY) are retried with
@@ -442,6 +480,7 @@ class XARM_API transaction {
         xid x;
         bool prepared = false;
         bool read_only = false;
+        int agent_rank = 0;  // > 0: may be the last agent (resource::last_agent_rank)
     };
     void finish(outcome o);
     void rollback_members(bool swallow);
@@ -511,6 +550,12 @@ class XARM_API coordinator {
         /// Transactions older than this are rolled back at commit at the latest (0: no
         /// limit); transaction::set_timeout changes it for one transaction.
         std::chrono::milliseconds transaction_timeout{0};
+        /// The last-agent optimisation for transactions of two-phase resources only:
+        /// "auto" (any resource whose last_agent_rank() > 0, the highest rank, the later
+        /// enlisted on a tie), "off" (always prepare every resource and force the
+        /// decision log), or a resource name (only that resource). A transaction with a
+        /// one-phase-only resource uses it as the last resource whatever this says.
+        std::string last_agent = "auto";
     };
     explicit coordinator(options o);
     ~coordinator();
@@ -533,9 +578,11 @@ class XARM_API coordinator {
     /// True when x was issued by this coordinator (format id and identity prefix).
     bool owns(const xid& x) const;
     /// Counters for tests and benchmarks.
+    /// two_phase: commits through the forced decision log (or with one writer left);
+    /// last_resource / last_agent: commits whose marker was the decision.
     struct statistics {
         std::uint64_t one_phase = 0, two_phase = 0, read_only_only = 0, rolled_back = 0,
-                      last_resource = 0;
+                      last_resource = 0, last_agent = 0;
     };
     statistics stats() const;
 
@@ -543,7 +590,10 @@ class XARM_API coordinator {
     friend class transaction;
     void forget_inflight(const std::string& gtrid);
     void finished_marker(const std::string& resource_name, const std::string& gtrid);
+    /// Finished markers of the resource to delete in passing, in batches (none while
+    /// fewer than a batch wait: a delete costs the marker's commit a statement).
     std::vector<std::string> take_markers(const std::string& resource_name);
+    bool may_be_last_agent(const resource& r) const;
 
     std::string m_id;
     std::string m_prefix;  // id + "." + instance nonce
@@ -556,6 +606,7 @@ class XARM_API coordinator {
     std::optional<recovery_report> m_startup;
     std::unique_ptr<worker_pool> m_workers;
     std::chrono::milliseconds m_timeout{0};
+    std::string m_last_agent;  // "auto", "off" or a resource name
 };
 
 }  // namespace xarm::tm

@@ -7,6 +7,8 @@
 //   id = "orders"                              # 1-16 of [A-Za-z0-9_-], one live process
 //   log = "/var/lib/orders/orders.tmlog"       # a file on local disk (absolute path), or
 //   # log = { table_in = "bank" }              # table xarm_tm_log in resource bank's database
+//   # last_agent = "auto"                      # or "off" (always force the log), or a
+//                                              # resource name (only that one)
 //
 //   [resource.bank]                            # the name recovery reconnects by
 //   driver = "pq"                              # pq, mysql, sqlite, odbc, or a library path
@@ -83,6 +85,8 @@ struct config {
     std::vector<resource_config> resources;  ///< in file order
     /// A global transaction older than this is rolled back (0: no limit).
     std::chrono::seconds transaction_timeout{0};
+    /// coordinator::options::last_agent: "auto", "off" or a configured resource's name.
+    std::string last_agent = "auto";
     std::vector<profile_config> profiles;
     /// Things that work but should not be so, e.g. a password written in the file.
     std::vector<std::string> warnings;
