@@ -5,7 +5,9 @@
 #include <fmt/format.h>
 #include <mysql_driver.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <thread>
 #include <utility>
@@ -100,10 +102,77 @@ class registry {
         std::lock_guard g(m_mu);
         m_owners.erase({server, x});
     }
+    /// XA RECOVER on server listed exactly `listed`: a detached branch of ours that is
+    /// not there was finished elsewhere (another process, recovery): forget it.
+    void prune(const std::string& server, const std::vector<xid>& listed) {
+        std::lock_guard g(m_mu);
+        std::erase_if(m_owners, [&](const auto& e) {
+            return e.first.first == server && e.second.expired() &&
+                   std::find(listed.begin(), listed.end(), e.first.second) == listed.end();
+        });
+    }
+    std::size_t size() {
+        std::lock_guard g(m_mu);
+        return m_owners.size();
+    }
 
   private:
     std::mutex m_mu;
     std::map<std::pair<std::string, xid>, std::weak_ptr<link>> m_owners;
+};
+
+// The process-wide count of parked connections per server (options::max_parked), with
+// the sessions waiting for one to be freed.
+class park_budget {
+  public:
+    static park_budget& instance() {
+        // Leaked on purpose, like the registry: tickets may die during static destruction.
+        static park_budget* b = new park_budget;
+        return *b;
+    }
+    /// Takes a place within limit, waiting up to wait for one; false when none came.
+    bool take(const std::string& server, int limit, std::chrono::milliseconds wait) {
+        std::unique_lock lk(m_mu);
+        auto& e = m_servers[server];
+        ++e.waiting;
+        const bool ok = m_cv.wait_for(lk, wait, [&] { return e.used < limit; });
+        --e.waiting;
+        if (ok) ++e.used;
+        return ok;
+    }
+    void give_back(const std::string& server) {
+        {
+            std::lock_guard g(m_mu);
+            --m_servers[server].used;
+        }
+        m_cv.notify_all();
+    }
+    /// A session waits for a place: a finisher then closes the parked connection it
+    /// freed instead of keeping it for its owner's reuse.
+    bool wanted(const std::string& server) {
+        std::lock_guard g(m_mu);
+        auto it = m_servers.find(server);
+        return it != m_servers.end() && it->second.waiting > 0;
+    }
+    long used(const std::string& server) {
+        std::lock_guard g(m_mu);
+        return m_servers[server].used;
+    }
+    long total() {
+        std::lock_guard g(m_mu);
+        long n = 0;
+        for (const auto& [k, e] : m_servers) n += e.used;
+        return n;
+    }
+
+  private:
+    struct entry {
+        long used = 0;
+        int waiting = 0;
+    };
+    std::mutex m_mu;
+    std::condition_variable m_cv;
+    std::map<std::string, entry> m_servers;
 };
 
 sql::mysql::MySQL_Driver& native_driver() {
@@ -215,6 +284,18 @@ std::vector<xid> recover_on(link& l, dialect d) {
 
 }  // namespace
 
+park_ticket::~park_ticket() {
+    park_budget::instance().give_back(server);
+}
+
+long parked_connections() noexcept {
+    return park_budget::instance().total();
+}
+
+long registry_entries() noexcept {
+    return static_cast<long>(registry::instance().size());
+}
+
 std::shared_ptr<link> connect(const options& o) {
     sql::ConnectOptionsMap m;
     if (!o.socket.empty()) {
@@ -244,8 +325,12 @@ std::shared_ptr<link> connect(const options& o) {
     return l;
 }
 
-session::session(options opt, dialect d, std::shared_ptr<link> first)
-    : m_opt(std::move(opt)), m_dialect(d), m_server(m_opt.server_key()), m_link(std::move(first)) {}
+session::session(options opt, dialect d, std::shared_ptr<link> first, long max_connections)
+    : m_opt(std::move(opt)),
+      m_dialect(d),
+      m_server(m_opt.server_key()),
+      m_max_connections(max_connections),
+      m_link(std::move(first)) {}
 
 session::~session() {
     // Closing a connection makes the server detach its prepared branch: from then on
@@ -263,44 +348,82 @@ capability_set session::capabilities() const {
     return declared_capabilities(m_dialect, m_opt.read_only_vote);
 }
 
+int session::parked_limit() const noexcept {
+    // Half the server's connections at most: the sessions themselves and other clients
+    // need the rest.
+    if (m_max_connections > 0)
+        return static_cast<int>(std::min<long>(m_opt.max_parked, m_max_connections / 2));
+    return m_opt.max_parked;
+}
+
 void session::ensure_free_link() {
     {
         std::lock_guard g(m_link->mu);
         if (!m_link->prepared) return;
     }
-    // An own parked connection whose branch was finished since (by any thread).
+    auto& reg = registry::instance();
+    // Closing a connection detaches its branch on the server: any connection can
+    // finish it then.
+    auto close_detaching = [&](link& l) {
+        std::lock_guard g(l.mu);
+        if (l.prepared) reg.detached(m_server, *l.prepared);
+        l.prepared.reset();
+        l.close();
+    };
+    // An own parked connection whose branch was finished since (by any thread) is
+    // reused; its place in the bound passes to the connection parked instead.
     std::erase_if(m_parked, [](const std::shared_ptr<link>& p) {
         std::lock_guard g(p->mu);
         return !p->conn || p->lost;
     });
     for (auto& p : m_parked) {
-        std::lock_guard g(p->mu);
-        if (!p->prepared) {
+        std::scoped_lock g(p->mu, m_link->mu);
+        if (!p->prepared && p->conn && !p->lost) {
+            std::swap(p->ticket, m_link->ticket);
             std::swap(p, m_link);
             return;
         }
     }
-    if (static_cast<int>(m_parked.size()) >= m_opt.max_parked) {
-        // Too many set aside: close the oldest (or, with max_parked=0, this one), which
-        // detaches its branch on the server: any connection can finish it then.
-        std::shared_ptr<link> victim = m_link;
-        if (!m_parked.empty()) {
-            victim = m_parked.front();
-            m_parked.erase(m_parked.begin());
-        }
-        auto fresh = victim == m_link ? connect(m_opt) : nullptr;
-        {
-            std::lock_guard g(victim->mu);
-            if (victim->prepared) registry::instance().detached(m_server, *victim->prepared);
-            victim->prepared.reset();
-            victim->close();
-        }
-        if (fresh) {
-            m_link = std::move(fresh);
-            return;
-        }
+    const int limit = parked_limit();
+    if (limit == 0) {  // nothing may be parked: detach this one's branch
+        auto fresh = connect(m_opt);
+        close_detaching(*m_link);
+        m_link = std::move(fresh);
+        return;
     }
+    auto& budget = park_budget::instance();
+    bool placed = budget.take(m_server, limit, std::chrono::milliseconds(0));
+    if (!placed && !m_parked.empty()) {
+        // At the bound, and this session holds parked connections itself: close its
+        // oldest rather than wait for others.
+        auto victim = std::move(m_parked.front());
+        m_parked.erase(m_parked.begin());
+        close_detaching(*victim);
+        placed = budget.take(m_server, limit, std::chrono::milliseconds(0));
+    }
+    if (!placed)
+        placed = budget.take(m_server, limit, std::chrono::milliseconds(m_opt.park_wait_ms));
+    if (!placed)
+        raise(
+            XAER_RMERR, "08004",
+            fmt::format("XA START: this connection still holds a prepared branch and another is "
+                        "needed, but this process already keeps {} connections to {} set aside "
+                        "holding prepared branches, its bound of {} (max_parked={}{}); none was "
+                        "freed within park_wait_ms={}. Finish prepared branches sooner (xa_commit "
+                        "or xa_rollback), or raise max_parked in the open string (and the server's "
+                        "max_connections)",
+                        budget.used(m_server), m_server, limit, m_opt.max_parked,
+                        m_max_connections > 0
+                            ? fmt::format(", at most half the server's max_connections={}",
+                                          m_max_connections)
+                            : std::string(),
+                        m_opt.park_wait_ms));
+    auto ticket = std::make_unique<park_ticket>(m_server);  // gives the place back on failure
     auto fresh = connect(m_opt);
+    {
+        std::lock_guard g(m_link->mu);
+        m_link->ticket = std::move(ticket);
+    }
     m_parked.push_back(std::move(m_link));
     m_link = std::move(fresh);
 }
@@ -473,6 +596,15 @@ void session::finish_prepared(const xid& x, bool commit) {
         return true;
     };
 
+    // The holder answered "unknown XID": the branch was finished on its connection
+    // behind xarm's back (XA COMMIT sent on xarm_mysql_conn): the connection is free
+    // again and the entry goes.
+    auto finished_behind = [&](link& l, const sql::SQLException& e) {
+        if (errnum_of(e) != errnum::xaer_nota) return;
+        l.prepared.reset();
+        reg.forget(m_server, x);
+    };
+
     // 1. Attached to this session's connection: the common, free path.
     {
         std::unique_lock lk(m_link->mu);
@@ -480,7 +612,10 @@ void session::finish_prepared(const xid& x, bool commit) {
             try {
                 run(*m_link, sql);
             } catch (const sql::SQLException& e) {
-                if (!finished_anyway(errnum_of(e))) raise_sql(e, XAER_RMERR, what);
+                if (!finished_anyway(errnum_of(e))) {
+                    finished_behind(*m_link, e);
+                    raise_sql(e, XAER_RMERR, what);
+                }
             }
             m_link->prepared.reset();
             lk.unlock();
@@ -498,11 +633,17 @@ void session::finish_prepared(const xid& x, bool commit) {
                 run(*l, sql);
             } catch (const sql::SQLException& e) {
                 const unsigned n = errnum_of(e);
-                if (!finished_anyway(n) && !is_connection_lost(n)) raise_sql(e, XAER_RMERR, what);
+                if (!finished_anyway(n) && !is_connection_lost(n)) {
+                    finished_behind(*l, e);
+                    raise_sql(e, XAER_RMERR, what);
+                }
                 // Lost: the server detaches the branch; finish it below.
                 done = finished_anyway(n);
             }
             l->prepared.reset();
+            // A session waits for a place in the parked bound: give this one back
+            // rather than keep the connection for its owner to reuse.
+            if (l->ticket && park_budget::instance().wanted(m_server)) l->close();
             lk.unlock();
             if (done) {
                 reg.forget(m_server, x);
@@ -573,7 +714,9 @@ void session::finish_prepared(const xid& x, bool commit) {
 std::vector<xid> session::recover() {
     std::lock_guard g(m_link->mu);
     flush_end();  // keep the server's state what the core believes it is
-    return recover_on(*m_link, m_dialect);
+    auto listed = recover_on(*m_link, m_dialect);
+    registry::instance().prune(m_server, listed);
+    return listed;
 }
 
 result session::work(const std::function<result(link&)>& run_on) {

@@ -12,10 +12,15 @@
 #include <mysql_driver.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -29,6 +34,7 @@
 
 extern "C" struct xa_switch_t xarm_mysql_switch;
 extern "C" sql::Connection* xarm_mysql_conn(int rmid);
+extern "C" void xarm_mysql_counts(long* parked, long* registry);
 
 namespace t = xarm::testing;
 using xarm::xid;
@@ -1302,6 +1308,232 @@ BOOST_AUTO_TEST_CASE(connector_j_local_transactions_between_global_ones, *needs_
     BOOST_TEST(listed(d.tpc_recover(), x));
     d.tpc_commit(x);
     BOOST_TEST(tb.count() == 3);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- under load: the parked connections' bound and the registry ---------------------
+
+BOOST_AUTO_TEST_SUITE(mysql_load)
+
+namespace {
+
+long parked_now() {
+    long p = 0;
+    xarm_mysql_counts(&p, nullptr);
+    return p;
+}
+
+long registry_now() {
+    long r = 0;
+    xarm_mysql_counts(nullptr, &r);
+    return r;
+}
+
+// This user's connections on the server (this test's, then: server tests never overlap).
+long connections(sql::Connection& c) {
+    return std::stol(scalar(c,
+                            "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                            "WHERE USER = SUBSTRING_INDEX(USER(), '@', 1)"));
+}
+
+// The server closes a disconnected session a moment later: wait (bounded) for it.
+long connections_settled(sql::Connection& c, long want) {
+    long n = connections(c);
+    for (int i = 0; i < 200 && n != want; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        n = connections(c);
+    }
+    return n;
+}
+
+}  // namespace
+
+// 64 threads prepare branches faster than 4 threads commit them: each preparing thread
+// must park its connection and continue on another. The process keeps at most
+// max_parked of them (16 here, while 64 threads x 8 branches would want up to hundreds,
+// past the server's max_connections = 200), waits when the bound is reached, and ends
+// with every branch committed, nothing parked and no connection left on the server.
+BOOST_AUTO_TEST_CASE(sixty_four_threads_park_within_the_process_bound, *needs_mysql) {
+    table tb;
+    auto admin = raw(info());
+    const long before = connections(*admin);
+    const std::string inf = info() + " max_parked=16 park_wait_ms=30000";
+    constexpr int producers = 64, per_producer = 8, committers = 4;
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<xid> prepared;
+    int producers_left = producers;
+    std::atomic<int> failures{0}, committed{0};
+    std::atomic<long> peak{0};
+    std::vector<std::string> why;
+    auto failed = [&](const std::string& what, int rc, int rmid) {
+        ++failures;
+        std::lock_guard g(mu);
+        if (why.size() < 5)
+            why.push_back(fmt::format("{} -> {}: {}", what, rc, diag(rmid).message));
+    };
+    std::vector<std::thread> threads;
+    for (int p = 0; p < producers; ++p)
+        threads.emplace_back([&, p] {
+            {
+                rm r(1, inf);
+                for (int k = 0; k < per_producer; ++k) {
+                    const xid x = new_xid();
+                    int rc = r.start(x);
+                    if (rc != XA_OK) {
+                        failed("xa_start", rc, 1);
+                        break;
+                    }
+                    exec(r.conn(), tb.insert(p * per_producer + k));
+                    if ((rc = r.end(x)) != XA_OK || (rc = r.prepare(x)) != XA_OK) {
+                        failed("xa_end/xa_prepare", rc, 1);
+                        break;
+                    }
+                    long now = parked_now(), seen = peak.load();
+                    while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+                    }
+                    std::lock_guard g(mu);
+                    prepared.push_back(x);
+                    cv.notify_one();
+                }
+            }
+            std::lock_guard g(mu);
+            --producers_left;
+            cv.notify_all();
+        });
+    for (int c = 0; c < committers; ++c)
+        threads.emplace_back([&] {
+            rm r(1, inf);
+            for (;;) {
+                std::unique_lock lk(mu);
+                cv.wait(lk, [&] { return !prepared.empty() || producers_left == 0; });
+                if (prepared.empty()) return;
+                const xid x = prepared.front();
+                prepared.pop_front();
+                lk.unlock();
+                const int rc = r.commit(x);
+                if (rc == XA_OK)
+                    ++committed;
+                else
+                    failed("xa_commit", rc, 1);
+            }
+        });
+    for (auto& th : threads) th.join();
+    for (const auto& w : why) BOOST_TEST_MESSAGE(w);
+    BOOST_TEST(failures.load() == 0);
+    BOOST_TEST(committed.load() == producers * per_producer);
+    BOOST_TEST(tb.count() == producers * per_producer);
+    BOOST_TEST(peak.load() <= 16);
+    BOOST_TEST(peak.load() > 0);  // the case did make threads park
+    BOOST_TEST(parked_now() == 0);
+    BOOST_TEST(registry_now() == 0);
+    BOOST_TEST(connections_settled(*admin, before) == before);
+}
+
+// At the bound, a session with nothing parked of its own waits park_wait_ms, then
+// xa_start fails saying which limit was reached and how to raise it.
+BOOST_AUTO_TEST_CASE(parked_bound_reached_says_which_limit, *needs_mysql) {
+    const std::string inf = info() + " max_parked=1 park_wait_ms=200";
+    rm a(1, inf);
+    const xid x1 = new_xid(), x2 = new_xid();
+    BOOST_TEST_REQUIRE(a.start(x1) == XA_OK);
+    BOOST_TEST_REQUIRE(a.end(x1) == XA_OK);
+    BOOST_TEST_REQUIRE(a.prepare(x1) == XA_OK);
+    BOOST_TEST_REQUIRE(a.start(x2) == XA_OK);  // x1's connection parked: the bound's one place
+    BOOST_TEST(parked_now() == 1);
+    std::thread([&] {
+        rm b(1, inf);
+        const xid y1 = new_xid(), y2 = new_xid();
+        BOOST_TEST_REQUIRE(b.start(y1) == XA_OK);
+        BOOST_TEST_REQUIRE(b.end(y1) == XA_OK);
+        BOOST_TEST_REQUIRE(b.prepare(y1) == XA_OK);
+        const auto t0 = std::chrono::steady_clock::now();
+        BOOST_TEST(b.start(y2) == XAER_RMERR);
+        const bool waited = std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(200);
+        BOOST_TEST(waited);
+        const std::string m = diag(1).message;
+        BOOST_TEST(m.find("max_parked=1") != std::string::npos, m);
+        BOOST_TEST(m.find("park_wait_ms=200") != std::string::npos, m);
+        BOOST_TEST(b.commit(y1) == XA_OK);  // still on its own connection
+    }).join();
+    BOOST_TEST(a.end(x2) == XA_OK);
+    BOOST_TEST(a.commit(x2, TMONEPHASE) == XA_OK);
+    BOOST_TEST(a.commit(x1) == XA_OK);
+    const xid x3 = new_xid();
+    BOOST_TEST(a.start(x3) == XA_OK);
+    BOOST_TEST(a.end(x3) == XA_OK);
+    BOOST_TEST(a.rollback(x3) == XA_OK);
+}
+
+// 10,000 branches whose phase two the registry sees end in every way: committed here,
+// committed behind xarm's back on the holding connection (xa_commit then answers
+// XAER_NOTA), and detached then finished by another client (found absent from XA
+// RECOVER). The registry ends as it began.
+BOOST_AUTO_TEST_CASE(registry_does_not_grow_over_ten_thousand_transactions, *needs_mysql) {
+    const long base = registry_now();
+    constexpr int threads = 8, per_thread = 1250;
+    std::atomic<int> bad{0};
+    std::vector<std::thread> ts;
+    for (int w = 0; w < threads; ++w)
+        ts.emplace_back([&, w] {
+            rm r(1);
+            for (int i = 0; i < per_thread; ++i) {
+                const xid x = new_xid();
+                if (r.start(x) != XA_OK || r.end(x) != XA_OK || r.prepare(x) != XA_OK) {
+                    ++bad;
+                    return;
+                }
+                if ((i + w) % 2 == 0) {
+                    if (r.commit(x) != XA_OK) ++bad;
+                } else {
+                    // Finished on the holding connection behind xarm's back; autocommit
+                    // on, else MariaDB answers XAER_OUTSIDE rather than "unknown XID".
+                    int rc = XA_OK;
+                    try {
+                        exec(r.conn(), "XA COMMIT " + xarm::encode_mysql_xid(x));
+                        exec(r.conn(), "SET autocommit=1");
+                        rc = r.commit(x);
+                        exec(r.conn(), "SET autocommit=0");
+                    } catch (const sql::SQLException& e) {
+                        if (bad++ == 0) BOOST_TEST_MESSAGE(e.what());
+                        return;
+                    }
+                    if (rc != XAER_NOTA && bad++ == 0)
+                        BOOST_TEST_MESSAGE("xa_commit -> " << rc << ": " << diag(1).message);
+                }
+            }
+        });
+    for (auto& t : ts) t.join();
+    BOOST_TEST(bad.load() == 0);
+    BOOST_TEST(registry_now() == base);
+    // Detached by closing, then finished by another client: gone at the next recovery.
+    // (Each writes a row: MariaDB discards a detached branch that wrote nothing.)
+    table tb;
+    auto other = raw(info());
+    for (int i = 0; i < 3; ++i) {
+        const xid x = new_xid();
+        std::thread([&] {
+            rm r(1);
+            BOOST_TEST_REQUIRE(r.start(x) == XA_OK);
+            exec(r.conn(), tb.insert(i));
+            BOOST_TEST_REQUIRE(r.end(x) == XA_OK);
+            BOOST_TEST_REQUIRE(r.prepare(x) == XA_OK);
+        }).join();
+        BOOST_TEST(registry_now() == base + i + 1);
+        for (int tries = 0;; ++tries) {  // until the server has detached it
+            try {
+                exec(*other, "XA ROLLBACK " + xarm::encode_mysql_xid(x));
+                break;
+            } catch (const sql::SQLException&) {
+                BOOST_TEST_REQUIRE(tries < 200);
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            }
+        }
+    }
+    rm r(1);
+    r.recover(100);
+    BOOST_TEST(registry_now() == base);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
