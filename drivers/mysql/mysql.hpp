@@ -189,8 +189,9 @@ class session final : public native_session {
 std::shared_ptr<link> connect(const options& opt);
 
 /// What the driver declares: the read-only vote only on MariaDB (d) with
-/// read_only_vote=on. The defaults are what a connection opened with the default info
-/// string declares.
-capability_set declared_capabilities(dialect d = dialect::mariadb, bool read_only_vote = false);
+/// read_only_vote=on; join and suspend/resume with multi_statements=on (XA END deferred). The
+/// defaults are what a connection opened with the default info string declares.
+capability_set declared_capabilities(dialect d = dialect::mariadb, bool read_only_vote = false,
+                                     bool multi_statements = true);
 
 }  // namespace xarm::mysql

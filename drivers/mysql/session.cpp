@@ -17,7 +17,7 @@
 
 namespace xarm::mysql {
 
-capability_set declared_capabilities(dialect d, bool read_only_vote) {
+capability_set declared_capabilities(dialect d, bool read_only_vote, bool multi_statements) {
     capability_set c;
     c.yes(capability::two_phase,
           "XA END + XA PREPARE in one round trip; a prepared branch survives a server restart")
@@ -26,16 +26,27 @@ capability_set declared_capabilities(dialect d, bool read_only_vote) {
              "XA RECOVER FORMAT='SQL' (MariaDB) or CONVERT XID (MySQL), byte-exact; a branch "
              "still attached to a live connection of another process is listed but can be "
              "finished only after that connection ends (xa_commit answers XA_RETRY)")
-        .no(capability::join,
-            "MariaDB 10.11 answers XA START ... JOIN with ER_XAER_INVAL (1398): parsed, not "
-            "implemented")
-        .no(capability::suspend_resume,
-            "MariaDB 10.11 answers XA END ... SUSPEND with ER_XAER_INVAL (1398)")
         .no(capability::migrate,
             "MariaDB 10.11 answers XA END ... SUSPEND FOR MIGRATE with ER_XAER_INVAL (1398)")
         .no(capability::async, "Connector/C++ 1.1 has no asynchronous calls")
         .no(capability::interleave,
             "a MySQL/MariaDB connection holds one XA transaction at a time");
+    if (multi_statements)
+        c.yes(capability::join,
+              "TMJOIN of an ended branch on the same connection: xa_end defers XA END to the "
+              "next verb, so the branch is still active and goes on (MariaDB 10.11 itself "
+              "answers XA START ... JOIN with ER_XAER_INVAL, 1398)")
+            .yes(capability::suspend_resume,
+                 "on the same connection, with no other branch in between: TMSUSPEND defers "
+                 "XA END like TMSUCCESS and TMRESUME goes on (MariaDB 10.11 itself answers "
+                 "XA END ... SUSPEND with 1398)");
+    else
+        c.no(capability::join,
+             "multi_statements=off: XA END is sent at xa_end, and MariaDB 10.11 answers "
+             "XA START ... JOIN with ER_XAER_INVAL (1398)")
+            .no(capability::suspend_resume,
+                "multi_statements=off: XA END is sent at xa_end, and MariaDB 10.11 answers "
+                "XA END ... SUSPEND with ER_XAER_INVAL (1398)");
     if (d == dialect::mysql)
         c.no(capability::read_only_vote,
              "MySQL's XA PREPARE gives no read-only answer, and the session counters xarm "
@@ -345,7 +356,7 @@ session::~session() {
 }
 
 capability_set session::capabilities() const {
-    return declared_capabilities(m_dialect, m_opt.read_only_vote);
+    return declared_capabilities(m_dialect, m_opt.read_only_vote, m_opt.multi_statements);
 }
 
 int session::parked_limit() const noexcept {
@@ -401,8 +412,19 @@ void session::ensure_free_link() {
         close_detaching(*victim);
         placed = budget.take(m_server, limit, std::chrono::milliseconds(0));
     }
-    if (!placed)
-        placed = budget.take(m_server, limit, std::chrono::milliseconds(m_opt.park_wait_ms));
+    // Wait in slices: meanwhile another thread may finish the branch this connection
+    // holds, and then it needs no other.
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(m_opt.park_wait_ms);
+    while (!placed) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) break;
+        placed = budget.take(m_server, limit, std::min(left, std::chrono::milliseconds(20)));
+        if (placed) break;
+        std::lock_guard g(m_link->mu);
+        if (!m_link->prepared) return;
+    }
     if (!placed)
         raise(
             XAER_RMERR, "08004",
@@ -428,8 +450,20 @@ void session::ensure_free_link() {
     m_link = std::move(fresh);
 }
 
-void session::start(const xid& x, start_mode) {
-    // Join and resume are declared missing: the core never asks for them.
+void session::start(const xid& x, start_mode mode) {
+    if (mode != start_mode::fresh) {
+        // MariaDB refuses XA START ... JOIN/RESUME (1398), but XA END was deferred: the
+        // branch is still active on the server and simply goes on.
+        if (m_branch == x && m_end_pending) {
+            m_end_pending = false;
+            return;
+        }
+        raise(XAER_RMERR, "0A000",
+              fmt::format("XA START {}: the branch's XA END already reached the server "
+                          "(multi_statements=off, or its work failed), and MariaDB cannot "
+                          "join or resume an ended branch (error 1398)",
+                          mode == start_mode::join ? "JOIN" : "RESUME"));
+    }
     ensure_free_link();
     std::lock_guard g(m_link->mu);
     m_write_base.reset();
@@ -456,7 +490,8 @@ bool session::wrote_nothing(link& l) {
 }
 
 void session::end(const xid& x, end_mode) {
-    // Suspend is declared missing; TMFAIL ends like TMSUCCESS (the core then rolls back).
+    // Suspend ends like success: the deferred XA END keeps the branch joinable and
+    // resumable on this session. TMFAIL too (the core then rolls back).
     if (m_rollback_pending == 0 && m_opt.multi_statements) {
         m_end_pending = true;  // travels with the next verb
         return;

@@ -848,8 +848,8 @@ BOOST_AUTO_TEST_CASE(info_string_errors, *needs_mysql) {
     BOOST_TEST(sw().xa_open_entry(unreachable.data(), 6, TMNOFLAGS) == XAER_RMERR);
 }
 
-BOOST_AUTO_TEST_CASE(join_suspend_migrate_declared_missing_as_the_server_refuses, *needs_mysql) {
-    // What MariaDB does with the syntax, checked so the declaration stays honest.
+BOOST_AUTO_TEST_CASE(join_and_suspend_through_the_deferred_xa_end, *needs_mysql) {
+    // What MariaDB does with the syntax: refused, so the driver never sends it.
     auto c = raw(info());
     const std::string g = "xm-g-" + std::to_string(::getpid()) + "-" + ident("js");
     exec(*c, fmt::format("XA START '{}'", g));
@@ -872,25 +872,48 @@ BOOST_AUTO_TEST_CASE(join_suspend_migrate_declared_missing_as_the_server_refuses
 
     auto caps = xarm::connect("mysql", info()).capabilities();
     for (auto k :
-         {xarm::capability::two_phase, xarm::capability::one_phase, xarm::capability::recovery})
+         {xarm::capability::two_phase, xarm::capability::one_phase, xarm::capability::recovery,
+          xarm::capability::join, xarm::capability::suspend_resume})
         BOOST_TEST(caps.has(k));
     for (auto k :
-         {xarm::capability::join, xarm::capability::suspend_resume, xarm::capability::migrate,
-          xarm::capability::async, xarm::capability::interleave}) {
+         {xarm::capability::migrate, xarm::capability::async, xarm::capability::interleave}) {
         BOOST_TEST(!caps.has(k));
         BOOST_TEST(!caps.get(k).reason.empty());
     }
+    // Join and suspend/resume on one connection: XA END is deferred, so the branch is
+    // still active on the server when it goes on.
+    table tb;
     rm r(1);
     const xid x = new_xid();
     BOOST_TEST(r.start(x) == XA_OK);
-    BOOST_TEST(r.end(x, TMSUSPEND) == XAER_RMERR);
-    BOOST_TEST(std::string(diag(1).sqlstate) == "0A000");
-    BOOST_TEST(r.end(x, TMSUSPEND | TMMIGRATE) == XAER_RMERR);
-    BOOST_TEST(std::string(diag(1).sqlstate) == "0A000");
+    exec(r.conn(), tb.insert(1));
+    BOOST_TEST(r.end(x, TMSUSPEND) == XA_OK);
+    BOOST_TEST(r.start(x, TMRESUME) == XA_OK);
+    exec(r.conn(), tb.insert(2));
     BOOST_TEST(r.end(x) == XA_OK);
-    BOOST_TEST(r.start(x, TMJOIN) == XAER_RMERR);
+    BOOST_TEST(r.start(x, TMJOIN) == XA_OK);
+    exec(r.conn(), tb.insert(3));
+    BOOST_TEST(r.end(x) == XA_OK);
+    BOOST_TEST(r.prepare(x) == XA_OK);
+    BOOST_TEST(r.commit(x) == XA_OK);
+    BOOST_TEST(tb.count() == 3);
+    // Joined twice, then committed in one phase.
+    const xid w = new_xid();
+    BOOST_TEST(r.start(w) == XA_OK);
+    for (int id : {4, 5, 6}) {
+        exec(r.conn(), tb.insert(id));
+        BOOST_TEST(r.end(w) == XA_OK);
+        if (id != 6) BOOST_TEST(r.start(w, TMJOIN) == XA_OK);
+    }
+    BOOST_TEST(r.commit(w, TMONEPHASE) == XA_OK);
+    BOOST_TEST(tb.count() == 6);
+    // Migrate is still refused as declared.
+    const xid v = new_xid();
+    BOOST_TEST(r.start(v) == XA_OK);
+    BOOST_TEST(r.end(v, TMSUSPEND | TMMIGRATE) == XAER_RMERR);
     BOOST_TEST(std::string(diag(1).sqlstate) == "0A000");
-    BOOST_TEST(r.rollback(x) == XA_OK);
+    BOOST_TEST(r.end(v) == XA_OK);
+    BOOST_TEST(r.rollback(v) == XA_OK);
     // Interleaving: a second branch while the first holds the connection.
     const xid y = new_xid(), z = new_xid();
     BOOST_TEST(r.start(y) == XA_OK);
@@ -898,6 +921,21 @@ BOOST_AUTO_TEST_CASE(join_suspend_migrate_declared_missing_as_the_server_refuses
     BOOST_TEST(r.start(z) == XAER_RMERR);
     BOOST_TEST(std::string(diag(1).sqlstate) == "0A000");
     BOOST_TEST(r.rollback(y) == XA_OK);
+}
+
+// With multi_statements=off XA END is sent at xa_end: join and suspend are declared
+// missing on that connection, and refused.
+BOOST_AUTO_TEST_CASE(join_declared_missing_without_multi_statements, *needs_mysql) {
+    auto c = xarm::connect("mysql", info() + " multi_statements=off");
+    BOOST_TEST(!c.capabilities().has(xarm::capability::join));
+    BOOST_TEST(!c.capabilities().has(xarm::capability::suspend_resume));
+    rm r(1, info() + " multi_statements=off");
+    const xid x = new_xid();
+    BOOST_TEST(r.start(x) == XA_OK);
+    BOOST_TEST(r.end(x) == XA_OK);
+    BOOST_TEST(r.start(x, TMJOIN) == XAER_RMERR);
+    BOOST_TEST(std::string(diag(1).sqlstate) == "0A000");
+    BOOST_TEST(r.rollback(x) == XA_OK);
 }
 
 // Tables of every engine a branch may write on MariaDB, a trigger and routines, for
