@@ -102,10 +102,6 @@ class session final : public native_session {
     /// time) and PREPARE TRANSACTION in one pipeline: the check costs no parse or plan.
     /// Returns PREPARE's result, or null with err set to the first failure.
     result_ptr check_and_prepare(const xid& x, server_error& err);
-    /// Direct mode's BEGIN, behind a Describe of the check statement (before BEGIN, so
-    /// that its failure aborts nothing): finds the statement gone when the application
-    /// deallocated it (DEALLOCATE ALL, DISCARD ALL) since the last branch.
-    void begin_direct();
 
     PGTransactionStatusType status() const noexcept { return PQtransactionStatus(m_conn.get()); }
     /// The block failed: raises the XA_RB* code of the error that aborted it.

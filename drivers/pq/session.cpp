@@ -9,8 +9,9 @@
 //
 // Direct mode: an application that takes the PGconn (native_handle(), as xarm_pq_conn
 // does for the switch) sends its statements itself, so from then on start() sends BEGIN
-// at once (behind a Describe of the check statement, which finds it gone when the
-// application deallocated it) and a BEGIN still pending is sent when the handle is taken.
+// at once and a BEGIN still pending is sent when the handle is taken. (A Describe of the
+// read-only check statement behind that BEGIN, to find it deallocated by the
+// application, cost more than the check's parse and plan: measured, not done.)
 #include <charconv>
 
 #include <fmt/format.h>
@@ -82,7 +83,7 @@ void session::start(const xid&, start_mode mode) {
     m_branch = true;
     m_wrote = false;
     if (m_direct) {
-        begin_direct();
+        exec("BEGIN", op::statement, "BEGIN");
     } else {
         m_pending_begin = true;
     }
@@ -232,23 +233,6 @@ result_ptr session::check_and_prepare(const xid& x, server_error& err) {
         return nullptr;
     }
     return std::move(rs.back());
-}
-
-void session::begin_direct() {
-    if (m_check.empty()) {
-        exec("BEGIN", op::statement, "BEGIN");
-        return;
-    }
-    auto rs = pipeline(2, 2, [&](PGconn* c) {
-        return PQsendDescribePrepared(c, m_check.c_str()) && PQpipelineSync(c) &&
-               PQsendQueryParams(c, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) &&
-               PQpipelineSync(c);
-    });
-    if (!rs[0] || !succeeded(rs[0].get())) m_check.clear();  // gone: parsed anew at prepare
-    if (rs[1] && succeeded(rs[1].get())) return;
-    server_error err = read_error(m_conn.get(), rs[1].get());
-    m_abort = err;
-    raise_server(err, op::statement, "BEGIN");
 }
 
 result_ptr session::exec_commit(std::string_view failed) {

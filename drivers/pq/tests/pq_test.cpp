@@ -948,7 +948,8 @@ BOOST_FIXTURE_TEST_CASE(read_only_vote, fx) {
 }
 
 // The read-only check is a statement parsed once per connection (no parse or plan at
-// each prepare), and it survives the application deallocating it between branches.
+// each prepare); deallocated by the application, it costs one branch, then is parsed
+// anew.
 BOOST_FIXTURE_TEST_CASE(read_only_check_parsed_once, fx) {
     int rmid = open_rm();
     PGconn* pg = xarm_pq_conn(rmid);
@@ -972,30 +973,26 @@ BOOST_FIXTURE_TEST_CASE(read_only_check_parsed_once, fx) {
     branch(false);
     branch(true);
     BOOST_TEST(checks() == "1");
-    // Deallocated by the application between branches: found gone at xa_start, parsed
-    // anew in the prepare round trip; both votes still right.
-    run(pg, "DEALLOCATE ALL");
-    branch(true);
-    BOOST_TEST(checks() == "1");
-    run(pg, "DISCARD ALL");
-    branch(false);
-    branch(true);
-    BOOST_TEST(checks() == "1");
-    // Deallocated inside the branch: the check fails, the branch is rolled back and
-    // says why; the next branch works again.
-    auto y = make_xid();
-    XID cy = to_c(y);
-    BOOST_REQUIRE(sw.xa_start_entry(&cy, rmid, TMNOFLAGS) == XA_OK);
-    run(pg, update(2, 5));
-    run(pg, "DEALLOCATE ALL");
-    BOOST_REQUIRE(sw.xa_end_entry(&cy, rmid, TMSUCCESS) == XA_OK);
-    const int rc = sw.xa_prepare_entry(&cy, rmid, TMNOFLAGS);
-    BOOST_TEST((rc >= XA_RBBASE && rc <= XA_RBEND), rc);
-    BOOST_TEST(last(rmid).message.find("deallocated") != std::string::npos, last(rmid).message);
-    BOOST_TEST(!is_prepared(y));
-    BOOST_TEST(value(2) == 0);
-    branch(true);
-    branch(false);
+    // Deallocated by the application on the connection (DEALLOCATE ALL inside the
+    // branch here; DISCARD ALL between branches does the same): the check fails, the
+    // branch is rolled back and says why; the check is parsed anew for the next one.
+    for (const char* drop : {"DEALLOCATE ALL", "DISCARD ALL"}) {
+        auto y = make_xid();
+        XID cy = to_c(y);
+        if (std::string(drop) == "DISCARD ALL") run(pg, drop);
+        BOOST_REQUIRE(sw.xa_start_entry(&cy, rmid, TMNOFLAGS) == XA_OK);
+        run(pg, update(2, 5));
+        if (std::string(drop) == "DEALLOCATE ALL") run(pg, drop);
+        BOOST_REQUIRE(sw.xa_end_entry(&cy, rmid, TMSUCCESS) == XA_OK);
+        const int rc = sw.xa_prepare_entry(&cy, rmid, TMNOFLAGS);
+        BOOST_TEST((rc >= XA_RBBASE && rc <= XA_RBEND), rc);
+        BOOST_TEST(last(rmid).message.find("deallocated") != std::string::npos, last(rmid).message);
+        BOOST_TEST(!is_prepared(y));
+        BOOST_TEST(value(2) == 0);
+        branch(true);
+        branch(false);
+        BOOST_TEST(checks() == "1");
+    }
 }
 
 BOOST_FIXTURE_TEST_CASE(join_and_suspend_resume, fx) {
