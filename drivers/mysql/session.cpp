@@ -417,10 +417,12 @@ void session::ensure_free_link() {
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::milliseconds(m_opt.park_wait_ms);
     while (!placed) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0) break;
-        placed = budget.take(m_server, limit, std::min(left, std::chrono::milliseconds(20)));
+        const auto left = deadline - std::chrono::steady_clock::now();
+        if (left <= left.zero()) break;
+        // Rounded up: the whole park_wait_ms is waited, never a millisecond less.
+        placed = budget.take(m_server, limit,
+                             std::min(std::chrono::ceil<std::chrono::milliseconds>(left),
+                                      std::chrono::milliseconds(20)));
         if (placed) break;
         std::lock_guard g(m_link->mu);
         if (!m_link->prepared) return;
