@@ -1555,11 +1555,12 @@ BOOST_AUTO_TEST_CASE(parked_bound_reached_says_which_limit, *needs_mysql) {
 BOOST_AUTO_TEST_CASE(registry_does_not_grow_over_ten_thousand_transactions, *needs_mysql) {
     const long base = registry_now();
     constexpr int threads = 8, per_thread = 1250;
-    std::atomic<int> bad{0};
+    std::atomic<int> bad{0}, done{0};
     std::vector<std::thread> ts;
     for (int w = 0; w < threads; ++w)
         ts.emplace_back([&, w] {
             quiet_rm r(1, info());
+            if (r.opened != XA_OK) ++bad;
             for (int i = 0; i < per_thread && r.opened == XA_OK; ++i) {
                 const xid x = new_xid();
                 if (r.start(x) != XA_OK || r.end(x) != XA_OK || r.prepare(x) != XA_OK) {
@@ -1583,10 +1584,12 @@ BOOST_AUTO_TEST_CASE(registry_does_not_grow_over_ten_thousand_transactions, *nee
                     }
                     if (rc != XAER_NOTA) ++bad;
                 }
+                ++done;
             }
         });
     for (auto& t : ts) t.join();
     BOOST_TEST(bad.load() == 0);
+    BOOST_TEST(done.load() == threads * per_thread);
     BOOST_TEST(registry_now() == base);
     // Detached by closing, then finished by another client: gone at the next recovery.
     // (Each writes a row: MariaDB discards a detached branch that wrote nothing.)
