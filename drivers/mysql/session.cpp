@@ -633,11 +633,13 @@ void session::finish_prepared(const xid& x, bool commit) {
         return true;
     };
 
-    // The holder answered "unknown XID": the branch was finished on its connection
-    // behind xarm's back (XA COMMIT sent on xarm_mysql_conn): the connection is free
-    // again and the entry goes.
+    // The holder answered "unknown XID" (or, with autocommit off, XAER_OUTSIDE, which
+    // a connection still holding the prepared branch never answers to its XA COMMIT):
+    // the branch was finished on it behind xarm's back (XA COMMIT sent on
+    // xarm_mysql_conn): the connection is free again and the entry goes.
     auto finished_behind = [&](link& l, const sql::SQLException& e) {
-        if (errnum_of(e) != errnum::xaer_nota) return;
+        const unsigned n = errnum_of(e);
+        if (n != errnum::xaer_nota && n != errnum::xaer_outside) return;
         l.prepared.reset();
         reg.forget(m_server, x);
     };
