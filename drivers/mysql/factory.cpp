@@ -53,8 +53,12 @@ class mysql_driver final : public driver {
                "connect_timeout=SECONDS (default 10)\n"
                "multi_statements=on|off (default on: XA END travels with the next XA verb in "
                "one round trip; also lets application SQL hold several statements)\n"
-               "max_parked=N (default 8: connections a session keeps aside holding prepared "
-               "branches before it closes the oldest, which detaches its branch)\n"
+               "max_parked=N (default 64: connections this process keeps aside per server, "
+               "all sessions together, holding prepared branches; never more than half the "
+               "server's max_connections. At the bound a session closes its own oldest, "
+               "which detaches its branch, or waits for another session's to be freed)\n"
+               "park_wait_ms=N (default 5000: how long XA START waits for a parked "
+               "connection to be freed at the bound before it fails, saying which)\n"
                "read_only_vote=on|off (default off: a branch that wrote nothing votes XA_OK and "
                "is committed on the connection that prepared it; on: MariaDB's session write "
                "counters are read at XA START and at prepare, about 1 ms of server time each, "
@@ -64,7 +68,7 @@ class mysql_driver final : public driver {
     std::unique_ptr<native_session> open(std::string_view info) const override {
         auto kv = parse_info(
             info, {"host", "port", "socket", "user", "password", "database", "connect_timeout",
-                   "multi_statements", "max_parked", "read_only_vote"});
+                   "multi_statements", "max_parked", "park_wait_ms", "read_only_vote"});
         options o;
         auto get = [&](const char* k, std::string& into) {
             if (auto it = kv.find(k); it != kv.end()) into = it->second;
@@ -77,21 +81,25 @@ class mysql_driver final : public driver {
         if (o.user.empty()) raise(XAER_INVAL, "08001", "info string: 'user' is required");
         o.port = int_option(kv, "port", 3306, 1, 65535);
         o.connect_timeout = int_option(kv, "connect_timeout", 10, 1, 3600);
-        o.max_parked = int_option(kv, "max_parked", 8, 0, 1000);
+        o.max_parked = int_option(kv, "max_parked", 64, 0, 10000);
+        o.park_wait_ms = int_option(kv, "park_wait_ms", 5000, 0, 600000);
         o.multi_statements = on_off_option(kv, "multi_statements", true);
         o.read_only_vote = on_off_option(kv, "read_only_vote", false);
         auto first = connect(o);
         dialect d = dialect::mariadb;
+        long max_connections = 0;
         try {
-            std::unique_ptr<sql::ResultSet> rs(first->stmt->executeQuery("SELECT VERSION()"));
+            std::unique_ptr<sql::ResultSet> rs(
+                first->stmt->executeQuery("SELECT VERSION(), @@max_connections"));
             rs->next();
             d = detect_dialect(rs->getString(1).asStdString());
+            max_connections = static_cast<long>(rs->getInt64(2));
             // SELECT began nothing on the server, but say so explicitly for autocommit=0.
             first->conn->rollback();
         } catch (const sql::SQLException& e) {
             raise_sql(e, XAER_RMERR, "reading the server version", true);
         }
-        return std::make_unique<session>(std::move(o), d, std::move(first));
+        return std::make_unique<session>(std::move(o), d, std::move(first), max_connections);
     }
     std::optional<dbms_profile> profile() const override {
         return dbms_profile{
@@ -126,6 +134,13 @@ XARM_DEFINE_DRIVER_EXPORTS(mysql, ::xarm::mysql::instance)
 
 extern "C" XARM_API sql::Connection* xarm_mysql_conn(int rmid) {
     return static_cast<sql::Connection*>(::xarm::native_handle_for(::xarm::mysql::instance, rmid));
+}
+
+/// Process-wide counts, for monitoring and tests: the connections set aside holding
+/// prepared branches (all servers) and the entries of the registry that finds them.
+extern "C" XARM_API void xarm_mysql_counts(long* parked, long* registry) {
+    if (parked != nullptr) *parked = ::xarm::mysql::parked_connections();
+    if (registry != nullptr) *registry = ::xarm::mysql::registry_entries();
 }
 
 /// For C programs, which cannot use Connector/C++'s sql::Connection: runs one statement

@@ -8,7 +8,9 @@
 //   - prepare then commit on the same session runs on the same connection (no cost);
 //   - a session whose connection holds a prepared branch and must do anything else
 //     parks that connection (it keeps the branch) and continues on another one: an own
-//     parked connection whose branch has since finished, or a new one;
+//     parked connection whose branch has since finished, or a new one, within a bound
+//     per process and server (park_budget in session.cpp), so that many threads cannot
+//     exhaust the server's max_connections;
 //   - phase two from any session of this process finds the owning connection through
 //     a process-wide registry and runs XA COMMIT/ROLLBACK there.
 // Another process cannot reach a connection of this one: while it lives, xa_commit
@@ -45,7 +47,12 @@ struct options {
     std::string database;
     int connect_timeout = 10;      ///< seconds
     bool multi_statements = true;  ///< send XA END and the next XA verb in one round trip
-    int max_parked = 8;            ///< connections a session may set aside holding branches
+    /// Connections this process may set aside holding prepared branches, per server (all
+    /// sessions together), and never more than half the server's max_connections.
+    int max_parked = 64;
+    /// How long xa_start waits for a parked connection to be freed when the bound is
+    /// reached and the session has none of its own to close (milliseconds).
+    int park_wait_ms = 5000;
     /// MariaDB: vote XA_RDONLY for a branch that wrote nothing, told by the session write
     /// counters (write_counter_sql), read at XA START and before XA END: about 1 ms of
     /// server time each. Off: such a branch votes XA_OK and no counter is read.
@@ -63,6 +70,21 @@ struct options {
 /// The server's (or client library's) error number.
 unsigned errnum_of(const sql::SQLException& e) noexcept;
 
+/// A parked connection's place in the process-wide bound (options::max_parked), given
+/// back when the connection is closed or destroyed.
+struct park_ticket {
+    explicit park_ticket(std::string s) : server(std::move(s)) {}
+    park_ticket(const park_ticket&) = delete;
+    park_ticket& operator=(const park_ticket&) = delete;
+    ~park_ticket();
+    std::string server;
+};
+
+/// Connections set aside by this process (all servers) and the registry's entries, for
+/// monitoring and tests (xarm_mysql_counts).
+long parked_connections() noexcept;
+long registry_entries() noexcept;
+
 /// One server connection and the prepared branch it still holds. Every use of conn
 /// holds mu: a session of another thread may run phase two on it.
 struct link {
@@ -76,6 +98,9 @@ struct link {
     std::deque<std::string> statement_order;
     std::optional<xid> prepared;  ///< attached prepared branch, if any
     bool lost = false;            ///< the server connection broke
+    /// Held while the connection is parked (in a session's set-aside list): counted
+    /// against the process-wide bound; released by close().
+    std::unique_ptr<park_ticket> ticket;
 
     static constexpr std::size_t max_statements = 64;
     /// The prepared statement for sql on this connection (prepared now if new).
@@ -91,7 +116,8 @@ result read_rows(sql::ResultSet& rs, std::int64_t affected);
 
 class session final : public native_session {
   public:
-    session(options opt, dialect d, std::shared_ptr<link> first);
+    /// max_connections: the server's, read at open (bounds the parked connections).
+    session(options opt, dialect d, std::shared_ptr<link> first, long max_connections);
     ~session() override;
 
     capability_set capabilities() const override;
@@ -120,8 +146,13 @@ class session final : public native_session {
     void* native_handle() noexcept override { return m_link->conn.get(); }
 
   private:
-    /// Makes sure m_link holds no prepared branch, switching connections when it does.
+    /// Makes sure m_link holds no prepared branch, switching connections when it does:
+    /// an own parked connection whose branch is finished, else a new one within the
+    /// process-wide bound (closing this session's oldest parked connection, or waiting
+    /// up to park_wait_ms for another session's to be freed, when it is reached).
     void ensure_free_link();
+    /// The process-wide bound of parked connections for this server.
+    int parked_limit() const noexcept;
     /// Sends the deferred XA END of the idle branch, if any.
     void flush_end();
     /// Runs XA END (when deferred) then verb, in one round trip when possible; on a
@@ -142,7 +173,8 @@ class session final : public native_session {
     options m_opt;
     dialect m_dialect;
     std::string m_server;
-    std::shared_ptr<link> m_link;                 ///< the connection in use
+    long m_max_connections = 0;    ///< the server's max_connections at open (0: unknown)
+    std::shared_ptr<link> m_link;  ///< the connection in use
     std::vector<std::shared_ptr<link>> m_parked;  ///< set aside, holding (or having held) a branch
     std::optional<xid> m_branch;  ///< the server-side XA transaction (active or idle)
     bool m_end_pending = false;   ///< XA END deferred, to travel with the next verb
@@ -157,8 +189,9 @@ class session final : public native_session {
 std::shared_ptr<link> connect(const options& opt);
 
 /// What the driver declares: the read-only vote only on MariaDB (d) with
-/// read_only_vote=on. The defaults are what a connection opened with the default info
-/// string declares.
-capability_set declared_capabilities(dialect d = dialect::mariadb, bool read_only_vote = false);
+/// read_only_vote=on; join and suspend/resume with multi_statements=on (XA END deferred). The
+/// defaults are what a connection opened with the default info string declares.
+capability_set declared_capabilities(dialect d = dialect::mariadb, bool read_only_vote = false,
+                                     bool multi_statements = true);
 
 }  // namespace xarm::mysql

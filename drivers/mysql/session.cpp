@@ -5,7 +5,9 @@
 #include <fmt/format.h>
 #include <mysql_driver.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <thread>
 #include <utility>
@@ -15,7 +17,7 @@
 
 namespace xarm::mysql {
 
-capability_set declared_capabilities(dialect d, bool read_only_vote) {
+capability_set declared_capabilities(dialect d, bool read_only_vote, bool multi_statements) {
     capability_set c;
     c.yes(capability::two_phase,
           "XA END + XA PREPARE in one round trip; a prepared branch survives a server restart")
@@ -24,16 +26,27 @@ capability_set declared_capabilities(dialect d, bool read_only_vote) {
              "XA RECOVER FORMAT='SQL' (MariaDB) or CONVERT XID (MySQL), byte-exact; a branch "
              "still attached to a live connection of another process is listed but can be "
              "finished only after that connection ends (xa_commit answers XA_RETRY)")
-        .no(capability::join,
-            "MariaDB 10.11 answers XA START ... JOIN with ER_XAER_INVAL (1398): parsed, not "
-            "implemented")
-        .no(capability::suspend_resume,
-            "MariaDB 10.11 answers XA END ... SUSPEND with ER_XAER_INVAL (1398)")
         .no(capability::migrate,
             "MariaDB 10.11 answers XA END ... SUSPEND FOR MIGRATE with ER_XAER_INVAL (1398)")
         .no(capability::async, "Connector/C++ 1.1 has no asynchronous calls")
         .no(capability::interleave,
             "a MySQL/MariaDB connection holds one XA transaction at a time");
+    if (multi_statements)
+        c.yes(capability::join,
+              "TMJOIN of an ended branch on the same connection: xa_end defers XA END to the "
+              "next verb, so the branch is still active and goes on (MariaDB 10.11 itself "
+              "answers XA START ... JOIN with ER_XAER_INVAL, 1398)")
+            .yes(capability::suspend_resume,
+                 "on the same connection, with no other branch in between: TMSUSPEND defers "
+                 "XA END like TMSUCCESS and TMRESUME goes on (MariaDB 10.11 itself answers "
+                 "XA END ... SUSPEND with 1398)");
+    else
+        c.no(capability::join,
+             "multi_statements=off: XA END is sent at xa_end, and MariaDB 10.11 answers "
+             "XA START ... JOIN with ER_XAER_INVAL (1398)")
+            .no(capability::suspend_resume,
+                "multi_statements=off: XA END is sent at xa_end, and MariaDB 10.11 answers "
+                "XA END ... SUSPEND with ER_XAER_INVAL (1398)");
     if (d == dialect::mysql)
         c.no(capability::read_only_vote,
              "MySQL's XA PREPARE gives no read-only answer, and the session counters xarm "
@@ -100,10 +113,77 @@ class registry {
         std::lock_guard g(m_mu);
         m_owners.erase({server, x});
     }
+    /// XA RECOVER on server listed exactly `listed`: a detached branch of ours that is
+    /// not there was finished elsewhere (another process, recovery): forget it.
+    void prune(const std::string& server, const std::vector<xid>& listed) {
+        std::lock_guard g(m_mu);
+        std::erase_if(m_owners, [&](const auto& e) {
+            return e.first.first == server && e.second.expired() &&
+                   std::find(listed.begin(), listed.end(), e.first.second) == listed.end();
+        });
+    }
+    std::size_t size() {
+        std::lock_guard g(m_mu);
+        return m_owners.size();
+    }
 
   private:
     std::mutex m_mu;
     std::map<std::pair<std::string, xid>, std::weak_ptr<link>> m_owners;
+};
+
+// The process-wide count of parked connections per server (options::max_parked), with
+// the sessions waiting for one to be freed.
+class park_budget {
+  public:
+    static park_budget& instance() {
+        // Leaked on purpose, like the registry: tickets may die during static destruction.
+        static park_budget* b = new park_budget;
+        return *b;
+    }
+    /// Takes a place within limit, waiting up to wait for one; false when none came.
+    bool take(const std::string& server, int limit, std::chrono::milliseconds wait) {
+        std::unique_lock lk(m_mu);
+        auto& e = m_servers[server];
+        ++e.waiting;
+        const bool ok = m_cv.wait_for(lk, wait, [&] { return e.used < limit; });
+        --e.waiting;
+        if (ok) ++e.used;
+        return ok;
+    }
+    void give_back(const std::string& server) {
+        {
+            std::lock_guard g(m_mu);
+            --m_servers[server].used;
+        }
+        m_cv.notify_all();
+    }
+    /// A session waits for a place: a finisher then closes the parked connection it
+    /// freed instead of keeping it for its owner's reuse.
+    bool wanted(const std::string& server) {
+        std::lock_guard g(m_mu);
+        auto it = m_servers.find(server);
+        return it != m_servers.end() && it->second.waiting > 0;
+    }
+    long used(const std::string& server) {
+        std::lock_guard g(m_mu);
+        return m_servers[server].used;
+    }
+    long total() {
+        std::lock_guard g(m_mu);
+        long n = 0;
+        for (const auto& [k, e] : m_servers) n += e.used;
+        return n;
+    }
+
+  private:
+    struct entry {
+        long used = 0;
+        int waiting = 0;
+    };
+    std::mutex m_mu;
+    std::condition_variable m_cv;
+    std::map<std::string, entry> m_servers;
 };
 
 sql::mysql::MySQL_Driver& native_driver() {
@@ -215,6 +295,18 @@ std::vector<xid> recover_on(link& l, dialect d) {
 
 }  // namespace
 
+park_ticket::~park_ticket() {
+    park_budget::instance().give_back(server);
+}
+
+long parked_connections() noexcept {
+    return park_budget::instance().total();
+}
+
+long registry_entries() noexcept {
+    return static_cast<long>(registry::instance().size());
+}
+
 std::shared_ptr<link> connect(const options& o) {
     sql::ConnectOptionsMap m;
     if (!o.socket.empty()) {
@@ -244,8 +336,12 @@ std::shared_ptr<link> connect(const options& o) {
     return l;
 }
 
-session::session(options opt, dialect d, std::shared_ptr<link> first)
-    : m_opt(std::move(opt)), m_dialect(d), m_server(m_opt.server_key()), m_link(std::move(first)) {}
+session::session(options opt, dialect d, std::shared_ptr<link> first, long max_connections)
+    : m_opt(std::move(opt)),
+      m_dialect(d),
+      m_server(m_opt.server_key()),
+      m_max_connections(max_connections),
+      m_link(std::move(first)) {}
 
 session::~session() {
     // Closing a connection makes the server detach its prepared branch: from then on
@@ -260,7 +356,15 @@ session::~session() {
 }
 
 capability_set session::capabilities() const {
-    return declared_capabilities(m_dialect, m_opt.read_only_vote);
+    return declared_capabilities(m_dialect, m_opt.read_only_vote, m_opt.multi_statements);
+}
+
+int session::parked_limit() const noexcept {
+    // Half the server's connections at most: the sessions themselves and other clients
+    // need the rest.
+    if (m_max_connections > 0)
+        return static_cast<int>(std::min<long>(m_opt.max_parked, m_max_connections / 2));
+    return m_opt.max_parked;
 }
 
 void session::ensure_free_link() {
@@ -268,45 +372,100 @@ void session::ensure_free_link() {
         std::lock_guard g(m_link->mu);
         if (!m_link->prepared) return;
     }
-    // An own parked connection whose branch was finished since (by any thread).
+    auto& reg = registry::instance();
+    // Closing a connection detaches its branch on the server: any connection can
+    // finish it then.
+    auto close_detaching = [&](link& l) {
+        std::lock_guard g(l.mu);
+        if (l.prepared) reg.detached(m_server, *l.prepared);
+        l.prepared.reset();
+        l.close();
+    };
+    // An own parked connection whose branch was finished since (by any thread) is
+    // reused; its place in the bound passes to the connection parked instead.
     std::erase_if(m_parked, [](const std::shared_ptr<link>& p) {
         std::lock_guard g(p->mu);
         return !p->conn || p->lost;
     });
     for (auto& p : m_parked) {
-        std::lock_guard g(p->mu);
-        if (!p->prepared) {
+        std::scoped_lock g(p->mu, m_link->mu);
+        if (!p->prepared && p->conn && !p->lost) {
+            std::swap(p->ticket, m_link->ticket);
             std::swap(p, m_link);
             return;
         }
     }
-    if (static_cast<int>(m_parked.size()) >= m_opt.max_parked) {
-        // Too many set aside: close the oldest (or, with max_parked=0, this one), which
-        // detaches its branch on the server: any connection can finish it then.
-        std::shared_ptr<link> victim = m_link;
-        if (!m_parked.empty()) {
-            victim = m_parked.front();
-            m_parked.erase(m_parked.begin());
-        }
-        auto fresh = victim == m_link ? connect(m_opt) : nullptr;
-        {
-            std::lock_guard g(victim->mu);
-            if (victim->prepared) registry::instance().detached(m_server, *victim->prepared);
-            victim->prepared.reset();
-            victim->close();
-        }
-        if (fresh) {
-            m_link = std::move(fresh);
-            return;
-        }
+    const int limit = parked_limit();
+    if (limit == 0) {  // nothing may be parked: detach this one's branch
+        auto fresh = connect(m_opt);
+        close_detaching(*m_link);
+        m_link = std::move(fresh);
+        return;
     }
+    auto& budget = park_budget::instance();
+    bool placed = budget.take(m_server, limit, std::chrono::milliseconds(0));
+    if (!placed && !m_parked.empty()) {
+        // At the bound, and this session holds parked connections itself: close its
+        // oldest rather than wait for others.
+        auto victim = std::move(m_parked.front());
+        m_parked.erase(m_parked.begin());
+        close_detaching(*victim);
+        placed = budget.take(m_server, limit, std::chrono::milliseconds(0));
+    }
+    // Wait in slices: meanwhile another thread may finish the branch this connection
+    // holds, and then it needs no other.
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(m_opt.park_wait_ms);
+    while (!placed) {
+        const auto left = deadline - std::chrono::steady_clock::now();
+        if (left <= left.zero()) break;
+        // Rounded up: the whole park_wait_ms is waited, never a millisecond less.
+        placed = budget.take(m_server, limit,
+                             std::min(std::chrono::ceil<std::chrono::milliseconds>(left),
+                                      std::chrono::milliseconds(20)));
+        if (placed) break;
+        std::lock_guard g(m_link->mu);
+        if (!m_link->prepared) return;
+    }
+    if (!placed)
+        raise(
+            XAER_RMERR, "08004",
+            fmt::format("XA START: this connection still holds a prepared branch and another is "
+                        "needed, but this process already keeps {} connections to {} set aside "
+                        "holding prepared branches, its bound of {} (max_parked={}{}); none was "
+                        "freed within park_wait_ms={}. Finish prepared branches sooner (xa_commit "
+                        "or xa_rollback), or raise max_parked in the open string (and the server's "
+                        "max_connections)",
+                        budget.used(m_server), m_server, limit, m_opt.max_parked,
+                        m_max_connections > 0
+                            ? fmt::format(", at most half the server's max_connections={}",
+                                          m_max_connections)
+                            : std::string(),
+                        m_opt.park_wait_ms));
+    auto ticket = std::make_unique<park_ticket>(m_server);  // gives the place back on failure
     auto fresh = connect(m_opt);
+    {
+        std::lock_guard g(m_link->mu);
+        m_link->ticket = std::move(ticket);
+    }
     m_parked.push_back(std::move(m_link));
     m_link = std::move(fresh);
 }
 
-void session::start(const xid& x, start_mode) {
-    // Join and resume are declared missing: the core never asks for them.
+void session::start(const xid& x, start_mode mode) {
+    if (mode != start_mode::fresh) {
+        // MariaDB refuses XA START ... JOIN/RESUME (1398), but XA END was deferred: the
+        // branch is still active on the server and simply goes on.
+        if (m_branch == x && m_end_pending) {
+            m_end_pending = false;
+            return;
+        }
+        raise(XAER_RMERR, "0A000",
+              fmt::format("XA START {}: the branch's XA END already reached the server "
+                          "(multi_statements=off, or its work failed), and MariaDB cannot "
+                          "join or resume an ended branch (error 1398)",
+                          mode == start_mode::join ? "JOIN" : "RESUME"));
+    }
     ensure_free_link();
     std::lock_guard g(m_link->mu);
     m_write_base.reset();
@@ -333,7 +492,8 @@ bool session::wrote_nothing(link& l) {
 }
 
 void session::end(const xid& x, end_mode) {
-    // Suspend is declared missing; TMFAIL ends like TMSUCCESS (the core then rolls back).
+    // Suspend ends like success: the deferred XA END keeps the branch joinable and
+    // resumable on this session. TMFAIL too (the core then rolls back).
     if (m_rollback_pending == 0 && m_opt.multi_statements) {
         m_end_pending = true;  // travels with the next verb
         return;
@@ -473,6 +633,17 @@ void session::finish_prepared(const xid& x, bool commit) {
         return true;
     };
 
+    // The holder answered "unknown XID" (or, with autocommit off, XAER_OUTSIDE, which
+    // a connection still holding the prepared branch never answers to its XA COMMIT):
+    // the branch was finished on it behind xarm's back (XA COMMIT sent on
+    // xarm_mysql_conn): the connection is free again and the entry goes.
+    auto finished_behind = [&](link& l, const sql::SQLException& e) {
+        const unsigned n = errnum_of(e);
+        if (n != errnum::xaer_nota && n != errnum::xaer_outside) return;
+        l.prepared.reset();
+        reg.forget(m_server, x);
+    };
+
     // 1. Attached to this session's connection: the common, free path.
     {
         std::unique_lock lk(m_link->mu);
@@ -480,7 +651,10 @@ void session::finish_prepared(const xid& x, bool commit) {
             try {
                 run(*m_link, sql);
             } catch (const sql::SQLException& e) {
-                if (!finished_anyway(errnum_of(e))) raise_sql(e, XAER_RMERR, what);
+                if (!finished_anyway(errnum_of(e))) {
+                    finished_behind(*m_link, e);
+                    raise_sql(e, XAER_RMERR, what);
+                }
             }
             m_link->prepared.reset();
             lk.unlock();
@@ -498,11 +672,17 @@ void session::finish_prepared(const xid& x, bool commit) {
                 run(*l, sql);
             } catch (const sql::SQLException& e) {
                 const unsigned n = errnum_of(e);
-                if (!finished_anyway(n) && !is_connection_lost(n)) raise_sql(e, XAER_RMERR, what);
+                if (!finished_anyway(n) && !is_connection_lost(n)) {
+                    finished_behind(*l, e);
+                    raise_sql(e, XAER_RMERR, what);
+                }
                 // Lost: the server detaches the branch; finish it below.
                 done = finished_anyway(n);
             }
             l->prepared.reset();
+            // A session waits for a place in the parked bound: give this one back
+            // rather than keep the connection for its owner to reuse.
+            if (l->ticket && park_budget::instance().wanted(m_server)) l->close();
             lk.unlock();
             if (done) {
                 reg.forget(m_server, x);
@@ -573,7 +753,9 @@ void session::finish_prepared(const xid& x, bool commit) {
 std::vector<xid> session::recover() {
     std::lock_guard g(m_link->mu);
     flush_end();  // keep the server's state what the core believes it is
-    return recover_on(*m_link, m_dialect);
+    auto listed = recover_on(*m_link, m_dialect);
+    registry::instance().prune(m_server, listed);
+    return listed;
 }
 
 result session::work(const std::function<result(link&)>& run_on) {

@@ -28,6 +28,7 @@ void link::close() noexcept {
     statement_order.clear();
     stmt.reset();
     conn.reset();
+    ticket.reset();
 }
 
 namespace {

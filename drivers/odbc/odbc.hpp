@@ -136,7 +136,12 @@ class session final : public native_session {
     void commit_local() override;
     void rollback_local() override;
     bool in_local_transaction() const override { return m_local; }
-    void* native_handle() noexcept override { return m_dbc.get(); }
+    /// The application now sends statements itself, unseen here: from then on the
+    /// PostgreSQL one-phase commit checks the block before COMMIT.
+    void* native_handle() noexcept override {
+        m_direct = true;
+        return m_dbc.get();
+    }
     /// The native driver describing the DBMS behind the connection, or none.
     std::string dbms() const override {
         switch (m_backend) {
@@ -212,6 +217,7 @@ class session final : public native_session {
     bool m_branch = false;          // a branch's transaction is open on this connection
     bool m_xa_end_pending = false;  // MariaDB: XA END not yet sent for the open branch
     bool m_local = false;           // a local transaction is open
+    bool m_direct = false;          // the application has the HDBC (native_handle)
     std::optional<diag_record> m_branch_failure;     // a statement of the branch failed
     long m_session_id = 0;                           // MariaDB: CONNECTION_ID()
     std::optional<unsigned long long> m_write_base;  // MariaDB: write counter at XA START

@@ -17,6 +17,7 @@
 #include <cctype>
 #include <chrono>
 #include <thread>
+#include <utility>
 
 #include "odbc.hpp"
 #include "xa.h"
@@ -556,11 +557,20 @@ void session::commit(const xid& x, bool one_phase) {
 #ifdef XARM_ODBC_WITH_PQ_DIALECT
         if (m_backend == backend::postgresql) {
             // COMMIT of a block the server aborted answers ROLLBACK, which ODBC reports as
-            // success: look first (a statement on xarm_odbc_hdbc may have failed).
-            auto check = run(pq::wrote_nothing_sql, false);
-            if (check.failed) {
+            // success. A failure of a statement run through xarm is known here; one run
+            // on xarm_odbc_hdbc is not, so once the application has the handle, look
+            // first (a round trip).
+            if (m_branch_failure) {
+                const diag_record d = *std::exchange(m_branch_failure, std::nullopt);
                 SQLEndTran(SQL_HANDLE_DBC, m_dbc.get(), SQL_ROLLBACK);
-                raise_diag(check.diag, m_backend, op::end, "checking the branch before COMMIT");
+                raise_diag(d, m_backend, op::end, "a statement of the branch failed before COMMIT");
+            }
+            if (m_direct) {
+                auto check = run(pq::wrote_nothing_sql, false);
+                if (check.failed) {
+                    SQLEndTran(SQL_HANDLE_DBC, m_dbc.get(), SQL_ROLLBACK);
+                    raise_diag(check.diag, m_backend, op::end, "checking the branch before COMMIT");
+                }
             }
         }
 #endif

@@ -352,8 +352,12 @@ std::unique_ptr<native_statement> session::prepare(std::string_view sql, std::si
                    "cannot allocate a statement handle");
     p->handle.reset(raw);
     if (!ok(SQLPrepare(raw, reinterpret_cast<SQLCHAR*>(p->sql.data()),
-                       static_cast<SQLINTEGER>(p->sql.size()))))
-        raise_odbc(SQL_HANDLE_STMT, raw, m_backend, op::statement, "cannot prepare the statement");
+                       static_cast<SQLINTEGER>(p->sql.size())))) {
+        // A parse error on the server aborts a PostgreSQL block like a failed statement.
+        const diag_record d = read_diag(SQL_HANDLE_STMT, raw);
+        note_failure(d);
+        raise_diag(d, m_backend, op::statement, "cannot prepare the statement");
+    }
     return p;
 }
 

@@ -203,6 +203,10 @@ std::string explain(std::string_view s, op o) {
     if ((o == op::finish || o == op::commit_prepared) && s == "25001")
         return "COMMIT/ROLLBACK PREPARED cannot run inside a transaction block: finish the "
                "local transaction on this connection first";
+    if (o == op::prepare && s == "26000")
+        return "xarm's read-only check statement was deallocated on the connection "
+               "(DEALLOCATE ALL or DISCARD ALL sent on it directly): the branch was rolled "
+               "back; the check is parsed again for the next branch";
     if ((o == op::prepare || o == op::commit_one) && s.substr(0, 2) == "23")
         return "a deferred constraint was violated: the branch was rolled back";
     if (o == op::commit_prepared && s == "55000")

@@ -93,6 +93,15 @@ class session final : public native_session {
     result_ptr collect(const std::function<int()>& send);
     /// The same, behind a BEGIN, in pipeline mode.
     result_ptr collect_after_begin(const std::function<int()>& send);
+    /// Queues through queue (in pipeline mode, ending with `syncs` sync points) and
+    /// collects the results: per query the first error, else its last result (null when
+    /// none came, the connection having failed).
+    std::vector<result_ptr> pipeline(std::size_t queries, int syncs,
+                                     const std::function<bool(PGconn*)>& queue);
+    /// The read-only check (a named statement, parsed in the same round trip the first
+    /// time) and PREPARE TRANSACTION in one pipeline: the check costs no parse or plan.
+    /// Returns PREPARE's result, or null with err set to the first failure.
+    result_ptr check_and_prepare(const xid& x, server_error& err);
 
     PGTransactionStatusType status() const noexcept { return PQtransactionStatus(m_conn.get()); }
     /// The block failed: raises the XA_RB* code of the error that aborted it.
@@ -109,6 +118,7 @@ class session final : public native_session {
     bool m_wrote = false;               // a statement of the branch provably wrote
     server_error m_abort;               // the error that aborted the current block, if any
     unsigned long m_statements = 0;     // server-side statements prepared so far (names)
+    std::string m_check;                // the read-only check's statement name, once parsed
     std::vector<std::string> m_unused;  // server-side statements to deallocate
 };
 

@@ -2,13 +2,16 @@
 // PREPARE TRANSACTION. Round trips: start() sends nothing; the BEGIN travels with the
 // branch's first statement in one simple-protocol query ("BEGIN; <sql>"); prepare is one
 // round trip (PREPARE alone when a statement's command tag proved a write, else the
-// read-only check and PREPARE in one query); commit is one. A branch that ran no
+// read-only check and PREPARE in one pipeline, the check a statement parsed once per
+// connection, so that it costs no parse or plan); commit is one. A branch that ran no
 // statement votes XA_RDONLY without any round trip; one that ran only reads votes
 // XA_RDONLY after two (the failed check, then ROLLBACK).
 //
 // Direct mode: an application that takes the PGconn (native_handle(), as xarm_pq_conn
 // does for the switch) sends its statements itself, so from then on start() sends BEGIN
-// at once and a BEGIN still pending is sent when the handle is taken.
+// at once and a BEGIN still pending is sent when the handle is taken. (A Describe of the
+// read-only check statement behind that BEGIN, to find it deallocated by the
+// application, cost more than the check's parse and plan: measured, not done.)
 #include <charconv>
 
 #include <fmt/format.h>
@@ -133,7 +136,7 @@ vote session::prepare(const xid& x) {
     // A write seen through execute() needs no check; otherwise the check travels with
     // PREPARE in the same round trip.
     server_error err;
-    auto r = try_exec(m_wrote ? prepare_sql(x) : check_and_prepare_sql(x), err);
+    auto r = m_wrote ? try_exec(prepare_sql(x), err) : check_and_prepare(x, err);
     if (r) {
         const std::string tag = PQcmdStatus(r.get());
         if (tag == "PREPARE TRANSACTION") return vote::ok;
@@ -175,6 +178,61 @@ void session::commit(const xid& x, bool one_phase) {
     auto r = exec_commit("COMMIT failed and the branch was rolled back");
     if (std::string_view(PQcmdStatus(r.get())) != "COMMIT")
         raise_aborted("COMMIT rolled the branch back");
+}
+
+std::vector<result_ptr> session::pipeline(std::size_t queries, int syncs,
+                                          const std::function<bool(PGconn*)>& queue) {
+    PGconn* c = m_conn.get();
+    std::vector<result_ptr> out(queries);
+    if (!PQenterPipelineMode(c)) return out;
+    if (queue(c)) {
+        // Each query's results end with a null; each sync point gives a result of its own.
+        std::size_t query = 0;
+        int nulls = 0;
+        for (int seen = 0; seen < syncs;) {
+            PGresult* x = PQgetResult(c);
+            if (x == nullptr) {
+                if (++nulls > 2 || PQstatus(c) == CONNECTION_BAD) break;
+                ++query;
+                continue;
+            }
+            nulls = 0;
+            result_ptr r(x);
+            if (PQresultStatus(x) == PGRES_PIPELINE_SYNC) {
+                ++seen;
+                continue;
+            }
+            if (query >= queries) continue;
+            auto& slot = out[query];
+            if (!slot || succeeded(slot.get())) slot = std::move(r);  // the first error stays
+        }
+    }
+    PQexitPipelineMode(c);
+    return out;
+}
+
+result_ptr session::check_and_prepare(const xid& x, server_error& err) {
+    const bool parse = m_check.empty();
+    const std::string name = parse ? fmt::format("xarm_ro_check_{}", ++m_statements) : m_check;
+    const std::string prep = prepare_sql(x);
+    const auto before = status();
+    auto rs = pipeline(parse ? 3 : 2, 1, [&](PGconn* c) {
+        return (!parse || PQsendPrepare(c, name.c_str(), read_only_check_sql, 0, nullptr)) &&
+               PQsendQueryPrepared(c, name.c_str(), 0, nullptr, nullptr, nullptr, 0) &&
+               PQsendQueryParams(c, prep.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) &&
+               PQpipelineSync(c);
+    });
+    // A prepared statement outlives the rollback of the block it was parsed in.
+    if (parse && rs[0] && succeeded(rs[0].get())) m_check = name;
+    for (auto& r : rs) {
+        if (r && succeeded(r.get())) continue;
+        err = read_error(m_conn.get(), r.get());
+        // The first error of a block is the one that aborted it.
+        if (before != PQTRANS_INERROR) m_abort = err;
+        if (err.sqlstate == "26000") m_check.clear();  // deallocated by the application
+        return nullptr;
+    }
+    return std::move(rs.back());
 }
 
 result_ptr session::exec_commit(std::string_view failed) {
@@ -240,7 +298,9 @@ result session::run(std::string_view sql, bool collect) {
     text.append(sql);
     m_pending_begin = false;
     auto r = exec(text, op::statement, "SQL error");
-    if (m_branch && !m_wrote) m_wrote = tag_proves_write(PQcmdStatus(r.get()));
+    const std::string_view tag = PQcmdStatus(r.get());
+    if (m_branch && !m_wrote) m_wrote = tag_proves_write(tag);
+    if (tag.starts_with("DEALLOCATE")) m_check.clear();  // perhaps ours: parse it anew
     return decode(r.get(), collect);
 }
 

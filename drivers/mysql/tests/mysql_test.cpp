@@ -12,10 +12,15 @@
 #include <mysql_driver.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -29,6 +34,7 @@
 
 extern "C" struct xa_switch_t xarm_mysql_switch;
 extern "C" sql::Connection* xarm_mysql_conn(int rmid);
+extern "C" void xarm_mysql_counts(long* parked, long* registry);
 
 namespace t = xarm::testing;
 using xarm::xid;
@@ -842,8 +848,8 @@ BOOST_AUTO_TEST_CASE(info_string_errors, *needs_mysql) {
     BOOST_TEST(sw().xa_open_entry(unreachable.data(), 6, TMNOFLAGS) == XAER_RMERR);
 }
 
-BOOST_AUTO_TEST_CASE(join_suspend_migrate_declared_missing_as_the_server_refuses, *needs_mysql) {
-    // What MariaDB does with the syntax, checked so the declaration stays honest.
+BOOST_AUTO_TEST_CASE(join_and_suspend_through_the_deferred_xa_end, *needs_mysql) {
+    // What MariaDB does with the syntax: refused, so the driver never sends it.
     auto c = raw(info());
     const std::string g = "xm-g-" + std::to_string(::getpid()) + "-" + ident("js");
     exec(*c, fmt::format("XA START '{}'", g));
@@ -866,25 +872,48 @@ BOOST_AUTO_TEST_CASE(join_suspend_migrate_declared_missing_as_the_server_refuses
 
     auto caps = xarm::connect("mysql", info()).capabilities();
     for (auto k :
-         {xarm::capability::two_phase, xarm::capability::one_phase, xarm::capability::recovery})
+         {xarm::capability::two_phase, xarm::capability::one_phase, xarm::capability::recovery,
+          xarm::capability::join, xarm::capability::suspend_resume})
         BOOST_TEST(caps.has(k));
     for (auto k :
-         {xarm::capability::join, xarm::capability::suspend_resume, xarm::capability::migrate,
-          xarm::capability::async, xarm::capability::interleave}) {
+         {xarm::capability::migrate, xarm::capability::async, xarm::capability::interleave}) {
         BOOST_TEST(!caps.has(k));
         BOOST_TEST(!caps.get(k).reason.empty());
     }
+    // Join and suspend/resume on one connection: XA END is deferred, so the branch is
+    // still active on the server when it goes on.
+    table tb;
     rm r(1);
     const xid x = new_xid();
     BOOST_TEST(r.start(x) == XA_OK);
-    BOOST_TEST(r.end(x, TMSUSPEND) == XAER_RMERR);
-    BOOST_TEST(std::string(diag(1).sqlstate) == "0A000");
-    BOOST_TEST(r.end(x, TMSUSPEND | TMMIGRATE) == XAER_RMERR);
-    BOOST_TEST(std::string(diag(1).sqlstate) == "0A000");
+    exec(r.conn(), tb.insert(1));
+    BOOST_TEST(r.end(x, TMSUSPEND) == XA_OK);
+    BOOST_TEST(r.start(x, TMRESUME) == XA_OK);
+    exec(r.conn(), tb.insert(2));
     BOOST_TEST(r.end(x) == XA_OK);
-    BOOST_TEST(r.start(x, TMJOIN) == XAER_RMERR);
+    BOOST_TEST(r.start(x, TMJOIN) == XA_OK);
+    exec(r.conn(), tb.insert(3));
+    BOOST_TEST(r.end(x) == XA_OK);
+    BOOST_TEST(r.prepare(x) == XA_OK);
+    BOOST_TEST(r.commit(x) == XA_OK);
+    BOOST_TEST(tb.count() == 3);
+    // Joined twice, then committed in one phase.
+    const xid w = new_xid();
+    BOOST_TEST(r.start(w) == XA_OK);
+    for (int id : {4, 5, 6}) {
+        exec(r.conn(), tb.insert(id));
+        BOOST_TEST(r.end(w) == XA_OK);
+        if (id != 6) BOOST_TEST(r.start(w, TMJOIN) == XA_OK);
+    }
+    BOOST_TEST(r.commit(w, TMONEPHASE) == XA_OK);
+    BOOST_TEST(tb.count() == 6);
+    // Migrate is still refused as declared.
+    const xid v = new_xid();
+    BOOST_TEST(r.start(v) == XA_OK);
+    BOOST_TEST(r.end(v, TMSUSPEND | TMMIGRATE) == XAER_RMERR);
     BOOST_TEST(std::string(diag(1).sqlstate) == "0A000");
-    BOOST_TEST(r.rollback(x) == XA_OK);
+    BOOST_TEST(r.end(v) == XA_OK);
+    BOOST_TEST(r.rollback(v) == XA_OK);
     // Interleaving: a second branch while the first holds the connection.
     const xid y = new_xid(), z = new_xid();
     BOOST_TEST(r.start(y) == XA_OK);
@@ -892,6 +921,21 @@ BOOST_AUTO_TEST_CASE(join_suspend_migrate_declared_missing_as_the_server_refuses
     BOOST_TEST(r.start(z) == XAER_RMERR);
     BOOST_TEST(std::string(diag(1).sqlstate) == "0A000");
     BOOST_TEST(r.rollback(y) == XA_OK);
+}
+
+// With multi_statements=off XA END is sent at xa_end: join and suspend are declared
+// missing on that connection, and refused.
+BOOST_AUTO_TEST_CASE(join_declared_missing_without_multi_statements, *needs_mysql) {
+    auto c = xarm::connect("mysql", info() + " multi_statements=off");
+    BOOST_TEST(!c.capabilities().has(xarm::capability::join));
+    BOOST_TEST(!c.capabilities().has(xarm::capability::suspend_resume));
+    rm r(1, info() + " multi_statements=off");
+    const xid x = new_xid();
+    BOOST_TEST(r.start(x) == XA_OK);
+    BOOST_TEST(r.end(x) == XA_OK);
+    BOOST_TEST(r.start(x, TMJOIN) == XAER_RMERR);
+    BOOST_TEST(std::string(diag(1).sqlstate) == "0A000");
+    BOOST_TEST(r.rollback(x) == XA_OK);
 }
 
 // Tables of every engine a branch may write on MariaDB, a trigger and routines, for
@@ -1302,6 +1346,280 @@ BOOST_AUTO_TEST_CASE(connector_j_local_transactions_between_global_ones, *needs_
     BOOST_TEST(listed(d.tpc_recover(), x));
     d.tpc_commit(x);
     BOOST_TEST(tb.count() == 3);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- under load: the parked connections' bound and the registry ---------------------
+
+BOOST_AUTO_TEST_SUITE(mysql_load)
+
+namespace {
+
+long parked_now() {
+    long p = 0;
+    xarm_mysql_counts(&p, nullptr);
+    return p;
+}
+
+// An rmid opened on a worker thread without Boost.Test assertions (its state is not
+// thread-safe): failures are counted by the caller instead.
+struct quiet_rm {
+    int id;
+    int opened;
+    explicit quiet_rm(int rmid, std::string inf) : id(rmid) {
+        opened = sw().xa_open_entry(inf.data(), id, TMNOFLAGS);
+    }
+    ~quiet_rm() { sw().xa_close_entry(const_cast<char*>(""), id, TMNOFLAGS); }
+    int call(int (*entry)(XID*, int, long), const xid& x, long f) {
+        XID c = to_c(x);
+        return entry(&c, id, f);
+    }
+    int start(const xid& x) { return call(sw().xa_start_entry, x, TMNOFLAGS); }
+    int end(const xid& x) { return call(sw().xa_end_entry, x, TMSUCCESS); }
+    int prepare(const xid& x) { return call(sw().xa_prepare_entry, x, TMNOFLAGS); }
+    int commit(const xid& x) { return call(sw().xa_commit_entry, x, TMNOFLAGS); }
+    sql::Connection* conn() { return xarm_mysql_conn(id); }
+    std::string message() {
+        xarm_diag d{};
+        return xarm_last_error(id, &d) == 0 ? std::string(d.message) : std::string();
+    }
+};
+
+long registry_now() {
+    long r = 0;
+    xarm_mysql_counts(nullptr, &r);
+    return r;
+}
+
+// This user's connections on the server (this test's, then: server tests never overlap).
+long connections(sql::Connection& c) {
+    return std::stol(scalar(c,
+                            "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                            "WHERE USER = SUBSTRING_INDEX(USER(), '@', 1)"));
+}
+
+// The server closes a disconnected session a moment later: wait (bounded) for it.
+long connections_settled(sql::Connection& c, long want) {
+    long n = connections(c);
+    for (int i = 0; i < 200 && n > want; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        n = connections(c);
+    }
+    return n;
+}
+
+}  // namespace
+
+// 64 threads prepare branches faster than 4 threads commit them: each preparing thread
+// must park its connection and continue on another. The process keeps at most
+// max_parked of them (16 here, while 64 threads x 8 branches would want up to hundreds,
+// past the server's max_connections = 200), waits when the bound is reached, and ends
+// with every branch committed, nothing parked and no connection left on the server.
+BOOST_AUTO_TEST_CASE(sixty_four_threads_park_within_the_process_bound, *needs_mysql) {
+    table tb;
+    auto admin = raw(info());
+    const long before = connections(*admin);
+    const std::string inf = info() + " max_parked=16 park_wait_ms=30000";
+    constexpr int producers = 64, per_producer = 8, committers = 4;
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<xid> prepared;
+    int producers_left = producers;
+    std::atomic<int> failures{0}, committed{0};
+    std::atomic<long> peak{0};
+    std::vector<std::string> why;
+    auto failed = [&](const std::string& what, int rc, quiet_rm& r) {
+        ++failures;
+        std::lock_guard g(mu);
+        if (why.size() < 5) why.push_back(fmt::format("{} -> {}: {}", what, rc, r.message()));
+    };
+    std::vector<std::thread> threads;
+    for (int p = 0; p < producers; ++p)
+        threads.emplace_back([&, p] {
+            {
+                quiet_rm r(1, inf);
+                if (r.opened != XA_OK) failed("xa_open", r.opened, r);
+                for (int k = 0; k < per_producer && r.opened == XA_OK; ++k) {
+                    const xid x = new_xid();
+                    int rc = r.start(x);
+                    if (rc != XA_OK) {
+                        failed("xa_start", rc, r);
+                        break;
+                    }
+                    try {
+                        exec(*r.conn(), tb.insert(p * per_producer + k));
+                    } catch (const sql::SQLException& e) {
+                        failed(std::string("INSERT: ") + e.what(), 0, r);
+                        break;
+                    }
+                    if ((rc = r.end(x)) != XA_OK || (rc = r.prepare(x)) != XA_OK) {
+                        failed("xa_end/xa_prepare", rc, r);
+                        break;
+                    }
+                    long now = parked_now(), seen = peak.load();
+                    while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+                    }
+                    std::lock_guard g(mu);
+                    prepared.push_back(x);
+                    cv.notify_one();
+                }
+            }
+            std::lock_guard g(mu);
+            --producers_left;
+            cv.notify_all();
+        });
+    for (int c = 0; c < committers; ++c)
+        threads.emplace_back([&] {
+            quiet_rm r(1, inf);
+            if (r.opened != XA_OK) failed("xa_open", r.opened, r);
+            for (;;) {
+                std::unique_lock lk(mu);
+                cv.wait(lk, [&] { return !prepared.empty() || producers_left == 0; });
+                if (prepared.empty()) return;
+                const xid x = prepared.front();
+                prepared.pop_front();
+                lk.unlock();
+                const int rc = r.commit(x);
+                if (rc == XA_OK)
+                    ++committed;
+                else
+                    failed("xa_commit", rc, r);
+            }
+        });
+    for (auto& th : threads) th.join();
+    for (const auto& w : why) BOOST_TEST_MESSAGE(w);
+    BOOST_TEST(failures.load() == 0);
+    BOOST_TEST(committed.load() == producers * per_producer);
+    BOOST_TEST(tb.count() == producers * per_producer);
+    // No branch of this process left prepared on the server.
+    const std::string mine = "-" + std::to_string(::getpid()) + "-";
+    long left = 0;
+    {
+        std::unique_ptr<sql::Statement> st(admin->createStatement());
+        std::unique_ptr<sql::ResultSet> rs(st->executeQuery("XA RECOVER"));
+        while (rs->next())
+            if (rs->getString(4).asStdString().find(mine) != std::string::npos) ++left;
+    }
+    BOOST_TEST(left == 0);
+    BOOST_TEST(peak.load() <= 16);
+    BOOST_TEST(peak.load() > 0);  // the case did make threads park
+    BOOST_TEST(parked_now() == 0);
+    BOOST_TEST(registry_now() == 0);
+    // (Not more than before: a connection closed just before the start may still have
+    // been counted then.)
+    BOOST_TEST(connections_settled(*admin, before) <= before);
+}
+
+// At the bound, a session with nothing parked of its own waits park_wait_ms, then
+// xa_start fails saying which limit was reached and how to raise it.
+BOOST_AUTO_TEST_CASE(parked_bound_reached_says_which_limit, *needs_mysql) {
+    const std::string inf = info() + " max_parked=1 park_wait_ms=200";
+    rm a(1, inf);
+    const xid x1 = new_xid(), x2 = new_xid();
+    BOOST_TEST_REQUIRE(a.start(x1) == XA_OK);
+    BOOST_TEST_REQUIRE(a.end(x1) == XA_OK);
+    BOOST_TEST_REQUIRE(a.prepare(x1) == XA_OK);
+    BOOST_TEST_REQUIRE(a.start(x2) == XA_OK);  // x1's connection parked: the bound's one place
+    BOOST_TEST(parked_now() == 1);
+    std::thread([&] {
+        rm b(1, inf);
+        const xid y1 = new_xid(), y2 = new_xid();
+        BOOST_TEST_REQUIRE(b.start(y1) == XA_OK);
+        BOOST_TEST_REQUIRE(b.end(y1) == XA_OK);
+        BOOST_TEST_REQUIRE(b.prepare(y1) == XA_OK);
+        const auto t0 = std::chrono::steady_clock::now();
+        BOOST_TEST(b.start(y2) == XAER_RMERR);
+        const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::steady_clock::now() - t0)
+                                .count();
+        BOOST_TEST(waited >= 200);
+        const std::string m = diag(1).message;
+        BOOST_TEST(m.find("max_parked=1") != std::string::npos, m);
+        BOOST_TEST(m.find("park_wait_ms=200") != std::string::npos, m);
+        BOOST_TEST(b.commit(y1) == XA_OK);  // still on its own connection
+    }).join();
+    BOOST_TEST(a.end(x2) == XA_OK);
+    BOOST_TEST(a.commit(x2, TMONEPHASE) == XA_OK);
+    BOOST_TEST(a.commit(x1) == XA_OK);
+    const xid x3 = new_xid();
+    BOOST_TEST(a.start(x3) == XA_OK);
+    BOOST_TEST(a.end(x3) == XA_OK);
+    BOOST_TEST(a.rollback(x3) == XA_OK);
+}
+
+// 10,000 branches whose phase two the registry sees end in every way: committed here,
+// committed behind xarm's back on the holding connection (xa_commit then answers
+// XAER_NOTA), and detached then finished by another client (found absent from XA
+// RECOVER). The registry ends as it began.
+BOOST_AUTO_TEST_CASE(registry_does_not_grow_over_ten_thousand_transactions, *needs_mysql) {
+    const long base = registry_now();
+    constexpr int threads = 8, per_thread = 1250;
+    std::atomic<int> bad{0}, done{0};
+    std::vector<std::thread> ts;
+    for (int w = 0; w < threads; ++w)
+        ts.emplace_back([&, w] {
+            quiet_rm r(1, info());
+            if (r.opened != XA_OK) ++bad;
+            for (int i = 0; i < per_thread && r.opened == XA_OK; ++i) {
+                const xid x = new_xid();
+                if (r.start(x) != XA_OK || r.end(x) != XA_OK || r.prepare(x) != XA_OK) {
+                    ++bad;
+                    return;
+                }
+                if ((i + w) % 2 == 0) {
+                    if (r.commit(x) != XA_OK) ++bad;
+                } else {
+                    // Finished on the holding connection behind xarm's back. With
+                    // autocommit on MariaDB then answers "unknown XID", with it off (the
+                    // driver's setting) XAER_OUTSIDE: both must free the entry.
+                    const bool autocommit = (i / 2) % 2 == 0;
+                    int rc = XA_OK;
+                    try {
+                        exec(*r.conn(), "XA COMMIT " + xarm::encode_mysql_xid(x));
+                        if (autocommit) exec(*r.conn(), "SET autocommit=1");
+                        rc = r.commit(x);
+                        if (autocommit) exec(*r.conn(), "SET autocommit=0");
+                    } catch (const sql::SQLException&) {
+                        ++bad;
+                        return;
+                    }
+                    if (rc != (autocommit ? XAER_NOTA : XAER_OUTSIDE)) ++bad;
+                }
+                ++done;
+            }
+        });
+    for (auto& t : ts) t.join();
+    BOOST_TEST(bad.load() == 0);
+    BOOST_TEST(done.load() == threads * per_thread);
+    BOOST_TEST(registry_now() == base);
+    // Detached by closing, then finished by another client: gone at the next recovery.
+    // (Each writes a row: MariaDB discards a detached branch that wrote nothing.)
+    table tb;
+    auto other = raw(info());
+    for (int i = 0; i < 3; ++i) {
+        const xid x = new_xid();
+        std::thread([&] {
+            rm r(1);
+            BOOST_TEST_REQUIRE(r.start(x) == XA_OK);
+            exec(r.conn(), tb.insert(i));
+            BOOST_TEST_REQUIRE(r.end(x) == XA_OK);
+            BOOST_TEST_REQUIRE(r.prepare(x) == XA_OK);
+        }).join();
+        BOOST_TEST(registry_now() == base + i + 1);
+        for (int tries = 0;; ++tries) {  // until the server has detached it
+            try {
+                exec(*other, "XA ROLLBACK " + xarm::encode_mysql_xid(x));
+                break;
+            } catch (const sql::SQLException&) {
+                BOOST_TEST_REQUIRE(tries < 200);
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            }
+        }
+    }
+    rm r(1);
+    r.recover(100);
+    BOOST_TEST(registry_now() == base);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

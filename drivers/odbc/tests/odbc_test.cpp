@@ -582,6 +582,37 @@ BOOST_AUTO_TEST_CASE(read_only_branch_votes_rdonly) {
     BOOST_TEST(xarm_odbc_switch.xa_commit_entry(&a, 92, TMNOFLAGS) == XAER_NOTA);
 }
 
+// One-phase COMMIT of a block PostgreSQL aborted would answer ROLLBACK, which ODBC
+// reports as success: a failure seen through xarm, or one on xarm_odbc_hdbc (then
+// xarm looks before COMMIT), must come back as a rollback, the row not committed.
+BOOST_AUTO_TEST_CASE(one_phase_commit_after_a_failed_statement_is_a_rollback) {
+    const std::string info = server(PQ);
+    table_guard t(info, "odbc_1pc_fail");
+    auto c = xarm::connect("odbc", info);
+    c.tpc_begin(make_xid("1pc-fail"));
+    c.execute("INSERT INTO " + t.name + " VALUES (1)");
+    BOOST_CHECK_THROW(c.execute("SELECT * FROM xarm_no_such_table_odbc"), xarm::database_error);
+    BOOST_CHECK_THROW(c.tpc_commit(), xarm::rollback_error);
+    rm r(info, 93);
+    auto x = make_xid("1pc-fail-sw");
+    XID a = to_c(x);
+    BOOST_TEST(xarm_odbc_switch.xa_start_entry(&a, 93, TMNOFLAGS) == XA_OK);
+    BOOST_TEST(exec_raw(xarm_odbc_hdbc(93), "INSERT INTO " + t.name + " VALUES (2)") == "00000");
+    BOOST_TEST(exec_raw(xarm_odbc_hdbc(93), "SELECT * FROM xarm_no_such_table_odbc") != "00000");
+    BOOST_TEST(xarm_odbc_switch.xa_end_entry(&a, 93, TMSUCCESS) == XA_OK);
+    const int rc = xarm_odbc_switch.xa_commit_entry(&a, 93, TMONEPHASE);
+    BOOST_TEST((rc >= XA_RBBASE && rc <= XA_RBEND), rc);
+    BOOST_TEST(count_rows(c, t.name) == 0);
+    // and the connection is usable again
+    auto y = make_xid("1pc-ok-sw");
+    XID b = to_c(y);
+    BOOST_TEST(xarm_odbc_switch.xa_start_entry(&b, 93, TMNOFLAGS) == XA_OK);
+    BOOST_TEST(exec_raw(xarm_odbc_hdbc(93), "INSERT INTO " + t.name + " VALUES (3)") == "00000");
+    BOOST_TEST(xarm_odbc_switch.xa_end_entry(&b, 93, TMSUCCESS) == XA_OK);
+    BOOST_TEST(xarm_odbc_switch.xa_commit_entry(&b, 93, TMONEPHASE) == XA_OK);
+    BOOST_TEST(count_rows(c, t.name) == 1);
+}
+
 BOOST_AUTO_TEST_CASE(deferred_constraint_at_prepare_is_rbintegrity) {
     const std::string info = server(PQ);
     table_guard t(info, "odbc_defer", "a INT UNIQUE DEFERRABLE INITIALLY DEFERRED");

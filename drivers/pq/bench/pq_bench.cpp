@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "dialect.hpp"
 #include "xa.h"
 #include "xarm/connection.hpp"
 #include "xarm/xid.hpp"
@@ -199,9 +200,46 @@ int main(int argc, char** argv) {
                              {},
                              0,
                              0});
-        // The same statements xarm sends: the read-only check travels with PREPARE.
+        // What xarm sends: the read-only check, a statement prepared once, travels with
+        // PREPARE in one pipeline.
+        must(PQprepare(direct.get(), "ro_check", xarm::pq::read_only_check_sql, 0, nullptr),
+             direct.get(), "PQprepare");
         two_cases.push_back(
             {"libpq +RO check",
+             [&](long i) {
+                 const std::string gid = xarm::encode_pg_gid(gid_of("q", i));
+                 PGconn* d = direct.get();
+                 must(d, "BEGIN");
+                 must(d, upd(i));
+                 must(d, ins(i));
+                 const std::string prep = "PREPARE TRANSACTION '" + gid + "'";
+                 PQenterPipelineMode(d);
+                 PQsendQueryPrepared(d, "ro_check", 0, nullptr, nullptr, nullptr, 0);
+                 PQsendQueryParams(d, prep.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0);
+                 PQpipelineSync(d);
+                 for (int nulls = 0; nulls < 3;) {  // each query ends with a null
+                     PGresult* r = PQgetResult(d);
+                     if (r == nullptr) {
+                         ++nulls;
+                         continue;
+                     }
+                     nulls = 0;
+                     const auto st = PQresultStatus(r);
+                     PQclear(r);
+                     if (st == PGRES_PIPELINE_SYNC) break;
+                     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+                         throw std::runtime_error(std::string("pipeline: ") + PQerrorMessage(d));
+                 }
+                 PQexitPipelineMode(d);
+                 must(d, "COMMIT PREPARED '" + gid + "'");
+             },
+             {},
+             0,
+             0});
+        // The same check as text with PREPARE (parsed and planned every time): what
+        // xarm sent before.
+        two_cases.push_back(
+            {"libpq +RO check text",
              [&](long i) {
                  const std::string gid = xarm::encode_pg_gid(gid_of("r", i));
                  must(direct.get(), "BEGIN");

@@ -442,6 +442,21 @@ BOOST_FIXTURE_TEST_CASE(read_only_branch, fx) {
     BOOST_TEST(std::string(xarm::xa_code_name(XA_RDONLY)) == "XA_RDONLY");
 }
 
+// DEALLOCATE ALL through the API drops the read-only check statement too: the next
+// check parses it anew instead of failing the branch.
+BOOST_FIXTURE_TEST_CASE(deallocate_all_through_the_api, fx) {
+    auto c = xarm::connect("pq", info);
+    for (int i = 0; i < 3; ++i) {
+        auto x = make_xid();
+        c.tpc_begin(x);
+        c.query(fmt::format("SELECT v FROM {}", table));
+        if (i == 1) c.execute("DEALLOCATE ALL");
+        BOOST_TEST((c.tpc_prepare() == xarm::vote::read_only));
+        c.tpc_commit();
+        BOOST_TEST(!is_prepared(x));
+    }
+}
+
 BOOST_FIXTURE_TEST_CASE(failed_statement_then_prepare, fx) {
     auto c = xarm::connect("pq", info);
     auto x = make_xid();
@@ -930,6 +945,54 @@ BOOST_FIXTURE_TEST_CASE(read_only_vote, fx) {
     BOOST_TEST(PQtransactionStatus(pg) == PQTRANS_IDLE);
     // the branch is finished: committing it again is XAER_NOTA
     BOOST_TEST(sw.xa_commit_entry(&cx, rmid, TMNOFLAGS) == XAER_NOTA);
+}
+
+// The read-only check is a statement parsed once per connection (no parse or plan at
+// each prepare); deallocated by the application, it costs one branch, then is parsed
+// anew.
+BOOST_FIXTURE_TEST_CASE(read_only_check_parsed_once, fx) {
+    int rmid = open_rm();
+    PGconn* pg = xarm_pq_conn(rmid);
+    auto branch = [&](bool write) {
+        auto x = make_xid();
+        XID cx = to_c(x);
+        BOOST_REQUIRE(sw.xa_start_entry(&cx, rmid, TMNOFLAGS) == XA_OK);
+        run(pg, write ? update(1, counter) : fmt::format("SELECT * FROM {}", table));
+        BOOST_REQUIRE(sw.xa_end_entry(&cx, rmid, TMSUCCESS) == XA_OK);
+        const int vote = sw.xa_prepare_entry(&cx, rmid, TMNOFLAGS);
+        BOOST_TEST(vote == (write ? XA_OK : XA_RDONLY), last(rmid).message);
+        if (vote == XA_OK) BOOST_TEST(sw.xa_commit_entry(&cx, rmid, TMNOFLAGS) == XA_OK);
+        BOOST_TEST(PQtransactionStatus(pg) == PQTRANS_IDLE);
+    };
+    auto checks = [&] {
+        return scalar(pg,
+                      "SELECT count(*) FROM pg_catalog.pg_prepared_statements "
+                      "WHERE name LIKE 'xarm\\_ro\\_check\\_%'");
+    };
+    branch(true);
+    branch(false);
+    branch(true);
+    BOOST_TEST(checks() == "1");
+    // Deallocated by the application on the connection (DEALLOCATE ALL inside the
+    // branch here; DISCARD ALL between branches does the same): the check fails, the
+    // branch is rolled back and says why; the check is parsed anew for the next one.
+    for (const char* drop : {"DEALLOCATE ALL", "DISCARD ALL"}) {
+        auto y = make_xid();
+        XID cy = to_c(y);
+        if (std::string(drop) == "DISCARD ALL") run(pg, drop);
+        BOOST_REQUIRE(sw.xa_start_entry(&cy, rmid, TMNOFLAGS) == XA_OK);
+        run(pg, update(2, 5));
+        if (std::string(drop) == "DEALLOCATE ALL") run(pg, drop);
+        BOOST_REQUIRE(sw.xa_end_entry(&cy, rmid, TMSUCCESS) == XA_OK);
+        const int rc = sw.xa_prepare_entry(&cy, rmid, TMNOFLAGS);
+        BOOST_TEST((rc >= XA_RBBASE && rc <= XA_RBEND), rc);
+        BOOST_TEST(last(rmid).message.find("deallocated") != std::string::npos, last(rmid).message);
+        BOOST_TEST(!is_prepared(y));
+        BOOST_TEST(value(2) == 0);
+        branch(true);
+        branch(false);
+        BOOST_TEST(checks() == "1");
+    }
 }
 
 BOOST_FIXTURE_TEST_CASE(join_and_suspend_resume, fx) {
