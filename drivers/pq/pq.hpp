@@ -71,6 +71,9 @@ class session final : public native_session {
     /// (start() sends BEGIN at once, since statements no longer pass through execute());
     /// a BEGIN still pending is sent now.
     void* native_handle() noexcept override;
+    /// A heuristic outcome here is only a block the application ended itself (never a
+    /// prepared transaction): nothing is kept to forget.
+    void forget(const xid&) override {}
 
     /// A server-side statement is no longer used: DEALLOCATEd at the next prepare()
     /// outside a transaction (never from a destructor, never inside a block).
@@ -106,6 +109,8 @@ class session final : public native_session {
     PGTransactionStatusType status() const noexcept { return PQtransactionStatus(m_conn.get()); }
     /// The block failed: raises the XA_RB* code of the error that aborted it.
     [[noreturn]] void raise_aborted(std::string_view what);
+    /// After the application ended the block itself: XA_HEURHAZ, once.
+    void ended_outside_hazard();
     void rollback_block() noexcept;
     /// XAER_RMFAIL when libpq already knows the connection is gone.
     void check_alive(op o, std::string_view what);
@@ -114,6 +119,7 @@ class session final : public native_session {
     capability_set m_caps;
     bool m_branch = false;              // a branch (not yet prepared or finished) uses the session
     bool m_pending_begin = false;       // the branch's BEGIN goes with its first statement
+    bool m_ended_outside = false;       // the application ended the branch's block itself
     bool m_direct = false;              // the application has the PGconn (native_handle)
     bool m_wrote = false;               // a statement of the branch provably wrote
     server_error m_abort;               // the error that aborted the current block, if any

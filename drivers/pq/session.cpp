@@ -63,6 +63,17 @@ void session::rollback_block() noexcept {
     }
 }
 
+const char* const ended_outside_text =
+    "the branch's transaction block was ended on the connection itself (COMMIT, ROLLBACK or "
+    "PREPARE TRANSACTION sent directly on the PGconn), so its work may be committed, rolled "
+    "back or prepared under another name, and xarm cannot tell which";
+
+void session::ended_outside_hazard() {
+    if (!m_ended_outside) return;
+    m_ended_outside = false;
+    raise(XA_HEURHAZ, "2D000", fmt::format("{}: outcome unknown", ended_outside_text));
+}
+
 void session::raise_aborted(std::string_view what) {
     std::string state = m_abort.sqlstate.empty() ? "40000" : m_abort.sqlstate;
     std::string cause = m_abort.message.empty()
@@ -80,6 +91,7 @@ void session::raise_aborted(std::string_view what) {
 void session::start(const xid&, start_mode mode) {
     if (mode != start_mode::fresh) return;  // join/resume: the block is still open here
     m_abort = {};
+    m_ended_outside = false;
     m_branch = true;
     m_wrote = false;
     if (m_direct) {
@@ -99,9 +111,11 @@ void session::end(const xid&, end_mode) {
         case PQTRANS_IDLE:
             if (!m_abort.sqlstate.empty())  // the first statement failed before BEGIN ran
                 raise_aborted("the branch's first statement failed");
-            raise(XA_RBPROTO, "25000",
-                  "the branch's transaction block was ended on the connection itself (COMMIT, "
-                  "ROLLBACK or PREPARE TRANSACTION sent directly): the branch is gone");
+            // The application ended the block itself (COMMIT, ROLLBACK or PREPARE
+            // TRANSACTION on the PGconn): its work may be committed, which no code of
+            // xa_end can say and no rollback code may deny; phase two says XA_HEURHAZ.
+            m_ended_outside = true;
+            return;
         case PQTRANS_ACTIVE:
             raise(XAER_PROTO, "XAE06",
                   "a command is still in progress on the connection; collect its results "
@@ -123,6 +137,11 @@ vote session::prepare(const xid& x) {
         return vote::read_only;
     }
     m_branch = false;
+    if (m_ended_outside)
+        raise(XAER_RMERR, "25000",
+              fmt::format("nothing was prepared: {}; roll the branch back (it answers "
+                          "XA_HEURHAZ)",
+                          ended_outside_text));
     check_alive(op::prepare, "PREPARE TRANSACTION");
     if (status() == PQTRANS_INERROR) {
         rollback_block();
@@ -163,6 +182,7 @@ void session::commit(const xid& x, bool one_phase) {
         return;
     }
     m_branch = false;
+    ended_outside_hazard();
     if (m_pending_begin) {  // nothing ran: nothing to commit
         m_pending_begin = false;
         return;
@@ -260,6 +280,7 @@ void session::rollback(const xid& x, bool prepared) {
         return;
     }
     m_branch = false;
+    ended_outside_hazard();
     if (m_pending_begin) {
         m_pending_begin = false;
         return;

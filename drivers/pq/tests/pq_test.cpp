@@ -932,6 +932,44 @@ BOOST_FIXTURE_TEST_CASE(two_phase_and_one_phase, fx) {
     BOOST_TEST(PQtransactionStatus(pg) == PQTRANS_IDLE);
 }
 
+// The application ends the branch's block itself on the PGconn: no answer may claim a
+// rollback (a monitor would roll the other branches back while this work may be
+// committed); phase two says XA_HEURHAZ, whatever the application sent.
+BOOST_FIXTURE_TEST_CASE(a_block_ended_on_the_pgconn_is_a_hazard_never_a_rollback, fx) {
+    int rmid = open_rm();
+    PGconn* pg = xarm_pq_conn(rmid);
+    BOOST_REQUIRE(pg != nullptr);
+    int written = 0;
+    auto hazard = [&](const char* ender, bool prepare_first, bool one_phase) {
+        auto x = make_xid();
+        XID cx = to_c(x);
+        BOOST_REQUIRE(sw.xa_start_entry(&cx, rmid, TMNOFLAGS) == XA_OK);
+        written = ++counter;
+        run(pg, update(1, written));
+        run(pg, ender);
+        BOOST_TEST(sw.xa_end_entry(&cx, rmid, TMSUCCESS) == XA_OK, ender);
+        if (prepare_first)
+            BOOST_TEST(sw.xa_prepare_entry(&cx, rmid, TMNOFLAGS) == XAER_RMERR, ender);
+        const int rc = one_phase ? sw.xa_commit_entry(&cx, rmid, TMONEPHASE)
+                                 : sw.xa_rollback_entry(&cx, rmid, TMNOFLAGS);
+        BOOST_TEST(rc == XA_HEURHAZ, ender);
+        BOOST_TEST(sw.xa_forget_entry(&cx, rmid, TMNOFLAGS) == XA_OK, ender);
+        // The connection goes on: the next branch is an ordinary one.
+        auto y = make_xid();
+        XID cy = to_c(y);
+        BOOST_REQUIRE(sw.xa_start_entry(&cy, rmid, TMNOFLAGS) == XA_OK);
+        const int next = ++counter;
+        run(pg, update(2, next));
+        BOOST_TEST(sw.xa_end_entry(&cy, rmid, TMSUCCESS) == XA_OK);
+        BOOST_TEST(sw.xa_commit_entry(&cy, rmid, TMONEPHASE) == XA_OK);
+        BOOST_TEST(value(2) == next);
+    };
+    hazard("COMMIT", false, true);
+    BOOST_TEST(value(1) == written);  // committed on the PGconn, as the hazard allowed
+    hazard("COMMIT", true, false);    // a monitor's prepare, then its rollback
+    hazard("ROLLBACK", false, false);
+}
+
 BOOST_FIXTURE_TEST_CASE(read_only_vote, fx) {
     int rmid = open_rm();
     PGconn* pg = xarm_pq_conn(rmid);
