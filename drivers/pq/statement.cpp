@@ -8,7 +8,6 @@
 // first statement does) takes its BEGIN along in one pipeline: one round trip.
 #include <charconv>
 #include <cmath>
-#include <deque>
 
 #include <fmt/format.h>
 
@@ -27,10 +26,13 @@ struct wire_params {
     std::vector<int> lengths;
     std::vector<int> formats;
     std::vector<Oid> types;
-    std::deque<std::string> texts;  // stable addresses
+    // At most one text per parameter, and reserved: never reallocated, so the c_str()
+    // pointers in values stay valid (a deque would cost two allocations per statement).
+    std::vector<std::string> texts;
 
     explicit wire_params(std::span<const value> params) {
         const std::size_t n = params.size();
+        texts.reserve(n);
         values.resize(n);
         lengths.resize(n);
         formats.resize(n);
