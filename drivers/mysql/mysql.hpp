@@ -105,6 +105,8 @@ struct link {
     static constexpr std::size_t max_statements = 64;
     /// The prepared statement for sql on this connection (prepared now if new).
     sql::PreparedStatement& statement_for(const std::string& sql);
+    /// Drops the cached statement for sql (the schema outgrew it).
+    void forget_statement(const std::string& sql);
     /// Closes the server connection (statements first).
     void close() noexcept;
 };

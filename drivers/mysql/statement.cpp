@@ -23,6 +23,11 @@ sql::PreparedStatement& link::statement_for(const std::string& sql) {
     return *statements.emplace(sql, std::move(ps)).first->second;
 }
 
+void link::forget_statement(const std::string& sql) {
+    statements.erase(sql);
+    std::erase(statement_order, sql);
+}
+
 void link::close() noexcept {
     statements.clear();
     statement_order.clear();
@@ -127,6 +132,19 @@ result run_prepared(sql::PreparedStatement& ps, std::span<const value> params, b
     return result_builder().finish(ps.executeUpdate());
 }
 
+// A cached statement the schema outgrew (a result's columns changed: client error 2057;
+// the server's ER_NEED_REPREPARE, 1615) leaves the cache: it fails this once, and the
+// next execution prepares it afresh instead of failing on that connection for good.
+result run_cached(link& l, const std::string& text, std::span<const value> params, bool rows) {
+    try {
+        return run_prepared(l.statement_for(text), params, rows);
+    } catch (const sql::SQLException& e) {
+        const unsigned n = errnum_of(e);
+        if (n == 2057 || n == 1615) l.forget_statement(text);
+        throw;
+    }
+}
+
 // A prepared statement is its text: each connection the session works on prepares it
 // once (link::statements).
 struct prepared final : native_statement {
@@ -154,7 +172,7 @@ result read_rows(sql::ResultSet& rs, std::int64_t affected) {
 
 result session::execute_params(std::string_view sql, std::span<const value> params, bool rows) {
     const std::string text(sql);
-    return work([&](link& l) { return run_prepared(l.statement_for(text), params, rows); });
+    return work([&](link& l) { return run_cached(l, text, params, rows); });
 }
 
 std::unique_ptr<native_statement> session::prepare(std::string_view sql, std::size_t) {
@@ -175,7 +193,7 @@ std::unique_ptr<native_statement> session::prepare(std::string_view sql, std::si
 
 result session::execute_prepared(native_statement& st, std::span<const value> params, bool rows) {
     const auto& text = static_cast<prepared&>(st).sql;
-    return work([&](link& l) { return run_prepared(l.statement_for(text), params, rows); });
+    return work([&](link& l) { return run_cached(l, text, params, rows); });
 }
 
 }  // namespace xarm::mysql

@@ -373,13 +373,6 @@ def test_connection_shared_between_threads(two_phase):
 def test_statements_follow_schema_changes(target, request):
     """Statements with parameters are prepared once per connection and reused; one the
     schema outgrew fails at most once and is prepared afresh."""
-    if target.name == "mysql":
-        # The mysql driver's own per-connection statement cache (link::statement_for)
-        # keeps a statement after MySQL error 2057 (the result's columns changed), so
-        # the text fails on that connection for good: a C++ driver bug, reported. Strict:
-        # once fixed, this test says so.
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="drivers/mysql keeps a prepared statement the schema outgrew"))
     table = target.table()
     c = target.connect()
     cur = c.cursor()

@@ -802,11 +802,14 @@ recovery_report coordinator::recover(const resource_factory& make, std::vector<s
             }
             const char* decided = commit ? "decided commit" : "decided rollback";
             try {
+                // A named reference: clang before 16 (clang-tidy's here) cannot capture
+                // a structured binding in a lambda.
+                resource& res = *s.res;
                 if (commit) {
-                    retrying([&] { s.res->commit_recovered(x); });
+                    retrying([&] { res.commit_recovered(x); });
                     rep.committed.push_back(x);
                 } else {
-                    retrying([&] { s.res->rollback_recovered(x); });
+                    retrying([&] { res.rollback_recovered(x); });
                     rep.rolled_back.push_back(x);
                 }
                 finished_here.insert(x);

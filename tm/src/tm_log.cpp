@@ -238,10 +238,10 @@ std::string encode_record(const log_record& r) {
 
 log_store::~log_store() = default;
 
-file_log::file_log(std::filesystem::path path, std::string coordinator_id)
-    : file_log(std::move(path), std::move(coordinator_id), options{}) {}
+file_log::file_log(const std::filesystem::path& path, std::string coordinator_id)
+    : file_log(path, std::move(coordinator_id), options{}) {}
 
-file_log::file_log(std::filesystem::path path, std::string coordinator_id, options o)
+file_log::file_log(const std::filesystem::path& path, std::string coordinator_id, options o)
     : m_id(std::move(coordinator_id)), m_opts(o) {
     if (path.empty()) raise(XAER_INVAL, "22023", "tm log: no path given for the decision log");
     if (m_id.empty() || m_id.find_first_of(" \n\t") != std::string::npos)

@@ -46,6 +46,9 @@ struct thread_state {
     TRANSACTION_CONTROL control = TX_UNCHAINED;
     TRANSACTION_TIMEOUT timeout = 0;  // for the next transaction begun
     std::string message;
+    thread_state() = default;
+    thread_state(const thread_state&) = delete;
+    thread_state& operator=(const thread_state&) = delete;
     ~thread_state() {
         // A thread that ends without tx_close: its connections end with it or with the
         // process. Closing here could run after the switch's own per-thread state is

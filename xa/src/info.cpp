@@ -168,7 +168,7 @@ std::vector<std::string> secrets_in(std::string_view info) {
     // ';'-separated form, a URI's user:secret@), the raw text as written too. Scrubbing
     // a value that is not a secret costs nothing; missing one leaks it.
     std::vector<std::string> out;
-    auto keep = [&](std::string key, std::string value) {
+    auto keep = [&](const std::string& key, std::string value) {
         if (is_secret_key(key)) out.push_back(std::move(value));
     };
     read_pairs(info, keep, std::function<void(std::string)>());

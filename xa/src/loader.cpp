@@ -56,7 +56,7 @@ std::vector<std::string> candidates_for(std::string_view name_or_path) {
         raise(XAER_INVAL, "XAE05",
               fmt::format("driver name '{}' is not a name (letters, digits, _)", name_or_path));
     const std::string file = fmt::format("libxarm_{}.so", name_or_path);
-    for (const auto& dir : search_dirs()) candidates.push_back(dir + "/" + file);
+    for (const auto& dir : search_dirs()) candidates.push_back(fmt::format("{}/{}", dir, file));
     candidates.push_back(file);  // the system's library search path
     return candidates;
 }

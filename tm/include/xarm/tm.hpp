@@ -43,7 +43,10 @@ inline constexpr long format_id = 0x78614d31L;
 /// (rollback_error: the branch is gone; operational_error: connection lost).
 class XARM_API resource {
   public:
+    resource() = default;
     virtual ~resource();
+    resource(const resource&) = delete;
+    resource& operator=(const resource&) = delete;
     /// The name the application's factory knows it by (recovery reconnects by name).
     virtual std::string name() const = 0;
     /// False for a one-phase-only resource, which can only be the transaction's last.
@@ -120,6 +123,8 @@ class XARM_API connection_resource final : public resource {
     /// Borrows the connection: it must outlive this object.
     connection_resource(std::string name, connection& conn, mode m = mode::automatic);
     ~connection_resource() override;
+    connection_resource(const connection_resource&) = delete;
+    connection_resource& operator=(const connection_resource&) = delete;
 
     connection& conn() noexcept { return *m_conn; }
 
@@ -211,7 +216,10 @@ struct log_record {
 /// recovery): opening a log in use fails at once, naming the holder.
 class XARM_API log_store {
   public:
+    log_store() = default;
     virtual ~log_store();
+    log_store(const log_store&) = delete;
+    log_store& operator=(const log_store&) = delete;
     /// The coordinator this log belongs to (written in the log itself).
     virtual const std::string& coordinator_id() const noexcept = 0;
     /// Where the log is, for messages ("file /var/lib/app/c1.tmlog", "table xarm_tm_log
@@ -262,8 +270,8 @@ class XARM_API file_log final : public log_store {
         /// For tests and benchmarks: sleep this long inside each flush, as a slow disk.
         std::chrono::microseconds extra_sync_delay{0};
     };
-    file_log(std::filesystem::path path, std::string coordinator_id);
-    file_log(std::filesystem::path path, std::string coordinator_id, options o);
+    file_log(const std::filesystem::path& path, std::string coordinator_id);
+    file_log(const std::filesystem::path& path, std::string coordinator_id, options o);
     ~file_log() override;
     file_log(const file_log&) = delete;
     file_log& operator=(const file_log&) = delete;
@@ -438,6 +446,8 @@ class XARM_API transaction {
     ~transaction();
     transaction(transaction&&) noexcept;
     transaction& operator=(transaction&&) = delete;
+    transaction(const transaction&) = delete;
+    transaction& operator=(const transaction&) = delete;
 
     const std::string& gtrid() const noexcept { return m_gtrid; }
     /// Begins a branch on r (kept by reference until the transaction ends); returns its

@@ -66,6 +66,8 @@ class anchor {
         return *this;
     }
     ~anchor() = default;
+    anchor(const anchor&) = delete;
+    anchor& operator=(const anchor&) = delete;
     std::weak_ptr<D*> self() const noexcept { return m_self; }
 
   private:
@@ -111,6 +113,8 @@ class XARM_API connection : private detail::anchor<connection> {
     ~connection();
     connection(connection&&) noexcept;
     connection& operator=(connection&&) noexcept;
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
 
     /// PEP 249 xid(format_id, gtrid, bqual); validates (programming_error).
     static xarm::xid xid(long format_id, std::string_view gtrid, std::string_view bqual);
@@ -268,6 +272,8 @@ class XARM_API branch {
     ~branch();
     branch(const branch&) = delete;
     branch& operator=(const branch&) = delete;
+    branch(branch&&) = delete;
+    branch& operator=(branch&&) = delete;
 
     /// tpc_prepare(): the vote.
     vote prepare();

@@ -69,7 +69,10 @@ enum class vote { ok, read_only };
 /// every one before the session that made it.
 class XARM_API native_statement {
   public:
+    native_statement() = default;
     virtual ~native_statement();
+    native_statement(const native_statement&) = delete;
+    native_statement& operator=(const native_statement&) = delete;
 };
 
 /// One open database connection. The core calls a primitive only when the protocol
@@ -77,7 +80,10 @@ class XARM_API native_statement {
 /// the driver's native-error table (a rollback code only when the branch is gone).
 class XARM_API native_session {
   public:
+    native_session() = default;
     virtual ~native_session();
+    native_session(const native_session&) = delete;
+    native_session& operator=(const native_session&) = delete;
 
     virtual capability_set capabilities() const = 0;
 
@@ -161,7 +167,10 @@ struct test_server {
 /// A database driver: a name, a declaration, and connections.
 class XARM_API driver {
   public:
+    driver() = default;
     virtual ~driver();
+    driver(const driver&) = delete;
+    driver& operator=(const driver&) = delete;
     virtual std::string_view name() const noexcept = 0;
     /// What connections of this driver can do, before any is opened (ODBC: the most a
     /// connection can have; the connection's own list is authoritative).

@@ -38,6 +38,8 @@ class XARM_API rm_session {
     ~rm_session();
     rm_session(const rm_session&) = delete;
     rm_session& operator=(const rm_session&) = delete;
+    rm_session(rm_session&&) = delete;
+    rm_session& operator=(rm_session&&) = delete;
 
     int start(const xid& x, long flags);
     int end(const xid& x, long flags);

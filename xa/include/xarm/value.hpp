@@ -166,6 +166,8 @@ class XARM_API value {
     /// For messages: the value quoted and shortened, binary data in hex.
     std::string describe() const;
 
+    // Comparing strings and byte vectors never throws.
+    // NOLINTNEXTLINE(bugprone-exception-escape)
     friend bool operator==(const value& a, const value& b) noexcept {
         return a.m_v == b.m_v;
     }
