@@ -52,11 +52,11 @@ int probe(const std::string& lib, const std::string& symbol) {
     std::string via;
     if (!symbol.empty()) {
         sw = static_cast<xa_switch_t*>(dlsym(h, symbol.c_str()));
-        via = symbol;
+        via = "symbol " + symbol;
     } else if (auto g = reinterpret_cast<xa_switch_t* (*)()>(dlsym(h, "lixa_get_xa_switch"));
                g != nullptr) {
         sw = g();
-        via = "lixa_get_xa_switch()";
+        via = "returned by lixa_get_xa_switch()";
     }
     if (sw == nullptr) {
         std::fprintf(stderr,
@@ -69,10 +69,9 @@ int probe(const std::string& lib, const std::string& symbol) {
     const auto problems = conformance::switch_problems(*sw);
     char name[RMNAMESZ + 1] = {};
     std::memcpy(name, sw->name, RMNAMESZ);
-    std::printf(
-        "library:  %s\nswitch:   %s (via %s)\nname:     %s\nflags:    %s (0x%lx)\nversion:  %ld\n",
-        lib.c_str(), via.c_str(), via.c_str(), name, flag_names(sw->flags).c_str(),
-        static_cast<unsigned long>(sw->flags), sw->version);
+    std::printf("library:  %s\nswitch:   %s\nname:     %s\nflags:    %s (0x%lx)\nversion:  %ld\n",
+                lib.c_str(), via.c_str(), name, flag_names(sw->flags).c_str(),
+                static_cast<unsigned long>(sw->flags), sw->version);
     std::printf("entries:\n");
     const std::pair<const char*, bool> entries[] = {
         {"xa_open", sw->xa_open_entry != nullptr},
