@@ -572,13 +572,9 @@ const dbms_profile* profile_for(const std::string& dbms) {
     std::lock_guard lock(mutex);
     auto it = cache.find(dbms);
     if (it == cache.end()) {
-        std::optional<dbms_profile> p;
-        try {
-            p = load_driver(dbms)->profile();
-        } catch (const std::exception&) {
-            // No driver of that name here: the cases needing its SQL are not applicable.
-        }
-        it = cache.emplace(dbms, std::move(p)).first;
+        // No such driver here: the cases needing its SQL are not applicable.
+        auto d = describing_driver(dbms);
+        it = cache.emplace(dbms, d ? d->profile() : std::nullopt).first;
     }
     return it->second ? &*it->second : nullptr;
 }

@@ -33,12 +33,8 @@ struct details {
 // The driver describing the connection's database (through ODBC, the backend's own),
 // for its listing of prepared transactions; null when there is none.
 std::shared_ptr<const driver> describer_of(connection& c) {
-    try {
-        auto d = load_driver(c.dbms());
-        if (d->profile() && !d->profile()->prepared_details.empty()) return d;
-    } catch (const std::exception&) {
-    }
-    return nullptr;
+    auto d = describing_driver(c.dbms());
+    return d && !d->profile()->prepared_details.empty() ? d : nullptr;
 }
 
 // The server's details of each prepared transaction, by the server's name for it.

@@ -101,6 +101,16 @@ std::string driver_library(std::string_view name_or_path) {
     return find_symbol(name_or_path, "xarm_driver_v1", not_a_driver).library;
 }
 
+std::shared_ptr<const driver> describing_driver(std::string_view dbms) {
+    if (!valid_name(dbms)) return nullptr;
+    try {
+        auto d = load_driver(dbms);
+        return d->profile() ? d : nullptr;
+    } catch (const error&) {
+        return nullptr;  // no driver of that name here
+    }
+}
+
 std::vector<std::string> available_drivers() {
     std::set<std::string> names;
     for (const auto& dir : search_dirs()) {

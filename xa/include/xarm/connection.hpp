@@ -85,6 +85,10 @@ XARM_API std::string driver_library(std::string_view name_or_path);
 /// The names of the drivers in the places load_driver searches by name (libraries
 /// libxarm_<name>.so that export a driver), each once, sorted.
 XARM_API std::vector<std::string> available_drivers();
+/// The driver describing database `dbms` (connection::dbms()): the driver of that name
+/// when it is found and has a profile(), else null. A bridge's connections are
+/// described by their database's own driver.
+XARM_API std::shared_ptr<const driver> describing_driver(std::string_view dbms);
 
 /// Loads a switch library the same way (a driver name or any library path, a third
 /// party's too) and returns its xa_switch_t: the named symbol when given, else the one
