@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "cases.hpp"
+#include "xarm/driver/protocol.hpp"
 
 namespace xarm::conformance {
 

@@ -18,6 +18,7 @@
 
 #include "isolation.hpp"
 #include "xarm/conformance.hpp"
+#include "xarm/switch_loader.hpp"
 
 namespace xarm::conformance {
 

@@ -20,6 +20,8 @@
 
 #include <fmt/format.h>
 
+#include "xarm/driver/codec.hpp"
+
 namespace xarm::conformance {
 
 namespace {

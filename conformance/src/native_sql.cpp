@@ -22,6 +22,7 @@
 
 #include "isolation.hpp"
 #include "xarm/conformance.hpp"
+#include "xarm/driver/protocol.hpp"
 
 namespace xarm::conformance {
 

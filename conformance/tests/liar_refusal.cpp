@@ -5,9 +5,10 @@
 #include <cstdio>
 #include <map>
 
-#include "xa.h"
 #include "xarm/connection.hpp"
-#include "xarm/switch.hpp"
+#include "xarm/driver/switch.hpp"
+#include "xarm/switch_loader.hpp"
+#include "xarm/xa.h"
 
 namespace {
 

@@ -7,8 +7,9 @@
 #include <charconv>
 #include <vector>
 
-#include "xa.h"
+#include "xarm/driver/codec.hpp"
 #include "xarm/error.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::mysql {
 

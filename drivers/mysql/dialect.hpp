@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "xarm/driver/codec.hpp"
 #include "xarm/xid.hpp"
 
 namespace xarm::mysql {

@@ -3,8 +3,9 @@
 
 #include <fmt/format.h>
 
-#include "xa.h"
+#include "xarm/driver/codec.hpp"
 #include "xarm/error.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::pq {
 

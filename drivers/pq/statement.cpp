@@ -12,7 +12,8 @@
 #include <fmt/format.h>
 
 #include "pq.hpp"
-#include "xa.h"
+#include "xarm/driver/codec.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::pq {
 

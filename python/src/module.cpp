@@ -22,7 +22,9 @@
 #include <vector>
 
 #include "xarm/connection.hpp"
+#include "xarm/driver/driver.hpp"
 #include "xarm/error.hpp"
+#include "xarm/xa.h"
 
 namespace py = pybind11;
 

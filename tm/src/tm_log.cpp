@@ -9,8 +9,8 @@
 #include <cstring>
 #include <thread>
 
-#include "xa.h"
 #include "xarm/tm.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::tm {
 
@@ -238,10 +238,50 @@ std::string encode_record(const log_record& r) {
 
 log_store::~log_store() = default;
 
+struct file_log::impl {
+    impl(const std::filesystem::path& path, std::string coordinator_id, options o);
+    ~impl();
+    impl(const impl&) = delete;
+    impl& operator=(const impl&) = delete;
+    std::string describe() const;
+    void force(const log_record& r);
+    void append(const log_record& r);
+    std::vector<log_record> live() const;
+    std::vector<std::string> warnings() const;
+    std::string fail_stop() const;
+    statistics stats() const;
+    void trim();
+    void open_and_read();
+    [[noreturn]] void missing_log() const;
+    void write_all(std::string_view bytes);
+    void note(const log_record& r);  // under m_mutex
+    void append_locked(const log_record& r);
+    void flush_pending(std::unique_lock<std::mutex>& lk, bool delay);
+    void maybe_trim();
+    void trim_locked();  // m_file_mutex held
+
+    std::filesystem::path m_path;
+    std::string m_id;
+    options m_opts;
+    int m_lock_fd = -1;  // flock held on "<log>.lock" while this object lives
+    int m_fd = -1;
+    mutable std::mutex m_mutex;  // pending batch, sequence numbers, live set, stats
+    std::condition_variable m_cv;
+    std::string m_pending;
+    std::uint64_t m_appended = 0, m_durable = 0;
+    bool m_flushing = false;
+    std::string m_broken;  // a failed write or flush makes the log unusable (fail-stop)
+    std::map<std::string, log_record> m_live;
+    std::uint64_t m_records_in_file = 0, m_bytes_in_file = 0;
+    statistics m_stats;
+    std::vector<std::string> m_warnings;
+    std::mutex m_file_mutex;  // the descriptor: writes, flushes, trims
+};
+
 file_log::file_log(const std::filesystem::path& path, std::string coordinator_id)
     : file_log(path, std::move(coordinator_id), options{}) {}
 
-file_log::file_log(const std::filesystem::path& path, std::string coordinator_id, options o)
+file_log::impl::impl(const std::filesystem::path& path, std::string coordinator_id, options o)
     : m_id(std::move(coordinator_id)), m_opts(o) {
     if (path.empty()) raise(XAER_INVAL, "22023", "tm log: no path given for the decision log");
     if (m_id.empty() || m_id.find_first_of(" \n\t") != std::string::npos)
@@ -267,7 +307,7 @@ file_log::file_log(const std::filesystem::path& path, std::string coordinator_id
     }
 }
 
-void file_log::open_and_read() {
+void file_log::impl::open_and_read() {
     if (!std::filesystem::exists(m_path)) {
         if (!m_opts.create) missing_log();
         replace_file(m_path, header_for(m_id));
@@ -324,7 +364,7 @@ void file_log::open_and_read() {
     }
 }
 
-void file_log::missing_log() const {
+void file_log::impl::missing_log() const {
     raise(XAER_RMERR, "58030",
           fmt::format("tm log: no decision log at {} (coordinator '{}'). A missing log is never "
                       "taken for an empty one: check the path; only the coordinator's first "
@@ -332,17 +372,17 @@ void file_log::missing_log() const {
                       m_path.string(), m_id));
 }
 
-std::string file_log::fail_stop() const {
+std::string file_log::impl::fail_stop() const {
     std::lock_guard lk(m_mutex);
     return m_broken.empty() ? std::string()
                             : "tm log unusable after an earlier failure: " + m_broken;
 }
 
-std::string file_log::describe() const {
+std::string file_log::impl::describe() const {
     return "file " + m_path.string();
 }
 
-file_log::~file_log() {
+file_log::impl::~impl() {
     std::lock_guard f(m_file_mutex);
     std::lock_guard lk(m_mutex);
     if (!m_pending.empty() && m_broken.empty()) {
@@ -356,20 +396,20 @@ file_log::~file_log() {
     ::close(m_lock_fd);
 }
 
-void file_log::note(const log_record& r) {
+void file_log::impl::note(const log_record& r) {
     if (r.type == log_record::kind::commit)
         m_live[r.gtrid] = r;
     else
         m_live.erase(r.gtrid);
 }
 
-void file_log::write_all(std::string_view bytes) {
+void file_log::impl::write_all(std::string_view bytes) {
     write_fd(m_fd, m_path, bytes);
 }
 
 // Writes and fdatasyncs everything pending, as the one flusher; lk (on m_mutex) is
 // released during the I/O. delay: the test hook that widens the group-commit window.
-void file_log::flush_pending(std::unique_lock<std::mutex>& lk, bool delay) {
+void file_log::impl::flush_pending(std::unique_lock<std::mutex>& lk, bool delay) {
     m_flushing = true;
     std::string batch;
     batch.swap(m_pending);
@@ -401,7 +441,7 @@ void file_log::flush_pending(std::unique_lock<std::mutex>& lk, bool delay) {
     m_cv.notify_all();
 }
 
-void file_log::force(const log_record& r) {
+void file_log::impl::force(const log_record& r) {
     const std::string bytes = encode_record(r);
     std::unique_lock lk(m_mutex);
     if (!m_broken.empty())
@@ -423,12 +463,12 @@ void file_log::force(const log_record& r) {
     }
 }
 
-void file_log::append(const log_record& r) {
+void file_log::impl::append(const log_record& r) {
     append_locked(r);
     maybe_trim();
 }
 
-void file_log::append_locked(const log_record& r) {
+void file_log::impl::append_locked(const log_record& r) {
     {
         std::unique_lock lk(m_mutex);
         if (!m_broken.empty()) return;  // end records are optional
@@ -444,7 +484,7 @@ void file_log::append_locked(const log_record& r) {
     }
 }
 
-void file_log::maybe_trim() {
+void file_log::impl::maybe_trim() {
     {
         std::lock_guard lk(m_mutex);
         if (m_bytes_in_file < m_opts.trim_bytes || m_live.size() * 2 > m_records_in_file) return;
@@ -452,12 +492,12 @@ void file_log::maybe_trim() {
     trim();
 }
 
-void file_log::trim() {
+void file_log::impl::trim() {
     std::lock_guard f(m_file_mutex);
     trim_locked();
 }
 
-void file_log::trim_locked() {
+void file_log::impl::trim_locked() {
     std::unique_lock lk(m_mutex);
     if (!m_broken.empty()) return;
     // Everything noted is in m_live, pending records included: the new file holds them
@@ -477,7 +517,7 @@ void file_log::trim_locked() {
     m_cv.notify_all();
 }
 
-std::vector<log_record> file_log::live() const {
+std::vector<log_record> file_log::impl::live() const {
     std::lock_guard lk(m_mutex);
     std::vector<log_record> out;
     out.reserve(m_live.size());
@@ -485,14 +525,48 @@ std::vector<log_record> file_log::live() const {
     return out;
 }
 
-std::vector<std::string> file_log::warnings() const {
+std::vector<std::string> file_log::impl::warnings() const {
     std::lock_guard lk(m_mutex);
     return m_warnings;
 }
 
-log_store::statistics file_log::stats() const {
+log_store::statistics file_log::impl::stats() const {
     std::lock_guard lk(m_mutex);
     return m_stats;
+}
+
+file_log::file_log(const std::filesystem::path& path, std::string coordinator_id, options o)
+    : m(std::make_unique<impl>(path, std::move(coordinator_id), o)) {}
+file_log::~file_log() = default;
+const std::string& file_log::coordinator_id() const noexcept {
+    return m->m_id;
+}
+std::string file_log::describe() const {
+    return m->describe();
+}
+void file_log::force(const log_record& r) {
+    m->force(r);
+}
+void file_log::append(const log_record& r) {
+    m->append(r);
+}
+std::vector<log_record> file_log::live() const {
+    return m->live();
+}
+std::vector<std::string> file_log::warnings() const {
+    return m->warnings();
+}
+std::string file_log::fail_stop() const {
+    return m->fail_stop();
+}
+log_store::statistics file_log::stats() const {
+    return m->stats();
+}
+void file_log::trim() {
+    m->trim();
+}
+const std::filesystem::path& file_log::path() const noexcept {
+    return m->m_path;
 }
 
 }  // namespace xarm::tm

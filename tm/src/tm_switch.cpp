@@ -1,5 +1,6 @@
 // tm::switch_resource: any xa_switch_t as a participant of the manager's transactions.
 #include "xarm/tm_switch.hpp"
+#include "xarm/switch_loader.hpp"
 
 #include <dlfcn.h>
 
@@ -10,8 +11,8 @@
 #include <fmt/format.h>
 
 #include "xarm/connection.hpp"
+#include "xarm/driver/trace.hpp"
 #include "xarm/error.hpp"
-#include "xarm/trace.hpp"
 #include "xarm/xarm.h"
 
 namespace xarm::tm {

@@ -8,8 +8,10 @@
 #include <cctype>
 #include <thread>
 
-#include "xa.h"
+#include "xarm/driver/codec.hpp"
+#include "xarm/driver/protocol.hpp"
 #include "xarm/tm.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::tm {
 
@@ -81,10 +83,64 @@ std::string ms(milliseconds d) {
 
 }  // namespace
 
+struct table_log::impl {
+    impl(std::string driver, std::string info, std::string coordinator_id, options o);
+    ~impl();
+    impl(const impl&) = delete;
+    impl& operator=(const impl&) = delete;
+    std::string describe() const;
+    void force(const log_record& r);
+    void append(const log_record& r);
+    std::vector<log_record> live() const;
+    std::string fail_stop() const;
+    statistics stats() const;
+    std::uint64_t reconnects() const;
+    /// Who holds the lock (empty: nobody now).
+    struct holder {
+        std::string pid, application_name, client, since;
+    };
+    void open_session() const;                  // connect + session settings
+    bool try_lock() const;                      // pg_try_advisory_lock, committed
+    std::optional<holder> find_holder() const;  // pg_locks + pg_stat_activity
+    std::string holder_text(const std::optional<holder>& h) const;
+    void acquire();          // at construction: fail, or wait
+    void reacquire() const;  // after a loss: reconnect, lock back
+    /// Runs f on the live connection; on a lost connection reconnects with back-off,
+    /// takes the lock back and runs f again (f must be idempotent). m_db_mutex held.
+    void on_db(const std::function<void(connection&)>& f) const;
+    void flush_ends();  // m_db_mutex held
+
+    std::string m_id;
+    std::string m_driver;
+    std::string m_info;  // holds the password: never in a message
+    options m_opts;
+    std::string m_app_name;         // application_name of the log's connection
+    std::string m_where;            // database, server: for messages
+    std::int64_t m_key = 0;         // the advisory lock's key
+    mutable std::mutex m_db_mutex;  // the connection and the fields below
+    mutable std::optional<connection> m_conn;
+    mutable std::string m_session_pid, m_session_start;  // identify our own (old) session
+    // Set when the lock was lost for good (fail-stop); written under both mutexes, read
+    // under either.
+    mutable std::string m_disowned;
+    struct batch {
+        std::vector<log_record> records;
+        bool done = false;
+        std::optional<diagnostic> error;
+    };
+    mutable std::mutex m_mutex;  // batch state; taken after m_db_mutex when both
+    std::condition_variable m_cv;
+    std::shared_ptr<batch> m_open;
+    std::vector<std::string> m_ends;  // gtrids whose rows go with the next write
+    bool m_flushing = false;
+    statistics m_stats;
+    mutable std::uint64_t m_reconnects = 0;  // under m_mutex
+};
+
 table_log::table_log(std::string driver, std::string info, std::string coordinator_id)
     : table_log(std::move(driver), std::move(info), std::move(coordinator_id), options{}) {}
 
-table_log::table_log(std::string driver, std::string info, std::string coordinator_id, options o)
+table_log::impl::impl(std::string driver, std::string info, std::string coordinator_id, options o)
     : m_id(std::move(coordinator_id)),
       m_driver(std::move(driver)),
       m_info(std::move(info)),
@@ -164,7 +220,7 @@ table_log::table_log(std::string driver, std::string info, std::string coordinat
     }
 }
 
-table_log::~table_log() {
+table_log::impl::~impl() {
     std::lock_guard db(m_db_mutex);
     if (!m_conn || !m_disowned.empty()) return;
     // Once, without reconnecting: end records are optional.
@@ -184,7 +240,7 @@ table_log::~table_log() {
     }
 }
 
-void table_log::open_session() const {
+void table_log::impl::open_session() const {
     m_conn.reset();
     m_conn.emplace(xarm::connect(m_driver, m_info));
     // application_name names the owner for the refusal message of the next opener;
@@ -202,7 +258,7 @@ void table_log::open_session() const {
     m_session_start = cell(r, 1);
 }
 
-bool table_log::try_lock() const {
+bool table_log::impl::try_lock() const {
     // A session-level lock: it survives the COMMIT (and a rollback) of the local
     // transaction the statement runs in, and goes with the session.
     auto r = m_conn->query("SELECT CASE WHEN pg_try_advisory_lock(?) THEN 1 ELSE 0 END", m_key);
@@ -210,7 +266,7 @@ bool table_log::try_lock() const {
     return cell(r, 0) == "1";
 }
 
-std::optional<table_log::holder> table_log::find_holder() const {
+std::optional<table_log::impl::holder> table_log::impl::find_holder() const {
     // A bigint key shows as classid = high half, objid = low half, objsubid = 1.
     const auto k = static_cast<std::uint64_t>(m_key);
     auto r = m_conn->query(fmt::format(
@@ -227,7 +283,7 @@ std::optional<table_log::holder> table_log::find_holder() const {
     return holder{cell(r, 0), cell(r, 1), cell(r, 2), cell(r, 3)};
 }
 
-std::string table_log::holder_text(const std::optional<holder>& h) const {
+std::string table_log::impl::holder_text(const std::optional<holder>& h) const {
     if (!h) return "another session (gone a moment later)";
     return fmt::format(
         "the PostgreSQL session of backend pid {} (application_name '{}', client {}, "
@@ -236,7 +292,7 @@ std::string table_log::holder_text(const std::optional<holder>& h) const {
         h->since.empty() ? "?" : h->since);
 }
 
-void table_log::acquire() {
+void table_log::impl::acquire() {
     const auto start = clock::now();
     std::size_t grace = 0;
     int losses = 0;
@@ -284,7 +340,7 @@ void table_log::acquire() {
     }
 }
 
-void table_log::reacquire() const {
+void table_log::impl::reacquire() const {
     const std::string old_pid = m_session_pid, old_start = m_session_start;
     try {
         open_session();
@@ -342,7 +398,7 @@ void table_log::reacquire() const {
     }
 }
 
-void table_log::on_db(const std::function<void(connection&)>& f) const {
+void table_log::impl::on_db(const std::function<void(connection&)>& f) const {
     auto backoff = m_opts.first_backoff;
     std::string last;
     for (int reconnects = 0;; ++reconnects) {
@@ -377,7 +433,7 @@ void table_log::on_db(const std::function<void(connection&)>& f) const {
     }
 }
 
-void table_log::flush_ends() {
+void table_log::impl::flush_ends() {
     std::vector<std::string> ends;
     {
         std::lock_guard lk(m_mutex);
@@ -392,7 +448,7 @@ void table_log::flush_ends() {
     m_ends.erase(m_ends.begin(), m_ends.begin() + static_cast<std::ptrdiff_t>(ends.size()));
 }
 
-void table_log::force(const log_record& r) {
+void table_log::impl::force(const log_record& r) {
     std::unique_lock lk(m_mutex);
     if (!m_open) m_open = std::make_shared<batch>();
     auto mine = m_open;
@@ -463,7 +519,7 @@ void table_log::force(const log_record& r) {
     }
 }
 
-void table_log::append(const log_record& r) {
+void table_log::impl::append(const log_record& r) {
     if (r.type != log_record::kind::end) return force(r);
     {
         std::lock_guard lk(m_mutex);
@@ -486,7 +542,7 @@ void table_log::append(const log_record& r) {
     m_cv.notify_all();
 }
 
-std::vector<log_record> table_log::live() const {
+std::vector<log_record> table_log::impl::live() const {
     std::lock_guard db(m_db_mutex);
     std::set<std::string> ended;
     {
@@ -523,23 +579,51 @@ std::vector<log_record> table_log::live() const {
     return out;
 }
 
-std::string table_log::describe() const {
+std::string table_log::impl::describe() const {
     return fmt::format("{} (coordinator '{}', driver {})", m_where, m_id, m_driver);
 }
 
-std::string table_log::fail_stop() const {
+std::string table_log::impl::fail_stop() const {
     std::lock_guard lk(m_mutex);  // not m_db_mutex: never behind a reconnection
     return m_disowned;
 }
 
-log_store::statistics table_log::stats() const {
+log_store::statistics table_log::impl::stats() const {
     std::lock_guard lk(m_mutex);
     return m_stats;
 }
 
-std::uint64_t table_log::reconnects() const {
+std::uint64_t table_log::impl::reconnects() const {
     std::lock_guard lk(m_mutex);
     return m_reconnects;
+}
+
+table_log::table_log(std::string driver, std::string info, std::string coordinator_id, options o)
+    : m(std::make_unique<impl>(std::move(driver), std::move(info), std::move(coordinator_id), o)) {}
+table_log::~table_log() = default;
+const std::string& table_log::coordinator_id() const noexcept {
+    return m->m_id;
+}
+std::string table_log::describe() const {
+    return m->describe();
+}
+void table_log::force(const log_record& r) {
+    m->force(r);
+}
+void table_log::append(const log_record& r) {
+    m->append(r);
+}
+std::vector<log_record> table_log::live() const {
+    return m->live();
+}
+std::string table_log::fail_stop() const {
+    return m->fail_stop();
+}
+log_store::statistics table_log::stats() const {
+    return m->stats();
+}
+std::uint64_t table_log::reconnects() const {
+    return m->reconnects();
 }
 
 }  // namespace xarm::tm

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "xarm/connection.hpp"
+#include "xarm/driver/codec.hpp"
 #include "xarm/tm.hpp"
 #include "xarm/xid.hpp"
 #include "xarm_testing.hpp"

@@ -14,6 +14,7 @@
 
 #include "fake_resource.hpp"
 #include "sync_probe.hpp"
+#include "xarm/driver/codec.hpp"
 #include "xarm/tm.hpp"
 #include "xarm_testing.hpp"
 

@@ -15,6 +15,8 @@
 
 #include "commands.hpp"
 #include "xarm/connection.hpp"
+#include "xarm/driver/codec.hpp"
+#include "xarm/driver/driver.hpp"
 
 namespace xarm::cli {
 

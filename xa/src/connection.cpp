@@ -1,10 +1,12 @@
 #include "xarm/connection.hpp"
+#include "xarm/driver/protocol.hpp"
+#include "xarm/driver/sql.hpp"
 
 #include <utility>
 
 #include <fmt/format.h>
 
-#include "xa.h"
+#include "xarm/xa.h"
 
 namespace xarm {
 

@@ -8,8 +8,10 @@
 
 #include <fmt/format.h>
 
-#include "xa.h"
 #include "xarm/connection.hpp"
+#include "xarm/driver/driver.hpp"
+#include "xarm/switch_loader.hpp"
+#include "xarm/xa.h"
 
 namespace xarm {
 

@@ -6,7 +6,9 @@
 
 #include <fmt/format.h>
 
+#include "xarm/driver/codec.hpp"
 #include "xarm/error.hpp"
+#include "xarm/xa.h"
 
 namespace xarm {
 
@@ -55,6 +57,8 @@ xid xid::unparsed(std::string_view name) {
     x.m_unparsed = true;
     return x;
 }
+
+static_assert(xid::max_gtrid == MAXGTRIDSIZE && xid::max_bqual == MAXBQUALSIZE);
 
 xid xid::from_c(const XID* c) {
     if (c == nullptr) invalid("XID pointer is NULL");

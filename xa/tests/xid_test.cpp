@@ -2,7 +2,9 @@
 
 #include <cstring>
 
+#include "xarm/driver/codec.hpp"
 #include "xarm/error.hpp"
+#include "xarm/xa.h"
 #include "xarm/xid.hpp"
 
 using xarm::xid;

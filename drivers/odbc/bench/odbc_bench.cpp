@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "xarm/connection.hpp"
+#include "xarm/driver/codec.hpp"
 #include "xarm/xid.hpp"
 
 namespace {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "xarm/connection.hpp"
+#include "xarm/switch_loader.hpp"
 #include "xarm/xarm.h"
 #include "xarm_testing.hpp"
 

@@ -22,8 +22,8 @@
 #include <string_view>
 #include <vector>
 
+#include "xarm/capability.hpp"
 #include "xarm/connection.hpp"
-#include "xarm/driver.hpp"
 #include "xarm/export.h"
 #include "xarm/xid.hpp"
 
@@ -273,10 +273,12 @@ class XARM_API file_log final : public log_store {
     file_log(const std::filesystem::path& path, std::string coordinator_id);
     file_log(const std::filesystem::path& path, std::string coordinator_id, options o);
     ~file_log() override;
+    file_log(file_log&&) = delete;
+    file_log& operator=(file_log&&) = delete;
     file_log(const file_log&) = delete;
     file_log& operator=(const file_log&) = delete;
 
-    const std::string& coordinator_id() const noexcept override { return m_id; }
+    const std::string& coordinator_id() const noexcept override;
     std::string describe() const override;
     void compact() override { trim(); }
 
@@ -289,34 +291,11 @@ class XARM_API file_log final : public log_store {
     /// Rewrites the file with only the live records.
     void trim();
     /// The resolved (absolute, symlink-free) path of the log file.
-    const std::filesystem::path& path() const noexcept { return m_path; }
+    const std::filesystem::path& path() const noexcept;
 
   private:
-    void open_and_read();
-    [[noreturn]] void missing_log() const;
-    void write_all(std::string_view bytes);
-    void note(const log_record& r);  // under m_mutex
-    void append_locked(const log_record& r);
-    void flush_pending(std::unique_lock<std::mutex>& lk, bool delay);
-    void maybe_trim();
-    void trim_locked();  // m_file_mutex held
-
-    std::filesystem::path m_path;
-    std::string m_id;
-    options m_opts;
-    int m_lock_fd = -1;  // flock held on "<log>.lock" while this object lives
-    int m_fd = -1;
-    mutable std::mutex m_mutex;  // pending batch, sequence numbers, live set, stats
-    std::condition_variable m_cv;
-    std::string m_pending;
-    std::uint64_t m_appended = 0, m_durable = 0;
-    bool m_flushing = false;
-    std::string m_broken;  // a failed write or flush makes the log unusable (fail-stop)
-    std::map<std::string, log_record> m_live;
-    std::uint64_t m_records_in_file = 0, m_bytes_in_file = 0;
-    statistics m_stats;
-    std::vector<std::string> m_warnings;
-    std::mutex m_file_mutex;  // the descriptor: writes, flushes, trims
+    struct impl;  // the file, the pending batch and their locks
+    std::unique_ptr<impl> m;
 };
 
 /// The log in a PostgreSQL table, for coordinators that must survive the loss of their
@@ -352,9 +331,11 @@ class XARM_API table_log final : public log_store {
     table_log(std::string driver, std::string info, std::string coordinator_id);
     table_log(std::string driver, std::string info, std::string coordinator_id, options o);
     ~table_log() override;
+    table_log(table_log&&) = delete;
+    table_log& operator=(table_log&&) = delete;
     table_log(const table_log&) = delete;
     table_log& operator=(const table_log&) = delete;
-    const std::string& coordinator_id() const noexcept override { return m_id; }
+    const std::string& coordinator_id() const noexcept override;
     std::string describe() const override;
     void force(const log_record& r) override;
     void append(const log_record& r) override;
@@ -366,46 +347,8 @@ class XARM_API table_log final : public log_store {
     std::uint64_t reconnects() const;
 
   private:
-    /// Who holds the lock (empty: nobody now).
-    struct holder {
-        std::string pid, application_name, client, since;
-    };
-    void open_session() const;                  // connect + session settings
-    bool try_lock() const;                      // pg_try_advisory_lock, committed
-    std::optional<holder> find_holder() const;  // pg_locks + pg_stat_activity
-    std::string holder_text(const std::optional<holder>& h) const;
-    void acquire();          // at construction: fail, or wait
-    void reacquire() const;  // after a loss: reconnect, lock back
-    /// Runs f on the live connection; on a lost connection reconnects with back-off,
-    /// takes the lock back and runs f again (f must be idempotent). m_db_mutex held.
-    void on_db(const std::function<void(connection&)>& f) const;
-    void flush_ends();  // m_db_mutex held
-
-    std::string m_id;
-    std::string m_driver;
-    std::string m_info;  // holds the password: never in a message
-    options m_opts;
-    std::string m_app_name;         // application_name of the log's connection
-    std::string m_where;            // database, server: for messages
-    std::int64_t m_key = 0;         // the advisory lock's key
-    mutable std::mutex m_db_mutex;  // the connection and the fields below
-    mutable std::optional<connection> m_conn;
-    mutable std::string m_session_pid, m_session_start;  // identify our own (old) session
-    // Set when the lock was lost for good (fail-stop); written under both mutexes, read
-    // under either.
-    mutable std::string m_disowned;
-    struct batch {
-        std::vector<log_record> records;
-        bool done = false;
-        std::optional<diagnostic> error;
-    };
-    mutable std::mutex m_mutex;  // batch state; taken after m_db_mutex when both
-    std::condition_variable m_cv;
-    std::shared_ptr<batch> m_open;
-    std::vector<std::string> m_ends;  // gtrids whose rows go with the next write
-    bool m_flushing = false;
-    statistics m_stats;
-    mutable std::uint64_t m_reconnects = 0;  // under m_mutex
+    struct impl;  // the connection, the lock holder, the pending batch and their locks
+    std::unique_ptr<impl> m;
 };
 
 /// Encoding of one record (magic, length, CRC-32, payload), for tools and tests.

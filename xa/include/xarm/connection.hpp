@@ -8,9 +8,9 @@
 #include <string_view>
 #include <vector>
 
-#include "xarm/driver.hpp"
+#include "xarm/capability.hpp"
+#include "xarm/error.hpp"
 #include "xarm/export.h"
-#include "xarm/protocol.hpp"
 #include "xarm/result.hpp"
 #include "xarm/value.hpp"
 #include "xarm/xid.hpp"
@@ -27,6 +27,9 @@ namespace xarm {
 class connection;
 class statement;
 class branch;
+// The driver-author SDK's types (xarm/driver/): an application needs only their names.
+class driver;
+class rm_session;
 
 /// Which driver hands out a native handle of type Handle (connection::native_handle<Handle>).
 template <class Handle>
@@ -89,16 +92,6 @@ XARM_API std::vector<std::string> available_drivers();
 /// when it is found and has a profile(), else null. A bridge's connections are
 /// described by their database's own driver.
 XARM_API std::shared_ptr<const driver> describing_driver(std::string_view dbms);
-
-/// Loads a switch library the same way (a driver name or any library path, a third
-/// party's too) and returns its xa_switch_t: the named symbol when given, else the one
-/// lixa_get_xa_switch() returns. The library is never unloaded.
-XARM_API xa_switch_t* load_switch(std::string_view name_or_path, std::string_view symbol = {});
-/// Why a monitor cannot drive this switch: a name not NUL-terminated, empty or not
-/// printable, TMREGISTER (dynamic registration through ax_reg, which xarm does not
-/// offer), flag bits XA does not define, a version other than 0, a NULL entry point.
-/// Empty when it can. The conformance suite and the transaction manager both use it.
-XARM_API std::vector<std::string> switch_problems(const xa_switch_t& sw);
 
 /// One database connection speaking PEP 249's two-phase API. Usable from any one
 /// thread at a time.

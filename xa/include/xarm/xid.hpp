@@ -1,14 +1,15 @@
-// The transaction branch identifier as a value type, and its wire encodings.
+// The transaction branch identifier as a value type.
 #pragma once
 
 #include <compare>
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
 
-#include "xa.h"
 #include "xarm/export.h"
+
+// XA's C layout, declared as xa.h does, so that this header brings none of its macros.
+struct xid_t;
 
 namespace xarm {
 
@@ -21,8 +22,8 @@ namespace xarm {
 class XARM_API xid {
   public:
     static constexpr long null_format = -1;
-    static constexpr std::size_t max_gtrid = MAXGTRIDSIZE;
-    static constexpr std::size_t max_bqual = MAXBQUALSIZE;
+    static constexpr std::size_t max_gtrid = 64;  ///< MAXGTRIDSIZE (checked in xid.cpp)
+    static constexpr std::size_t max_bqual = 64;  ///< MAXBQUALSIZE
     /// Format ids are kept to 0..2^31-1 so that every database can store them.
     static constexpr long max_format = 0x7fffffffL;
 
@@ -34,9 +35,9 @@ class XARM_API xid {
     /// A name found in a database that is not one of our encodings.
     static xid unparsed(std::string_view name);
     /// Reads and validates a C XID; XAER_INVAL on a null pointer, the null XID or bad lengths.
-    static xid from_c(const XID* c);
+    static xid from_c(const ::xid_t* c);
 
-    void to_c(XID& out) const;  ///< requires !is_null() && !is_unparsed()
+    void to_c(::xid_t& out) const;  ///< requires !is_null() && !is_unparsed()
 
     long format_id() const noexcept { return m_format; }
     const std::string& gtrid() const noexcept { return m_gtrid; }
@@ -61,22 +62,6 @@ class XARM_API xid {
     std::string m_bqual;
     bool m_unparsed = false;
 };
-
-/// Standard padded base64 (RFC 4648), as the PostgreSQL gid encoding needs.
-XARM_API std::string base64_encode(std::string_view bytes);
-/// Strict decoding: padding required, no whitespace; nullopt when not canonical base64.
-XARM_API std::optional<std::string> base64_decode(std::string_view text);
-XARM_API std::string hex_encode(std::string_view bytes);
-/// The bytes a hex string (either case) spells; nullopt for odd length or a non-hex digit.
-XARM_API std::optional<std::string> hex_decode(std::string_view hex);
-
-/// PostgreSQL gid: "<formatID>_<base64(gtrid)>_<base64(bqual)>" (pgjdbc, psycopg, LIXA).
-XARM_API std::string encode_pg_gid(const xid& x);
-/// The xid a gid encodes, or an unparsed xid holding the gid when it is foreign.
-XARM_API xid decode_pg_gid(std::string_view gid);
-
-/// MySQL/MariaDB: X'<hex gtrid>',X'<hex bqual>',<formatID>: no XID byte reaches SQL raw.
-XARM_API std::string encode_mysql_xid(const xid& x);
 
 }  // namespace xarm
 

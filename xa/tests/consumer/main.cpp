@@ -1,8 +1,15 @@
-// Uses the installed headers and library: an xid, its encodings, and the loader's error.
+// Uses the installed headers and library: an xid, its encodings (from the driver SDK
+// headers), a connection, and checks that the application headers stay free of xa.h.
 #include <iostream>
 
 #include <xarm/connection.hpp>
+#include <xarm/driver/codec.hpp>
 #include <xarm/tm.hpp>
+
+// The application headers bring none of xa.h's macros (an application may have its own).
+#if defined(TMNOFLAGS) || defined(XA_OK) || defined(MAXGTRIDSIZE)
+#error "xarm/connection.hpp or xarm/tm.hpp pulled in xa.h"
+#endif
 
 int main() {
     auto x = xarm::connection::xid(42, "gtrid", "bqual");

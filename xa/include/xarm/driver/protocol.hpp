@@ -10,8 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "xarm/driver.hpp"
+#include "xarm/driver/driver.hpp"
 #include "xarm/export.h"
+#include "xarm/xa.h"
 #include "xarm/xid.hpp"
 
 namespace xarm {

@@ -11,59 +11,19 @@
 #include <string_view>
 #include <vector>
 
+#include "xarm/capability.hpp"
+#include "xarm/driver/codec.hpp"
+#include "xarm/driver/sql.hpp"
 #include "xarm/error.hpp"
 #include "xarm/export.h"
 #include "xarm/result.hpp"
-#include "xarm/sql.hpp"
 #include "xarm/value.hpp"
 #include "xarm/xid.hpp"
 
 namespace xarm {
 
-/// What a driver can do. The core refuses a missing capability the same way every time.
-enum class capability {
-    two_phase,       ///< prepare, then commit or roll back the prepared branch
-    one_phase,       ///< commit without prepare (TMONEPHASE, tpc_commit() unprepared)
-    recovery,        ///< list prepared branches and finish them from any connection
-    read_only_vote,  ///< a branch that wrote nothing votes XA_RDONLY at prepare
-    join,            ///< xa_start(TMJOIN) of an ended branch
-    suspend_resume,  ///< xa_end(TMSUSPEND) then xa_start(TMRESUME) on the same thread
-    migrate,         ///< resume a suspended branch on another thread (TMMIGRATE)
-    async,           ///< TMASYNC and xa_complete
-    interleave,      ///< start a branch while another unprepared one holds the connection
-};
-inline constexpr capability all_capabilities[] = {
-    capability::two_phase,      capability::one_phase, capability::recovery,
-    capability::read_only_vote, capability::join,      capability::suspend_resume,
-    capability::migrate,        capability::async,     capability::interleave};
-
-XARM_API const char* to_string(capability c) noexcept;
-
-/// One capability as a driver declares it: supported or not, and why.
-struct capability_status {
-    capability what;
-    bool supported;
-    std::string reason;  ///< why not; or, when supported, a note on how (may be empty)
-};
-
-/// A driver's declaration, complete (every capability named once).
-class XARM_API capability_set {
-  public:
-    capability_set() = default;
-    capability_set& yes(capability c, std::string note = {});
-    capability_set& no(capability c, std::string reason);
-    bool has(capability c) const;
-    /// The declaration for c; a capability never declared counts as missing.
-    capability_status get(capability c) const;
-    std::vector<capability_status> list() const;
-
-  private:
-    std::vector<capability_status> m_items;
-};
-
 enum class start_mode { fresh, join, resume };
 enum class end_mode { success, fail, suspend };
-enum class vote { ok, read_only };
 
 /// A statement prepared on a native session (native_session::prepare). The core destroys
 /// every one before the session that made it.
