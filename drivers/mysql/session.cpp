@@ -29,8 +29,12 @@ capability_set declared_capabilities(dialect d, bool read_only_vote, bool multi_
         .no(capability::migrate,
             "MariaDB 10.11 answers XA END ... SUSPEND FOR MIGRATE with ER_XAER_INVAL (1398)")
         .no(capability::async, "Connector/C++ 1.1 has no asynchronous calls")
-        .no(capability::interleave,
-            "a MySQL/MariaDB connection holds one XA transaction at a time");
+        .no(capability::interleave, "a MySQL/MariaDB connection holds one XA transaction at a time")
+        .no(capability::timeout,
+            "MariaDB's only means, idle_transaction_timeout, is a session setting that also "
+            "kills a session holding a prepared XA branch (checked on 10.11), so it would have "
+            "to be reset in the round trip of every verb that ends the branch: not done by this "
+            "driver yet; MySQL has no such setting");
     if (multi_statements)
         c.yes(capability::join,
               "TMJOIN of an ended branch on the same connection: xa_end defers XA END to the "

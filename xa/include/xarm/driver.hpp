@@ -3,6 +3,7 @@
 // driver never checks protocol state. Adding a driver touches nothing in xa/.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -31,11 +32,13 @@ enum class capability {
     migrate,         ///< resume a suspended branch on another thread (TMMIGRATE)
     async,           ///< TMASYNC and xa_complete
     interleave,      ///< start a branch while another unprepared one holds the connection
+    timeout,         ///< tpc_begin's timeout: the server ends a branch inactive for that long
 };
 inline constexpr capability all_capabilities[] = {
     capability::two_phase,      capability::one_phase, capability::recovery,
     capability::read_only_vote, capability::join,      capability::suspend_resume,
-    capability::migrate,        capability::async,     capability::interleave};
+    capability::migrate,        capability::async,     capability::interleave,
+    capability::timeout};
 
 XARM_API const char* to_string(capability c) noexcept;
 
@@ -89,6 +92,10 @@ class XARM_API native_session {
 
     // Branch primitives.
     virtual void start(const xid& x, start_mode mode) = 0;
+    /// start(x, fresh) for a branch the server is to end (rolling it back) once it has
+    /// been inactive (idle or suspended, not prepared) for `timeout` (> 0). Drivers that
+    /// declare capability::timeout override it; the core never calls the default.
+    virtual void start_with_timeout(const xid& x, std::chrono::seconds timeout);
     virtual void end(const xid& x, end_mode mode) = 0;
     virtual vote prepare(const xid& x) = 0;
     /// one_phase: the branch is idle on this session. Otherwise x is prepared (by this
