@@ -7,7 +7,7 @@
 #include <charconv>
 #include <vector>
 
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/error.hpp"
 
 namespace xarm::mysql {

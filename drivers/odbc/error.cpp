@@ -7,7 +7,7 @@
 #include <array>
 
 #include "odbc.hpp"
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/error.hpp"
 
 #ifdef XARM_ODBC_WITH_PQ_DIALECT

@@ -3,7 +3,7 @@
 
 #include <fmt/format.h>
 
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/error.hpp"
 
 namespace xarm::pq {

@@ -22,7 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/tx.h"
 
 /* Exported by libxarm_pq.so and libxarm_mysql.so (see the README's switch table). */

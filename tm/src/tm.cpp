@@ -10,9 +10,9 @@
 #include <thread>
 
 #include "workers.hpp"
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/tm.hpp"
-#include "xarm/trace.hpp"
+#include "xarm/driver/trace.hpp"
 
 namespace xarm::tm {
 

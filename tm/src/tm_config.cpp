@@ -16,10 +16,10 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/connection.hpp"
 #include "xarm/error.hpp"
-#include "xarm/info.hpp"
+#include "xarm/driver/info.hpp"
 #include "xarm/tm_switch.hpp"
 
 namespace xarm::tm {

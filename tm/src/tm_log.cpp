@@ -9,7 +9,7 @@
 #include <cstring>
 #include <thread>
 
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/tm.hpp"
 
 namespace xarm::tm {

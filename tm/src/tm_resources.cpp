@@ -7,9 +7,9 @@
 #include <cerrno>
 #include <cstring>
 
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/tm.hpp"
-#include "xarm/trace.hpp"
+#include "xarm/driver/trace.hpp"
 
 namespace xarm::tm {
 

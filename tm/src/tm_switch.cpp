@@ -11,7 +11,7 @@
 
 #include "xarm/connection.hpp"
 #include "xarm/error.hpp"
-#include "xarm/trace.hpp"
+#include "xarm/driver/trace.hpp"
 #include "xarm/xarm.h"
 
 namespace xarm::tm {

@@ -8,7 +8,7 @@
 #include <cctype>
 #include <thread>
 
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/tm.hpp"
 
 namespace xarm::tm {

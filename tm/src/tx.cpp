@@ -21,7 +21,7 @@
 #include "xarm/tm.hpp"
 #include "xarm/tm_config.hpp"
 #include "xarm/tm_switch.hpp"
-#include "xarm/trace.hpp"
+#include "xarm/driver/trace.hpp"
 
 namespace xarm::tm {
 namespace {

@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/tm.hpp"
 
 namespace xarm::tm::testing {

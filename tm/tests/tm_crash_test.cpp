@@ -19,7 +19,7 @@
 #include "demo_transfer.hpp"
 #include "scratch_pg.hpp"
 #include "tm_support.hpp"
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/tm.hpp"
 #include "xarm_testing.hpp"
 

@@ -21,7 +21,7 @@
 #include <random>
 #include <thread>
 
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/connection.hpp"
 #include "xarm/error.hpp"
 #include "xarm/tm.hpp"

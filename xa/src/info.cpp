@@ -1,4 +1,4 @@
-#include "xarm/info.hpp"
+#include "xarm/driver/info.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/error.hpp"
 
 namespace xarm {

@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/connection.hpp"
 
 namespace xarm {

@@ -9,7 +9,7 @@
 
 #include <fmt/format.h>
 
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/error.hpp"
 #include "xarm/result.hpp"
 #include "xarm/xid.hpp"

@@ -5,10 +5,10 @@
 #include <cmath>
 #include <limits>
 
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/error.hpp"
 #include "xarm/result.hpp"
-#include "xarm/sql.hpp"
+#include "xarm/driver/sql.hpp"
 #include "xarm/value.hpp"
 
 using namespace xarm;

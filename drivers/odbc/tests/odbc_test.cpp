@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "scratch_pg.hpp"
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/connection.hpp"
 #include "xarm/error.hpp"
 #include "xarm/xarm.h"

@@ -17,7 +17,7 @@
 #include <fmt/format.h>
 
 #include "dialect.hpp"
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/connection.hpp"
 #include "xarm/xid.hpp"
 

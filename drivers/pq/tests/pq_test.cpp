@@ -25,7 +25,7 @@
 
 #include "dialect.hpp"
 #include "scratch_pg.hpp"
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/connection.hpp"
 #include "xarm/xarm.h"
 #include "xarm/xid.hpp"

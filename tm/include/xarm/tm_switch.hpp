@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/export.h"
 #include "xarm/tm.hpp"
 

@@ -16,7 +16,7 @@
 #ifndef XARM_TX_H
 #define XARM_TX_H
 
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/export.h"
 
 #ifdef __cplusplus

@@ -15,7 +15,7 @@
 #include "xarm/error.hpp"
 #include "xarm/export.h"
 #include "xarm/result.hpp"
-#include "xarm/sql.hpp"
+#include "xarm/driver/sql.hpp"
 #include "xarm/value.hpp"
 #include "xarm/xid.hpp"
 

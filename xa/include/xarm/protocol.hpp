@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "xarm/driver.hpp"
+#include "xarm/driver/driver.hpp"
 #include "xarm/export.h"
 #include "xarm/xid.hpp"
 

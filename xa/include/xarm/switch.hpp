@@ -4,8 +4,8 @@
 
 #include <memory>
 
-#include "xa.h"
-#include "xarm/driver.hpp"
+#include "xarm/xa.h"
+#include "xarm/driver/driver.hpp"
 #include "xarm/export.h"
 #include "xarm/xarm.h"
 

@@ -5,7 +5,7 @@
 #ifndef XARM_XARM_H
 #define XARM_XARM_H
 
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/export.h"
 
 #ifdef __cplusplus

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "xa.h"
+#include "xarm/xa.h"
 #include "xarm/export.h"
 
 namespace xarm {
