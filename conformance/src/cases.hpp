@@ -9,6 +9,7 @@ namespace xarm::conformance {
 
 void add_state_cases(std::vector<case_def>& v);
 void add_tx_cases(std::vector<case_def>& v);
+void add_tpc_cases(std::vector<case_def>& v);
 void add_params_cases(std::vector<case_def>& v);
 
 /// Verifies that the declared-missing capability c fails the declared way, through the

@@ -147,6 +147,8 @@ void declare_from_flags(target& t) {
         c.yes(o, "undeclared");
         t.sources[o] = decl_source::undeclared;
     }
+    // A C++ feature: xa_start takes no timeout, so a switch cannot offer one.
+    c.no(C::timeout, "a switch's xa_start takes no timeout (tpc_begin's timeout is xarm's own)");
     t.caps = c;
 }
 

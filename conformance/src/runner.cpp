@@ -78,6 +78,8 @@ void refusal_c(context& ctx, capability c) {
         case capability::async:
             expect_refusal(r, r.start(&x, TMASYNC), XAER_ASYNC, "xa_start(TMASYNC)", {XAER_INVAL});
             break;
+        case capability::timeout:
+            break;  // no C verb: xa_start takes no timeout
         case capability::interleave: {
             XID y = fresh(ctx);
             expect_rc(r, r.start(&x), XA_OK, "xa_start(x)");
@@ -112,6 +114,34 @@ void refusal_cpp(context& ctx, capability c) {
             conn.tpc_rollback();
             break;
         }
+        case capability::join: {
+            auto x = ctx.new_xid();
+            conn.tpc_begin(x);
+            conn.tpc_end(x);
+            expect_throw<not_supported_error>([&] { conn.tpc_begin(x, tpc_begin_flag::join); },
+                                              "tpc_begin(xid, join)");
+            conn.tpc_rollback();  // the branch survives the refusal, ended
+            break;
+        }
+        case capability::suspend_resume: {
+            auto x = ctx.new_xid();
+            conn.tpc_begin(x);
+            expect_throw<not_supported_error>([&] { conn.tpc_end(x, tpc_end_flag::suspend); },
+                                              "tpc_end(xid, suspend)");
+            check(!conn.ended(), "the branch is not active after the refused suspension");
+            conn.tpc_rollback();
+            break;
+        }
+        case capability::timeout: {
+            const auto x = ctx.new_xid();
+            expect_throw<not_supported_error>(
+                [&] { conn.tpc_begin(x, tpc_begin_flag::fresh, std::chrono::seconds(5)); },
+                "tpc_begin(xid, fresh, timeout)");
+            check(conn.current().is_null(), "a refused tpc_begin left a branch in progress");
+            conn.tpc_begin(x);  // the connection can still begin it without one
+            conn.tpc_rollback();
+            break;
+        }
         default:
             break;  // the other capabilities have no C++ verb of their own
     }
@@ -129,6 +159,7 @@ const std::vector<case_def>& all_cases() {
         std::vector<case_def> v;
         add_state_cases(v);
         add_tx_cases(v);
+        add_tpc_cases(v);
         add_params_cases(v);
         return v;
     }();

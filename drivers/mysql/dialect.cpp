@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "xarm/driver/codec.hpp"
-#include "xarm/error.hpp"
 #include "xarm/xa.h"
+#include "xarm/error.hpp"
 
 namespace xarm::mysql {
 

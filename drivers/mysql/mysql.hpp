@@ -124,6 +124,9 @@ class session final : public native_session {
 
     capability_set capabilities() const override;
     void start(const xid& x, start_mode mode) override;
+    /// XA START, then SET SESSION idle_transaction_timeout (MariaDB), reset to 0 by the
+    /// verb that ends the branch.
+    void start_with_timeout(const xid& x, std::chrono::seconds timeout) override;
     void end(const xid& x, end_mode mode) override;
     vote prepare(const xid& x) override;
     void commit(const xid& x, bool one_phase) override;
@@ -180,6 +183,7 @@ class session final : public native_session {
     std::vector<std::shared_ptr<link>> m_parked;  ///< set aside, holding (or having held) a branch
     std::optional<xid> m_branch;  ///< the server-side XA transaction (active or idle)
     bool m_end_pending = false;   ///< XA END deferred, to travel with the next verb
+    bool m_timed = false;         ///< the branch set idle_transaction_timeout (reset at its end)
     int m_rollback_pending = 0;   ///< XA_RB* after a statement failure inside the branch
     bool m_local = false;         ///< a local transaction is open
     std::optional<unsigned long long> m_write_base;  ///< MariaDB: write counter at XA START

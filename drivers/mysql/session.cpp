@@ -29,8 +29,16 @@ capability_set declared_capabilities(dialect d, bool read_only_vote, bool multi_
         .no(capability::migrate,
             "MariaDB 10.11 answers XA END ... SUSPEND FOR MIGRATE with ER_XAER_INVAL (1398)")
         .no(capability::async, "Connector/C++ 1.1 has no asynchronous calls")
-        .no(capability::interleave,
-            "a MySQL/MariaDB connection holds one XA transaction at a time");
+        .no(capability::interleave, "a MySQL/MariaDB connection holds one XA transaction at a time")
+        .no(capability::timeout,
+            "MySQL has no setting that ends an idle transaction (MariaDB's "
+            "idle_transaction_timeout)");
+    if (d == dialect::mariadb)
+        c.yes(capability::timeout,
+              "SET SESSION idle_transaction_timeout after XA START: MariaDB ends the session "
+              "(rolling the branch back) once it has been idle that long; reset to 0 before the "
+              "verb that ends the branch, since the setting would also end a session holding "
+              "a prepared branch");
     if (multi_statements)
         c.yes(capability::join,
               "TMJOIN of an ended branch on the same connection: xa_end defers XA END to the "
@@ -484,6 +492,29 @@ void session::start(const xid& x, start_mode mode) {
     m_rollback_pending = 0;
 }
 
+void session::start_with_timeout(const xid& x, std::chrono::seconds timeout) {
+    constexpr long long most = 31536000;  // idle_transaction_timeout's maximum (a year)
+    if (timeout.count() <= 0 || timeout.count() > most)
+        raise(XAER_INVAL, "22023",
+              fmt::format("a branch timeout of {} seconds: MariaDB takes 1 to {}", timeout.count(),
+                          most));
+    start(x, start_mode::fresh);
+    std::lock_guard g(m_link->mu);
+    try {
+        run(*m_link, fmt::format("SET SESSION idle_transaction_timeout = {}", timeout.count()));
+    } catch (const sql::SQLException& e) {
+        // No branch began (the core forgets it): leave no XA transaction behind either.
+        try {
+            run(*m_link, xa_end_sql(x));
+            run(*m_link, xa_rollback_sql(x));
+        } catch (const sql::SQLException&) {
+        }
+        m_branch.reset();
+        raise_sql(e, XAER_RMERR, "SET SESSION idle_transaction_timeout");
+    }
+    m_timed = true;
+}
+
 bool session::wrote_nothing(link& l) {
     // Changed rows reported inside the branch: written, no reading needed (voting XA_OK
     // is always safe; only a false XA_RDONLY loses work).
@@ -529,6 +560,15 @@ void session::flush_end() {
 
 void session::finish_idle(link& l, const xid& x, const std::string& verb_sql, const char* what,
                           bool is_rollback) {
+    if (std::exchange(m_timed, false)) {
+        // The branch's timeout must not reach a prepared branch (MariaDB would end the
+        // session holding it) nor the session's later work.
+        try {
+            run(l, "SET SESSION idle_transaction_timeout = 0");
+        } catch (const sql::SQLException& e) {
+            raise_sql(e, XAER_RMERR, "SET SESSION idle_transaction_timeout");
+        }
+    }
     auto roll_back_quietly = [&] {
         try {
             run(l, xa_rollback_sql(x));

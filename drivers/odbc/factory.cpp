@@ -25,7 +25,9 @@ class odbc_driver final : public driver {
             .yes(capability::suspend_resume, "on the same thread, with no other branch in between")
             .no(capability::migrate, "a branch belongs to its thread's ODBC connection")
             .no(capability::async, "this driver makes ODBC calls synchronously")
-            .no(capability::interleave, "an ODBC connection holds one transaction at a time");
+            .no(capability::interleave, "an ODBC connection holds one transaction at a time")
+            .yes(capability::timeout,
+                 "PostgreSQL backends only: SET LOCAL idle_in_transaction_session_timeout");
         return c;
     }
     std::string info_help() const override {

@@ -115,6 +115,7 @@ class session final : public native_session {
 
     capability_set capabilities() const override { return m_caps; }
     void start(const xid& x, start_mode mode) override;
+    void start_with_timeout(const xid& x, std::chrono::seconds timeout) override;
     void end(const xid& x, end_mode mode) override;
     vote prepare(const xid& x) override;
     void commit(const xid& x, bool one_phase) override;

@@ -202,7 +202,13 @@ void session::declare() {
             "an ODBC connection's transaction belongs to the connection, and xarm keeps one "
             "connection per thread: a branch cannot move to another thread")
         .no(capability::async, "this driver makes ODBC calls synchronously")
-        .no(capability::interleave, "an ODBC connection holds one transaction at a time");
+        .no(capability::interleave, "an ODBC connection holds one transaction at a time")
+        .no(capability::timeout,
+            "ODBC's timeouts (SQL_ATTR_CONNECTION_TIMEOUT, SQL_ATTR_QUERY_TIMEOUT) bound waits "
+            "for the server, not a transaction's inactivity; xarm gives a branch a timeout "
+            "through ODBC only with a PostgreSQL backend, whose own setting it knows; this "
+            "connection reaches " +
+                m_dbms);
     const std::string no_2pc =
         "ODBC has no two-phase commit (its enlistment attributes need Microsoft's DTC), and "
         "xarm does two-phase through ODBC only with a backend whose own SQL it knows "
@@ -231,6 +237,12 @@ void session::declare() {
                     c.no(s.what, s.reason);
             }
             m_two_phase = max_prepared > 0;
+            c.yes(capability::timeout,
+                  "SET LOCAL idle_in_transaction_session_timeout as the branch's first "
+                  "statement " +
+                      via +
+                      ": PostgreSQL ends the session (rolling the branch back) once it has been "
+                      "idle in the branch that long; a prepared branch is not timed");
 #else
             const std::string why = "this build of xarm has no PostgreSQL dialect (drivers/pq)";
             c.no(capability::two_phase, why)
@@ -436,6 +448,26 @@ void session::start(const xid& x, start_mode mode) {
     (void)x;
 #endif
     m_branch = true;
+}
+
+void session::start_with_timeout(const xid& x, std::chrono::seconds timeout) {
+#ifdef XARM_ODBC_WITH_PQ_DIALECT
+    // Declared for PostgreSQL backends only (the core refuses the others).
+    const std::string limit = pq::branch_timeout_sql(timeout);
+    start(x, start_mode::fresh);
+    try {
+        run_or_raise(limit, false, op::start, "SET LOCAL idle_in_transaction_session_timeout");
+    } catch (const error&) {
+        // No branch began (the core forgets it): leave no transaction behind either.
+        try {
+            rollback(x, false);
+        } catch (const error&) {
+        }
+        throw;
+    }
+#else
+    native_session::start_with_timeout(x, timeout);
+#endif
 }
 
 void session::end(const xid&, end_mode mode) {

@@ -4,8 +4,8 @@
 #include <fmt/format.h>
 
 #include "xarm/driver/codec.hpp"
-#include "xarm/error.hpp"
 #include "xarm/xa.h"
+#include "xarm/error.hpp"
 
 namespace xarm::pq {
 
@@ -115,8 +115,22 @@ capability_set capabilities_for(long max_prepared) {
         .no(capability::async, "libpq calls are made synchronously by this driver")
         .no(capability::interleave,
             "a PostgreSQL session holds one transaction at a time (a prepared branch no "
-            "longer occupies it)");
+            "longer occupies it)")
+        .yes(capability::timeout,
+             "SET LOCAL idle_in_transaction_session_timeout, sent with the branch's BEGIN: "
+             "PostgreSQL ends the session (rolling the branch back) once it has been idle in "
+             "the branch that long; a prepared branch is not timed");
     return c;
+}
+
+std::string branch_timeout_sql(std::chrono::seconds timeout) {
+    constexpr long long most = 2147483;  // the setting is an int of milliseconds
+    if (timeout.count() <= 0 || timeout.count() > most)
+        raise(XAER_INVAL, "22023",
+              fmt::format("a branch timeout of {} seconds: PostgreSQL takes 1 to {}",
+                          timeout.count(), most));
+    return fmt::format("SET LOCAL idle_in_transaction_session_timeout = {}",
+                       static_cast<long long>(timeout.count()) * 1000);
 }
 
 namespace {
@@ -171,8 +185,9 @@ int xa_code_for(std::string_view s, op o) noexcept {
             if (s == "25001") return XAER_PROTO;  // inside a transaction block
             return XAER_RMERR;                    // 42501 (owner), 0A000 (other database), ...
         case op::statement:
-            // The block is aborted either way; class 40 is a rollback the caller can retry.
-            if (s.substr(0, 2) == "40") return rollback_code_for(s);
+            // The block is aborted either way; class 40 is a rollback the caller can retry,
+            // and a timeout (a branch's, idle past tpc_begin's limit) rolled it back too.
+            if (s.substr(0, 2) == "40" || s == "25P03" || s == "25P04") return rollback_code_for(s);
             return XAER_RMERR;
         case op::rollback:
         case op::recover:

@@ -4,6 +4,7 @@
 // xarm_pq_dialect. The API is stable: add functions, do not change these.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -59,6 +60,9 @@ std::vector<xid> parse_recovered(const std::vector<std::string>& gids);
 extern const char* const max_prepared_sql;
 /// The connection's capability list given max_prepared_transactions (from max_prepared_sql).
 capability_set capabilities_for(long max_prepared_transactions);
+/// SET LOCAL idle_in_transaction_session_timeout for a branch timeout (an integer made
+/// here, nothing of the caller's in the text); XAER_INVAL beyond what PostgreSQL takes.
+std::string branch_timeout_sql(std::chrono::seconds timeout);
 
 /// What was being done when the server reported an error (the mapping depends on it).
 enum class op {

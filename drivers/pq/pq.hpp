@@ -51,6 +51,9 @@ class session final : public native_session {
 
     capability_set capabilities() const override { return m_caps; }
     void start(const xid& x, start_mode mode) override;
+    /// BEGIN at once, with SET LOCAL idle_in_transaction_session_timeout in the same round
+    /// trip (the setting ends with the block, PREPARE TRANSACTION included).
+    void start_with_timeout(const xid& x, std::chrono::seconds timeout) override;
     void end(const xid& x, end_mode mode) override;
     vote prepare(const xid& x) override;
     void commit(const xid& x, bool one_phase) override;

@@ -101,6 +101,21 @@ void session::start(const xid&, start_mode mode) {
     }
 }
 
+void session::start_with_timeout(const xid& x, std::chrono::seconds timeout) {
+    const std::string limit = branch_timeout_sql(timeout);
+    start(x, start_mode::fresh);
+    const bool begin = m_pending_begin;
+    m_pending_begin = false;
+    try {
+        exec(begin ? "BEGIN; " + limit : limit, op::statement, "BEGIN");
+    } catch (const error&) {
+        // No branch began (the core forgets it): leave no block behind either.
+        m_branch = false;
+        rollback_block();
+        throw;
+    }
+}
+
 void session::end(const xid&, end_mode) {
     if (m_pending_begin) return;  // no statement yet: nothing can have failed
     switch (status()) {

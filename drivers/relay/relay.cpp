@@ -23,6 +23,9 @@ class session final : public native_session {
 
     capability_set capabilities() const override { return m_inner->capabilities(); }
     void start(const xid& x, start_mode m) override { m_inner->start(x, m); }
+    void start_with_timeout(const xid& x, std::chrono::seconds t) override {
+        m_inner->start_with_timeout(x, t);
+    }
     void end(const xid& x, end_mode m) override { m_inner->end(x, m); }
     vote prepare(const xid& x) override { return m_inner->prepare(x); }
     void commit(const xid& x, bool one_phase) override { m_inner->commit(x, one_phase); }

@@ -20,7 +20,11 @@ capability_set declared_capabilities() {
         .yes(capability::suspend_resume, "on the same thread, with no other branch in between")
         .no(capability::migrate, "an sqlite3 connection belongs to the thread that opened it")
         .no(capability::async, "SQLite calls are synchronous")
-        .no(capability::interleave, "an SQLite connection holds one transaction at a time");
+        .no(capability::interleave, "an SQLite connection holds one transaction at a time")
+        .no(capability::timeout,
+            "SQLite has no server that could end an inactive transaction, and an sqlite3 "
+            "connection may be touched only by the thread using it: nothing but that thread "
+            "could roll the branch back");
     return c;
 }
 

@@ -293,19 +293,30 @@ class Connection {
         return to_python_xid(
             xarm::connection::xid(format_id, utf8_of(gtrid, "gtrid"), utf8_of(bqual, "bqual")));
     }
-    void tpc_begin(const py::handle& x) {
+    /// flags: TPC_BEGIN_NEW/JOIN/RESUME/PROMOTE (the values of xarm::tpc_begin_flag; the
+    /// C++ call refuses others); timeout: seconds the branch may stay inactive.
+    void tpc_begin(const py::handle& x, int flags, long long timeout) {
         const auto id = to_xid(x);
-        call(*m_s, [&](xarm::connection& c) { c.tpc_begin(id); });
+        call(*m_s, [&](xarm::connection& c) {
+            c.tpc_begin(id, static_cast<xarm::tpc_begin_flag>(flags),
+                        std::chrono::seconds(timeout));
+        });
+    }
+    /// flags: TPC_END_NORMAL/SUSPEND; xid None: the current branch.
+    void tpc_end(const py::object& x, int flags) {
+        const auto id = x.is_none() ? xarm::xid{} : to_xid(x);
+        call(*m_s,
+             [&](xarm::connection& c) { c.tpc_end(id, static_cast<xarm::tpc_end_flag>(flags)); });
     }
     /// PEP 249 returns nothing; True tells the caller the branch voted read-only and is gone.
     bool tpc_prepare() {
         return call(*m_s,
                     [](xarm::connection& c) { return c.tpc_prepare() == xarm::vote::read_only; });
     }
-    void tpc_commit(const py::object& x) {
+    void tpc_commit(const py::object& x, bool one_phase) {
         if (x.is_none()) return call(*m_s, [](xarm::connection& c) { c.tpc_commit(); });
         const auto id = to_xid(x);
-        call(*m_s, [&](xarm::connection& c) { c.tpc_commit(id); });
+        call(*m_s, [&](xarm::connection& c) { c.tpc_commit(id, one_phase); });
     }
     void tpc_rollback(const py::object& x) {
         if (x.is_none()) return call(*m_s, [](xarm::connection& c) { c.tpc_rollback(); });
@@ -510,6 +521,13 @@ py::object new_exception(py::module_& m, const char* name, const py::object& bas
 
 PYBIND11_MODULE(_xarm, m) {
     m.doc() = "xarm's PEP 249 connection with the two-phase extension (use the package xarm)";
+    // python-oracledb's names for tpc_begin's and tpc_end's flags.
+    m.attr("TPC_BEGIN_NEW") = static_cast<int>(xarm::tpc_begin_flag::fresh);
+    m.attr("TPC_BEGIN_JOIN") = static_cast<int>(xarm::tpc_begin_flag::join);
+    m.attr("TPC_BEGIN_RESUME") = static_cast<int>(xarm::tpc_begin_flag::resume);
+    m.attr("TPC_BEGIN_PROMOTE") = static_cast<int>(xarm::tpc_begin_flag::promote);
+    m.attr("TPC_END_NORMAL") = static_cast<int>(xarm::tpc_end_flag::normal);
+    m.attr("TPC_END_SUSPEND") = static_cast<int>(xarm::tpc_end_flag::suspend);
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == nullptr) throw py::error_already_set();
 
@@ -591,9 +609,14 @@ PYBIND11_MODULE(_xarm, m) {
     py::class_<Connection>(m, "Connection")
         .def(py::init<const std::string&, const std::string&>(), py::arg("driver"), py::arg("info"))
         .def("xid", &Connection::xid, py::arg("format_id"), py::arg("gtrid"), py::arg("bqual"))
-        .def("tpc_begin", &Connection::tpc_begin, py::arg("xid"))
+        .def("tpc_begin", &Connection::tpc_begin, py::arg("xid"),
+             py::arg("flags") = static_cast<int>(xarm::tpc_begin_flag::fresh),
+             py::arg("timeout") = 0)
+        .def("tpc_end", &Connection::tpc_end, py::arg("xid") = py::none(),
+             py::arg("flags") = static_cast<int>(xarm::tpc_end_flag::normal))
         .def("tpc_prepare", &Connection::tpc_prepare)
-        .def("tpc_commit", &Connection::tpc_commit, py::arg("xid") = py::none())
+        .def("tpc_commit", &Connection::tpc_commit, py::arg("xid") = py::none(),
+             py::arg("one_phase") = false)
         .def("tpc_rollback", &Connection::tpc_rollback, py::arg("xid") = py::none())
         .def("tpc_forget", &Connection::tpc_forget, py::arg("xid"))
         .def("tpc_recover", &Connection::tpc_recover)

@@ -178,6 +178,48 @@ def test_protocol_misuse_is_programming_error(two_phase):
     assert e.value.xa_code_name == "XAER_PROTO"
 
 
+def test_tpc_end_join_resume_and_one_phase_by_xid(target):
+    """python-oracledb's flags: tpc_end, TPC_BEGIN_JOIN/RESUME, tpc_commit(xid, one_phase)."""
+    table = target.table()
+    c = target.connect()
+    x = new_xid(c)
+    with pytest.raises(xarm.ProgrammingError):
+        c.tpc_end()  # no branch
+    c.tpc_begin(x)
+    c.cursor().execute(f"INSERT INTO {table} (id, v) VALUES (?, ?)", (1, "one"))
+    c.tpc_end(x, xarm.TPC_END_NORMAL)
+    joins = c.capability("join")[0]
+    if joins:
+        c.tpc_begin(x, xarm.TPC_BEGIN_JOIN)
+        c.cursor().execute(f"INSERT INTO {table} (id, v) VALUES (?, ?)", (2, "two"))
+        c.tpc_end()
+    else:
+        with pytest.raises(xarm.NotSupportedError):
+            c.tpc_begin(x, xarm.TPC_BEGIN_JOIN)
+    with pytest.raises(xarm.ProgrammingError):
+        c.tpc_commit(new_xid(c), one_phase=True)  # not the branch ended here
+    c.tpc_commit(x, one_phase=True)
+    assert count(target.connect(), table) == (2 if joins else 1)
+    if c.capability("suspend_resume")[0]:
+        y = new_xid(c)
+        c.tpc_begin(y)
+        c.tpc_end(flags=xarm.TPC_END_SUSPEND)
+        c.tpc_begin(y, flags=xarm.TPC_BEGIN_RESUME)
+        c.cursor().execute(f"INSERT INTO {table} (id, v) VALUES (?, ?)", (3, "three"))
+        c.tpc_commit()
+        assert count(target.connect(), table) == (3 if joins else 2)
+    with pytest.raises(xarm.NotSupportedError):
+        c.tpc_begin(new_xid(c), xarm.TPC_BEGIN_PROMOTE)
+    with pytest.raises(xarm.ProgrammingError):
+        c.tpc_begin(new_xid(c), 99)  # no such flag
+    with pytest.raises(xarm.ProgrammingError):
+        c.tpc_begin(new_xid(c), xarm.TPC_BEGIN_NEW, -1)
+    if not c.capability("timeout")[0]:
+        with pytest.raises(xarm.NotSupportedError):
+            c.tpc_begin(new_xid(c), timeout=5)
+    c.close()
+
+
 def test_errors_carry_diagnostics(target):
     table = target.table()
     c = target.connect()

@@ -42,40 +42,114 @@ void connection::leave_branch() noexcept {
     m_read_only = false;
 }
 
-void connection::tpc_begin(const xarm::xid& x) {
+const char* connection::phase_text() const noexcept {
+    switch (m_phase) {
+        case phase::none:
+            return "none";
+        case phase::active:
+            return "active";
+        case phase::ended:
+            return "ended";
+        case phase::suspended:
+            return "suspended";
+        case phase::prepared:
+            return "prepared";
+    }
+    return "?";
+}
+
+void connection::tpc_begin(const xarm::xid& x, tpc_begin_flag flags, std::chrono::seconds timeout) {
     check_open();
-    if (m_phase != phase::none)
-        misuse(fmt::format("tpc_begin: two-phase transaction {} is already in progress",
-                           m_xid.to_string()));
     if (x.is_null() || x.is_unparsed())
         raise(XAER_INVAL, "XAE05",
               "tpc_begin: the xid must be made with xid(format, gtrid, bqual)");
-    m_session->start(x, TMNOFLAGS);
-    m_xid = x;
-    m_phase = phase::active;
+    if (timeout.count() < 0)
+        raise(XAER_INVAL, "22023",
+              "tpc_begin: the timeout is a number of seconds, 0 (none) or more");
+    if (timeout.count() > 0 && flags != tpc_begin_flag::fresh)
+        raise(XAER_INVAL, "22023",
+              "tpc_begin: a timeout is given to a new branch only (a joined or resumed branch "
+              "keeps its own)");
+    // Joining or resuming this connection's own branch: which one, and in what state.
+    auto go_on = [&](phase from, capability c, long xa_flag, const char* what) {
+        m_session->require(c, XAER_RMERR, what);
+        if (m_phase != from || m_xid != x)
+            misuse(fmt::format(
+                "tpc_begin({}): {} is not the branch {} on this connection{}", what, x.to_string(),
+                from == phase::ended ? "ended by tpc_end()" : "suspended by tpc_end(xid, suspend)",
+                m_phase == phase::none
+                    ? ""
+                    : fmt::format(" ({} is {})", m_xid.to_string(), phase_text())));
+        m_session->start(x, xa_flag);
+        m_phase = phase::active;
+    };
+    switch (flags) {
+        case tpc_begin_flag::fresh:
+            if (m_phase != phase::none)
+                misuse(
+                    fmt::format("tpc_begin: two-phase transaction {} is already in progress "
+                                "({})",
+                                m_xid.to_string(), phase_text()));
+            m_session->start(x, TMNOFLAGS, timeout);
+            m_xid = x;
+            m_phase = phase::active;
+            return;
+        case tpc_begin_flag::join:
+            return go_on(phase::ended, capability::join, TMJOIN, "joining a branch (join)");
+        case tpc_begin_flag::resume:
+            return go_on(phase::suspended, capability::suspend_resume, TMRESUME,
+                         "resuming a branch (resume)");
+        case tpc_begin_flag::promote:
+            raise(diagnostic{XAER_RMERR, "0A000", 0, std::string(m_session->drv().name()),
+                             "tpc_begin(promote) is not supported: XA has no promotion of a local "
+                             "transaction into a branch (xa_start with local work pending is "
+                             "XAER_OUTSIDE), and MariaDB/MySQL refuse XA START inside one; commit "
+                             "or roll back the local work, then begin a new branch"});
+    }
+    raise(XAER_INVAL, "22023",
+          fmt::format("tpc_begin: {} is not a tpc_begin_flag", static_cast<int>(flags)));
+}
+
+void connection::end_branch(long flags) {
+    try {
+        m_session->end(m_xid, flags);
+    } catch (const rollback_error&) {
+        // The work failed: finish the rollback so the connection is usable again.
+        try {
+            m_session->rollback(m_xid, TMNOFLAGS);
+        } catch (const error&) {
+        }
+        leave_branch();
+        throw;
+    } catch (const operational_error&) {
+        leave_branch();  // the server rolled the work back with the connection
+        throw;
+    }
+    m_phase = (flags & TMSUSPEND) ? phase::suspended : phase::ended;
+}
+
+void connection::tpc_end(const xarm::xid& x, tpc_end_flag flags) {
+    check_open();
+    if (flags != tpc_end_flag::normal && flags != tpc_end_flag::suspend)
+        raise(XAER_INVAL, "22023",
+              fmt::format("tpc_end: {} is not a tpc_end_flag", static_cast<int>(flags)));
+    if (flags == tpc_end_flag::suspend)
+        m_session->require(capability::suspend_resume, XAER_RMERR, "suspending a branch (suspend)");
+    if (m_phase == phase::none) misuse("tpc_end: no two-phase transaction in progress");
+    if (!x.is_null() && x != m_xid)
+        misuse(fmt::format("tpc_end: {} is not this connection's branch ({} is)", x.to_string(),
+                           m_xid.to_string()));
+    if (m_phase != phase::active)
+        misuse(fmt::format("tpc_end: the branch {} is {}, not active", m_xid.to_string(),
+                           phase_text()));
+    end_branch(flags == tpc_end_flag::suspend ? TMSUSPEND : TMSUCCESS);
 }
 
 vote connection::tpc_prepare() {
     check_open();
     if (m_phase == phase::none) misuse("tpc_prepare: no two-phase transaction in progress");
     if (m_phase == phase::prepared) misuse("tpc_prepare: the transaction is already prepared");
-    if (m_phase == phase::active) {
-        try {
-            m_session->end(m_xid, TMSUCCESS);
-        } catch (const rollback_error&) {
-            // The work failed: finish the rollback so the connection is usable again.
-            try {
-                m_session->rollback(m_xid, TMNOFLAGS);
-            } catch (const error&) {
-            }
-            leave_branch();
-            throw;
-        } catch (const operational_error&) {
-            leave_branch();
-            throw;
-        }
-        m_phase = phase::ended;
-    }
+    if (m_phase == phase::active || m_phase == phase::suspended) end_branch(TMSUCCESS);
     try {
         m_read_only = m_session->prepare(m_xid, TMNOFLAGS) == XA_RDONLY;
     } catch (const rollback_error&) {
@@ -109,20 +183,8 @@ void connection::tpc_commit() {
             leave_branch();
             return;
         case phase::active:
-            try {
-                m_session->end(m_xid, TMSUCCESS);
-            } catch (const rollback_error&) {
-                try {
-                    m_session->rollback(m_xid, TMNOFLAGS);
-                } catch (const error&) {
-                }
-                leave_branch();
-                throw;
-            } catch (const operational_error&) {
-                leave_branch();
-                throw;
-            }
-            m_phase = phase::ended;
+        case phase::suspended:
+            end_branch(TMSUCCESS);
             [[fallthrough]];
         case phase::ended:
             try {
@@ -141,10 +203,29 @@ void connection::tpc_commit() {
     }
 }
 
-void connection::tpc_commit(const xarm::xid& x) {
+void connection::tpc_commit(const xarm::xid& x, bool one_phase) {
     check_open();
+    if (m_phase != phase::none && x == m_xid) {
+        if (one_phase && m_phase != phase::ended)
+            misuse(
+                fmt::format("tpc_commit({}, one_phase): the branch is {}; a one-phase commit "
+                            "by xid needs it ended by tpc_end()",
+                            x.to_string(), phase_text()));
+        if (!one_phase && m_phase != phase::prepared)
+            misuse(
+                fmt::format("tpc_commit({}): the branch is {}, not prepared; call tpc_prepare() "
+                            "first, or commit it in one phase (one_phase=true) once ended",
+                            x.to_string(), phase_text()));
+        return tpc_commit();
+    }
+    if (one_phase)
+        misuse(fmt::format(
+            "tpc_commit({}, one_phase): not a branch ended on this connection{}", x.to_string(),
+            m_phase == phase::none ? "" : fmt::format(" ({} is)", m_xid.to_string())));
     if (m_phase != phase::none)
-        misuse("tpc_commit(xid) is for recovery: not allowed inside a two-phase transaction");
+        misuse(
+            "tpc_commit(xid) of another branch is for recovery: not allowed inside a two-phase "
+            "transaction");
     m_session->commit(x, TMNOFLAGS);
 }
 
@@ -154,6 +235,7 @@ void connection::tpc_rollback() {
         case phase::none:
             misuse("tpc_rollback: no two-phase transaction in progress");
         case phase::active:
+        case phase::suspended:
             try {
                 m_session->end(m_xid, TMSUCCESS);
             } catch (const rollback_error&) {
@@ -182,8 +264,11 @@ void connection::tpc_rollback() {
 
 void connection::tpc_rollback(const xarm::xid& x) {
     check_open();
+    if (m_phase != phase::none && x == m_xid) return tpc_rollback();
     if (m_phase != phase::none)
-        misuse("tpc_rollback(xid) is for recovery: not allowed inside a two-phase transaction");
+        misuse(
+            "tpc_rollback(xid) of another branch is for recovery: not allowed inside a "
+            "two-phase transaction");
     m_session->rollback(x, TMNOFLAGS);
 }
 
@@ -210,9 +295,13 @@ std::vector<xarm::xid> connection::tpc_recover() {
 
 void connection::check_statement(const char* what) const {
     check_open();
-    if (m_phase == phase::prepared || m_phase == phase::ended)
+    if (m_phase == phase::prepared)
         misuse(fmt::format(
             "{}: no statements between tpc_prepare() and tpc_commit()/tpc_rollback()", what));
+    if (m_phase == phase::ended || m_phase == phase::suspended)
+        misuse(fmt::format("{}: the branch {} is {}: no statements until tpc_begin() {} it", what,
+                           m_xid.to_string(), phase_text(),
+                           m_phase == phase::ended ? "joins" : "resumes"));
 }
 
 std::int64_t connection::execute(std::string_view sql) {

@@ -50,6 +50,10 @@ result native_session::execute_prepared(native_statement& st, std::span<const va
     return execute_params(dynamic_cast<kept_text&>(st).sql, params, rows);
 }
 
+void native_session::start_with_timeout(const xid&, std::chrono::seconds) {
+    raise(XAER_RMERR, "0A000", "this driver cannot give a branch a timeout");
+}
+
 void native_session::forget(const xid& x) {
     // Reached only if a driver reports a heuristic outcome without implementing forget.
     raise(XAER_RMERR, "HY000",
@@ -76,6 +80,8 @@ const char* to_string(capability c) noexcept {
             return "async";
         case capability::interleave:
             return "interleave";
+        case capability::timeout:
+            return "timeout";
     }
     return "unknown";
 }

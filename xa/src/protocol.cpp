@@ -134,7 +134,18 @@ void rm_session::check_closable() const {
 }
 
 int rm_session::start(const xid& x, long flags) {
+    return start(x, flags, std::chrono::seconds{0});
+}
+
+int rm_session::start(const xid& x, long flags, std::chrono::seconds timeout) {
     check_flags(flags, TMJOIN | TMRESUME | TMNOWAIT | TMASYNC, "xa_start");
+    if (timeout.count() < 0)
+        protocol_error(XAER_INVAL, "xa_start: a timeout is a number of seconds, 0 (none) or more");
+    if (timeout.count() > 0 && (flags & (TMJOIN | TMRESUME)))
+        protocol_error(XAER_INVAL,
+                       "xa_start: a timeout is given to a new branch only (a joined or resumed "
+                       "branch keeps its own)");
+    if (timeout.count() > 0) require(capability::timeout, XAER_RMERR, "a branch timeout");
     if ((flags & TMJOIN) && (flags & TMRESUME))
         protocol_error(XAER_INVAL, "xa_start: TMJOIN and TMRESUME exclude each other");
     if (flags & TMASYNC) require(capability::async, XAER_ASYNC, "asynchronous xa_start (TMASYNC)");
@@ -193,7 +204,11 @@ int rm_session::start(const xid& x, long flags) {
         state_error(XAER_OUTSIDE, x, "xa_start",
                     "a local transaction is in progress on this connection; commit or roll it "
                     "back first");
-    call([&] { m_native->start(x, start_mode::fresh); });
+    if (timeout.count() > 0) {
+        call([&] { m_native->start_with_timeout(x, timeout); });
+    } else {
+        call([&] { m_native->start(x, start_mode::fresh); });
+    }
     m_branches[x] = branch{branch_state::active, false, 0};
     m_current = x;
     return XA_OK;

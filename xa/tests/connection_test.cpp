@@ -30,6 +30,39 @@ BOOST_AUTO_TEST_CASE(two_phase_round_trip) {
     BOOST_TEST(d->db->log.back() == "commit gtrid");
 }
 
+BOOST_AUTO_TEST_CASE(end_join_suspend_resume_map_to_the_xa_verbs) {
+    auto x = connection::xid(7, "jr", "");
+    c.tpc_begin(x);
+    c.tpc_end();
+    BOOST_TEST(c.ended());
+    BOOST_CHECK_THROW(c.execute("more"), programming_error);
+    c.tpc_begin(x, tpc_begin_flag::join);
+    BOOST_TEST(d->db->log.back() == "start jr join");
+    c.tpc_end(x, tpc_end_flag::suspend);
+    BOOST_CHECK_THROW(c.tpc_begin(x, tpc_begin_flag::join), programming_error);
+    c.tpc_begin(x, tpc_begin_flag::resume);
+    BOOST_TEST(d->db->log.back() == "start jr resume");
+    c.tpc_end();
+    c.tpc_commit(x, true);
+    BOOST_TEST(d->db->log.back() == "commit jr 1pc");
+    BOOST_TEST(c.current().is_null());
+}
+
+BOOST_AUTO_TEST_CASE(missing_capabilities_refuse_the_flags) {
+    d->caps.no(capability::join, "no join here").no(capability::suspend_resume, "no suspend");
+    connection n(d, "fake");
+    auto x = connection::xid(7, "nj", "");
+    BOOST_CHECK_THROW(n.tpc_begin(x, tpc_begin_flag::fresh, std::chrono::seconds(3)),
+                      not_supported_error);  // the test driver declares no timeout
+    n.tpc_begin(x);
+    BOOST_CHECK_THROW(n.tpc_end(x, tpc_end_flag::suspend), not_supported_error);
+    n.tpc_end();
+    BOOST_CHECK_THROW(n.tpc_begin(x, tpc_begin_flag::join), not_supported_error);
+    BOOST_CHECK_THROW(n.tpc_begin(x, tpc_begin_flag::promote), not_supported_error);
+    n.tpc_rollback(x);
+    BOOST_TEST(n.current().is_null());
+}
+
 BOOST_AUTO_TEST_CASE(commit_without_prepare_is_one_phase) {
     c.tpc_begin(connection::xid(1, "one", ""));
     c.execute("update");
@@ -47,8 +80,9 @@ BOOST_AUTO_TEST_CASE(misuse_is_programming_error) {
     BOOST_CHECK_THROW(c.tpc_begin(connection::xid(1, "other", "")), programming_error);
     BOOST_CHECK_THROW(c.commit(), programming_error);
     BOOST_CHECK_THROW(c.rollback(), programming_error);
-    BOOST_CHECK_THROW(c.tpc_commit(x), programming_error);
-    BOOST_CHECK_THROW(c.tpc_rollback(x), programming_error);
+    BOOST_CHECK_THROW(c.tpc_commit(x), programming_error);  // its own, but not prepared
+    BOOST_CHECK_THROW(c.tpc_commit(connection::xid(1, "other", "")), programming_error);
+    BOOST_CHECK_THROW(c.tpc_rollback(connection::xid(1, "other", "")), programming_error);
     c.tpc_prepare();
     BOOST_CHECK_THROW(c.tpc_prepare(), programming_error);
     c.tpc_rollback();

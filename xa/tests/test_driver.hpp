@@ -163,6 +163,7 @@ inline capability_set everything() {
     for (capability k : all_capabilities) c.yes(k);
     c.no(capability::async, "test driver: synchronous");
     c.no(capability::migrate, "test driver: no migration");
+    c.no(capability::timeout, "test driver: no timer");
     return c;
 }
 

@@ -24,6 +24,7 @@
 
 #include "xarm/capability.hpp"
 #include "xarm/connection.hpp"
+#include "xarm/driver/driver.hpp"
 #include "xarm/export.h"
 #include "xarm/xid.hpp"
 

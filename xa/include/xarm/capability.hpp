@@ -20,11 +20,13 @@ enum class capability {
     migrate,         ///< resume a suspended branch on another thread (TMMIGRATE)
     async,           ///< TMASYNC and xa_complete
     interleave,      ///< start a branch while another unprepared one holds the connection
+    timeout,         ///< tpc_begin's timeout: the server ends a branch inactive for that long
 };
 inline constexpr capability all_capabilities[] = {
     capability::two_phase,      capability::one_phase, capability::recovery,
     capability::read_only_vote, capability::join,      capability::suspend_resume,
-    capability::migrate,        capability::async,     capability::interleave};
+    capability::migrate,        capability::async,     capability::interleave,
+    capability::timeout};
 
 XARM_API const char* to_string(capability c) noexcept;
 

@@ -1,6 +1,7 @@
 // The DB-API-style C++ API: PEP 249's two-phase extension on one connection.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -30,6 +31,11 @@ class branch;
 // The driver-author SDK's types (xarm/driver/): an application needs only their names.
 class driver;
 class rm_session;
+
+/// tpc_begin's flags: python-oracledb's TPC_BEGIN_NEW, _JOIN, _RESUME, _PROMOTE.
+enum class tpc_begin_flag { fresh, join, resume, promote };
+/// tpc_end's flags: python-oracledb's TPC_END_NORMAL, _SUSPEND.
+enum class tpc_end_flag { normal, suspend };
 
 /// Which driver hands out a native handle of type Handle (connection::native_handle<Handle>).
 template <class Handle>
@@ -116,19 +122,49 @@ class XARM_API connection : private detail::anchor<connection> {
     /// PEP 249 xid(format_id, gtrid, bqual); validates (programming_error).
     static xarm::xid xid(long format_id, std::string_view gtrid, std::string_view bqual);
 
-    /// Begins a branch. programming_error inside a branch or with local work pending.
-    void tpc_begin(const xarm::xid& x);
-    /// Phase one: ends the branch's work and prepares it, and returns the vote:
-    /// vote::read_only when the branch wrote nothing and is already gone (drivers that
-    /// declare read_only_vote). Afterwards only tpc_commit() or tpc_rollback() are allowed.
+    /// Begins a branch, or goes on with one of this connection's (python-oracledb's
+    /// tpc_begin):
+    /// - tpc_begin_flag::fresh (TPC_BEGIN_NEW): a new branch; programming_error inside a
+    ///   branch or with local work pending. `timeout` > 0: the branch may stay inactive
+    ///   (idle between statements, or suspended; never once prepared) that many seconds,
+    ///   after which the server rolls it back and ends the session (capability::timeout,
+    ///   else not_supported_error); later calls then raise operational_error or
+    ///   rollback_error, and the connection must be closed.
+    /// - tpc_begin_flag::join (TPC_BEGIN_JOIN): x is the branch ended here by tpc_end();
+    ///   its work goes on (capability::join).
+    /// - tpc_begin_flag::resume (TPC_BEGIN_RESUME): x is the branch suspended here by
+    ///   tpc_end(x, suspend) (capability::suspend_resume).
+    /// - tpc_begin_flag::promote (TPC_BEGIN_PROMOTE): always not_supported_error (XA has
+    ///   no promotion of local work into a branch; see README).
+    /// join/resume with a timeout, a negative timeout or a flag outside the enumeration:
+    /// programming_error.
+    void tpc_begin(const xarm::xid& x, tpc_begin_flag flags = tpc_begin_flag::fresh,
+                   std::chrono::seconds timeout = std::chrono::seconds{0});
+    /// Ends (tpc_end_flag::normal, TPC_END_NORMAL) or suspends (tpc_end_flag::suspend,
+    /// TPC_END_SUSPEND, capability::suspend_resume) the active branch: x must be the
+    /// current branch, a null xid meaning it. Afterwards no statements until the branch
+    /// is joined or resumed; tpc_prepare(), tpc_commit() and tpc_rollback() take it as it
+    /// is. programming_error without an active branch; rollback_error when its work
+    /// failed (the branch is then rolled back and the connection free).
+    void tpc_end(const xarm::xid& x = {}, tpc_end_flag flags = tpc_end_flag::normal);
+    /// Phase one: ends the branch's work (when tpc_end() did not) and prepares it, and
+    /// returns the vote, which says whether a commit is needed: vote::read_only when the
+    /// branch wrote nothing and is already gone (drivers that declare read_only_vote).
+    /// Afterwards only tpc_commit() or tpc_rollback() are allowed.
     vote tpc_prepare();
     /// Phase two when prepared, else a one-phase commit. A read-only vote at prepare
     /// leaves nothing to do. After any answer, success or error, the connection is out
     /// of the branch and can begin another.
     void tpc_commit();
-    /// Commits a prepared branch by xid (recovery); not inside a branch.
-    void tpc_commit(const xarm::xid& x);
+    /// By xid. one_phase=false: commits a prepared branch: this connection's (as
+    /// tpc_commit()) or, outside a branch, any (recovery). one_phase=true: commits in one
+    /// phase the branch ended on this connection by tpc_end(), unprepared. Anything else
+    /// (a branch not ended here, one_phase for a prepared one, a prepared branch of
+    /// another connection while one is in progress here) is a programming_error.
+    void tpc_commit(const xarm::xid& x, bool one_phase = false);
     void tpc_rollback();
+    /// By xid: this connection's branch (as tpc_rollback()), or outside a branch any
+    /// prepared one (recovery).
     void tpc_rollback(const xarm::xid& x);
     /// Forgets a heuristically completed branch (xa_forget); not inside a branch. PEP 249
     /// has no forget: this is XA's, for branches a tpc_commit() reported heuristic.
@@ -171,6 +207,8 @@ class XARM_API connection : private detail::anchor<connection> {
     xarm::xid current() const;
     /// True between tpc_prepare() and tpc_commit()/tpc_rollback().
     bool prepared() const noexcept { return m_phase == phase::prepared; }
+    /// True while the current branch is ended (tpc_end normal) or suspended by tpc_end.
+    bool ended() const noexcept { return m_phase == phase::ended || m_phase == phase::suspended; }
     /// The client library's connection, untyped; prefer native_handle<Handle>().
     void* native_handle() noexcept;
     /// The client library's connection: PGconn* (pq), sql::Connection* (mysql), sqlite3*
@@ -198,10 +236,14 @@ class XARM_API connection : private detail::anchor<connection> {
     friend class statement;
     friend class branch;
     friend class detail::anchor<connection>;
-    enum class phase { none, active, ended, prepared };
+    enum class phase { none, active, ended, suspended, prepared };
     void check_open() const;
+    const char* phase_text() const noexcept;
     void leave_branch() noexcept;
     void abandon_branch() noexcept;
+    /// xa_end of the current branch (TMSUCCESS or TMSUSPEND); when the work failed, rolls
+    /// back and leaves the branch before rethrowing.
+    void end_branch(long flags);
     /// Statements are not allowed between tpc_prepare() and phase two.
     void check_statement(const char* what) const;
     result run(std::string_view sql, std::span<const value> params, bool rows);

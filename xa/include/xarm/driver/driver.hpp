@@ -3,6 +3,7 @@
 // driver never checks protocol state. Adding a driver touches nothing in xa/.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -49,6 +50,10 @@ class XARM_API native_session {
 
     // Branch primitives.
     virtual void start(const xid& x, start_mode mode) = 0;
+    /// start(x, fresh) for a branch the server is to end (rolling it back) once it has
+    /// been inactive (idle or suspended, not prepared) for `timeout` (> 0). Drivers that
+    /// declare capability::timeout override it; the core never calls the default.
+    virtual void start_with_timeout(const xid& x, std::chrono::seconds timeout);
     virtual void end(const xid& x, end_mode mode) = 0;
     virtual vote prepare(const xid& x) = 0;
     /// one_phase: the branch is idle on this session. Otherwise x is prepared (by this

@@ -3,6 +3,7 @@
 // every failure to one XA code. Both the C switch and the C++ connection drive it.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -43,6 +44,9 @@ class XARM_API rm_session {
     rm_session& operator=(rm_session&&) = delete;
 
     int start(const xid& x, long flags);
+    /// A new branch (flags without TMJOIN and TMRESUME) that the server ends once it has
+    /// been inactive for `timeout` (capability::timeout; 0: none, as start(x, flags)).
+    int start(const xid& x, long flags, std::chrono::seconds timeout);
     int end(const xid& x, long flags);
     int prepare(const xid& x, long flags);
     int commit(const xid& x, long flags);
@@ -74,6 +78,10 @@ class XARM_API rm_session {
     /// Can the session be closed now (xa_close): not while a branch is associated.
     void check_closable() const;
 
+    /// Refuses a capability the driver declares missing: code (XAER_RMERR for most),
+    /// SQLSTATE 0A000, the declared reason (not_supported_error in C++).
+    void require(capability c, int code, const char* what) const;
+
     branch_state state_of(const xid& x) const;
     std::optional<xid> associated() const { return m_current; }
     capability_set capabilities() const { return m_caps; }
@@ -87,7 +95,6 @@ class XARM_API rm_session {
         bool suspended = false;  // S1 whose association is suspended (T2)
         int rollback_code = 0;   // for S4: the XA_RB* code to report
     };
-    void require(capability c, int code, const char* what) const;
     void check_usable() const;
     /// Runs a driver primitive; on XAER_RMFAIL marks the session failed, and fills in
     /// the driver name. in_doubt: an RMFAIL here leaves the outcome unknown.
