@@ -3,6 +3,9 @@
 // way; Virtuoso's lexical rules for placeholders; and the SQLSTATEs the transaction
 // manager's last-resource markers rely on.
 #define BOOST_TEST_MODULE xarm_odbc_virtuoso
+#include <sql.h>
+#include <sqlext.h>
+
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -16,6 +19,7 @@
 #include "xarm_testing.hpp"
 
 extern "C" struct xa_switch_t xarm_odbc_switch;
+extern "C" SQLHDBC xarm_odbc_hdbc(int rmid);
 
 namespace utf = boost::unit_test;
 using xarm::testing::needs;
@@ -174,6 +178,38 @@ BOOST_AUTO_TEST_CASE(missing_table_and_duplicate_key_sqlstates) {
     }
     c.rollback();
     BOOST_TEST(count_rows(c, t.name) == 1);
+}
+
+// What README.md says of the two routes an ODBC client might take to Virtuoso's prepared
+// branches: Virtuoso's own SQLEndTran codes (SQL_TP_PREPARE, 0xF1) never reach its driver
+// (unixODBC answers HY012), and the recovery procedure its JDBC driver calls is closed to
+// a plain user. Should either change, the declaration must be looked at again.
+BOOST_AUTO_TEST_CASE(the_odbc_routes_to_virtuoso_xa_stay_closed) {
+    const std::string info = server(VIRT);
+    BOOST_REQUIRE(xarm_odbc_switch.xa_open_entry(const_cast<char*>(info.c_str()), 91, TMNOFLAGS) ==
+                  XA_OK);
+    SQLHDBC h = xarm_odbc_hdbc(91);
+    BOOST_REQUIRE(h != nullptr);
+    const SQLSMALLINT sql_tp_prepare = 0xF1;  // Virtuoso's 2pc.h: TP_PREPARE | SQL_TP_UNENLIST
+    BOOST_TEST(SQLEndTran(SQL_HANDLE_DBC, h, sql_tp_prepare) == SQL_ERROR);
+    SQLCHAR state[6] = {};
+    SQLINTEGER native = 0;
+    SQLCHAR msg[512] = {};
+    SQLSMALLINT len = 0;
+    BOOST_TEST(
+        SQL_SUCCEEDED(SQLGetDiagRec(SQL_HANDLE_DBC, h, 1, state, &native, msg, sizeof msg, &len)));
+    BOOST_TEST(std::string(reinterpret_cast<const char*>(state)) == "HY012",
+               reinterpret_cast<const char*>(msg));
+    xarm_odbc_switch.xa_close_entry(const_cast<char*>(""), 91, TMNOFLAGS);
+
+    auto c = xarm::connect("odbc", info);
+    try {
+        (void)c.query("_2PC.DBA.XA_GET_ALL_XIDS()");
+        BOOST_FAIL("a plain user ran _2PC.DBA.XA_GET_ALL_XIDS()");
+    } catch (const xarm::error& e) {
+        BOOST_TEST(std::string(e.what()).find("SR186") != std::string::npos, e.what());
+    }
+    c.rollback();
 }
 
 BOOST_AUTO_TEST_SUITE_END()
