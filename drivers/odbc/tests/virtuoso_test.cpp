@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "xa.h"
 #include "xarm/connection.hpp"
 #include "xarm/error.hpp"
+#include "xarm/xa.h"
 #include "xarm/xarm.h"
 #include "xarm_testing.hpp"
 
