@@ -11,10 +11,12 @@ fi
 # The development servers may be restarted (the durability.restart case); the test is
 # a SERVER test, so no other server test runs meanwhile.
 if [ -n "${XARM_DEVSERVERS-}" ]; then
-    # The variable names the development server (XARM_TEST_PQ, XARM_TEST_ODBC_MYSQL).
+    # The variable names the development server (XARM_TEST_PQ, XARM_TEST_ODBC_MYSQL,
+    # XARM_TEST_ODBC_VIRTUOSO).
     case "$var" in
         *_PQ) server=pq ;;
         *_MYSQL) server=mysql ;;
+        *_VIRTUOSO) server=virtuoso ;;
         *) server= ;;
     esac
     if [ -n "$server" ]; then

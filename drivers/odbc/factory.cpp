@@ -43,7 +43,8 @@ class odbc_driver final : public driver {
     std::vector<test_server> test_servers() const override {
         return {{"odbc/pq", "XARM_TEST_ODBC_PQ", "pq"},
                 {"odbc/mysql", "XARM_TEST_ODBC_MYSQL", "mysql"},
-                {"odbc/sqlite", "XARM_TEST_ODBC_SQLITE", "sqlite"}};
+                {"odbc/sqlite", "XARM_TEST_ODBC_SQLITE", "sqlite"},
+                {"odbc/virtuoso", "XARM_TEST_ODBC_VIRTUOSO", "odbc"}};
     }
     std::string unusable_info(std::string_view, std::string_view secret) const override {
         return "DSN=xarm_no_such_dsn_conformance;UID=nobody;PWD=" + std::string(secret);

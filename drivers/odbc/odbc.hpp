@@ -51,9 +51,17 @@ bool serialize_connects(std::string_view odbc_driver_name) noexcept;
 // ---- backends ------------------------------------------------------------------
 
 /// The DBMS behind a connection, from SQLGetInfo(SQL_DBMS_NAME).
-enum class backend { unknown, postgresql, mariadb, mysql, sqlite };
+enum class backend { unknown, postgresql, mariadb, mysql, sqlite, virtuoso };
 const char* to_string(backend b) noexcept;
 backend backend_from_dbms_name(std::string_view dbms_name) noexcept;
+
+// ---- Virtuoso (virtuoso.cpp) ------------------------------------------------------
+
+/// What a connection to OpenLink Virtuoso can do: one-phase only, with the reason
+/// (`via` names the connection's DBMS and ODBC driver).
+void declare_virtuoso(capability_set& c, const std::string& via);
+/// Virtuoso's lexical rules: ISO SQL, except that '...' strings take C escapes.
+sql_syntax virtuoso_syntax();
 
 // ---- the native-error table (error.cpp) -----------------------------------------
 
@@ -153,6 +161,7 @@ class session final : public native_session {
                 return "mysql";
             case backend::sqlite:
                 return "sqlite";
+            case backend::virtuoso:  // no native driver describes it
             case backend::unknown:
                 break;
         }

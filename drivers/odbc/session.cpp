@@ -86,6 +86,8 @@ const char* to_string(backend b) noexcept {
             return "MySQL";
         case backend::sqlite:
             return "SQLite";
+        case backend::virtuoso:
+            return "Virtuoso";
         case backend::unknown:
             break;
     }
@@ -99,6 +101,7 @@ backend backend_from_dbms_name(std::string_view name) noexcept {
     if (low.find("mariadb") != std::string::npos) return backend::mariadb;
     if (low.find("mysql") != std::string::npos) return backend::mysql;
     if (low.find("sqlite") != std::string::npos) return backend::sqlite;
+    if (low.find("virtuoso") != std::string::npos) return backend::virtuoso;  // OpenLink Virtuoso
     return backend::unknown;
 }
 
@@ -299,6 +302,9 @@ void session::declare() {
                 .yes(capability::recovery,
                      "always empty: a SQLite backend never holds a prepared branch")
                 .no(capability::read_only_vote, "there is no prepare to vote at");
+            break;
+        case backend::virtuoso:
+            declare_virtuoso(c, via);
             break;
         case backend::unknown:
             c.no(capability::two_phase, no_2pc)

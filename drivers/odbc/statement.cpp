@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cstring>
 
 #include "odbc.hpp"
@@ -51,7 +52,26 @@ bool get_fixed(SQLHSTMT st, SQLUSMALLINT col, SQLSMALLINT ctype, T& buf, SQLRETU
 struct col_info {
     SQLSMALLINT type = 0;
     bool is_unsigned = false;
+    /// Integers read as text (Virtuoso's driver answers SQL_C_SBIGINT with no value).
+    bool integer_as_text = false;
 };
+
+// An integer column read as text and parsed; the text itself if it is not an integer.
+value read_integer_text(SQLHSTMT st, SQLUSMALLINT col, bool is_unsigned, SQLRETURN& rc) {
+    auto v = get_long(st, col, false, rc);
+    if (!v) return {};
+    const char* end = v->data() + v->size();
+    if (is_unsigned) {
+        std::uint64_t u = 0;
+        if (auto r = std::from_chars(v->data(), end, u); r.ec == std::errc{} && r.ptr == end)
+            return u;
+    } else {
+        std::int64_t n = 0;
+        if (auto r = std::from_chars(v->data(), end, n); r.ec == std::errc{} && r.ptr == end)
+            return n;
+    }
+    return std::move(*v);
+}
 
 value read_cell(SQLHSTMT st, SQLUSMALLINT col, const col_info& c, SQLRETURN& rc) {
     switch (c.type) {
@@ -64,6 +84,7 @@ value read_cell(SQLHSTMT st, SQLUSMALLINT col, const col_info& c, SQLRETURN& rc)
         case SQL_SMALLINT:
         case SQL_INTEGER:
         case SQL_BIGINT:
+            if (c.integer_as_text) return read_integer_text(st, col, c.is_unsigned, rc);
             if (c.is_unsigned) {
                 SQLUBIGINT u = 0;
                 if (!get_fixed(st, col, SQL_C_UBIGINT, u, rc)) return {};
@@ -106,15 +127,19 @@ value read_cell(SQLHSTMT st, SQLUSMALLINT col, const col_info& c, SQLRETURN& rc)
 class bound_params {
   public:
     /// times_as_text: timestamps go as "YYYY-MM-DD HH:MM:SS.ffffff" text (the SQLite ODBC
-    /// driver keeps only milliseconds of a bound SQL_TIMESTAMP_STRUCT).
-    bound_params(std::span<const value> params, bool times_as_text)
-        : m_slots(params.size()), m_times_as_text(times_as_text) {}
+    /// driver keeps only milliseconds of a bound SQL_TIMESTAMP_STRUCT). integers_as_text:
+    /// 64-bit integers go as decimal text (Virtuoso's driver reads a bound SQL_C_SBIGINT
+    /// as garbage, or as 0 in an INSERT).
+    bound_params(std::span<const value> params, bool times_as_text, bool integers_as_text = false)
+        : m_slots(params.size()),
+          m_times_as_text(times_as_text),
+          m_integers_as_text(integers_as_text) {}
 
     // Binds every parameter on st; false with st's diagnostic on failure.
     bool bind(SQLHSTMT st, std::span<const value> params) {
         for (std::size_t i = 0; i < params.size(); ++i)
             if (!ok(bind_one(st, static_cast<SQLUSMALLINT>(i + 1), params[i], m_slots[i],
-                             m_times_as_text)))
+                             m_times_as_text, m_integers_as_text)))
                 return false;
         return true;
     }
@@ -147,7 +172,7 @@ class bound_params {
     }
 
     static SQLRETURN bind_one(SQLHSTMT st, SQLUSMALLINT i, const value& v, slot& s,
-                              bool times_as_text) {
+                              bool times_as_text, bool integers_as_text) {
         auto bind = [&](SQLSMALLINT ctype, SQLSMALLINT sqltype, SQLULEN size, SQLSMALLINT digits,
                         const void* buf, SQLLEN len) {
             return SQLBindParameter(st, i, SQL_PARAM_INPUT, ctype, sqltype, size, digits,
@@ -163,6 +188,13 @@ class bound_params {
                 s.bit = v.boolean() ? 1 : 0;
                 return bind(SQL_C_BIT, SQL_BIT, 1, 0, &s.bit, 0);
             case value_type::integer:
+                if (integers_as_text) {
+                    // As DECIMAL(20): Virtuoso's driver turns such text bound as SQL_BIGINT
+                    // into 0 and as SQL_INTEGER cuts it to 32 bits.
+                    s.text = std::to_string(v.integer());
+                    s.ind = static_cast<SQLLEN>(s.text.size());
+                    return bind(SQL_C_CHAR, SQL_DECIMAL, 20, 0, s.text.data(), s.ind);
+                }
                 s.integer = v.integer();
                 return bind(SQL_C_SBIGINT, SQL_BIGINT, 19, 0, &s.integer, 0);
             case value_type::real:
@@ -207,6 +239,7 @@ class bound_params {
 
     std::vector<slot> m_slots;  // sized once: the addresses ODBC keeps stay valid
     bool m_times_as_text;
+    bool m_integers_as_text;
 };
 
 }  // namespace
@@ -240,6 +273,8 @@ sql_syntax session::syntax() const {
             s = sql_syntax::sqlite();
             s.drop_comments = true;  // sqliteodbc counts a ? in a comment as a placeholder
             return s;
+        case backend::virtuoso:
+            return virtuoso_syntax();
         case backend::unknown:
             break;
     }
@@ -278,7 +313,7 @@ outcome session::fetch(SQLHSTMT st, bool collect) {
                     is_unsigned = SQL_FALSE;
                 cols.push_back({reinterpret_cast<const char*>(name.data()),
                                 reinterpret_cast<const char*>(tname.data()), type});
-                info.push_back({type, is_unsigned == SQL_TRUE});
+                info.push_back({type, is_unsigned == SQL_TRUE, m_backend == backend::virtuoso});
             }
             result_builder rows(std::move(cols));
             while ((rc = SQLFetch(st)) != SQL_NO_DATA) {
@@ -310,7 +345,7 @@ outcome session::run(std::string_view sql, std::span<const value> params, bool c
     if (!ok(SQLAllocHandle(SQL_HANDLE_STMT, m_dbc.get(), &raw)))
         return {{}, true, read_diag(SQL_HANDLE_DBC, m_dbc.get())};
     stmt_ptr st(raw);
-    bound_params bound(params, m_backend == backend::sqlite);
+    bound_params bound(params, m_backend == backend::sqlite, m_backend == backend::virtuoso);
     if (!bound.bind(st.get(), params)) return {{}, true, read_diag(SQL_HANDLE_STMT, st.get())};
     SQLRETURN rc =
         SQLExecDirect(st.get(), reinterpret_cast<SQLCHAR*>(const_cast<char*>(sql.data())),
@@ -380,7 +415,7 @@ result session::execute_prepared(native_statement& st, std::span<const value> pa
         // The previous run's cursor and bindings go (the bound buffers were its own).
         SQLFreeStmt(h, SQL_CLOSE);
         SQLFreeStmt(h, SQL_RESET_PARAMS);
-        bound_params bound(params, m_backend == backend::sqlite);
+        bound_params bound(params, m_backend == backend::sqlite, m_backend == backend::virtuoso);
         struct unbind {
             SQLHSTMT h;
             ~unbind() {

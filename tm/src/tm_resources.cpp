@@ -53,8 +53,11 @@ void delete_marker_rows(connection& c, const std::vector<std::string>& names) {
     c.execute(sql + ")", std::span<const value>(args));
 }
 
+// Plain CREATE TABLE, made only after marker_table_exists() said no: IF NOT EXISTS is not
+// in every SQL (Virtuoso 7 has none), and a creator racing another one sees an error and
+// looks again either way.
 constexpr const char* create_marker_table_sql =
-    "CREATE TABLE IF NOT EXISTS xarm_tm_marker (gtrid VARCHAR(160) NOT NULL PRIMARY KEY)";
+    "CREATE TABLE xarm_tm_marker (gtrid VARCHAR(160) NOT NULL PRIMARY KEY)";
 
 /// The server says the table does not exist: PostgreSQL 42P01 (undefined_table), MariaDB
 /// and MySQL 42S02 (ER_NO_SUCH_TABLE), and the same through their ODBC drivers.
@@ -133,8 +136,8 @@ int connection_resource::last_agent_rank() {
                     m_conn->execute(create_marker_table_sql);
                     m_conn->commit();
                 } catch (const error&) {
-                    // Another connection may have created it at the same moment (PostgreSQL's
-                    // IF NOT EXISTS is not safe against that); otherwise no privilege.
+                    // Another connection may have created it at the same moment;
+                    // otherwise no privilege.
                     rollback_quietly(*m_conn);
                     if (!marker_table_exists()) throw;
                 }
@@ -157,12 +160,22 @@ int connection_resource::last_agent_rank() {
 void connection_resource::ensure_marker_table() {
     if (m_marker_table) return;
     try {
-        m_conn->execute(create_marker_table_sql);
-        m_conn->commit();
+        if (!marker_table_exists()) {
+            m_conn->execute(create_marker_table_sql);
+            m_conn->commit();
+        }
     } catch (const error& e) {
+        rollback_quietly(*m_conn);
+        // Another connection may have created it at the same moment.
+        bool made_meanwhile = false;
         try {
-            m_conn->rollback();
+            made_meanwhile = marker_table_exists();
         } catch (const error&) {
+            rollback_quietly(*m_conn);
+        }
+        if (made_meanwhile) {
+            m_marker_table = true;
+            return;
         }
         diagnostic d = e.diag();
         d.message = fmt::format(

@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
     if (argc < 2) {
         std::cerr
             << "usage: xarm_tm_demo transfer|recover [--pq S] [--mysql S] [--pq2 S] [--sqlite "
-               "PATH]\n"
+               "PATH] [--odbc S]\n"
                "  [--log PATH | --log-in-pq] [--coordinator ID] [--last-agent auto|off|NAME] "
                "[--table T] [--transfers N] "
                "[--threads N]\n"
@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
             db.pq2 = val();
         else if (a == "--sqlite")
             db.sqlite = val();
+        else if (a == "--odbc")
+            db.odbc = val();
         else if (a == "--log")
             db.log = val();
         else if (a == "--log-in-pq")

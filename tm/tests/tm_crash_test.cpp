@@ -45,6 +45,7 @@ struct setup_t {
         if (!db.mysql.empty()) a.insert(a.end(), {"--mysql", db.mysql});
         if (!db.pq2.empty()) a.insert(a.end(), {"--pq2", db.pq2});
         if (!db.sqlite.empty()) a.insert(a.end(), {"--sqlite", db.sqlite});
+        if (!db.odbc.empty()) a.insert(a.end(), {"--odbc", db.odbc});
         a.insert(a.end(), {"--log", db.log, "--coordinator", db.coordinator, "--table", db.table});
         return a;
     }
@@ -79,13 +80,27 @@ void drop_tables(const demo::demo_databases& d) {
     drop("pq", d.pq);
     drop("mysql", d.mysql);
     drop("pq", d.pq2);
+    if (d.odbc.empty()) return;
+    // Virtuoso has no DROP TABLE IF EXISTS.
+    try {
+        auto c = xarm::connect("odbc", d.odbc);
+        for (const auto& t : {d.table + "_journal", d.table}) {
+            try {
+                c.execute("DROP TABLE " + t);
+                c.commit();
+            } catch (const std::exception&) {
+                c.rollback();
+            }
+        }
+    } catch (const std::exception&) {
+    }
 }
 
 /// How a transaction of the demo commits.
 enum class path {
     forced_log,     // every database prepared, the decision forced to the log
     last_agent,     // one two-phase database committed in one phase with the marker
-    last_resource,  // SQLite (one-phase only) committed last with the marker
+    last_resource,  // a one-phase-only database (SQLite, or db.odbc) committed last with the marker
 };
 
 /// Crash at every point that this configuration reaches, recover, check.
@@ -108,7 +123,7 @@ void crash_every_point(setup_t s, path p) {
             s.db.table = short_id("xtm");
             s.db.coordinator = short_id("c");
             s.db.log = (tmp.dir / (s.db.coordinator + ".log")).string();
-            if (p == path::last_resource)
+            if (p == path::last_resource && s.db.odbc.empty())
                 s.db.sqlite = (tmp.dir / (s.db.coordinator + ".db")).string();
             const auto out = tmp.dir / (s.db.coordinator + ".out");
             auto args = s.args();
@@ -191,6 +206,83 @@ BOOST_AUTO_TEST_CASE(every_point_postgresql_mariadb_and_sqlite_last_resource,
                      *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
                          boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_MYSQL"})) {
     crash_every_point(postgres_and_mariadb(), path::last_resource);
+}
+
+// Virtuoso cannot prepare through ODBC (drivers/odbc/virtuoso.cpp): it takes part as the
+// one-phase last resource, its commit marker in its own table xarm_tm_marker.
+setup_t postgres_and_virtuoso() {
+    setup_t s = two_postgres();
+    s.db.odbc = xarm::testing::server("XARM_TEST_ODBC_VIRTUOSO");
+    return s;
+}
+
+BOOST_AUTO_TEST_CASE(every_point_two_postgresql_databases_and_virtuoso_last_resource,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{
+                             "XARM_TEST_ODBC_VIRTUOSO"})) {
+    crash_every_point(postgres_and_virtuoso(), path::last_resource);
+}
+
+// The coordinator dies just before or just after Virtuoso's one-phase commit, and the
+// Virtuoso server is then killed (SIGKILL) before recovery: with it down, recovery
+// decides nothing (the PostgreSQL branches stay prepared); once it is back, the marker
+// that committed with the work (rolled forward from Virtuoso's transaction log) or its
+// absence decides.
+void virtuoso_killed_after_coordinator_crash(const std::string& point, bool committed) {
+    scratch tmp;
+    setup_t s = postgres_and_virtuoso();
+    const std::string ctl = xarm::testing::server("XARM_DEVSERVERS");
+    s.db.table = short_id("xtmv");
+    s.db.coordinator = short_id("v");
+    s.db.log = (tmp.dir / (s.db.coordinator + ".log")).string();
+    const auto out = tmp.dir / (s.db.coordinator + ".out");
+    auto args = s.args();
+    args.insert(args.begin(), "transfer");
+    args.insert(args.end(), {"--reset", "--transfers", "20", "--threads", "1"});
+    // One thread: exactly 4 transfers finished before the one the crash interrupts.
+    const int rc = run_child(args, point + "@5", out);
+    BOOST_TEST(rc == 99, "child exit " << rc << "\n" << slurp(out));
+    BOOST_REQUIRE(std::system((ctl + " kill virtuoso >/dev/null 2>&1").c_str()) == 0);
+
+    demo::tm_recover_options ro;
+    ro.db = s.db;
+    ro.attempts = 1;
+    ro.check = false;
+    std::ostringstream down;
+    BOOST_TEST(demo::tm_recover(ro, down) != 0, down.str());
+    BOOST_TEST(own_in_doubt(s.db) == 2u, down.str());  // both PostgreSQL branches wait
+
+    BOOST_REQUIRE(std::system((ctl + " start virtuoso >/dev/null 2>&1").c_str()) == 0);
+    ro.attempts = 5;
+    ro.check = true;
+    std::ostringstream up;
+    BOOST_TEST(demo::tm_recover(ro, up) == 0, up.str() << "child:\n" << slurp(out));
+    BOOST_TEST(own_in_doubt(s.db) == 0u);
+    BOOST_TEST(up.str().find("invariant holds") != std::string::npos, up.str());
+    // The interrupted transfer is on every database (the marker committed) or on none.
+    const auto want =
+        committed ? "5 transfers on all 3 databases" : "4 transfers on all 3 databases";
+    BOOST_TEST(up.str().find(want) != std::string::npos, up.str());
+    drop_tables(s.db);
+}
+
+BOOST_AUTO_TEST_CASE(virtuoso_killed_before_its_last_resource_commit,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{
+                             "XARM_TEST_ODBC_VIRTUOSO"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_DEVSERVERS"})) {
+    virtuoso_killed_after_coordinator_crash("before_last_resource_commit", false);
+}
+
+BOOST_AUTO_TEST_CASE(virtuoso_killed_after_its_last_resource_commit,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ_DB2"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{
+                             "XARM_TEST_ODBC_VIRTUOSO"}) *
+                         boost::unit_test::precondition(xarm::testing::needs{"XARM_DEVSERVERS"})) {
+    virtuoso_killed_after_coordinator_crash("after_last_resource_commit", true);
 }
 
 BOOST_AUTO_TEST_CASE(decision_log_in_postgresql_crash_after_decision,

@@ -240,7 +240,7 @@ runner add_conformance(CLI::App& app) {
     app.add_flag("--all", o->all,
                  "every driver found (xarm's library directory, $XARM_DRIVER_PATH) against each "
                  "test server it names: sqlite (temporary file), XARM_TEST_PQ, XARM_TEST_MYSQL, "
-                 "XARM_TEST_ODBC_PQ/_MYSQL/_SQLITE");
+                 "XARM_TEST_ODBC_PQ/_MYSQL/_SQLITE/_VIRTUOSO");
     app.add_option("--format", o->format, "report format")
         ->check(CLI::IsMember({"text", "markdown", "json", "junit"}));
     app.add_option("--output,-o", o->output, "write the report to FILE (default: standard output)");

@@ -23,6 +23,9 @@ void add_demo_databases(CLI::App& app, xarm::demo::demo_databases& db) {
     app.add_option("--mysql", db.mysql, "MariaDB/MySQL info string (default: $XARM_TEST_MYSQL)");
     app.add_option("--pq2", db.pq2, "a second PostgreSQL database");
     app.add_option("--sqlite", db.sqlite, "SQLite file: the one-phase last resource");
+    app.add_option("--odbc", db.odbc,
+                   "an ODBC connection string, after the others (Virtuoso: a one-phase last "
+                   "resource, e.g. $XARM_TEST_ODBC_VIRTUOSO)");
     app.add_option("--log", db.log,
                    "the coordinator's decision log file (required unless --log-in-pq or "
                    "--config; no default); demo transfer creates it on its first start only "
@@ -41,7 +44,8 @@ void add_demo_databases(CLI::App& app, xarm::demo::demo_databases& db) {
 
 void check_demo_databases(const CLI::App& app, const xarm::demo::demo_databases& db) {
     if (!db.config.empty()) {
-        for (const char* opt : {"--pq", "--mysql", "--pq2", "--sqlite", "--log", "--log-in-pq"})
+        for (const char* opt :
+             {"--pq", "--mysql", "--pq2", "--sqlite", "--odbc", "--log", "--log-in-pq"})
             if (app.get_option(opt)->count() > 0)
                 throw usage_error(std::string("--config describes the databases and the log: do "
                                               "not combine it with ") +

@@ -24,7 +24,7 @@ namespace xarm::demo {
 namespace {
 
 struct db_spec {
-    std::string name;    // resource name: "pq", "mysql", "pq2", "sqlite", or the config's
+    std::string name;    // resource name: "pq", "mysql", "pq2", "sqlite", "odbc", or the config's
     std::string driver;  // xarm driver
     std::string info;
     bool one_phase_only = false;
@@ -72,6 +72,7 @@ tm::config demo_config(const demo_databases& d, bool with_log) {
     if (!d.sqlite.empty())
         add("sqlite", "sqlite",
             "path=" + quoted(std::filesystem::absolute(d.sqlite).string()) + " busy_timeout=20000");
+    add("odbc", "odbc", d.odbc);
     if (!with_log) return c;
     if (const auto why = log_problem(d); !why.empty()) throw std::invalid_argument(why);
     if (d.log_in_pq)
@@ -110,6 +111,21 @@ connection open_db(const db_spec& s) {
     return c;
 }
 
+/// True when table exists: one query that fails on a missing table (DROP TABLE IF EXISTS
+/// and CREATE TABLE IF NOT EXISTS are not in every database's SQL: Virtuoso 7).
+bool table_exists(connection& c, const std::string& table) {
+    try {
+        (void)c.query("SELECT COUNT(*) FROM " + table + " WHERE 1 = 0");
+        c.rollback();
+        return true;
+    } catch (const database_error&) {
+        c.rollback();  // no such table
+    } catch (const programming_error&) {
+        c.rollback();
+    }
+    return false;
+}
+
 long long scalar(connection& c, const std::string& sql) {
     const auto n = c.query(sql).scalar<std::optional<std::int64_t>>();
     c.commit();
@@ -120,17 +136,20 @@ void setup(const demo_transfer_options& o, const std::vector<db_spec>& dbs, std:
     const std::string& t = o.db.table;
     for (const auto& s : dbs) {
         auto c = open_db(s);
-        if (o.reset) {
-            c.execute("DROP TABLE IF EXISTS " + t + "_journal");
-            c.execute("DROP TABLE IF EXISTS " + t);
-            c.commit();
+        for (const auto& [name, columns] :
+             {std::pair<std::string, const char*>{t, "id INT PRIMARY KEY, balance BIGINT NOT NULL"},
+              {t + "_journal", "transfer VARCHAR(80) PRIMARY KEY, delta BIGINT NOT NULL"}}) {
+            bool exists = table_exists(c, name);
+            if (exists && o.reset) {
+                c.execute("DROP TABLE " + name);
+                c.commit();
+                exists = false;
+            }
+            if (!exists) {
+                c.execute("CREATE TABLE " + name + " (" + columns + ")");
+                c.commit();
+            }
         }
-        c.execute("CREATE TABLE IF NOT EXISTS " + t +
-                  " (id INT PRIMARY KEY, balance BIGINT NOT NULL)");
-        c.commit();
-        c.execute("CREATE TABLE IF NOT EXISTS " + t +
-                  "_journal (transfer VARCHAR(80) PRIMARY KEY, delta BIGINT NOT NULL)");
-        c.commit();
         if (scalar(c, "SELECT COUNT(*) FROM " + t) == 0) {
             for (int a = 0; a < o.accounts; ++a)
                 c.execute("INSERT INTO " + t + " (id, balance) VALUES (?, ?)", a,
@@ -146,15 +165,7 @@ void setup(const demo_transfer_options& o, const std::vector<db_spec>& dbs, std:
 bool tables_exist(const std::vector<db_spec>& dbs, const std::string& table) {
     for (const auto& s : dbs) {
         auto c = open_db(s);
-        try {
-            (void)c.query("SELECT COUNT(*) FROM " + table + " WHERE 1 = 0");
-            c.rollback();
-            return true;
-        } catch (const database_error&) {
-            c.rollback();  // no such table
-        } catch (const programming_error&) {
-            c.rollback();
-        }
+        if (table_exists(c, table)) return true;
     }
     return false;
 }

@@ -15,6 +15,9 @@ struct demo_databases {
     std::string mysql;   ///< MariaDB/MySQL info (CLI default: $XARM_TEST_MYSQL)
     std::string pq2;     ///< a second PostgreSQL database (e.g. $XARM_TEST_PQ_DB2)
     std::string sqlite;  ///< SQLite database file: the one-phase last resource
+    /// An ODBC connection string (resource "odbc", after the others): a database that
+    /// takes part as whatever it can through ODBC; Virtuoso: a one-phase last resource.
+    std::string odbc;
     /// The coordinator's decision log (a file). No default: a log found relative to
     /// whatever directory the program happens to start in is how a crash's decisions
     /// get lost. Required unless log_in_pq or config. demo_transfer creates it only on

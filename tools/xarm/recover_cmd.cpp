@@ -211,7 +211,7 @@ runner add_recover(CLI::App& app) {
         "--coordinator", tm->db.coordinator,
         "coordinator mode: recover xarm::tm coordinator ID from its log, as configured by "
         "--config FILE (any application), or the transfer demo's (--log/--log-in-pq and "
-        "--pq/--mysql/--pq2/--sqlite, then its invariant is checked)");
+        "--pq/--mysql/--pq2/--sqlite/--odbc, then its invariant is checked)");
     auto demo_opts = app.add_option_group("coordinator mode");
     add_demo_databases(*demo_opts, tm->db);
     demo_opts->remove_option(demo_opts->get_option("--coordinator"));
