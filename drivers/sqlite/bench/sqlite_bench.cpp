@@ -12,7 +12,6 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -21,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "interleaved_bench.hpp"
 #include "xa.h"
 #include "xarm/connection.hpp"
 
@@ -29,43 +29,7 @@ extern "C" sqlite3* xarm_sqlite_db(int rmid);
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-
-struct figures {
-    double tps = 0, p50 = 0, p95 = 0;
-    std::size_t n = 0;
-};
-
-std::vector<figures> measure(const std::vector<std::function<void(long)>>& cases,
-                             std::chrono::milliseconds run_for) {
-    constexpr int rounds = 10;
-    std::vector<std::vector<double>> lat(cases.size());
-    std::vector<double> busy(cases.size(), 0.0);
-    long i = 0;
-    for (const auto& tx : cases)
-        for (int w = 0; w < 20; ++w) tx(i++);  // warm-up
-    for (int r = 0; r < rounds; ++r)
-        for (std::size_t k = 0; k < cases.size(); ++k) {
-            const auto start = clock_type::now();
-            while (clock_type::now() - start < run_for / rounds) {
-                const auto t0 = clock_type::now();
-                cases[k](i++);
-                lat[k].push_back(
-                    std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
-            }
-            busy[k] += std::chrono::duration<double>(clock_type::now() - start).count();
-        }
-    std::vector<figures> out;
-    for (std::size_t k = 0; k < cases.size(); ++k) {
-        auto& l = lat[k];
-        std::sort(l.begin(), l.end());
-        auto pct = [&](double p) {
-            return l[std::min(l.size() - 1, static_cast<std::size_t>(p * l.size()))];
-        };
-        out.push_back({l.size() / busy[k], pct(0.50), pct(0.95), l.size()});
-    }
-    return out;
-}
+using xarm::bench::figures;
 
 void check(int rc, const char* what) {
     if (rc != XA_OK) throw std::runtime_error(fmt::format("{} answered {}", what, rc));
@@ -100,12 +64,11 @@ void bench(const std::string& path, const char* sync, std::chrono::milliseconds 
     sqlite3* sw = xarm_sqlite_db(rmid);
     exec(sw, pragma.c_str());
     auto c = xarm::connect("sqlite", info);
-    c.execute(pragma);
-    c.commit();
+    exec(c.native_handle<sqlite3*>(), pragma.c_str());  // outside a transaction
     const char* insert = "INSERT INTO t VALUES (1, 2)";
     const std::string tag = fmt::format("s{}", ::getpid());
 
-    const auto f = measure(
+    const auto f = xarm::bench::interleaved(
         {[&](long i) {
              XID x{};
              xarm::xid(1, fmt::format("{}-{}", tag, i), "b").to_c(x);
@@ -124,16 +87,16 @@ void bench(const std::string& path, const char* sync, std::chrono::milliseconds 
              exec(raw, insert);
              exec(raw, "COMMIT");
          }},
-        run_for);
+        run_for, 20);
     xarm_sqlite_switch.xa_close_entry(const_cast<char*>(""), rmid, TMNOFLAGS);
     const char* labels[] = {"one-phase, xarm C switch", "one-phase, xarm C++ API",
                             "one-phase, sqlite3_exec by hand"};
     fmt::print("synchronous={}:\n", sync);
     for (std::size_t k = 0; k < f.size(); ++k)
-        fmt::print("  {:<34} {:>8.0f} tx/s  p50 {:>6.0f} us  p95 {:>6.0f} us  (n={})\n",
-                   labels[k], f[k].tps, f[k].p50, f[k].p95, f[k].n);
-    fmt::print("  ratio switch/by hand (tx/s): {:.3f}   C++/by hand: {:.3f}\n",
-               f[0].tps / f[2].tps, f[1].tps / f[2].tps);
+        fmt::print("  {:<34} {:>8.0f} tx/s  p50 {:>6.0f} us  p95 {:>6.0f} us  (n={})\n", labels[k],
+                   f[k].tps, f[k].p50, f[k].p95, f[k].n);
+    fmt::print("  ratio switch/by hand (tx/s): {:.3f}   C++/by hand: {:.3f}\n", f[0].tps / f[2].tps,
+               f[1].tps / f[2].tps);
 }
 
 }  // namespace

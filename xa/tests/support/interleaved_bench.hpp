@@ -47,8 +47,8 @@ inline std::vector<figures> interleaved(const std::vector<std::function<void(lon
             return l.empty() ? 0.0
                              : l[std::min(l.size() - 1, static_cast<std::size_t>(p * l.size()))];
         };
-        out.push_back({busy[k] > 0 ? l.size() / busy[k] : 0.0, pct(0.50), pct(0.95), pct(0.99),
-                       l.size()});
+        out.push_back(
+            {busy[k] > 0 ? l.size() / busy[k] : 0.0, pct(0.50), pct(0.95), pct(0.99), l.size()});
     }
     return out;
 }
