@@ -212,8 +212,6 @@ class session final : public native_session {
     /// PREPARE so that phase two on this session costs nothing), detach it now by
     /// reconnecting, before the connection does anything else.
     void detach_held();
-    /// True while this connection holds a prepared branch.
-    bool holds_branch();
 
     // Per backend.
     vote prepare_pq(const xid& x);

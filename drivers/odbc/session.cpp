@@ -522,12 +522,6 @@ bool session::read_detach_on_prepare() {
 #endif
 }
 
-bool session::holds_branch() {
-    if (!m_holder) return false;
-    std::lock_guard g(m_holder->mu);
-    return m_holder->prepared.has_value();
-}
-
 void session::detach_held() {
     if (!m_holder) return;
     std::lock_guard g(m_holder->mu);
