@@ -8,8 +8,8 @@
 #include <thread>
 #include <vector>
 
-#include "xa.h"
 #include "xarm/error.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::mysql {
 

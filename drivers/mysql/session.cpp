@@ -14,7 +14,7 @@
 
 #include "mysql.hpp"
 #include "registry.hpp"
-#include "xa.h"
+#include "xarm/xa.h"
 
 namespace xarm::mysql {
 

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "dialect.hpp"
-#include "xarm/driver.hpp"
+#include "xarm/driver/driver.hpp"
 
 namespace xarm::pq {
 

@@ -4,7 +4,7 @@
 #include <chrono>
 
 #include "dialect.hpp"
-#include "xa.h"
+#include "xarm/xa.h"
 
 using namespace xarm;
 using namespace xarm::mysql;

@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "interleaved_bench.hpp"
-#include "xa.h"
 #include "xarm/connection.hpp"
+#include "xarm/xa.h"
 
 extern "C" struct xa_switch_t xarm_sqlite_switch;
 extern "C" sqlite3* xarm_sqlite_db(int rmid);
