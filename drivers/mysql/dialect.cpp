@@ -5,6 +5,7 @@
 
 #include <cctype>
 #include <charconv>
+#include <thread>
 #include <vector>
 
 #include "xarm/driver/codec.hpp"
@@ -26,6 +27,49 @@ dialect detect_dialect(std::string_view v) noexcept {
 
 const char* to_string(dialect d) noexcept {
     return d == dialect::mariadb ? "mariadb" : "mysql";
+}
+
+bool server_version::at_least(int ma, int mi, int pa) const noexcept {
+    if (major != ma) return major > ma;
+    if (minor != mi) return minor > mi;
+    return patch >= pa;
+}
+
+server_version parse_server_version(std::string_view s) noexcept {
+    server_version v;
+    v.family = detect_dialect(s);
+    // MariaDB before 11 sent "5.5.5-" in front of its version so that old replicas
+    // accept it: the version is what follows.
+    if (v.family == dialect::mariadb && s.starts_with("5.5.5-")) s.remove_prefix(6);
+    int* parts[] = {&v.major, &v.minor, &v.patch};
+    std::size_t pos = 0;
+    for (int* p : parts) {
+        const auto [end, ec] = std::from_chars(s.data() + pos, s.data() + s.size(), *p);
+        if (ec != std::errc{}) {
+            *p = 0;
+            break;
+        }
+        pos = static_cast<std::size_t>(end - s.data());
+        if (pos >= s.size() || s[pos] != '.') break;
+        ++pos;
+    }
+    return v;
+}
+
+xa_traits traits_of(const server_version& v) noexcept {
+    xa_traits t;
+    if (v.family == dialect::mariadb) {
+        t.has_session_status = true;
+        t.has_compound_statements = v.at_least(10, 1, 0);
+        return t;
+    }
+    t.has_detach_on_prepare = v.at_least(8, 0, 30);
+    t.recover_needs_privilege = v.at_least(8, 0, 0);
+    return t;
+}
+
+bool parse_detach_on_prepare(std::string_view value) noexcept {
+    return value == "1" || value == "ON" || value == "on";
 }
 
 std::string xa_start_sql(const xid& x) {
@@ -200,6 +244,21 @@ constexpr entry table[] = {
     {2013, {XAER_RMFAIL, "08S01", true}},     // CR_SERVER_LOST
     {2055, {XAER_RMFAIL, "08S01", true}},     // CR_SERVER_LOST_EXTENDED
     {4031, {XAER_RMFAIL, "08S01", true}},     // ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8)
+    // MySQL 8 (WL#7194): XA RECOVER, and XA COMMIT/ROLLBACK of a branch another user
+    // prepared, need XA_RECOVER_ADMIN. The number is generic; the server's message names
+    // the privilege.
+    {1227,
+     {XAER_RMERR, "42000", false,
+      "MySQL 8 allows XA RECOVER only to users with the XA_RECOVER_ADMIN privilege "
+      "(GRANT XA_RECOVER_ADMIN ON *.* TO the user xarm connects as); without it xarm "
+      "cannot recover"}},
+    // MySQL 8.0.30+ with xa_detach_on_prepare=ON (the default): a temporary table in an
+    // XA branch is refused, since the branch may outlive its session.
+    {4091,
+     {XAER_RMERR, "0A000", false,
+      "not supported by MySQL 8.0.30+ with xa_detach_on_prepare=ON (its default): "
+      "temporary tables cannot be used inside an XA transaction; use an ordinary "
+      "table, or set xa_detach_on_prepare=OFF on the server"}},
 };
 }  // namespace
 
@@ -217,6 +276,39 @@ int xa_code_of(unsigned errnum, int fallback) noexcept {
 bool is_connection_lost(unsigned errnum) noexcept {
     const server_error* e = lookup_server_error(errnum);
     return e != nullptr && e->connection_lost;
+}
+
+bool wait_detached(const std::function<bool()>& gone) {
+    const auto deadline = std::chrono::steady_clock::now() + detached_wait::budget;
+    for (;;) {
+        if (gone()) return true;
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(detached_wait::poll);
+    }
+}
+
+detached_outcome finish_detached(const std::function<unsigned()>& attempt,
+                                 const std::function<bool()>& listed, bool wait) {
+    const auto deadline = std::chrono::steady_clock::now() + detached_wait::budget;
+    for (;;) {
+        const unsigned err = attempt();
+        if (err == 0) return {detached_result::finished, 0};
+        if (err == errnum::xa_rbrollback) return {detached_result::rolled_back, err};
+        if (err != errnum::xaer_nota) return {detached_result::failed, err};
+        if (!listed()) return {detached_result::not_prepared, err};
+        if (!wait || std::chrono::steady_clock::now() >= deadline)
+            return {detached_result::still_attached, err};
+        std::this_thread::sleep_for(detached_wait::pause);
+    }
+}
+
+std::string still_attached_message(std::string_view what, const xid& x) {
+    return fmt::format(
+        "{}: branch {} is prepared but still attached to the live connection that prepared "
+        "it, in another process or outside xarm (MariaDB lets only that connection finish it "
+        "until it disconnects; xarm bridges this only inside one process): retry after that "
+        "connection ends, or finish it from there",
+        what, x.to_string());
 }
 
 void raise_rolled_back_at_commit(const xid& x, unsigned native) {

@@ -4,6 +4,8 @@
 // MariaDB backend without Connector/C++.
 #pragma once
 
+#include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,6 +25,37 @@ enum class dialect {
 dialect detect_dialect(std::string_view server_version) noexcept;
 /// "mariadb" or "mysql", for messages.
 const char* to_string(dialect d) noexcept;
+
+/// A server's family and version, from its version string: "8.0.36-0ubuntu0.22.04.1",
+/// "8.4.0-commercial", "5.7.44-log", "10.11.6-MariaDB-0+deb12u1", and MariaDB's
+/// replication-compatible "5.5.5-10.11.6-MariaDB" (the real version follows 5.5.5-).
+/// Numbers that cannot be read stay 0.
+struct server_version {
+    dialect family = dialect::mysql;
+    int major = 0, minor = 0, patch = 0;
+    bool at_least(int ma, int mi, int pa) const noexcept;
+};
+server_version parse_server_version(std::string_view server_version_string) noexcept;
+
+/// What differs in XA between the servers xarm knows (documented in drivers/mysql/README.md).
+struct xa_traits {
+    /// MySQL 8.0.30+: @@xa_detach_on_prepare exists (default ON): XA PREPARE detaches the
+    /// branch from its session, so any connection can finish it at once and the session
+    /// is free; read the variable itself (a session or global setting may differ).
+    bool has_detach_on_prepare = false;
+    /// MySQL 8.0+: XA RECOVER needs the XA_RECOVER_ADMIN privilege (else error 1227).
+    bool recover_needs_privilege = false;
+    /// MariaDB: information_schema.SESSION_STATUS (the read-only vote's write counter).
+    bool has_session_status = false;
+    /// MariaDB 10.3+: anonymous compound statements (BEGIN NOT ATOMIC ... END).
+    bool has_compound_statements = false;
+};
+xa_traits traits_of(const server_version& v) noexcept;
+
+/// The statement reading @@xa_detach_on_prepare (only where traits_of says it exists).
+inline constexpr const char* detach_on_prepare_sql = "SELECT @@xa_detach_on_prepare";
+/// Its value as read ("1", "ON"): true when XA PREPARE detaches the branch.
+bool parse_detach_on_prepare(std::string_view value) noexcept;
 
 /// XA START <xid>; the xid is always written as hex literals (encode_mysql_xid).
 std::string xa_start_sql(const xid& x);
@@ -65,6 +98,9 @@ struct server_error {
     int xa_code;           ///< the XA code to report (XAER_* or XA_RB*)
     const char* sqlstate;  ///< SQLSTATE to report, or nullptr: keep the server's own
     bool connection_lost;  ///< the connection is gone (XAER_RMFAIL; outcome may be unknown)
+    /// What the user should know, added to the message (a server difference, a
+    /// privilege to grant), or nullptr.
+    const char* explanation = nullptr;
 };
 
 /// The table entry for a server (or client library: 2006, 2013, ...) error number;
@@ -78,18 +114,69 @@ bool is_connection_lost(unsigned errnum) noexcept;
 
 /// Server error numbers the drivers test for by name.
 namespace errnum {
-inline constexpr unsigned lock_wait_timeout = 1205;  ///< ER_LOCK_WAIT_TIMEOUT
-inline constexpr unsigned deadlock = 1213;           ///< ER_LOCK_DEADLOCK
-inline constexpr unsigned xaer_nota = 1397;          ///< ER_XAER_NOTA: unknown XID
-inline constexpr unsigned xaer_inval = 1398;         ///< ER_XAER_INVAL
-inline constexpr unsigned xaer_rmfail = 1399;        ///< ER_XAER_RMFAIL: wrong XA state
-inline constexpr unsigned xaer_outside = 1400;       ///< ER_XAER_OUTSIDE
-inline constexpr unsigned xaer_rmerr = 1401;         ///< ER_XAER_RMERR
-inline constexpr unsigned xa_rbrollback = 1402;      ///< ER_XA_RBROLLBACK
-inline constexpr unsigned xaer_dupid = 1440;         ///< ER_XAER_DUPID
-inline constexpr unsigned xa_rbtimeout = 1613;       ///< ER_XA_RBTIMEOUT
-inline constexpr unsigned xa_rbdeadlock = 1614;      ///< ER_XA_RBDEADLOCK
+inline constexpr unsigned lock_wait_timeout = 1205;        ///< ER_LOCK_WAIT_TIMEOUT
+inline constexpr unsigned deadlock = 1213;                 ///< ER_LOCK_DEADLOCK
+inline constexpr unsigned xaer_nota = 1397;                ///< ER_XAER_NOTA: unknown XID
+inline constexpr unsigned xaer_inval = 1398;               ///< ER_XAER_INVAL
+inline constexpr unsigned xaer_rmfail = 1399;              ///< ER_XAER_RMFAIL: wrong XA state
+inline constexpr unsigned xaer_outside = 1400;             ///< ER_XAER_OUTSIDE
+inline constexpr unsigned xaer_rmerr = 1401;               ///< ER_XAER_RMERR
+inline constexpr unsigned xa_rbrollback = 1402;            ///< ER_XA_RBROLLBACK
+inline constexpr unsigned xaer_dupid = 1440;               ///< ER_XAER_DUPID
+inline constexpr unsigned xa_rbtimeout = 1613;             ///< ER_XA_RBTIMEOUT
+inline constexpr unsigned xa_rbdeadlock = 1614;            ///< ER_XA_RBDEADLOCK
+inline constexpr unsigned unknown_system_variable = 1193;  ///< ER_UNKNOWN_SYSTEM_VARIABLE
+inline constexpr unsigned specific_access_denied = 1227;   ///< ER_SPECIFIC_ACCESS_DENIED_ERROR
+inline constexpr unsigned xa_temp_table = 4091;            ///< ER_XA_TEMP_TABLE (MySQL 8.0.30+)
 }  // namespace errnum
+
+/// Phase two of a prepared branch by xid on a connection other than the one that prepared
+/// it. MariaDB answers "unknown XID" (1397) while the branch is still attached to a
+/// server session: a live one (of another process, or of this process outside the
+/// driver's reach), or one the client has just closed and the server is still tearing
+/// down (SQLDisconnect and Connection::close return before that). Both drivers finish
+/// such branches with finish_detached.
+struct detached_wait {
+    /// How long a branch may stay attached to a session this process has closed before
+    /// the drivers give up: far more than a local server takes to tear a session down
+    /// (a few ms), short enough to answer a caller that must retry later.
+    static constexpr std::chrono::milliseconds budget{2000};
+    /// The pause between XA COMMIT/ROLLBACK attempts (each costs XA RECOVER too).
+    static constexpr std::chrono::milliseconds pause{20};
+    /// The pause between cheaper checks that the old session is gone (PROCESSLIST).
+    static constexpr std::chrono::milliseconds poll{2};
+};
+
+/// Calls gone() every detached_wait::poll until it is true or detached_wait::budget has
+/// passed; returns its last answer.
+bool wait_detached(const std::function<bool()>& gone);
+
+/// What finish_detached found.
+enum class detached_result {
+    finished,        ///< XA COMMIT/ROLLBACK succeeded
+    rolled_back,     ///< the server had rolled the branch back (1402, ER_XA_RBROLLBACK)
+    not_prepared,    ///< unknown XID and not listed by XA RECOVER: no such branch
+    still_attached,  ///< unknown XID, yet listed: attached to a live session
+    failed,          ///< another server error (errnum): the caller reports it
+};
+struct detached_outcome {
+    detached_result what;
+    unsigned errnum = 0;  ///< the last server error (0 after finished)
+};
+
+/// The retry loop of phase two on a branch possibly still attached to a closing session.
+/// attempt: sends XA COMMIT or XA ROLLBACK once, returns 0 or the server's error number
+/// (a lost connection may throw instead: it propagates). listed: runs XA RECOVER and
+/// says whether the branch is there. wait: the branch was attached to a connection this
+/// process closed, so "unknown XID" while listed means "not torn down yet": try again
+/// every detached_wait::pause within detached_wait::budget; without wait,
+/// still_attached at once.
+detached_outcome finish_detached(const std::function<unsigned()>& attempt,
+                                 const std::function<bool()>& listed, bool wait);
+
+/// The message for detached_result::still_attached: what (e.g. "XA COMMIT") of x, and
+/// why it cannot be done from here now.
+std::string still_attached_message(std::string_view what, const xid& x);
 
 /// XA COMMIT of a prepared branch answered ER_XA_RBROLLBACK: the server had rolled the
 /// branch back (MariaDB does so for one that wrote nothing once its connection ends, but

@@ -17,10 +17,10 @@ void raise_sql(const sql::SQLException& e, int fallback, const std::string& cont
     const int code = (force || t == nullptr) ? fallback : t->xa_code;
     std::string state = (t != nullptr && t->sqlstate != nullptr) ? t->sqlstate : e.getSQLState();
     if (state.size() != 5) state = "HY000";
-    raise(code, std::move(state),
-          n != 0 ? fmt::format("{}: {} (server error {})", context, e.what(), n)
-                 : fmt::format("{}: {}", context, e.what()),
-          static_cast<long>(n));
+    std::string msg = n != 0 ? fmt::format("{}: {} (server error {})", context, e.what(), n)
+                             : fmt::format("{}: {}", context, e.what());
+    if (t != nullptr && t->explanation != nullptr) msg += fmt::format(" ({})", t->explanation);
+    raise(code, std::move(state), std::move(msg), static_cast<long>(n));
 }
 
 }  // namespace xarm::mysql

@@ -92,8 +92,17 @@ class mysql_driver final : public driver {
             std::unique_ptr<sql::ResultSet> rs(
                 first->stmt->executeQuery("SELECT VERSION(), @@max_connections"));
             rs->next();
-            d = detect_dialect(rs->getString(1).asStdString());
+            const auto version = parse_server_version(rs->getString(1).asStdString());
+            d = version.family;
             max_connections = static_cast<long>(rs->getInt64(2));
+            rs.reset();
+            // MySQL 8.0.30+: XA PREPARE may detach the branch by itself (then nothing is
+            // parked for it). Read only where the variable exists (1193 elsewhere).
+            if (traits_of(version).has_detach_on_prepare) {
+                rs.reset(first->stmt->executeQuery(detach_on_prepare_sql));
+                if (rs->next())
+                    o.detached_by_prepare = parse_detach_on_prepare(rs->getString(1).asStdString());
+            }
             // SELECT began nothing on the server, but say so explicitly for autocommit=0.
             first->conn->rollback();
         } catch (const sql::SQLException& e) {

@@ -57,6 +57,9 @@ struct options {
     /// counters (write_counter_sql), read at XA START and before XA END: about 1 ms of
     /// server time each. Off: such a branch votes XA_OK and no counter is read.
     bool read_only_vote = false;
+    /// Not an info-string key: the server's @@xa_detach_on_prepare (MySQL 8.0.30+), read
+    /// at open. True: XA PREPARE leaves the connection free and nothing is parked.
+    bool detached_by_prepare = false;
 
     /// The server this connects to, as a registry key (branch names are server-wide).
     std::string server_key() const;

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "mysql.hpp"
+#include "registry.hpp"
 #include "xarm/xa.h"
 
 namespace xarm::mysql {
@@ -87,57 +88,14 @@ std::string options::server_key() const {
 
 namespace {
 
-// Prepared branches attached to live connections of this process, so that phase two
-// from any session reaches the connection the server insists on. A branch whose
-// connection this process closed stays known (without a connection) until it is
-// finished here: the server detaches it a moment after the disconnect, and a
-// finisher that meets it still attached waits for that instead of blaming another
-// process.
-class registry {
+// Prepared branches attached to live connections of this process (registry.hpp).
+class registry : public attached_registry<link> {
   public:
     static registry& instance() {
         // Leaked on purpose: sessions may still close during static destruction.
         static registry* r = new registry;
         return *r;
     }
-    void attach(const std::string& server, const xid& x, const std::shared_ptr<link>& l) {
-        std::lock_guard g(m_mu);
-        m_owners[{server, x}] = l;
-    }
-    /// The live connection holding x (or null), and whether x was prepared here at all.
-    std::pair<std::shared_ptr<link>, bool> owner(const std::string& server, const xid& x) {
-        std::lock_guard g(m_mu);
-        auto it = m_owners.find({server, x});
-        if (it == m_owners.end()) return {nullptr, false};
-        return {it->second.lock(), true};
-    }
-    /// x's connection is being closed: it stays known, without a connection.
-    void detached(const std::string& server, const xid& x) {
-        std::lock_guard g(m_mu);
-        if (auto it = m_owners.find({server, x}); it != m_owners.end()) it->second.reset();
-    }
-    /// x was finished.
-    void forget(const std::string& server, const xid& x) {
-        std::lock_guard g(m_mu);
-        m_owners.erase({server, x});
-    }
-    /// XA RECOVER on server listed exactly `listed`: a detached branch of ours that is
-    /// not there was finished elsewhere (another process, recovery): forget it.
-    void prune(const std::string& server, const std::vector<xid>& listed) {
-        std::lock_guard g(m_mu);
-        std::erase_if(m_owners, [&](const auto& e) {
-            return e.first.first == server && e.second.expired() &&
-                   std::find(listed.begin(), listed.end(), e.first.second) == listed.end();
-        });
-    }
-    std::size_t size() {
-        std::lock_guard g(m_mu);
-        return m_owners.size();
-    }
-
-  private:
-    std::mutex m_mu;
-    std::map<std::pair<std::string, xid>, std::weak_ptr<link>> m_owners;
 };
 
 // The process-wide count of parked connections per server (options::max_parked), with
@@ -642,6 +600,9 @@ vote session::prepare(const xid& x) {
             return vote::read_only;
         }
         finish_idle(*m_link, x, xa_prepare_sql(x), "XA PREPARE", false);
+        // MySQL 8 with xa_detach_on_prepare=ON: the server detached the branch itself;
+        // any connection finishes it (step 3 of finish_prepared), this one stays free.
+        if (m_opt.detached_by_prepare) return vote::ok;
         m_link->prepared = x;
     }
     registry::instance().attach(m_server, x, m_link);
@@ -755,39 +716,42 @@ void session::finish_prepared(const xid& x, bool commit) {
         }
         ac.l = m_link.get();
     }
-    for (int attempt = 0;; ++attempt) {
-        try {
-            run(*m_link, sql);
-            if (was_ours) reg.forget(m_server, x);
-            return;
-        } catch (const sql::SQLException& e) {
-            const unsigned n = errnum_of(e);
-            if (finished_anyway(n)) {
-                if (was_ours) reg.forget(m_server, x);
-                return;
+    // Prepared, yet unknown to this connection: still attached to a live connection.
+    // One of ours that just closed is detached by the server shortly: wait for that.
+    std::optional<sql::SQLException> last;
+    const auto out = finish_detached(
+        [&]() -> unsigned {
+            try {
+                run(*m_link, sql);
+                return 0;
+            } catch (const sql::SQLException& e) {
+                last.reset();
+                last.emplace(e);
+                return errnum_of(e);
             }
-            if (n != errnum::xaer_nota) raise_sql(e, XAER_RMERR, what);
+        },
+        [&] {
             const auto listed = recover_on(*m_link, m_dialect);
-            if (std::find(listed.begin(), listed.end(), x) == listed.end()) {
-                if (was_ours) reg.forget(m_server, x);
-                raise_sql(e, XAER_NOTA, what);
-            }
-            // Prepared, yet unknown to this connection: still attached to a live
-            // connection. One of ours that just closed is detached by the server shortly.
-            if (was_ours && attempt < 100) {
-                std::this_thread::sleep_for(std::chrono::milliseconds(20));
-                continue;
-            }
-            raise(commit ? XA_RETRY : XAER_RMERR, "55006",
-                  fmt::format("{}: branch {} is prepared but still attached to the live "
-                              "connection that prepared it, in another process (MariaDB "
-                              "lets only that connection finish it until it disconnects; "
-                              "xarm bridges this only inside one process): retry after that "
-                              "connection ends, or finish it from that process",
-                              what, x.to_string()),
-                  n);
-        }
+            return std::find(listed.begin(), listed.end(), x) != listed.end();
+        },
+        was_ours);
+    switch (out.what) {
+        case detached_result::finished:
+            break;
+        case detached_result::rolled_back:
+            if (was_ours) reg.forget(m_server, x);
+            finished_anyway(out.errnum);  // raises for a commit
+            return;
+        case detached_result::not_prepared:
+            if (was_ours) reg.forget(m_server, x);
+            raise_sql(*last, XAER_NOTA, what);
+        case detached_result::still_attached:
+            raise(commit ? XA_RETRY : XAER_RMERR, "55006", still_attached_message(what, x),
+                  out.errnum);
+        case detached_result::failed:
+            raise_sql(*last, XAER_RMERR, what);
     }
+    if (was_ours) reg.forget(m_server, x);
 }
 
 std::vector<xid> session::recover() {

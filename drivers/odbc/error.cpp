@@ -193,6 +193,12 @@ void raise_diag(const diag_record& d, backend b, op o, std::string_view context)
         if (auto why = pq::explain(d.sqlstate, pq_op(o)); !why.empty()) msg += " (" + why + ")";
     }
 #endif
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    if (b == backend::mariadb || b == backend::mysql) {
+        const auto* e = mysql::lookup_server_error(static_cast<unsigned>(d.native));
+        if (e != nullptr && e->explanation != nullptr) msg += fmt::format(" ({})", e->explanation);
+    }
+#endif
     raise(diagnostic{xa_code_for(d, b, o), d.sqlstate, d.native, {}, std::move(msg)},
           // A lost connection during prepare or commit leaves the outcome unknown.
           is_connection_loss(d, b) && (o == op::prepare || o == op::commit_one || o == op::finish ||

@@ -20,7 +20,8 @@ class odbc_driver final : public driver {
             .yes(capability::one_phase,
                  "SQLEndTran(SQL_COMMIT), or the backend's XA COMMIT ONE PHASE")
             .yes(capability::recovery, per + "pg_prepared_xacts, XA RECOVER; not others")
-            .yes(capability::read_only_vote, per + "PostgreSQL only")
+            .yes(capability::read_only_vote,
+                 per + "PostgreSQL; MariaDB with XARM_READ_ONLY_VOTE=on in the connection string")
             .yes(capability::join, "TMJOIN of an ended branch on the same connection")
             .yes(capability::suspend_resume, "on the same thread, with no other branch in between")
             .no(capability::migrate, "a branch belongs to its thread's ODBC connection")
@@ -35,7 +36,10 @@ class odbc_driver final : public driver {
                "Driver={PostgreSQL Unicode};Server=host;Port=5432;Database=db;UID=user;PWD=secret\n"
                "(unixODBC reads DSNs from $ODBCINI / $ODBCSYSINI). Two-phase commit works when "
                "the\n"
-               "DBMS behind it is PostgreSQL or MariaDB/MySQL; see capabilities.";
+               "DBMS behind it is PostgreSQL or MariaDB/MySQL; see capabilities.\n"
+               "xarm's own key (taken out before the ODBC driver sees it): "
+               "XARM_READ_ONLY_VOTE=on|off (MariaDB, default off: read the session write "
+               "counters to vote XA_RDONLY for a branch that wrote nothing, ~1 ms each).";
     }
     std::unique_ptr<native_session> open(std::string_view info) const override {
         return std::make_unique<session>(std::string(info));

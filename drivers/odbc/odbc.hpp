@@ -108,6 +108,26 @@ inline bool ok(SQLRETURN rc) noexcept {
 
 struct prepared;
 
+/// MariaDB/MySQL: a session's connection while it keeps a prepared branch attached (the
+/// server lets only that session finish it until the session ends), reachable through a
+/// process-wide registry (session.cpp) by the session of another thread that finishes
+/// the branch. Every use of dbc by another session holds mu.
+struct branch_holder {
+    std::mutex mu;
+    SQLHDBC dbc = SQL_NULL_HDBC;  ///< null once the owning session is closing
+    backend which = backend::unknown;
+    std::optional<xid> prepared;  ///< the attached prepared branch
+};
+
+/// Takes xarm's own keys out of an ODBC connection string (the ODBC driver never sees
+/// them): XARM_READ_ONLY_VOTE=on|off (MariaDB: read the session write counters to vote
+/// XA_RDONLY; default off). Keys are case-insensitive; braced values are kept whole.
+struct xarm_keys {
+    std::string conn;  ///< the connection string without xarm's keys
+    bool read_only_vote = false;
+};
+xarm_keys take_xarm_keys(std::string_view conn);
+
 /// A statement's outcome: the last result set and the row count.
 struct outcome {
     result rows;
@@ -198,16 +218,25 @@ class session final : public native_session {
     /// MariaDB keeps a prepared XA branch attached to its session: detach it by
     /// reconnecting (the server keeps prepared branches of closed sessions).
     void reconnect();
+    /// MariaDB/MySQL: when this connection still holds a prepared branch (kept after XA
+    /// PREPARE so that phase two on this session costs nothing), detach it now by
+    /// reconnecting, before the connection does anything else.
+    void detach_held();
 
     // Per backend.
     vote prepare_pq(const xid& x);
     vote prepare_my(const xid& x);
     void xa_end_if_needed(const xid& x);
-    std::vector<xid> recover_my();
-    /// MariaDB: XA COMMIT/ROLLBACK of a prepared branch by xid, waiting out its
-    /// detachment from a session the server is still closing.
+    /// held: this connection holds a prepared branch (the query runs without switching
+    /// autocommit, which the server refuses then).
+    std::vector<xid> recover_my(bool held);
     void finish_prepared(const xid& x, bool commit);
+    /// MariaDB/MySQL: XA COMMIT/ROLLBACK of a prepared branch by xid: on the connection
+    /// that holds it (this session's or, through the registry, another thread's), else
+    /// on this one, waiting out its detachment from a session the server is closing.
     void finish_my(const xid& x, bool commit);
+    /// finish_my on the connection that holds x (h->mu held): true when done there.
+    bool finish_on_holder(branch_holder& h, const xid& x, bool commit);
     /// MariaDB: the session's write counter (mysql::write_counter_sql), nullopt if unknown.
     std::optional<unsigned long long> write_counter();
     /// MariaDB: this connection's server session id (CONNECTION_ID()), 0 if unknown.
@@ -215,12 +244,15 @@ class session final : public native_session {
     /// MariaDB: waits (bounded) until the server has closed session id, so that the
     /// branch it held is detached and any connection can finish it.
     void wait_session_closed(long id);
+    /// MySQL: @@xa_detach_on_prepare (8.0.30+), false where the variable does not exist.
+    bool read_detach_on_prepare();
 
     std::string m_conn;  // the connection string as connected (holds the password)
     dbc_ptr m_dbc;
     backend m_backend = backend::unknown;
-    std::string m_dbms;         // "PostgreSQL 15.x", for messages
-    std::string m_odbc_driver;  // SQL_DRIVER_NAME, e.g. psqlodbcw.so
+    std::string m_dbms;            // "PostgreSQL 15.x", for messages
+    std::string m_server_version;  // MySQL/MariaDB: SELECT VERSION()
+    std::string m_odbc_driver;     // SQL_DRIVER_NAME, e.g. psqlodbcw.so
     capability_set m_caps;
     bool m_two_phase = false;
     bool m_autocommit = false;
@@ -230,6 +262,10 @@ class session final : public native_session {
     bool m_direct = false;          // the application has the HDBC (native_handle)
     std::optional<diag_record> m_branch_failure;     // a statement of the branch failed
     long m_session_id = 0;                           // MariaDB: CONNECTION_ID()
+    std::string m_server;                            // MariaDB: @@hostname:@@port (registry key)
+    std::shared_ptr<branch_holder> m_holder;         // MariaDB: the prepared branch kept attached
+    bool m_read_only_vote = false;                   // XARM_READ_ONLY_VOTE=on
+    bool m_detach_on_prepare = false;                // MySQL 8: @@xa_detach_on_prepare=ON
     std::optional<unsigned long long> m_write_base;  // MariaDB: write counter at XA START
     /// Prepared statements' handles, freed before the connection is reopened.
     std::vector<prepared*> m_prepared;

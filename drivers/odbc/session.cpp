@@ -16,6 +16,8 @@
 #include <array>
 #include <cctype>
 #include <chrono>
+#include <exception>
+#include <map>
 #include <thread>
 #include <utility>
 
@@ -27,6 +29,7 @@
 #endif
 #ifdef XARM_ODBC_WITH_MYSQL_DIALECT
 #include "../mysql/dialect.hpp"
+#include "../mysql/registry.hpp"
 #endif
 
 namespace xarm::odbc {
@@ -115,11 +118,89 @@ std::string get_info(SQLHDBC dbc, SQLUSMALLINT what) {
     return reinterpret_cast<const char*>(buf.data());
 }
 
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+// MariaDB/MySQL prepared branches kept attached to a live session of this process, so
+// that phase two from any session reaches the connection the server insists on
+// (drivers/mysql/registry.hpp, shared with the native driver).
+class holder_registry : public mysql::attached_registry<branch_holder> {
+  public:
+    static holder_registry& instance() {
+        // Leaked on purpose: sessions may still close during static destruction.
+        static auto* r = new holder_registry;
+        return *r;
+    }
+};
+#endif
+
+// Runs sql (no result expected) on dbc, which may be another session's connection;
+// the diagnostic when it fails.
+std::optional<diag_record> exec_on(SQLHDBC dbc, const std::string& sql) {
+    SQLHSTMT raw = SQL_NULL_HSTMT;
+    if (!ok(SQLAllocHandle(SQL_HANDLE_STMT, dbc, &raw))) return read_diag(SQL_HANDLE_DBC, dbc);
+    stmt_ptr st(raw);
+    SQLRETURN rc = SQLExecDirect(raw, reinterpret_cast<SQLCHAR*>(const_cast<char*>(sql.c_str())),
+                                 static_cast<SQLINTEGER>(sql.size()));
+    if (rc != SQL_NO_DATA && !ok(rc)) return read_diag(SQL_HANDLE_STMT, raw);
+    while (ok(SQLMoreResults(raw))) {
+    }
+    return std::nullopt;
+}
+
+bool key_is(std::string_view k, std::string_view want) {
+    while (!k.empty() && (k.front() == ' ' || k.front() == '\t')) k.remove_prefix(1);
+    while (!k.empty() && (k.back() == ' ' || k.back() == '\t')) k.remove_suffix(1);
+    return k.size() == want.size() &&
+           std::equal(k.begin(), k.end(), want.begin(), [](char a, char b) {
+               return std::toupper(static_cast<unsigned char>(a)) == b;
+           });
+}
+
 }  // namespace
+
+xarm_keys take_xarm_keys(std::string_view conn) {
+    xarm_keys out;
+    std::size_t i = 0;
+    while (i < conn.size()) {
+        // One attribute: up to the next ';' outside braces.
+        std::size_t j = i;
+        bool braced = false;
+        while (j < conn.size() && (braced || conn[j] != ';')) {
+            if (conn[j] == '{')
+                braced = true;
+            else if (conn[j] == '}')
+                braced = false;
+            ++j;
+        }
+        const std::string_view attr = conn.substr(i, j - i);
+        const auto eq = attr.find('=');
+        if (eq != std::string_view::npos && key_is(attr.substr(0, eq), "XARM_READ_ONLY_VOTE")) {
+            std::string v;
+            for (char c : attr.substr(eq + 1))
+                if (c != ' ' && c != '\t')
+                    v += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            if (v == "on" || v == "1" || v == "yes" || v == "true")
+                out.read_only_vote = true;
+            else if (v == "off" || v == "0" || v == "no" || v == "false")
+                out.read_only_vote = false;
+            else
+                raise(XAER_INVAL, "HY024",
+                      "info string: XARM_READ_ONLY_VOTE takes on or off, not '" + v + "'");
+        } else if (!attr.empty()) {
+            if (!out.conn.empty()) out.conn += ';';
+            out.conn += attr;
+        }
+        i = j + 1;
+    }
+    if (!conn.empty() && conn.back() == ';' && !out.conn.empty()) out.conn += ';';
+    return out;
+}
 
 // ---- connection -------------------------------------------------------------------
 
-session::session(std::string conn) {
+session::session(std::string info) {
+    xarm_keys keys = take_xarm_keys(info);
+    std::string conn = std::move(keys.conn);
+    m_read_only_vote = keys.read_only_vote;
     if (conn.find_first_not_of(" \t\r\n") == std::string::npos)
         raise(
             XAER_INVAL, "08001",
@@ -141,7 +222,22 @@ session::session(std::string conn) {
     declare();
 }
 
-session::~session() = default;
+session::~session() {
+    if (!m_holder) return;
+    // A prepared branch still attached here: detach it and wait until the server has
+    // closed the old session, so that once xa_close returns any connection, of any
+    // process, can finish the branch (costs a reconnect only in this case).
+    try {
+        detach_held();
+    } catch (const std::exception&) {
+        // The connection is gone: the server detaches the branch by itself.
+    }
+    std::lock_guard g(m_holder->mu);
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    if (m_holder->prepared) holder_registry::instance().detached(m_server, *m_holder->prepared);
+#endif
+    m_holder->dbc = SQL_NULL_HDBC;
+}
 
 void session::connect(const std::string& conn) {
     SQLHDBC raw = SQL_NULL_HDBC;
@@ -186,8 +282,9 @@ void session::recognise() {
     // number: the server's own version string says which it is.
     if (m_backend == backend::mysql) {
         auto v = run("SELECT VERSION()", true);
-        if (!v.failed && !v.rows.rows.empty() && !v.rows.rows[0].empty() && v.rows.rows[0][0] &&
-            mysql::detect_dialect(*v.rows.rows[0][0]) == mysql::dialect::mariadb)
+        if (!v.failed && !v.rows.rows.empty() && !v.rows.rows[0].empty() && v.rows.rows[0][0])
+            m_server_version = *v.rows.rows[0][0];
+        if (mysql::detect_dialect(m_server_version) == mysql::dialect::mariadb)
             m_backend = backend::mariadb;
         SQLEndTran(SQL_HANDLE_DBC, m_dbc.get(), SQL_ROLLBACK);
     }
@@ -259,9 +356,11 @@ void session::declare() {
 #ifdef XARM_ODBC_WITH_MYSQL_DIALECT
             c.yes(capability::two_phase,
                   "XA START/END/PREPARE/COMMIT/ROLLBACK " + via +
-                      "; after XA PREPARE the connection is reopened, since the server keeps a "
-                      "prepared branch attached to its session until that session closes "
-                      "(xarm_odbc_hdbc stays the same handle)")
+                      "; the server keeps a prepared branch attached to its session: phase two "
+                      "on the same session runs there, from another thread of this process on "
+                      "that session's connection, and anything else this session does first "
+                      "reopens the connection to detach the branch (xarm_odbc_hdbc stays the "
+                      "same handle)")
                 .yes(capability::recovery,
                      std::string("XA RECOVER ") +
                          (m_backend == backend::mariadb ? "FORMAT='SQL'" : "CONVERT XID") +
@@ -269,16 +368,40 @@ void session::declare() {
                 .no(capability::read_only_vote,
                     "MySQL's XA PREPARE gives no read-only answer, and xarm reads "
                     "MariaDB's session counters to tell");
-            if (m_backend == backend::mariadb)
+            if (m_backend == backend::mariadb && m_read_only_vote)
                 c.yes(capability::read_only_vote,
-                      "a branch whose session write counters (rows written, updated or "
-                      "deleted; DELETE and UPDATE statements) did not move since XA START is "
-                      "rolled back at prepare and votes XA_RDONLY; MariaDB would otherwise "
-                      "discard it when the connection is reopened after XA PREPARE, and "
-                      "XA COMMIT would answer XA_HEURRB " +
+                      "XARM_READ_ONLY_VOTE=on: a branch whose session write counters (rows "
+                      "written, updated or deleted; DELETE and UPDATE statements) did not move "
+                      "since XA START is rolled back at prepare and votes XA_RDONLY; MariaDB "
+                      "would otherwise discard it once its session ends, and XA COMMIT from "
+                      "elsewhere would answer XA_HEURRB. Cost: about 1 ms of server time for "
+                      "each of the two readings per branch " +
                           via);
+            else if (m_backend == backend::mariadb)
+                c.no(capability::read_only_vote,
+                     "off by default (XARM_READ_ONLY_VOTE=off): a branch that wrote nothing "
+                     "votes XA_OK and is committed on the session that prepared it, from any "
+                     "thread of this process; MariaDB discards such a branch once that session "
+                     "ends (xa_close, another branch started before phase two, a crash), and "
+                     "XA COMMIT from elsewhere then answers XA_HEURRB. Add "
+                     "XARM_READ_ONLY_VOTE=on to the connection string to vote XA_RDONLY "
+                     "instead, at the cost of reading the session write counters "
+                     "(information_schema.SESSION_STATUS, about 1 ms of server time per "
+                     "reading, two per branch)");
             c.yes(capability::one_phase, "XA COMMIT ... ONE PHASE " + via);
             m_session_id = fetch_session_id();
+            m_holder = std::make_shared<branch_holder>();
+            m_holder->dbc = m_dbc.get();
+            m_holder->which = m_backend;
+            if (m_backend == backend::mysql) {
+                const auto traits = mysql::traits_of(mysql::parse_server_version(m_server_version));
+                m_detach_on_prepare = traits.has_detach_on_prepare && read_detach_on_prepare();
+                if (traits.recover_needs_privilege)
+                    c.yes(capability::recovery,
+                          "XA RECOVER CONVERT XID, read byte-exact " + via +
+                              "; MySQL 8 answers it only to users with the XA_RECOVER_ADMIN "
+                              "privilege (error 1227 otherwise)");
+            }
             if (m_backend == backend::mysql && m_odbc_driver.find("maodbc") != std::string::npos)
                 c.no(capability::recovery,
                      "MariaDB Connector/ODBC cannot read XA RECOVER's result (it sees no "
@@ -351,8 +474,8 @@ void session::reconnect() {
                          d.sqlstate,
                          d.native,
                          {},
-                         "the branch is prepared, but reopening the connection after XA "
-                         "PREPARE failed: " +
+                         "reopening the connection to detach a prepared branch from it "
+                         "failed (the branch stays prepared on the server): " +
                              d.message});
     }
     m_autocommit = true;
@@ -372,9 +495,14 @@ std::optional<unsigned long long> session::write_counter() {
 }
 
 long session::fetch_session_id() {
-    auto r = run("SELECT CONNECTION_ID()", true);
+    auto r = run("SELECT CONNECTION_ID(), @@hostname, @@port", true);
     SQLEndTran(SQL_HANDLE_DBC, m_dbc.get(), SQL_ROLLBACK);
-    if (r.failed || r.rows.rows.empty() || r.rows.rows[0].empty() || !r.rows.rows[0][0]) return 0;
+    if (r.failed || r.rows.rows.empty() || r.rows.rows[0].size() < 3 || !r.rows.rows[0][0])
+        return 0;
+    // The registry's key: branch names are server-wide (the connection string may differ).
+    if (m_server.empty())
+        m_server =
+            fmt::format("{}:{}", r.rows.rows[0][1].value_or("?"), r.rows.rows[0][2].value_or("?"));
     try {
         return std::stol(*r.rows.rows[0][0]);
     } catch (const std::exception&) {
@@ -389,14 +517,43 @@ void session::wait_session_closed(long id) {
     // XAER_NOTA. A session always sees its own user's threads in PROCESSLIST.
     const std::string sql =
         fmt::format("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {}", id);
-    for (int i = 0; i < 500; ++i) {
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    mysql::wait_detached([&] {
         auto r = run(sql, true);
         SQLEndTran(SQL_HANDLE_DBC, m_dbc.get(), SQL_ROLLBACK);
-        if (r.failed || r.rows.rows.empty() || r.rows.rows[0].empty() || !r.rows.rows[0][0] ||
-            *r.rows.rows[0][0] == "0")
-            return;
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
+        return r.failed || r.rows.rows.empty() || r.rows.rows[0].empty() || !r.rows.rows[0][0] ||
+               *r.rows.rows[0][0] == "0";
+    });
+#endif
+}
+
+bool session::read_detach_on_prepare() {
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    // MySQL 8.0.30+: XA PREPARE detaches the branch from the session by itself (the
+    // default); then nothing is held after prepare and no reconnect is ever needed.
+    auto r = run(mysql::detach_on_prepare_sql, true);
+    SQLEndTran(SQL_HANDLE_DBC, m_dbc.get(), SQL_ROLLBACK);
+    return !r.failed && !r.rows.rows.empty() && !r.rows.rows[0].empty() && r.rows.rows[0][0] &&
+           mysql::parse_detach_on_prepare(*r.rows.rows[0][0]);
+#else
+    return false;
+#endif
+}
+
+void session::detach_held() {
+    if (!m_holder) return;
+    std::lock_guard g(m_holder->mu);
+    if (!m_holder->prepared) return;  // none, or another thread finished it meanwhile
+    [[maybe_unused]] const xid x = *std::exchange(m_holder->prepared, std::nullopt);
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    holder_registry::instance().detached(m_server, x);
+#endif
+    const long old_session = m_session_id;
+    reconnect();
+    // Until the server has torn the old session down the branch is still attached there
+    // and XA COMMIT elsewhere says unknown XID: wait (briefly) for that here, so that
+    // another process can finish the branch from now on.
+    wait_session_closed(old_session);
 }
 
 // ---- statements -------------------------------------------------------------------
@@ -443,12 +600,14 @@ void session::rollback_local() {
 
 void session::start(const xid& x, start_mode mode) {
     if (mode != start_mode::fresh) return;  // join/resume: the transaction is still open
+    detach_held();
     m_branch_failure.reset();
 #ifdef XARM_ODBC_WITH_MYSQL_DIALECT
     if (m_backend == backend::mariadb || m_backend == backend::mysql) {
         run_or_raise(mysql::xa_start_sql(x), false, op::start, "XA START");
         m_xa_end_pending = true;
-        m_write_base = m_backend == backend::mariadb ? write_counter() : std::nullopt;
+        m_write_base =
+            m_backend == backend::mariadb && m_read_only_vote ? write_counter() : std::nullopt;
     }
 #else
     (void)x;
@@ -558,12 +717,17 @@ vote session::prepare_my([[maybe_unused]] const xid& x) {
         run(mysql::xa_rollback_sql(x), false);
         throw;
     }
-    // The server keeps the prepared branch attached to this session, which could do no
-    // other work until it is finished: detach it by reopening the connection, and wait
-    // until the server has closed the old session (then any connection can finish it).
-    const long old_session = m_session_id;
-    reconnect();
-    wait_session_closed(old_session);
+    // The server keeps the prepared branch attached to this session (MySQL 8 with
+    // xa_detach_on_prepare=ON does not): keep it there, so that phase two on this session
+    // costs nothing; the registry lets another thread of this process finish it here, and
+    // anything else this session does first detaches it (detach_held).
+    if (!m_detach_on_prepare) {
+        {
+            std::lock_guard g(m_holder->mu);
+            m_holder->prepared = x;
+        }
+        holder_registry::instance().attach(m_server, x, m_holder);
+    }
     return vote::ok;
 #else
     raise(XAER_RMERR, "0A000", "no MySQL dialect in this build");
@@ -698,50 +862,123 @@ std::vector<xid> session::recover() {
 #endif
         }
         case backend::mariadb:
-        case backend::mysql:
-            return recover_my();
+        case backend::mysql: {
+            // XA RECOVER (also in a compound statement) works on a connection that holds a
+            // prepared branch, but switching autocommit does not (1399): held, the query
+            // runs as it is, with the holder locked against another thread's phase two.
+            if (!m_holder) return recover_my(false);
+            std::unique_lock lk(m_holder->mu);
+            auto listed = recover_my(m_holder->prepared.has_value());
+            lk.unlock();
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+            holder_registry::instance().prune(m_server, listed);
+#endif
+            return listed;
+        }
         default:
             break;
     }
     return {};  // SQLite: never a prepared branch (unknown backends never get here)
 }
 
+bool session::finish_on_holder([[maybe_unused]] branch_holder& h, [[maybe_unused]] const xid& x,
+                               [[maybe_unused]] bool commit) {
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    const char* what = commit ? "XA COMMIT" : "XA ROLLBACK";
+    auto& reg = holder_registry::instance();
+    // The branch's own session finishes it: no autocommit switch needed.
+    const auto d =
+        exec_on(h.dbc, commit ? mysql::xa_commit_sql(x, false) : mysql::xa_rollback_sql(x));
+    if (!d) {
+        h.prepared.reset();
+        reg.forget(m_server, x);
+        return true;
+    }
+    const auto n = static_cast<unsigned>(d->native);
+    if (is_connection_loss(*d, h.which)) {
+        // The server detaches the branch when it notices: finish it from another
+        // connection (or by recovery).
+        h.prepared.reset();
+        reg.detached(m_server, x);
+        raise_diag(*d, h.which, op::finish, what);
+    }
+    // ER_XA_RBROLLBACK: the server rolled the branch back; unknown XID (or XAER_OUTSIDE,
+    // which the holding session never answers for its own prepared branch): finished on
+    // this connection behind xarm's back (XA COMMIT through xarm_odbc_hdbc).
+    if (n == mysql::errnum::xa_rbrollback || n == mysql::errnum::xaer_nota ||
+        n == mysql::errnum::xaer_outside) {
+        h.prepared.reset();
+        reg.forget(m_server, x);
+        if (n != mysql::errnum::xa_rbrollback) raise_diag(*d, h.which, op::finish, what);
+        if (commit) mysql::raise_rolled_back_at_commit(x, n);
+        return true;
+    }
+    raise_diag(*d, h.which, op::finish, what);
+#else
+    return false;
+#endif
+}
+
 void session::finish_my([[maybe_unused]] const xid& x, [[maybe_unused]] bool commit) {
 #ifdef XARM_ODBC_WITH_MYSQL_DIALECT
     const std::string sql = commit ? mysql::xa_commit_sql(x, false) : mysql::xa_rollback_sql(x);
     const char* what = commit ? "XA COMMIT" : "XA ROLLBACK";
-    for (int attempt = 0;; ++attempt) {
-        try {
-            // MariaDB refuses XA COMMIT/ROLLBACK of a branch other than the session's own
-            // in "multi-statement transaction mode", which autocommit off is (XAER_OUTSIDE).
-            run_autocommit(sql, false, op::finish, what);
-            return;
-        } catch (const error& e) {
-            const auto n = static_cast<unsigned>(e.native_code());
-            // ER_XA_RBROLLBACK: the server rolled the branch back (MariaDB discards a
-            // prepared branch that wrote nothing when its session ends): done, for a
-            // rollback; for a commit a heuristic rollback, never a success.
-            if (n == mysql::errnum::xa_rbrollback) {
-                if (commit) mysql::raise_rolled_back_at_commit(x, n);
-                return;
-            }
-            if (n != mysql::errnum::xaer_nota) throw;
-            const auto listed = recover_my();
-            if (std::find(listed.begin(), listed.end(), x) == listed.end()) throw;
-            // Listed, yet unknown here: still attached to a session (one closing now,
-            // or a live one of another client).
-            if (attempt >= 100)
-                raise(XAER_RMERR, "XAE03",
-                      fmt::format("{}: the branch is prepared but still attached to another "
-                                  "server session; finish it there or when that session ends",
-                                  what));
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
+    auto& reg = holder_registry::instance();
+    // 1. Held by this session's connection: the common path (prepare, then commit).
+    {
+        std::lock_guard g(m_holder->mu);
+        if (m_holder->prepared == x && finish_on_holder(*m_holder, x, commit)) return;
     }
+    // 2. Held by another session of this process (another thread): finish it there.
+    auto [h, was_ours] = reg.owner(m_server, x);
+    if (h && h != m_holder) {
+        std::lock_guard g(h->mu);
+        if (h->dbc != SQL_NULL_HDBC && h->prepared == x && finish_on_holder(*h, x, commit)) return;
+    }
+    // 3. Detached (its session reconnected or ended, or the server restarted): any
+    // connection that holds no branch itself will do.
+    detach_held();
+    std::exception_ptr last;
+    const auto out = mysql::finish_detached(
+        [&]() -> unsigned {
+            try {
+                // MariaDB refuses XA COMMIT/ROLLBACK of a branch other than the session's
+                // own in "multi-statement transaction mode", which autocommit off is.
+                run_autocommit(sql, false, op::finish, what);
+                return 0;
+            } catch (const error& e) {
+                if (e.native_code() <= 0 || e.xa_code() == XAER_RMFAIL) throw;
+                last = std::current_exception();
+                return static_cast<unsigned>(e.native_code());
+            }
+        },
+        [&] {
+            const auto listed = recover_my(false);
+            return std::find(listed.begin(), listed.end(), x) != listed.end();
+        },
+        was_ours);
+    switch (out.what) {
+        case mysql::detached_result::finished:
+            break;
+        case mysql::detached_result::rolled_back:
+            // Done, for a rollback; for a commit a heuristic rollback, never a success.
+            if (was_ours) reg.forget(m_server, x);
+            if (commit) mysql::raise_rolled_back_at_commit(x, out.errnum);
+            return;
+        case mysql::detached_result::not_prepared:
+            if (was_ours) reg.forget(m_server, x);
+            std::rethrow_exception(last);
+        case mysql::detached_result::still_attached:
+            raise(commit ? XA_RETRY : XAER_RMERR, "55006", mysql::still_attached_message(what, x),
+                  static_cast<long>(out.errnum));
+        case mysql::detached_result::failed:
+            std::rethrow_exception(last);
+    }
+    if (was_ours) reg.forget(m_server, x);
 #endif
 }
 
-std::vector<xid> session::recover_my() {
+std::vector<xid> session::recover_my(bool held) {
     std::vector<xid> out;
 #ifdef XARM_ODBC_WITH_MYSQL_DIALECT
     const auto d = m_backend == backend::mariadb ? mysql::dialect::mariadb : mysql::dialect::mysql;
@@ -753,7 +990,8 @@ std::vector<xid> session::recover_my() {
     const std::string sql = d == mysql::dialect::mariadb
                                 ? "BEGIN NOT ATOMIC " + mysql::xa_recover_sql(d) + "; END"
                                 : mysql::xa_recover_sql(d);
-    auto r = run_autocommit(sql, true, op::recover, "XA RECOVER");
+    auto r = held ? run_or_raise(sql, true, op::recover, "XA RECOVER")
+                  : run_autocommit(sql, true, op::recover, "XA RECOVER");
     for (const auto& row : r.rows) {
         if (row.size() < 4 || !row[0] || !row[1] || !row[2] || !row[3]) continue;
         std::optional<xid> x;

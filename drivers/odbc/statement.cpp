@@ -357,8 +357,12 @@ outcome session::run(std::string_view sql, std::span<const value> params, bool c
 
 result session::work(const std::function<outcome()>& run_it) {
     // PEP 249: autocommit off; outside a branch the first statement begins a local
-    // transaction (ODBC begins it implicitly).
-    if (!m_branch) m_local = true;
+    // transaction (ODBC begins it implicitly). A prepared branch still attached to this
+    // connection (MariaDB) would refuse the work: detach it first.
+    if (!m_branch) {
+        detach_held();
+        m_local = true;
+    }
     auto out = run_it();
     if (out.failed) {
         note_failure(out.diag);
@@ -380,6 +384,7 @@ result session::execute_params(std::string_view sql, std::span<const value> para
 }
 
 std::unique_ptr<native_statement> session::prepare(std::string_view sql, std::size_t) {
+    if (!m_branch) detach_held();
     auto p = std::make_unique<prepared>(*this, std::string(sql));
     SQLHSTMT raw = SQL_NULL_HSTMT;
     if (!ok(SQLAllocHandle(SQL_HANDLE_STMT, m_dbc.get(), &raw)))

@@ -16,51 +16,16 @@
 #include <string>
 #include <vector>
 
+#include "interleaved_bench.hpp"
 #include "xarm/connection.hpp"
 #include "xarm/driver/codec.hpp"
 #include "xarm/xid.hpp"
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
 constexpr auto run_for = std::chrono::milliseconds(2000);  // per case, all slices
 
-struct figures {
-    double tps = 0, p50 = 0, p95 = 0, p99 = 0;
-    std::size_t n = 0;
-};
-
-// Runs the cases in interleaved slices (10 rounds of run_for / 10 each), so that a
-// shared machine's load hits all alike; the ratios within one run are what counts.
-std::vector<figures> measure(const std::vector<std::function<void(long)>>& cases) {
-    constexpr int rounds = 10;
-    std::vector<std::vector<double>> lat(cases.size());
-    std::vector<double> busy(cases.size(), 0.0);
-    long i = 0;
-    for (const auto& tx : cases)
-        for (int w = 0; w < 10; ++w) tx(i++);  // warm-up
-    for (int r = 0; r < rounds; ++r)
-        for (std::size_t k = 0; k < cases.size(); ++k) {
-            const auto start = clock_type::now();
-            while (clock_type::now() - start < run_for / rounds) {
-                const auto t0 = clock_type::now();
-                cases[k](i++);
-                lat[k].push_back(
-                    std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
-            }
-            busy[k] += std::chrono::duration<double>(clock_type::now() - start).count();
-        }
-    std::vector<figures> out;
-    for (std::size_t k = 0; k < cases.size(); ++k) {
-        auto& l = lat[k];
-        std::sort(l.begin(), l.end());
-        auto pct = [&](double p) {
-            return l[std::min(l.size() - 1, static_cast<std::size_t>(p * l.size()))];
-        };
-        out.push_back({l.size() / busy[k], pct(0.50), pct(0.95), pct(0.99), l.size()});
-    }
-    return out;
-}
+using xarm::bench::figures;
 
 void print(const std::string& label, const figures& f) {
     fmt::print(
@@ -139,39 +104,52 @@ void bench(const char* label, const char* var, bool pg) {
     const std::string tag = fmt::format("b{}", ::getpid());
     fmt::print("{} ({}):\n", label, var);
 
-    const auto f = measure({[&](long i) {
-                                c.tpc_begin(c.xid(1, fmt::format("{}-x-{}", tag, i), "b"));
-                                c.execute(insert);
-                                c.tpc_prepare();
-                                c.tpc_commit();
-                            },
-                            [&](long i) {
-                                const xarm::xid x(1, fmt::format("{}-r-{}", tag, i), "b");
-                                if (pg) {
-                                    const std::string gid = "'" + xarm::encode_pg_gid(x) + "'";
-                                    raw.exec(insert);
-                                    raw.exec("PREPARE TRANSACTION " + gid);
-                                    raw.autocommit(true);
-                                    raw.exec("COMMIT PREPARED " + gid);
-                                    raw.autocommit(false);
-                                } else {
-                                    const std::string e = xarm::encode_mysql_xid(x);
-                                    raw.exec("XA START " + e);
-                                    raw.exec(insert);
-                                    raw.exec("XA END " + e);
-                                    raw.exec("XA PREPARE " + e);
-                                    raw.exec("XA COMMIT " + e);  // same session: no reconnect
-                                }
-                            },
-                            [&](long i) {
-                                c.tpc_begin(c.xid(1, fmt::format("{}-y-{}", tag, i), "b"));
-                                c.execute(insert);
-                                c.tpc_commit();
-                            },
-                            [&](long) {
-                                raw.exec(insert);
-                                raw.commit();
-                            }});
+    std::vector<std::function<void(long)>> cases = {
+        [&](long i) {
+            c.tpc_begin(c.xid(1, fmt::format("{}-x-{}", tag, i), "b"));
+            c.execute(insert);
+            c.tpc_prepare();
+            c.tpc_commit();
+        },
+        [&](long i) {
+            const xarm::xid x(1, fmt::format("{}-r-{}", tag, i), "b");
+            if (pg) {
+                const std::string gid = "'" + xarm::encode_pg_gid(x) + "'";
+                raw.exec(insert);
+                raw.exec("PREPARE TRANSACTION " + gid);
+                raw.autocommit(true);
+                raw.exec("COMMIT PREPARED " + gid);
+                raw.autocommit(false);
+            } else {
+                const std::string e = xarm::encode_mysql_xid(x);
+                raw.exec("XA START " + e);
+                raw.exec(insert);
+                raw.exec("XA END " + e);
+                raw.exec("XA PREPARE " + e);
+                raw.exec("XA COMMIT " + e);  // same session: no reconnect
+            }
+        },
+        [&](long i) {
+            c.tpc_begin(c.xid(1, fmt::format("{}-y-{}", tag, i), "b"));
+            c.execute(insert);
+            c.tpc_commit();
+        },
+        [&](long) {
+            raw.exec(insert);
+            raw.commit();
+        }};
+    // MariaDB: one-phase XA by hand too (XA START, INSERT, XA END, XA COMMIT ONE PHASE),
+    // the same round trips xarm needs, to tell xarm's cost from XA's.
+    if (!pg)
+        cases.push_back([&](long i) {
+            const std::string e =
+                xarm::encode_mysql_xid(xarm::xid(1, fmt::format("{}-o-{}", tag, i), "b"));
+            raw.exec("XA START " + e);
+            raw.exec(insert);
+            raw.exec("XA END " + e);
+            raw.exec("XA COMMIT " + e + " ONE PHASE");
+        });
+    const auto f = xarm::bench::interleaved(cases, run_for);
     const auto &x2 = f[0], &r2 = f[1], &x1 = f[2], &r1 = f[3];
     print("two-phase, xarm odbc", x2);
     print("two-phase, direct ODBC SQL", r2);
@@ -179,6 +157,10 @@ void bench(const char* label, const char* var, bool pg) {
     print("one-phase, xarm odbc", x1);
     print("one-phase, direct ODBC", r1);
     fmt::print("  ratio xarm/direct (tx/s): {:.2f}\n", x1.tps / r1.tps);
+    if (f.size() > 4) {
+        print("one-phase, direct ODBC XA SQL", f[4]);
+        fmt::print("  ratio xarm/direct XA SQL (tx/s): {:.2f}\n", x1.tps / f[4].tps);
+    }
 }
 
 }  // namespace

@@ -8,11 +8,17 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "scratch_pg.hpp"
@@ -158,6 +164,36 @@ std::optional<xarm::connection> native(const char* driver, const char* var) {
         return std::nullopt;
     }
     return xarm::connect(driver, server(var));
+}
+
+/// The connection string with MariaDB's read-only vote on (xarm's own key).
+std::string read_only_voting(const std::string& info) {
+    return info + ";XARM_READ_ONLY_VOTE=on";
+}
+
+/// The server session id of an ODBC connection (CONNECTION_ID(), MariaDB).
+long connection_id(SQLHDBC dbc) {
+    SQLHSTMT st = SQL_NULL_HSTMT;
+    BOOST_REQUIRE(SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, dbc, &st)));
+    BOOST_REQUIRE(SQL_SUCCEEDED(SQLExecDirect(st, (SQLCHAR*)"SELECT CONNECTION_ID()", SQL_NTS)));
+    BOOST_REQUIRE(SQL_SUCCEEDED(SQLFetch(st)));
+    SQLINTEGER id = 0;
+    SQLLEN ind = 0;
+    BOOST_REQUIRE(SQL_SUCCEEDED(SQLGetData(st, 1, SQL_C_SLONG, &id, 0, &ind)));
+    SQLFreeHandle(SQL_HANDLE_STMT, st);
+    return id;
+}
+
+/// Starts branch a on rmid, inserts v into table on the application's handle, ends and
+/// prepares the branch; returns the server session id seen inside it.
+long prepare_an_insert(int rmid, XID& a, const std::string& table, int v) {
+    BOOST_REQUIRE(xarm_odbc_switch.xa_start_entry(&a, rmid, TMNOFLAGS) == XA_OK);
+    const long id = connection_id(xarm_odbc_hdbc(rmid));
+    BOOST_TEST(exec_raw(xarm_odbc_hdbc(rmid),
+                        "INSERT INTO " + table + " VALUES (" + std::to_string(v) + ")") == "00000");
+    BOOST_TEST(xarm_odbc_switch.xa_end_entry(&a, rmid, TMSUCCESS) == XA_OK);
+    BOOST_TEST(xarm_odbc_switch.xa_prepare_entry(&a, rmid, TMNOFLAGS) == XA_OK);
+    return id;
 }
 
 /// An open rmid, closed at the end of the test.
@@ -767,8 +803,20 @@ BOOST_AUTO_TEST_CASE(capabilities_per_connection) {
     auto caps = c.capabilities();
     BOOST_TEST(caps.has(xarm::capability::two_phase));
     BOOST_TEST(caps.has(xarm::capability::recovery));
-    BOOST_TEST(caps.has(xarm::capability::read_only_vote));
     BOOST_TEST(caps.get(xarm::capability::two_phase).reason.find("MariaDB") != std::string::npos);
+    // The write-counter reading is opt-in, as in the native driver.
+    BOOST_TEST(!caps.has(xarm::capability::read_only_vote));
+    BOOST_TEST(caps.get(xarm::capability::read_only_vote).reason.find("XARM_READ_ONLY_VOTE=on") !=
+               std::string::npos);
+    auto v = xarm::connect("odbc", read_only_voting(server(MY)));
+    BOOST_TEST(v.capabilities().has(xarm::capability::read_only_vote));
+    // The key is xarm's: a wrong value is refused, never passed to the ODBC driver.
+    try {
+        xarm::connect("odbc", server(MY) + ";xarm_read_only_vote=maybe");
+        BOOST_FAIL("accepted XARM_READ_ONLY_VOTE=maybe");
+    } catch (const xarm::error& e) {
+        BOOST_TEST(e.xa_code() == XAER_INVAL);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(two_phase_through_the_switch) {
@@ -803,6 +851,152 @@ BOOST_AUTO_TEST_CASE(hdbc_stays_the_same_handle_across_prepare) {
     BOOST_TEST(count_rows(c, t.name) == 1);
 }
 
+// The server keeps a prepared branch attached to the session that prepared it: the
+// driver keeps the connection (no reconnect after XA PREPARE), and phase two on the same
+// session runs there.
+BOOST_AUTO_TEST_CASE(phase_two_on_the_preparing_session_keeps_its_connection) {
+    const std::string info = server(MY);
+    table_guard t(info, "odbc_keep");
+    rm r(info, 108);
+    SQLHDBC h = xarm_odbc_hdbc(108);
+    auto x = make_xid("keep");
+    XID a = to_c(x);
+    const long id = prepare_an_insert(108, a, t.name, 1);
+    BOOST_TEST(connection_id(h) == id);  // a query is allowed in the PREPARED state
+    BOOST_TEST(listed(c_recover(108), x));
+    BOOST_TEST(xarm_odbc_switch.xa_commit_entry(&a, 108, TMNOFLAGS) == XA_OK);
+    // A branch that wrote nothing (no read-only vote by default) votes XA_OK and commits
+    // on the same session, still without a reconnect.
+    XID b = to_c(make_xid("keep-empty"));
+    BOOST_REQUIRE(xarm_odbc_switch.xa_start_entry(&b, 108, TMNOFLAGS) == XA_OK);
+    BOOST_TEST(connection_id(h) == id);
+    BOOST_TEST(xarm_odbc_switch.xa_end_entry(&b, 108, TMSUCCESS) == XA_OK);
+    BOOST_TEST(xarm_odbc_switch.xa_prepare_entry(&b, 108, TMNOFLAGS) == XA_OK);
+    BOOST_TEST(xarm_odbc_switch.xa_commit_entry(&b, 108, TMNOFLAGS) == XA_OK);
+    auto c = xarm::connect("odbc", info);
+    BOOST_TEST(count_rows(c, t.name) == 1);
+    BOOST_TEST(!listed(c.tpc_recover(), x));
+}
+
+// Phase two from a session of another thread reaches the connection that holds the
+// branch (the process-wide registry); the holding session then goes on without a
+// reconnect.
+BOOST_AUTO_TEST_CASE(phase_two_from_another_thread_runs_on_the_holding_connection) {
+    const std::string info = server(MY);
+    table_guard t(info, "odbc_other_thread");
+    rm r(info, 109);
+    SQLHDBC h = xarm_odbc_hdbc(109);
+    for (const bool commit : {true, false}) {
+        auto x = make_xid(commit ? "thread-commit" : "thread-rollback");
+        XID a = to_c(x);
+        const long id = prepare_an_insert(109, a, t.name, 1);
+        std::string failure;
+        std::thread other([&] {
+            try {
+                auto o = xarm::connect("odbc", info);
+                if (commit)
+                    o.tpc_commit(x);
+                else
+                    o.tpc_rollback(x);
+            } catch (const std::exception& e) {
+                failure = e.what();
+            }
+        });
+        other.join();
+        BOOST_TEST(failure == "");
+        XID b = to_c(make_xid("thread-next"));
+        BOOST_REQUIRE(xarm_odbc_switch.xa_start_entry(&b, 109, TMNOFLAGS) == XA_OK);
+        BOOST_TEST(connection_id(h) == id);
+        BOOST_TEST(xarm_odbc_switch.xa_end_entry(&b, 109, TMSUCCESS) == XA_OK);
+        BOOST_TEST(xarm_odbc_switch.xa_commit_entry(&b, 109, TMONEPHASE) == XA_OK);
+        // Finished: the holder no longer has it.
+        BOOST_TEST(xarm_odbc_switch.xa_commit_entry(&a, 109, TMNOFLAGS) == XAER_NOTA);
+    }
+    auto c = xarm::connect("odbc", info);
+    BOOST_TEST(count_rows(c, t.name) == 1);
+}
+
+// Anything else the session does first (here: the next branch) detaches the prepared
+// branch by reopening the connection; any connection can finish it then.
+BOOST_AUTO_TEST_CASE(the_next_branch_detaches_a_prepared_one) {
+    const std::string info = server(MY);
+    table_guard t(info, "odbc_detach");
+    rm r(info, 110);
+    SQLHDBC h = xarm_odbc_hdbc(110);
+    auto x = make_xid("detach");
+    XID a = to_c(x);
+    const long id = prepare_an_insert(110, a, t.name, 1);
+    XID b = to_c(make_xid("detach-next"));
+    BOOST_REQUIRE(xarm_odbc_switch.xa_start_entry(&b, 110, TMNOFLAGS) == XA_OK);
+    BOOST_TEST(xarm_odbc_hdbc(110) == h);
+    BOOST_TEST(connection_id(h) != id);
+    BOOST_TEST(exec_raw(h, "INSERT INTO " + t.name + " VALUES (2)") == "00000");
+    auto o = xarm::connect("odbc", info);
+    BOOST_TEST(listed(o.tpc_recover(), x));
+    o.tpc_commit(x);
+    BOOST_TEST(xarm_odbc_switch.xa_end_entry(&b, 110, TMSUCCESS) == XA_OK);
+    BOOST_TEST(xarm_odbc_switch.xa_prepare_entry(&b, 110, TMNOFLAGS) == XA_OK);
+    BOOST_TEST(xarm_odbc_switch.xa_commit_entry(&b, 110, TMNOFLAGS) == XA_OK);
+    BOOST_TEST(count_rows(o, t.name) == 2);
+}
+
+// The process that prepared dies (kill -9) between the phases: its session ends, the
+// server keeps the branches, and recovery from another process finishes them.
+BOOST_AUTO_TEST_CASE(killed_between_prepare_and_commit_then_recovered) {
+    const std::string info = server(MY);
+    table_guard t(info, "odbc_kill");
+    auto x = make_xid("kill-commit");
+    auto y = make_xid("kill-rollback");
+    const pid_t pid = ::fork();
+    BOOST_REQUIRE(pid >= 0);
+    if (pid == 0) {
+        // The child makes no Boost assertions: its exit tells what failed.
+        try {
+            auto c1 = xarm::connect("odbc", info);
+            auto c2 = xarm::connect("odbc", info);
+            c1.tpc_begin(x);
+            c1.execute("INSERT INTO " + t.name + " VALUES (1)");
+            c2.tpc_begin(y);
+            c2.execute("INSERT INTO " + t.name + " VALUES (2)");
+            c1.tpc_prepare();
+            c2.tpc_prepare();
+        } catch (...) {
+            ::_exit(3);
+        }
+        ::kill(::getpid(), SIGKILL);
+        ::_exit(4);
+    }
+    int status = 0;
+    BOOST_REQUIRE(::waitpid(pid, &status, 0) == pid);
+    BOOST_REQUIRE(WIFSIGNALED(status));
+    BOOST_REQUIRE(WTERMSIG(status) == SIGKILL);
+    // Recovery in this process through the switch. Until the server has torn down the
+    // dead process's sessions, phase two answers XA_RETRY (commit) or XAER_RMERR.
+    rm r(info, 111);
+    BOOST_TEST(listed(c_recover(111), x));
+    BOOST_TEST(listed(c_recover(111), y));
+    XID a = to_c(x), b = to_c(y);
+    auto finish = [](XID* id, bool commit) {
+        int rc = XAER_RMERR;
+        for (int i = 0; i < 100; ++i) {
+            rc = commit ? xarm_odbc_switch.xa_commit_entry(id, 111, TMNOFLAGS)
+                        : xarm_odbc_switch.xa_rollback_entry(id, 111, TMNOFLAGS);
+            if (rc != XA_RETRY && rc != XAER_RMERR) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        return rc;
+    };
+    BOOST_TEST(finish(&a, true) == XA_OK);
+    BOOST_TEST(finish(&b, false) == XA_OK);
+    BOOST_TEST(!listed(c_recover(111), x));
+    BOOST_TEST(!listed(c_recover(111), y));
+    auto c = xarm::connect("odbc", info);
+    auto rows = c.query("SELECT a FROM " + t.name);
+    c.rollback();
+    BOOST_REQUIRE(rows.rows.size() == 1u);
+    BOOST_TEST(*rows.rows[0][0] == "1");
+}
+
 BOOST_AUTO_TEST_CASE(join_and_suspend_resume_on_one_connection) {
     const std::string info = server(MY);
     table_guard t(info, "odbc_join");
@@ -834,7 +1028,7 @@ BOOST_AUTO_TEST_CASE(finishing_an_unknown_branch_is_nota) {
 }
 
 BOOST_AUTO_TEST_CASE(empty_branch_votes_rdonly) {
-    const std::string info = server(MY);
+    const std::string info = read_only_voting(server(MY));
     rm r(info, 104);
     auto other = xarm::connect("odbc", info);
     auto x = make_xid("empty");
@@ -895,7 +1089,7 @@ struct mariadb_targets {
 };
 
 BOOST_AUTO_TEST_CASE(every_kind_of_write_votes_ok_and_commits) {
-    const std::string info = server(MY);
+    const std::string info = read_only_voting(server(MY));
     mariadb_targets w(info);
     const std::string cnt = "SELECT COUNT(*) FROM ";
     struct kind {
@@ -947,7 +1141,7 @@ BOOST_AUTO_TEST_CASE(every_kind_of_write_votes_ok_and_commits) {
 }
 
 BOOST_AUTO_TEST_CASE(read_only_branch_votes_rdonly_and_never_heuristic) {
-    const std::string info = server(MY);
+    const std::string info = read_only_voting(server(MY));
     mariadb_targets w(info);
     w.reset();
     rm r(info, 107);
