@@ -158,6 +158,9 @@ void ratio(const variant& a, const variant& b, const char* what, double target) 
     }
     const double x = tps(a) / tps(b);
     std::printf("  ratio %s: %.2f (rounds %.2f-%.2f)", what, x, lo, hi);
+    // Medians shrug off the stalls a shared machine puts into some rounds.
+    std::printf("; p50 speed-up %.2f, commit p50 speed-up %.2f", pct(b.lat, 0.5) / pct(a.lat, 0.5),
+                pct(b.commit_lat, 0.5) / pct(a.commit_lat, 0.5));
     if (target > 0)
         std::printf(
             "; target >= %.2f: %s", target,
