@@ -30,7 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "xa.h"
+#include "xarm/xa.h"
 
 #define EXPORT __attribute__((visibility("default")))
 

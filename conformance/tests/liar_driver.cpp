@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <mutex>
 
-#include "xa.h"
 #include "xarm/connection.hpp"
-#include "xarm/switch.hpp"
+#include "xarm/driver/switch.hpp"
+#include "xarm/xa.h"
 
 namespace {
 

@@ -5,9 +5,9 @@
 #include <cstdio>
 #include <map>
 
-#include "xa.h"
 #include "xarm/connection.hpp"
-#include "xarm/switch.hpp"
+#include "xarm/driver/switch.hpp"
+#include "xarm/xa.h"
 
 namespace {
 

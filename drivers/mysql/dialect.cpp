@@ -7,8 +7,8 @@
 #include <charconv>
 #include <vector>
 
-#include "xa.h"
 #include "xarm/error.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::mysql {
 

@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "mysql.hpp"
-#include "xa.h"
+#include "xarm/xa.h"
 
 namespace xarm::mysql {
 

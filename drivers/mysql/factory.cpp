@@ -8,9 +8,9 @@
 #include <memory>
 
 #include "mysql.hpp"
-#include "xa.h"
-#include "xarm/info.hpp"
-#include "xarm/switch.hpp"
+#include "xarm/driver/info.hpp"
+#include "xarm/driver/switch.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::mysql {
 

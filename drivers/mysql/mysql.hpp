@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "dialect.hpp"
-#include "xarm/driver.hpp"
+#include "xarm/driver/driver.hpp"
 
 namespace xarm::mysql {
 

@@ -13,7 +13,7 @@
 #include <utility>
 
 #include "mysql.hpp"
-#include "xa.h"
+#include "xarm/xa.h"
 
 namespace xarm::mysql {
 

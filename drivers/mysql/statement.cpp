@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "mysql.hpp"
-#include "xa.h"
+#include "xarm/xa.h"
 
 namespace xarm::mysql {
 

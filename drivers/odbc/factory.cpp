@@ -1,7 +1,7 @@
 // The ODBC driver object and the library's exported C symbols.
 #include "odbc.hpp"
-#include "xa.h"
-#include "xarm/switch.hpp"
+#include "xarm/driver/switch.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::odbc {
 

@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "xarm/driver.hpp"
+#include "xarm/driver/driver.hpp"
 
 namespace xarm::odbc {
 

@@ -20,7 +20,7 @@
 #include <utility>
 
 #include "odbc.hpp"
-#include "xa.h"
+#include "xarm/xa.h"
 
 #ifdef XARM_ODBC_WITH_PQ_DIALECT
 #include "../pq/dialect.hpp"

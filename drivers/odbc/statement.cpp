@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "odbc.hpp"
-#include "xa.h"
+#include "xarm/xa.h"
 
 namespace xarm::odbc {
 

@@ -3,8 +3,8 @@
 
 #include <fmt/format.h>
 
-#include "xa.h"
 #include "xarm/error.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::pq {
 

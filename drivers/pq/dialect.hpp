@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "xarm/driver.hpp"
+#include "xarm/driver/driver.hpp"
 #include "xarm/xid.hpp"
 
 namespace xarm::pq {

@@ -1,7 +1,7 @@
 // The PostgreSQL driver object and the library's exported C symbols.
 #include "pq.hpp"
-#include "xa.h"
-#include "xarm/switch.hpp"
+#include "xarm/driver/switch.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::pq {
 

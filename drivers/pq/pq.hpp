@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "dialect.hpp"
-#include "xarm/driver.hpp"
+#include "xarm/driver/driver.hpp"
 
 namespace xarm::pq {
 

@@ -17,7 +17,7 @@
 #include <fmt/format.h>
 
 #include "pq.hpp"
-#include "xa.h"
+#include "xarm/xa.h"
 
 namespace xarm::pq {
 

@@ -14,7 +14,7 @@
 #include <fmt/format.h>
 
 #include "pq.hpp"
-#include "xa.h"
+#include "xarm/xa.h"
 
 namespace xarm::pq {
 

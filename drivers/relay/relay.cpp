@@ -5,9 +5,9 @@
 #include <memory>
 #include <string>
 
-#include "xa.h"
 #include "xarm/connection.hpp"
-#include "xarm/switch.hpp"
+#include "xarm/driver/switch.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::relay {
 

@@ -2,9 +2,9 @@
 #include <fmt/format.h>
 
 #include "sqlite.hpp"
-#include "xa.h"
-#include "xarm/info.hpp"
-#include "xarm/switch.hpp"
+#include "xarm/driver/info.hpp"
+#include "xarm/driver/switch.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::sqlite {
 

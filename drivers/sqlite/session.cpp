@@ -4,7 +4,7 @@
 #include <fmt/format.h>
 
 #include "sqlite.hpp"
-#include "xa.h"
+#include "xarm/xa.h"
 
 namespace xarm::sqlite {
 

@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "xarm/driver.hpp"
+#include "xarm/driver/driver.hpp"
 
 namespace xarm::sqlite {
 

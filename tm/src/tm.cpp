@@ -10,9 +10,9 @@
 #include <thread>
 
 #include "workers.hpp"
-#include "xa.h"
+#include "xarm/driver/trace.hpp"
 #include "xarm/tm.hpp"
-#include "xarm/trace.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::tm {
 

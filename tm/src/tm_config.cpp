@@ -16,11 +16,11 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
-#include "xa.h"
 #include "xarm/connection.hpp"
+#include "xarm/driver/info.hpp"
 #include "xarm/error.hpp"
-#include "xarm/info.hpp"
 #include "xarm/tm_switch.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::tm {
 

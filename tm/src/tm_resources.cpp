@@ -7,9 +7,9 @@
 #include <cerrno>
 #include <cstring>
 
-#include "xa.h"
+#include "xarm/driver/trace.hpp"
 #include "xarm/tm.hpp"
-#include "xarm/trace.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::tm {
 

@@ -10,8 +10,8 @@
 #include <fmt/format.h>
 
 #include "xarm/connection.hpp"
+#include "xarm/driver/trace.hpp"
 #include "xarm/error.hpp"
-#include "xarm/trace.hpp"
 #include "xarm/xarm.h"
 
 namespace xarm::tm {

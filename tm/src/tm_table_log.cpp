@@ -8,8 +8,8 @@
 #include <cctype>
 #include <thread>
 
-#include "xa.h"
 #include "xarm/tm.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::tm {
 

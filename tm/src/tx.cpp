@@ -17,11 +17,11 @@
 
 #include <fmt/format.h>
 
+#include "xarm/driver/trace.hpp"
 #include "xarm/error.hpp"
 #include "xarm/tm.hpp"
 #include "xarm/tm_config.hpp"
 #include "xarm/tm_switch.hpp"
-#include "xarm/trace.hpp"
 
 namespace xarm::tm {
 namespace {

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "xa.h"
+#include "xarm/xa.h"
 
 #define EXPORT __attribute__((visibility("default")))
 

@@ -7,9 +7,9 @@
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 
-#include "xa.h"
 #include "xarm/connection.hpp"
-#include "xarm/switch.hpp"
+#include "xarm/driver/switch.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::cli {
 

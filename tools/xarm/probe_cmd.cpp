@@ -12,10 +12,10 @@
 #include <fmt/format.h>
 
 #include "commands.hpp"
-#include "xa.h"
 #include "xarm/conformance.hpp"
 #include "xarm/connection.hpp"
-#include "xarm/driver.hpp"
+#include "xarm/driver/driver.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::cli {
 

@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "xa.h"
+#include "xarm/xa.h"
 
 namespace xarm {
 

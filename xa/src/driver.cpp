@@ -1,8 +1,8 @@
-#include "xarm/driver.hpp"
+#include "xarm/driver/driver.hpp"
 
 #include <algorithm>
 
-#include "xa.h"
+#include "xarm/xa.h"
 
 namespace xarm {
 

@@ -1,6 +1,6 @@
 #include "xarm/error.hpp"
 
-#include "xa.h"
+#include "xarm/xa.h"
 
 namespace xarm {
 

@@ -1,4 +1,4 @@
-#include "xarm/info.hpp"
+#include "xarm/driver/info.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -6,8 +6,8 @@
 
 #include <fmt/format.h>
 
-#include "xa.h"
 #include "xarm/error.hpp"
+#include "xarm/xa.h"
 
 namespace xarm {
 

@@ -8,8 +8,8 @@
 
 #include <fmt/format.h>
 
-#include "xa.h"
 #include "xarm/connection.hpp"
+#include "xarm/xa.h"
 
 namespace xarm {
 

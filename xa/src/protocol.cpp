@@ -1,12 +1,12 @@
-#include "xarm/protocol.hpp"
+#include "xarm/driver/protocol.hpp"
 
 #include <algorithm>
 #include <new>
 
 #include <fmt/format.h>
 
-#include "xa.h"
-#include "xarm/info.hpp"
+#include "xarm/driver/info.hpp"
+#include "xarm/xa.h"
 
 namespace xarm {
 

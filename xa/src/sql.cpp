@@ -2,15 +2,15 @@
 // database reads as literals, quoted identifiers and comments, and counting (or
 // renumbering) the `?` outside them. An unterminated literal or comment runs to the end
 // of the text, as the database would read it; the database reports the error.
-#include "xarm/sql.hpp"
+#include "xarm/driver/sql.hpp"
 
 #include <cctype>
 #include <charconv>
 
 #include <fmt/format.h>
 
-#include "xa.h"
 #include "xarm/error.hpp"
+#include "xarm/xa.h"
 
 namespace xarm {
 

@@ -1,4 +1,4 @@
-#include "xarm/switch.hpp"
+#include "xarm/driver/switch.hpp"
 
 #include <chrono>
 #include <cstring>
@@ -7,9 +7,9 @@
 
 #include <fmt/format.h>
 
-#include "xarm/info.hpp"
-#include "xarm/protocol.hpp"
-#include "xarm/trace.hpp"
+#include "xarm/driver/info.hpp"
+#include "xarm/driver/protocol.hpp"
+#include "xarm/driver/trace.hpp"
 
 namespace xarm {
 

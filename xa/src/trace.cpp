@@ -1,4 +1,4 @@
-#include "xarm/trace.hpp"
+#include "xarm/driver/trace.hpp"
 
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>

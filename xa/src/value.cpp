@@ -9,9 +9,9 @@
 
 #include <fmt/format.h>
 
-#include "xa.h"
 #include "xarm/error.hpp"
 #include "xarm/result.hpp"
+#include "xarm/xa.h"
 #include "xarm/xid.hpp"
 
 namespace xarm {

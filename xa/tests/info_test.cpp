@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <random>
 
-#include "xa.h"
+#include "xarm/driver/info.hpp"
 #include "xarm/error.hpp"
-#include "xarm/info.hpp"
+#include "xarm/xa.h"
 
 BOOST_AUTO_TEST_SUITE(info_tests)
 

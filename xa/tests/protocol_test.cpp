@@ -4,7 +4,7 @@
 #include <fmt/format.h>
 
 #include "test_driver.hpp"
-#include "xarm/protocol.hpp"
+#include "xarm/driver/protocol.hpp"
 
 using namespace xarm;
 using xarm::test::fake_driver;

@@ -11,10 +11,10 @@
 #include <vector>
 
 #include <ostream>
-#include "xa.h"
-#include "xarm/driver.hpp"
-#include "xarm/protocol.hpp"
-#include "xarm/switch.hpp"
+#include "xarm/driver/driver.hpp"
+#include "xarm/driver/protocol.hpp"
+#include "xarm/driver/switch.hpp"
+#include "xarm/xa.h"
 
 namespace xarm {
 // Printable in test assertions.

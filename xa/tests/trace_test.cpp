@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "test_driver.hpp"
-#include "xarm/trace.hpp"
+#include "xarm/driver/trace.hpp"
 
 BOOST_AUTO_TEST_CASE(every_call_is_traced_without_secrets) {
     const char* file = std::getenv("XARM_TRACE");

@@ -5,11 +5,11 @@
 #include <cmath>
 #include <limits>
 
-#include "xa.h"
+#include "xarm/driver/sql.hpp"
 #include "xarm/error.hpp"
 #include "xarm/result.hpp"
-#include "xarm/sql.hpp"
 #include "xarm/value.hpp"
+#include "xarm/xa.h"
 
 using namespace xarm;
 using namespace std::chrono;

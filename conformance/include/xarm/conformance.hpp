@@ -12,9 +12,9 @@
 #include <thread>
 #include <vector>
 
-#include "xa.h"
 #include "xarm/connection.hpp"
-#include "xarm/driver.hpp"
+#include "xarm/driver/driver.hpp"
+#include "xarm/xa.h"
 #include "xarm/xarm.h"
 
 namespace xarm::conformance {

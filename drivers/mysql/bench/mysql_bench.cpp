@@ -22,9 +22,9 @@
 #include <vector>
 
 #include "dialect.hpp"
-#include "xa.h"
 #include "xarm/connection.hpp"
-#include "xarm/info.hpp"
+#include "xarm/driver/info.hpp"
+#include "xarm/xa.h"
 #include "xarm/xarm.h"
 
 extern "C" struct xa_switch_t xarm_mysql_switch;

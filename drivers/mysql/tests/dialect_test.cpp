@@ -2,7 +2,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "dialect.hpp"
-#include "xa.h"
+#include "xarm/xa.h"
 
 using namespace xarm;
 using namespace xarm::mysql;

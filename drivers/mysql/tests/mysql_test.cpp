@@ -26,9 +26,9 @@
 #include <thread>
 #include <vector>
 
-#include "xa.h"
 #include "xarm/connection.hpp"
-#include "xarm/info.hpp"
+#include "xarm/driver/info.hpp"
+#include "xarm/xa.h"
 #include "xarm/xarm.h"
 #include "xarm_testing.hpp"
 

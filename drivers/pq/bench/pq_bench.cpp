@@ -17,8 +17,8 @@
 #include <fmt/format.h>
 
 #include "dialect.hpp"
-#include "xa.h"
 #include "xarm/connection.hpp"
+#include "xarm/xa.h"
 #include "xarm/xid.hpp"
 
 extern "C" {

@@ -25,8 +25,8 @@
 
 #include "dialect.hpp"
 #include "scratch_pg.hpp"
-#include "xa.h"
 #include "xarm/connection.hpp"
+#include "xarm/xa.h"
 #include "xarm/xarm.h"
 #include "xarm/xid.hpp"
 #include "xarm_testing.hpp"

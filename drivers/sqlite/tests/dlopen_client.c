@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "xa.h"
+#include "xarm/xa.h"
 
 static int failures = 0;
 #define EXPECT(call, want)                                                \

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "xarm/connection.hpp"
-#include "xarm/driver.hpp"
+#include "xarm/driver/driver.hpp"
 #include "xarm/export.h"
 #include "xarm/xid.hpp"
 

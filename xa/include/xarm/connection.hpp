@@ -8,9 +8,9 @@
 #include <string_view>
 #include <vector>
 
-#include "xarm/driver.hpp"
+#include "xarm/driver/driver.hpp"
+#include "xarm/driver/protocol.hpp"
 #include "xarm/export.h"
-#include "xarm/protocol.hpp"
 #include "xarm/result.hpp"
 #include "xarm/value.hpp"
 #include "xarm/xid.hpp"

@@ -11,10 +11,10 @@
 #include <string_view>
 #include <vector>
 
+#include "xarm/driver/sql.hpp"
 #include "xarm/error.hpp"
 #include "xarm/export.h"
 #include "xarm/result.hpp"
-#include "xarm/sql.hpp"
 #include "xarm/value.hpp"
 #include "xarm/xid.hpp"
 

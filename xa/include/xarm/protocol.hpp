@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "xarm/driver.hpp"
+#include "xarm/driver/driver.hpp"
 #include "xarm/export.h"
 #include "xarm/xid.hpp"
 

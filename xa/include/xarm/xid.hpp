@@ -7,8 +7,8 @@
 #include <string>
 #include <string_view>
 
-#include "xa.h"
 #include "xarm/export.h"
+#include "xarm/xa.h"
 
 namespace xarm {
 
