@@ -5,7 +5,9 @@
 #include <libpq-fe.h>
 
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -67,6 +69,12 @@ class session final : public native_session {
     std::unique_ptr<native_statement> prepare(std::string_view sql, std::size_t params) override;
     result execute_prepared(native_statement& st, std::span<const value> params,
                             bool rows) override;
+    /// Queued while the branch's BEGIN is pending: the statement is parsed once per
+    /// connection as a named server-side statement (one round trip the first time, outside
+    /// any block), then executed behind the BEGIN in the branch's first round trip.
+    /// Parameters: NULL, booleans, integers and text only (else false).
+    bool defer_statement(std::string_view sql, std::span<const value> params) override;
+    bool withdraw_deferred() override;
     void commit_local() override;
     void rollback_local() override;
     bool in_local_transaction() const override;
@@ -97,8 +105,15 @@ class session final : public native_session {
     result bound(const std::function<int()>& send, bool rows);
     /// Runs send and collects its results: the first error, else the last result.
     result_ptr collect(const std::function<int()>& send);
-    /// The same, behind a BEGIN, in pipeline mode.
+    /// The same, behind a BEGIN and the deferred statement (if any), in pipeline mode;
+    /// send may be empty (only BEGIN and the deferred statement). The first failure of
+    /// BEGIN or the deferred statement, else send's result (or the deferred one's).
     result_ptr collect_after_begin(const std::function<int()>& send);
+    /// A deferred statement still queued goes out now with its BEGIN, before a verb that
+    /// needs the block open; a failure is recorded (m_abort) for the verb's own checks.
+    void flush_deferred();
+    /// "EXECUTE <name>(<literals>); " for the simple-protocol path.
+    std::string deferred_text();
     /// Queues through queue (in pipeline mode, ending with `syncs` sync points) and
     /// collects the results: per query the first error, else its last result (null when
     /// none came, the connection having failed).
@@ -129,6 +144,12 @@ class session final : public native_session {
     unsigned long m_statements = 0;     // server-side statements prepared so far (names)
     std::string m_check;                // the read-only check's statement name, once parsed
     std::vector<std::string> m_unused;  // server-side statements to deallocate
+    struct deferred {
+        std::string name;  // the server-side statement
+        std::vector<value> params;
+    };
+    std::optional<deferred> m_deferred;                // queued behind the pending BEGIN
+    std::map<std::string, std::string> m_defer_names;  // deferred SQL -> server statement
 };
 
 /// Result rows in libpq's text format, decoded by type OID: bool, the integer types,

@@ -94,6 +94,7 @@ void session::start(const xid&, start_mode mode) {
     m_ended_outside = false;
     m_branch = true;
     m_wrote = false;
+    m_deferred.reset();
     if (m_direct) {
         exec("BEGIN", op::statement, "BEGIN");
     } else {
@@ -146,6 +147,7 @@ void session::check_alive(op o, std::string_view what) {
 }
 
 vote session::prepare(const xid& x) {
+    flush_deferred();       // a deferred statement is part of the branch: it runs first
     if (m_pending_begin) {  // nothing ran: nothing to prepare, no round trip
         m_pending_begin = false;
         m_branch = false;
@@ -198,6 +200,7 @@ void session::commit(const xid& x, bool one_phase) {
     }
     m_branch = false;
     ended_outside_hazard();
+    flush_deferred();
     if (m_pending_begin) {  // nothing ran: nothing to commit
         m_pending_begin = false;
         return;
@@ -296,6 +299,7 @@ void session::rollback(const xid& x, bool prepared) {
     }
     m_branch = false;
     ended_outside_hazard();
+    m_deferred.reset();  // never sent: nothing of it to roll back
     if (m_pending_begin) {
         m_pending_begin = false;
         return;
@@ -330,13 +334,24 @@ result session::run(std::string_view sql, bool collect) {
     if (begin) {
         if (!m_branch) m_abort = {};
         text = "BEGIN; ";
+        // A deferred statement goes behind the BEGIN, its parameters as literals
+        // escaped by libpq.
+        if (m_branch && m_deferred) text += deferred_text();
     }
     text.append(sql);
     m_pending_begin = false;
-    auto r = exec(text, op::statement, "SQL error");
+    server_error err;
+    auto r = try_exec(text, err);
+    if (!r) {
+        if (err.sqlstate == "26000") m_defer_names.clear();  // deallocated: parse anew
+        raise_server(err, op::statement, "SQL error");
+    }
     const std::string_view tag = PQcmdStatus(r.get());
     if (m_branch && !m_wrote) m_wrote = tag_proves_write(tag);
-    if (tag.starts_with("DEALLOCATE")) m_check.clear();  // perhaps ours: parse it anew
+    if (tag.starts_with("DEALLOCATE")) {  // perhaps ours: parse them anew
+        m_check.clear();
+        m_defer_names.clear();
+    }
     return decode(r.get(), collect);
 }
 
@@ -369,6 +384,12 @@ void session::rollback_local() {
 
 void* session::native_handle() noexcept {
     m_direct = true;
+    if (m_pending_begin && m_deferred) {
+        try {
+            flush_deferred();  // a failure is recorded: xa_end reports the branch rolled back
+        } catch (...) {
+        }
+    }
     if (m_pending_begin) {
         m_pending_begin = false;
         try {

@@ -8,6 +8,8 @@
 // first statement does) takes its BEGIN along in one pipeline: one round trip.
 #include <charconv>
 #include <cmath>
+#include <optional>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -219,30 +221,122 @@ result_ptr session::collect(const std::function<int()>& send) {
 
 result_ptr session::collect_after_begin(const std::function<int()>& send) {
     PGconn* c = m_conn.get();
+    std::optional<deferred> d = std::exchange(m_deferred, std::nullopt);
     if (!PQenterPipelineMode(c)) return nullptr;
+    std::optional<wire_params> dw;
+    if (d) dw.emplace(d->params);
     const bool queued = PQsendQueryParams(c, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0);
-    const bool stmt_queued = queued && send();
-    // The sync point goes out even when the statement could not be queued: it flushes
-    // the BEGIN and ends the pipeline.
-    result_ptr begin, stmt;
+    const bool d_queued =
+        queued && (!d || PQsendQueryPrepared(c, d->name.c_str(), dw->count(), dw->values.data(),
+                                             dw->lengths.data(), dw->formats.data(), 0));
+    const bool stmt_queued = d_queued && send && send();
+    // The sync point goes out even when a statement could not be queued: it flushes
+    // what was and ends the pipeline.
+    const std::size_t queries = 1 + (d ? 1 : 0) + (send ? 1 : 0);
+    std::vector<result_ptr> slots(queries);
     if (queued && PQpipelineSync(c)) {
         // Each query's results end with a null; the sync point ends the pipeline.
-        int query = 0;
+        std::size_t query = 0;
         for (;;) {
             PGresult* x = PQgetResult(c);
             if (x == nullptr) {
-                if (++query > 2 || PQstatus(c) == CONNECTION_BAD) break;
+                if (++query > queries || PQstatus(c) == CONNECTION_BAD) break;
                 continue;
             }
             result_ptr r(x);
             if (PQresultStatus(x) == PGRES_PIPELINE_SYNC) break;
-            auto& slot = query == 0 ? begin : stmt;
+            if (query >= queries) continue;
+            auto& slot = slots[query];
             if (!slot || succeeded(slot.get())) slot = std::move(r);  // the first error stays
         }
     }
     PQexitPipelineMode(c);
-    if (begin && !succeeded(begin.get())) return begin;
-    return stmt_queued ? std::move(stmt) : nullptr;
+    if (slots[0] && !succeeded(slots[0].get())) return std::move(slots[0]);
+    if (d) {
+        auto& dr = slots[1];
+        if (!dr || !succeeded(dr.get())) {
+            // Deallocated by the application (26000): parse it anew next time.
+            if (dr && read_error(c, dr.get()).sqlstate == "26000") m_defer_names.clear();
+            return d_queued ? std::move(dr) : nullptr;
+        }
+        if (!send) return std::move(dr);
+    }
+    return stmt_queued ? std::move(slots.back()) : nullptr;
+}
+
+void session::flush_deferred() {
+    if (!m_deferred || !m_pending_begin) return;
+    m_pending_begin = false;
+    const auto before = status();
+    result_ptr r = collect_after_begin({});
+    if (!succeeded(r.get()) && before != PQTRANS_INERROR)
+        m_abort = read_error(m_conn.get(), r.get());
+}
+
+std::string session::deferred_text() {
+    std::string out = "EXECUTE " + m_deferred->name;
+    const char* sep = "(";
+    for (const auto& v : m_deferred->params) {
+        out += sep;
+        sep = ", ";
+        switch (v.type()) {
+            case value_type::null:
+                out += "NULL";
+                break;
+            case value_type::boolean:
+                out += v.boolean() ? "true" : "false";
+                break;
+            case value_type::integer:
+                out += std::to_string(v.integer());
+                break;
+            default: {
+                // Text (defer_statement takes nothing else), escaped by libpq itself.
+                const std::string& t = v.text();
+                char* lit = PQescapeLiteral(m_conn.get(), t.data(), t.size());
+                if (lit == nullptr)
+                    raise_server(read_error(m_conn.get(), nullptr), op::statement,
+                                 "escaping a deferred statement's parameter");
+                out += lit;
+                PQfreemem(lit);
+            }
+        }
+    }
+    if (!m_deferred->params.empty()) out += ")";
+    m_deferred.reset();
+    return out + "; ";
+}
+
+bool session::defer_statement(std::string_view sql, std::span<const value> params) {
+    if (!m_branch || !m_pending_begin || m_direct || m_deferred) return false;
+    for (const auto& v : params) {
+        const auto t = v.type();
+        if (t != value_type::null && t != value_type::boolean && t != value_type::integer &&
+            (t != value_type::text || v.text().find('\0') != std::string::npos))
+            return false;
+    }
+    std::string key(sql);
+    auto it = m_defer_names.find(key);
+    if (it == m_defer_names.end()) {
+        // Parsed once, outside any block (the BEGIN is still pending): a failure here
+        // leaves nothing behind, and the caller runs the statement itself.
+        auto name = fmt::format("xarm_deferred_{}", ++m_statements);
+        result_ptr r(PQprepare(m_conn.get(), name.c_str(), key.c_str(),
+                               static_cast<int>(params.size()), nullptr));
+        if (!succeeded(r.get())) {
+            const server_error err = read_error(m_conn.get(), r.get());
+            if (err.lost) raise_server(err, op::statement, "cannot prepare the deferred statement");
+            return false;
+        }
+        it = m_defer_names.emplace(std::move(key), std::move(name)).first;
+    }
+    m_deferred = deferred{it->second, std::vector<value>(params.begin(), params.end())};
+    return true;
+}
+
+bool session::withdraw_deferred() {
+    if (!m_deferred) return false;
+    m_deferred.reset();
+    return true;
 }
 
 result session::bound(const std::function<int()>& send, bool rows) {

@@ -194,12 +194,50 @@ xid transaction::enlist(resource& r) {
                             "resource",
                             r.name(), m.res->name()));
     }
+    // The member whose branch carries the deferred marker (an index: m_members grows).
+    constexpr std::size_t none = std::size_t(-1);
+    std::size_t holder = none;
+    for (std::size_t i = 0; i < m_members.size(); ++i)
+        if (m_members[i].marker) holder = i;
+    auto withdraw = [&] {
+        auto& h = m_members[holder];
+        if (!h.res->withdraw_marker(h.x)) return false;
+        h.marker = false;
+        holder = none;
+        return true;
+    };
+    if (!r.can_prepare() && holder != none && !withdraw())
+        // The one-phase-only resource is the last resource, so the holder would be
+        // prepared with its marker, whose key would block recovery's fence until resolved.
+        misuse(fmt::format(
+            "enlist: '{}' cannot prepare, but '{}' already sent this transaction's commit "
+            "marker as its last agent: enlist a one-phase-only resource before the work on "
+            "the others, or set last_agent = \"off\"",
+            r.name(), m_members[holder].res->name()));
     xid x(format_id, m_gtrid, std::to_string(m_members.size() + 1));
     // Before begin(): the resource may have to look for its marker table (once).
     const int rank = r.can_prepare() && m_coord->may_be_last_agent(r) ? r.last_agent_rank() : 0;
     r.begin(x);
     m_members.push_back(member{&r, x});
     m_members.back().agent_rank = rank;
+    // With two members or more, the last agent's marker travels with its branch's first
+    // round trip where the resource can queue it (a transaction of one resource commits
+    // in one phase and needs none). The agent is chosen as at commit (the best rank; ties:
+    // the later), but a marker already sent stays where it is (that branch must never be
+    // prepared now), and with a one-phase-only resource (the last resource) there is none.
+    if (m_members.size() >= 2 &&
+        std::all_of(m_members.begin(), m_members.end(),
+                    [](const member& m) { return m.res->can_prepare(); })) {
+        std::size_t best = none;
+        for (std::size_t i = 0; i < m_members.size(); ++i)
+            if (m_members[i].agent_rank > 0 &&
+                (best == none || m_members[i].agent_rank >= m_members[best].agent_rank))
+                best = i;
+        if (best != none && best != holder && (holder == none || withdraw())) {
+            auto& b = m_members[best];
+            b.marker = b.res->defer_marker(b.x, m_gtrid);
+        }
+    }
     return x;
 }
 
@@ -334,12 +372,21 @@ void transaction::commit_two_phase() {
     bool agent = false;
     for (auto& m : m_members)
         if (!m.res->can_prepare()) last = &m;
+    // A deferred marker fixes the last agent (enlist() chose it by the same rule).
+    if (last == nullptr)
+        for (auto& m : m_members)
+            if (m.marker) {
+                last = &m;
+                agent = true;
+            }
     if (last == nullptr)
         for (auto& m : m_members)
             if (m.agent_rank > 0 && (last == nullptr || m.agent_rank >= last->agent_rank)) {
                 last = &m;
                 agent = true;
             }
+    // Its marker is already part of its work: only finished markers may be left to delete.
+    const bool deferred = agent && last->marker;
     std::vector<member*> tpc;
     for (auto& m : m_members)
         if (&m != last) tpc.push_back(&m);
@@ -351,18 +398,23 @@ void transaction::commit_two_phase() {
     };
 
     crash_point("before_prepare");
-    // A last agent's marker is written while the others prepare: it commits only with
-    // the agent's own one-phase commit, after every vote (a crash before that leaves it
-    // uncommitted, rolled back by the server with the branch).
+    // A last agent's marker is written while the others prepare (unless it went with
+    // the branch's work already): it commits only with the agent's own one-phase commit,
+    // after every vote (a crash before that leaves it uncommitted, rolled back by the
+    // server with the branch). Finished markers are deleted in the same step.
     if (agent) forget = m_coord->take_markers(lr_name);
-    const std::size_t items = tpc.size() + (agent ? 1 : 0);
+    const bool agent_item = agent && (!deferred || !forget.empty());
+    const std::size_t items = tpc.size() + (agent_item ? 1 : 0);
     std::vector<std::exception_ptr> errs(items);
     m_coord->m_workers->parallel_for(
         items,
         [&](std::size_t i) {
             if (i == tpc.size()) {
                 try {
-                    last->res->write_marker(last->x, m_gtrid, forget);
+                    if (deferred)
+                        last->res->delete_markers_in_branch(last->x, forget);
+                    else
+                        last->res->write_marker(last->x, m_gtrid, forget);
                 } catch (...) {
                     errs[i] = std::current_exception();
                 }

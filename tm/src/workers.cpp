@@ -43,6 +43,10 @@ void worker_pool::work() {
 void worker_pool::parallel_for(std::size_t n, const std::function<void(std::size_t)>& f,
                                const std::function<bool(std::size_t)>& pinned) {
     if (n == 0) return;
+    if (n == 1) {
+        f(0);  // nothing to run beside it: no hand-over, no allocation
+        return;
+    }
     // The caller runs its own items (the pinned ones, or else the first) and shares the rest.
     std::vector<std::size_t> own, shared;
     for (std::size_t i = 0; i < n; ++i) (pinned && pinned(i) ? own : shared).push_back(i);

@@ -65,6 +65,8 @@ struct fake_options {
     std::function<void()> on_commit{};  // runs at the start of every phase-two commit
     int agent_rank = 0;                 // > 0: can be the last agent (keeps markers)
     bool fail_marker = false;           // write_marker fails (rollback_error)
+    bool can_defer = false;             // defer_marker queues the marker
+    bool marker_sent = false;           // ...and it is sent at once: withdraw_marker fails
     std::chrono::milliseconds prepare_sleep{0};
     std::chrono::milliseconds commit_sleep{0};
     in_flight* prepares = nullptr;
@@ -87,6 +89,8 @@ class fake_resource final : public resource {
         if (m_o.prepares) g.emplace(*m_o.prepares);
         if (m_o.prepare_sleep.count()) std::this_thread::sleep_for(m_o.prepare_sleep);
         note("prepare");
+        // A branch holding a marker must never be prepared (its key would block the fence).
+        if (m_pending_marker) note("prepare holding a marker");
         if (m_o.fail_prepare) raise(XA_RBROLLBACK, "40001", "fake: prepare refused");
         if (m_o.read_only) return vote::read_only;
         std::lock_guard lk(m_store->mutex);
@@ -177,6 +181,23 @@ class fake_resource final : public resource {
         if (m_o.fail_marker) raise(XA_RBINTEGRITY, "23505", "fake: marker refused");
         m_pending_marker = marker;
         m_pending_forget = forget;
+    }
+    bool defer_marker(const xid&, const std::string& marker) override {
+        if (!m_o.can_defer) return false;
+        note("defer_marker");
+        m_pending_marker = marker;
+        m_pending_forget.clear();
+        return true;
+    }
+    bool withdraw_marker(const xid&) override {
+        if (!m_pending_marker || m_o.marker_sent) return false;
+        note("withdraw_marker");
+        m_pending_marker.reset();
+        return true;
+    }
+    void delete_markers_in_branch(const xid&, const std::vector<std::string>& names) override {
+        note("delete_markers_in_branch");
+        m_pending_forget = names;
     }
     std::vector<std::string> markers(const std::string& prefix) override {
         std::lock_guard lk(m_store->mutex);

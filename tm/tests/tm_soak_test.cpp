@@ -1,12 +1,12 @@
 // Soak test of the transaction manager: `xarm demo transfer` (4 threads over PostgreSQL
 // x2 and MariaDB, all from one configuration file) killed with SIGKILL at random
 // moments, each time followed by `xarm recover --coordinator ID --config FILE`. Three
-// commit paths, one case each: the last agent (MariaDB commits in one phase with the
-// marker, nothing forced to the log), the forced log (last_agent = "off": every database
-// prepared, the decision forced), and SQLite as the one-phase last resource. Every
-// round: the invariant holds, nothing of the coordinator stays prepared
-// (pg_prepared_xacts, XA RECOVER), and a recovery started while the coordinator runs is
-// refused, naming it.
+// commit paths, one case each: the last agent (the second PostgreSQL database commits
+// in one phase with the marker it sent with its first statement, nothing forced to the
+// log; a MariaDB agent is covered by the crash tests), the forced log (last_agent = "off": every
+// database prepared, the decision forced), and SQLite as the one-phase last resource. Every round:
+// the invariant holds, nothing of the coordinator stays prepared (pg_prepared_xacts, XA RECOVER),
+// and a recovery started while the coordinator runs is refused, naming it.
 //
 // Random but replayable: the seed is printed; XARM_SOAK_SEED=N replays a run,
 // XARM_SOAK_ROUNDS=N changes the number of rounds per case (20).

@@ -662,6 +662,138 @@ BOOST_AUTO_TEST_CASE(a_marker_stays_while_a_branch_it_decided_is_unfinished) {
     BOOST_TEST(rep.complete());
 }
 
+// A resource that can queue its marker with its branch's work (pq): no marker step
+// while the others prepare, and the branch is never prepared.
+BOOST_AUTO_TEST_CASE(a_deferred_marker_needs_no_step_of_its_own) {
+    env e;
+    agents g;
+    auto ob = g.opts(1);
+    ob.can_defer = true;
+    fake_resource a("a", g.s1, g.opts(0)), b("b", g.s2, ob);
+    auto t = e.coord.begin();
+    t.enlist(a);
+    t.enlist(b);
+    BOOST_TEST(g.saw("b:defer_marker"));  // at enlistment, before any work
+    t.commit();
+    BOOST_TEST((t.result() == outcome::committed));
+    BOOST_TEST(!g.saw("b:write_marker"));
+    BOOST_TEST(!g.saw("b:prepare"));
+    BOOST_TEST(g.pos("b:commit1") > g.pos("a:prepare"));
+    BOOST_TEST(g.pos("b:commit1") < g.pos("a:commit2"));
+    BOOST_TEST(g.s2->markers.count(t.gtrid()) == 1u);
+    BOOST_TEST(e.log->forced.empty());
+    BOOST_TEST(e.coord.stats().last_agent == 1u);
+    // One resource alone commits in one phase: no marker queued at all.
+    auto t1 = e.coord.begin();
+    t1.enlist(b);
+    t1.commit();
+    BOOST_TEST(g.s2->markers.count(t1.gtrid()) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_deferred_marker_moves_to_a_better_agent_only_while_unsent) {
+    env e;
+    agents g;
+    auto o1 = g.opts(1);
+    o1.can_defer = true;
+    auto o2 = g.opts(2);
+    o2.can_defer = true;
+    {
+        // Ties: the later enlisted, the earlier's queued marker withdrawn.
+        fake_resource a("a", g.s1, o1), b("b", g.s2, o1), c("c", g.s3, o2);
+        auto t = e.coord.begin();
+        t.enlist(a);
+        t.enlist(b);
+        BOOST_TEST(g.saw("b:defer_marker"));
+        t.enlist(c);  // a better rank: b's marker moves to c
+        BOOST_TEST(g.saw("b:withdraw_marker"));
+        BOOST_TEST(g.saw("c:defer_marker"));
+        t.commit();
+        BOOST_TEST(!g.saw("c:prepare"));
+        BOOST_TEST(g.saw("a:prepare"));
+        BOOST_TEST(g.saw("b:prepare"));
+        BOOST_TEST(!g.saw("a:prepare holding a marker"));
+        BOOST_TEST(!g.saw("b:prepare holding a marker"));
+        BOOST_TEST(g.s3->markers.count(t.gtrid()) == 1u);
+        BOOST_TEST(g.s2->markers.empty());
+        BOOST_TEST(g.s1->has_committed(t.gtrid()));
+        BOOST_TEST(g.s2->has_committed(t.gtrid()));
+    }
+    {
+        // b's marker went out with its work: b stays the agent, c (better) is prepared.
+        g.order.clear();
+        auto sent = o1;
+        sent.marker_sent = true;
+        fake_resource a("a", g.s1, o1), b("b", g.s2, sent), c("c", g.s3, o2);
+        auto t = e.coord.begin();
+        t.enlist(a);
+        t.enlist(b);
+        t.enlist(c);
+        BOOST_TEST(!g.saw("c:defer_marker"));
+        t.commit();
+        BOOST_TEST((t.result() == outcome::committed));
+        BOOST_TEST(!g.saw("b:prepare"));
+        BOOST_TEST(g.saw("c:prepare"));
+        BOOST_TEST(!g.saw("c:prepare holding a marker"));
+        BOOST_TEST(g.s2->markers.count(t.gtrid()) == 1u);
+        BOOST_TEST(g.s3->has_committed(t.gtrid()));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_one_phase_only_resource_after_a_sent_marker_is_refused) {
+    env e;
+    agents g;
+    auto ob = g.opts(1);
+    ob.can_defer = true;
+    {
+        // Withdrawn while unsent: the one-phase-only resource is the last resource.
+        fake_resource a("a", g.s1, g.opts(1)), b("b", g.s2, ob),
+            c("c", g.s3, {.can_prepare = false});
+        auto t = e.coord.begin();
+        t.enlist(a);
+        t.enlist(b);
+        t.enlist(c);
+        BOOST_TEST(g.saw("b:withdraw_marker"));
+        t.commit();
+        BOOST_TEST(!g.saw("b:prepare holding a marker"));
+        BOOST_TEST(g.s3->markers.count(t.gtrid()) == 1u);
+        BOOST_TEST(e.coord.stats().last_resource == 1u);
+    }
+    {
+        g.order.clear();
+        ob.marker_sent = true;
+        fake_resource a("a", g.s1, g.opts(1)), b("b", g.s2, ob),
+            c("c", g.s3, {.can_prepare = false});
+        auto t = e.coord.begin();
+        t.enlist(a);
+        t.enlist(b);
+        BOOST_CHECK_THROW(t.enlist(c), xarm::programming_error);
+        t.commit();  // still a transaction of a and b, b the last agent
+        BOOST_TEST((t.result() == outcome::committed));
+        BOOST_TEST(!g.saw("b:prepare"));
+        BOOST_TEST(g.s2->markers.count(t.gtrid()) == 1u);
+    }
+}
+
+// Finished markers are deleted in the deferred agent's branch, in the step where a
+// marker would otherwise have been written.
+BOOST_AUTO_TEST_CASE(a_deferred_agent_deletes_finished_markers_in_its_branch) {
+    env e;
+    agents g;
+    auto ob = g.opts(1);
+    ob.can_defer = true;
+    fake_resource a("a", g.s1, g.opts(0)), b("b", g.s2, ob);
+    for (int i = 0; i < 40; ++i) {
+        auto t = e.coord.begin();
+        t.enlist(a);
+        t.enlist(b);
+        t.commit();
+    }
+    BOOST_TEST(g.saw("b:delete_markers_in_branch"));
+    BOOST_TEST(!g.saw("b:write_marker"));
+    BOOST_TEST(g.s2->markers.size() < 40u);
+    BOOST_TEST(g.s2->markers.size() >= 1u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(recovery)

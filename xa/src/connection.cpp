@@ -203,6 +203,23 @@ void connection::tpc_commit() {
     }
 }
 
+bool connection::tpc_defer(std::string_view sql, std::span<const value> params) {
+    check_open();
+    if (m_phase != phase::active) misuse("tpc_defer: no active two-phase transaction");
+    auto parsed = parse_placeholders(sql, m_session->syntax());
+    if (parsed.placeholders != params.size())
+        raise(XAER_INVAL, "07001",
+              fmt::format("tpc_defer: the statement has {} placeholders and {} arguments were "
+                          "given",
+                          parsed.placeholders, params.size()));
+    return m_session->defer(parsed.text, params);
+}
+
+bool connection::tpc_withdraw_deferred() {
+    check_open();
+    return m_phase == phase::active && m_session->withdraw_deferred();
+}
+
 void connection::tpc_commit(const xarm::xid& x, bool one_phase) {
     check_open();
     if (m_phase != phase::none && x == m_xid) {

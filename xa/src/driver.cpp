@@ -23,6 +23,14 @@ sql_syntax native_session::syntax() const {
     return sql_syntax::standard();
 }
 
+bool native_session::defer_statement(std::string_view, std::span<const value>) {
+    return false;
+}
+
+bool native_session::withdraw_deferred() {
+    return false;
+}
+
 result native_session::execute_params(std::string_view sql, std::span<const value> params,
                                       bool rows) {
     if (!params.empty())

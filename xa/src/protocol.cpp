@@ -468,6 +468,19 @@ result rm_session::execute(std::string_view sql, std::span<const value> params, 
     return call([&] { return m_native->execute_params(sql, params, rows); });
 }
 
+bool rm_session::defer(std::string_view sql, std::span<const value> params) {
+    check_usable();
+    if (!m_current) return false;
+    const branch* b = find(*m_current);
+    if (b == nullptr || b->state != branch_state::active || b->suspended) return false;
+    return call([&] { return m_native->defer_statement(sql, params); });
+}
+
+bool rm_session::withdraw_deferred() {
+    if (!usable()) return false;
+    return call([&] { return m_native->withdraw_deferred(); });
+}
+
 std::uint64_t rm_session::prepare(std::string_view sql, std::size_t params) {
     check_usable();
     auto st = call([&] { return m_native->prepare(sql, params); });

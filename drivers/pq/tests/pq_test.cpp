@@ -360,6 +360,85 @@ BOOST_FIXTURE_TEST_CASE(one_phase_and_rollback, fx) {
     BOOST_TEST(value(2) == 9);
 }
 
+// tpc_defer: a statement queued behind the branch's pending BEGIN goes with the branch's
+// first statement (simple or bound), or alone before prepare or a one-phase commit; never
+// dropped but by withdrawal or rollback.
+BOOST_FIXTURE_TEST_CASE(deferred_statement_is_part_of_the_branch, fx) {
+    run(admin.get(), fmt::format("CREATE TABLE {}_p (k text PRIMARY KEY)", table));
+    auto c = xarm::connect("pq", info);
+    const std::string ins = fmt::format("INSERT INTO {}_p (k) VALUES (?)", table);
+    auto defer = [&](const std::string& k) {
+        const xarm::value args[] = {xarm::value(k)};
+        return c.tpc_defer(ins, std::span<const xarm::value>(args));
+    };
+    auto has = [&](const std::string& k) {
+        raw_res r(PQexec(admin.get(), fmt::format("SELECT count(*) FROM {}_p WHERE k = {}", table,
+                                                  xarm::pq::quote_literal(k))
+                                          .c_str()));
+        return std::string(PQgetvalue(r.get(), 0, 0)) == "1";
+    };
+    // With a simple statement; the value needs escaping ('\ and a quote).
+    c.tpc_begin(make_xid());
+    BOOST_TEST(defer("simple 'q' \\ x"));
+    c.execute(update(1, 5));
+    BOOST_TEST(!defer("too late"));  // the first round trip has gone
+    BOOST_TEST(!c.tpc_withdraw_deferred());
+    c.tpc_commit();
+    BOOST_TEST(has("simple 'q' \\ x"));
+    BOOST_TEST(!has("too late"));
+    // With a bound statement, then two-phase.
+    c.tpc_begin(make_xid());
+    BOOST_TEST(defer("bound"));
+    BOOST_TEST(c.execute(fmt::format("UPDATE {} SET v = ? WHERE id = 1", table), 6) == 1);
+    BOOST_TEST((c.tpc_prepare() == xarm::vote::ok));
+    c.tpc_commit();
+    BOOST_TEST(has("bound"));
+    BOOST_TEST(value(1) == 6);
+    // No statement: sent before prepare (a write: no read-only vote) or a one-phase commit.
+    c.tpc_begin(make_xid());
+    BOOST_TEST(defer("alone, prepared"));
+    BOOST_TEST((c.tpc_prepare() == xarm::vote::ok));
+    c.tpc_commit();
+    BOOST_TEST(has("alone, prepared"));
+    c.tpc_begin(make_xid());
+    BOOST_TEST(defer("alone, one phase"));
+    c.tpc_commit();
+    BOOST_TEST(has("alone, one phase"));
+    // Withdrawn while unsent; dropped by a rollback, sent or not.
+    c.tpc_begin(make_xid());
+    BOOST_TEST(defer("withdrawn"));
+    BOOST_TEST(c.tpc_withdraw_deferred());
+    c.execute(update(2, 1));
+    c.tpc_commit();
+    BOOST_TEST(!has("withdrawn"));
+    BOOST_TEST(value(2) == 1);
+    c.tpc_begin(make_xid());
+    BOOST_TEST(defer("rolled back unsent"));
+    c.tpc_rollback();
+    c.tpc_begin(make_xid());
+    BOOST_TEST(defer("rolled back sent"));
+    c.execute(update(2, 2));
+    c.tpc_rollback();
+    BOOST_TEST(!has("rolled back unsent"));
+    BOOST_TEST(!has("rolled back sent"));
+    BOOST_TEST(value(2) == 1);
+    // Its failure is the branch's: the statement it went with fails, nothing commits.
+    c.tpc_begin(make_xid());
+    BOOST_TEST(defer("bound"));  // a duplicate key
+    BOOST_CHECK_THROW(c.execute(update(2, 3)), xarm::error);
+    BOOST_CHECK_THROW(c.tpc_commit(), xarm::error);
+    BOOST_TEST(value(2) == 1);
+    // The application deallocated every statement: parsed anew.
+    c.execute("DEALLOCATE ALL");
+    c.commit();
+    c.tpc_begin(make_xid());
+    BOOST_TEST(defer("after deallocate"));
+    c.execute(update(2, 4));
+    c.tpc_commit();
+    BOOST_TEST(has("after deallocate"));
+    BOOST_TEST(value(2) == 4);
+}
+
 BOOST_FIXTURE_TEST_CASE(local_transaction_blocks_tpc_begin, fx) {
     auto c = xarm::connect("pq", info);
     c.execute(update(1, 1));

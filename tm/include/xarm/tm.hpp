@@ -100,6 +100,18 @@ class XARM_API resource {
     /// `forget` there too, without committing. The default throws not_supported_error.
     virtual void write_marker(const xid& x, const std::string& marker,
                               const std::vector<std::string>& forget);
+    /// Right after begin(x), before the application's work: queues the marker's insert
+    /// to travel with the branch's first round trip (no round trip of its own). True when
+    /// queued: the marker is then part of the branch's work (sent at the latest before its
+    /// commit) and the coordinator makes this resource the last agent (it must never be
+    /// prepared: a prepared marker would hold its key against recovery's fence). The
+    /// default: false (the marker is written with write_marker() while the others prepare).
+    virtual bool defer_marker(const xid& x, const std::string& marker);
+    /// Drops the queued marker if it was not sent yet (true); false: it stays.
+    virtual bool withdraw_marker(const xid& x);
+    /// Deletes the finished markers `names` in the branch's work, without committing
+    /// (a last agent whose marker was deferred). The default throws not_supported_error.
+    virtual void delete_markers_in_branch(const xid& x, const std::vector<std::string>& names);
 };
 
 /// An xarm::connection as a resource: two-phase when its driver has two_phase, else a
@@ -111,7 +123,9 @@ class XARM_API resource {
 /// (last_agent_rank() > 0): at its first enlistment it looks for xarm_tm_marker and
 /// creates it when missing (once per object, outside any branch); when the table can be
 /// neither found nor created it is never a last agent (the coordinator then forces its
-/// log). MariaDB ranks above PostgreSQL (its XA PREPARE is the costlier one to skip).
+/// log). PostgreSQL ranks above MariaDB: a pq connection queues its marker behind the
+/// branch's BEGIN (defer_marker), so that the marker costs no round trip; a MariaDB
+/// agent writes it while the others prepare.
 /// Recovery reads markers (markers(), marker_committed()) without ever creating the
 /// table: a missing table means no marker there (one is only ever written into a table
 /// that exists and committed), any other failure is an error (recovery then leaves what
@@ -150,6 +164,11 @@ class XARM_API connection_resource final : public resource {
     int last_agent_rank() override;
     void write_marker(const xid& x, const std::string& marker,
                       const std::vector<std::string>& forget) override;
+    /// Through connection::tpc_defer: pq queues it behind the branch's pending BEGIN;
+    /// other drivers cannot (false).
+    bool defer_marker(const xid& x, const std::string& marker) override;
+    bool withdraw_marker(const xid& x) override;
+    void delete_markers_in_branch(const xid& x, const std::vector<std::string>& names) override;
 
   private:
     void init(mode m);
@@ -434,7 +453,8 @@ class XARM_API transaction {
         xid x;
         bool prepared = false;
         bool read_only = false;
-        int agent_rank = 0;  // > 0: may be the last agent (resource::last_agent_rank)
+        int agent_rank = 0;   // > 0: may be the last agent (resource::last_agent_rank)
+        bool marker = false;  // holds the transaction's deferred marker: the last agent
     };
     void finish(outcome o);
     void rollback_members(bool swallow);

@@ -156,6 +156,18 @@ class XARM_API connection : private detail::anchor<connection> {
     /// leaves nothing to do. After any answer, success or error, the connection is out
     /// of the branch and can begin another.
     void tpc_commit();
+    /// Right after tpc_begin(), before any statement of the branch: queues a statement
+    /// (with `?` placeholders and their arguments) to run first in the branch, in the same
+    /// round trip as the branch's first statement where the driver can (pq: with its
+    /// BEGIN), so that it costs no round trip of its own. True when queued. Once queued it
+    /// is part of the branch: a branch that runs no statement sends it (alone, waiting for
+    /// its answer) before tpc_prepare() or a one-phase tpc_commit(); its failure is that
+    /// of the branch's first statement. False (nothing queued, run it yourself): the
+    /// driver cannot defer (mysql, sqlite, odbc), or the branch's first round trip has gone.
+    bool tpc_defer(std::string_view sql, std::span<const value> params);
+    /// Drops the statement tpc_defer() queued if it was not sent yet (true); false when
+    /// there is none or it went out already (it stays part of the branch).
+    bool tpc_withdraw_deferred();
     /// By xid. one_phase=false: commits a prepared branch: this connection's (as
     /// tpc_commit()) or, outside a branch, any (recovery). one_phase=true: commits in one
     /// phase the branch ended on this connection by tpc_end(), unprepared. Anything else

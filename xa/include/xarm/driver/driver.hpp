@@ -86,6 +86,19 @@ class XARM_API native_session {
     /// the text kept and run through execute_params each time.
     virtual std::unique_ptr<native_statement> prepare(std::string_view sql, std::size_t params);
     virtual result execute_prepared(native_statement& st, std::span<const value> params, bool rows);
+    /// Queues sql (placeholders as syntax() says, params.size() of them) to run first in
+    /// the branch just started on this session, sent together with the branch's first
+    /// round trip (pq: with its pending BEGIN), so that it costs none of its own. True
+    /// when queued; a queued statement is never dropped except by withdraw_deferred() or
+    /// a rollback: a branch that runs no statement sends it (and waits for its answer)
+    /// before prepare, a one-phase commit or handing out the native handle. Its failure
+    /// is the failure of the statement it travels with (the branch's work fails). The
+    /// default, and whenever the branch's first round trip has gone already: false,
+    /// nothing queued (the caller runs the statement itself).
+    virtual bool defer_statement(std::string_view sql, std::span<const value> params);
+    /// Drops the statement defer_statement() queued, when it was not sent yet (true);
+    /// false when there is none or it is on its way (then it stays part of the branch).
+    virtual bool withdraw_deferred();
     virtual void commit_local() = 0;
     virtual void rollback_local() = 0;
     /// A local transaction has begun and is not finished (xa_start must say XAER_OUTSIDE).

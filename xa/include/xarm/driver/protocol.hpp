@@ -72,6 +72,10 @@ class XARM_API rm_session {
     const sql_syntax& syntax() const noexcept { return m_syntax; }
     void commit_local();
     void rollback_local();
+    /// native_session::defer_statement for the branch associated with this thread (false
+    /// when none is, or it is not active), and withdraw_deferred.
+    bool defer(std::string_view sql, std::span<const value> params);
+    bool withdraw_deferred();
 
     /// False once the connection was lost (XAER_RMFAIL): only close or reopen help.
     bool usable() const noexcept { return !m_failed; }
