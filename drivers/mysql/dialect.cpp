@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "xarm/driver/codec.hpp"
-#include "xarm/xa.h"
 #include "xarm/error.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::mysql {
 

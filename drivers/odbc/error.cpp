@@ -7,8 +7,8 @@
 #include <array>
 
 #include "odbc.hpp"
-#include "xarm/xa.h"
 #include "xarm/error.hpp"
+#include "xarm/xa.h"
 
 #ifdef XARM_ODBC_WITH_PQ_DIALECT
 #include "../pq/dialect.hpp"

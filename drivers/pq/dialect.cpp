@@ -4,8 +4,8 @@
 #include <fmt/format.h>
 
 #include "xarm/driver/codec.hpp"
-#include "xarm/xa.h"
 #include "xarm/error.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::pq {
 

@@ -3,8 +3,8 @@
 #include <fmt/format.h>
 
 #include "pq.hpp"
-#include "xarm/xa.h"
 #include "xarm/error.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::pq {
 

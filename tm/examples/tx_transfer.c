@@ -22,8 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "xarm/xa.h"
 #include "xarm/tx.h"
+#include "xarm/xa.h"
 
 /* Exported by libxarm_pq.so and libxarm_mysql.so (see the README's switch table). */
 extern PGconn* xarm_pq_conn(int rmid);

@@ -16,11 +16,11 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
-#include "xarm/xa.h"
 #include "xarm/connection.hpp"
 #include "xarm/driver/info.hpp"
 #include "xarm/error.hpp"
 #include "xarm/tm_switch.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::tm {
 

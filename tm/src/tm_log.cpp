@@ -9,8 +9,8 @@
 #include <cstring>
 #include <thread>
 
-#include "xarm/xa.h"
 #include "xarm/tm.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::tm {
 

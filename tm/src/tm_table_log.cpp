@@ -10,8 +10,8 @@
 
 #include "xarm/driver/codec.hpp"
 #include "xarm/driver/protocol.hpp"
-#include "xarm/xa.h"
 #include "xarm/tm.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::tm {
 

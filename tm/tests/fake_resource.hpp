@@ -13,8 +13,8 @@
 #include <thread>
 #include <vector>
 
-#include "xarm/xa.h"
 #include "xarm/tm.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::tm::testing {
 

@@ -19,8 +19,8 @@
 #include "demo_transfer.hpp"
 #include "scratch_pg.hpp"
 #include "tm_support.hpp"
-#include "xarm/xa.h"
 #include "xarm/tm.hpp"
+#include "xarm/xa.h"
 #include "xarm_testing.hpp"
 
 namespace fs = std::filesystem;

@@ -21,13 +21,13 @@
 #include <random>
 #include <thread>
 
-#include "xarm/xa.h"
 #include "xarm/connection.hpp"
 #include "xarm/error.hpp"
 #include "xarm/tm.hpp"
 #include "xarm/tm_config.hpp"
 #include "xarm/tm_switch.hpp"
 #include "xarm/tx.h"
+#include "xarm/xa.h"
 #include "xarm/xid.hpp"
 #include "xarm_testing.hpp"
 

@@ -6,8 +6,8 @@
 
 #include <fmt/format.h>
 
-#include "xarm/xa.h"
 #include "xarm/error.hpp"
+#include "xarm/xa.h"
 
 namespace xarm {
 

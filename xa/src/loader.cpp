@@ -8,10 +8,10 @@
 
 #include <fmt/format.h>
 
-#include "xarm/xa.h"
 #include "xarm/connection.hpp"
 #include "xarm/driver/driver.hpp"
 #include "xarm/switch_loader.hpp"
+#include "xarm/xa.h"
 
 namespace xarm {
 

@@ -10,9 +10,9 @@
 #include <fmt/format.h>
 
 #include "xarm/driver/codec.hpp"
-#include "xarm/xa.h"
 #include "xarm/error.hpp"
 #include "xarm/result.hpp"
+#include "xarm/xa.h"
 #include "xarm/xid.hpp"
 
 namespace xarm {

@@ -8,8 +8,8 @@
 #include "xarm/driver/sql.hpp"
 #include "xarm/error.hpp"
 #include "xarm/result.hpp"
-#include "xarm/xa.h"
 #include "xarm/value.hpp"
+#include "xarm/xa.h"
 
 using namespace xarm;
 using namespace std::chrono;

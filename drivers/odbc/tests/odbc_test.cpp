@@ -22,9 +22,9 @@
 #include <vector>
 
 #include "scratch_pg.hpp"
-#include "xarm/xa.h"
 #include "xarm/connection.hpp"
 #include "xarm/error.hpp"
+#include "xarm/xa.h"
 #include "xarm/xarm.h"
 #include "xarm_testing.hpp"
 

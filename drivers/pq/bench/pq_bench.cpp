@@ -17,9 +17,9 @@
 #include <fmt/format.h>
 
 #include "dialect.hpp"
-#include "xarm/xa.h"
 #include "xarm/connection.hpp"
 #include "xarm/driver/codec.hpp"
+#include "xarm/xa.h"
 #include "xarm/xid.hpp"
 
 extern "C" {

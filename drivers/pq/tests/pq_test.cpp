@@ -25,9 +25,9 @@
 
 #include "dialect.hpp"
 #include "scratch_pg.hpp"
-#include "xarm/xa.h"
 #include "xarm/connection.hpp"
 #include "xarm/driver/codec.hpp"
+#include "xarm/xa.h"
 #include "xarm/xarm.h"
 #include "xarm/xid.hpp"
 #include "xarm_testing.hpp"

@@ -24,7 +24,6 @@
 
 #include "xarm/capability.hpp"
 #include "xarm/connection.hpp"
-#include "xarm/driver/driver.hpp"
 #include "xarm/export.h"
 #include "xarm/xid.hpp"
 

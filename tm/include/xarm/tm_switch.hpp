@@ -7,9 +7,9 @@
 #include <thread>
 #include <vector>
 
-#include "xarm/xa.h"
 #include "xarm/export.h"
 #include "xarm/tm.hpp"
+#include "xarm/xa.h"
 
 namespace xarm::tm {
 

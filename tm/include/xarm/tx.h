@@ -16,8 +16,8 @@
 #ifndef XARM_TX_H
 #define XARM_TX_H
 
-#include "xarm/xa.h"
 #include "xarm/export.h"
+#include "xarm/xa.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -5,8 +5,8 @@
 #ifndef XARM_XARM_H
 #define XARM_XARM_H
 
-#include "xarm/xa.h"
 #include "xarm/export.h"
+#include "xarm/xa.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -6,7 +6,6 @@
 #include <string>
 #include <string_view>
 
-#include "xarm/xa.h"
 #include "xarm/export.h"
 
 // XA's C layout, declared as xa.h does, so that this header brings none of its macros.

@@ -4,9 +4,9 @@
 
 #include <memory>
 
-#include "xarm/xa.h"
 #include "xarm/driver/driver.hpp"
 #include "xarm/export.h"
+#include "xarm/xa.h"
 #include "xarm/xarm.h"
 
 namespace xarm {
