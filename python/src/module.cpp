@@ -308,10 +308,10 @@ class Connection {
         call(*m_s,
              [&](xarm::connection& c) { c.tpc_end(id, static_cast<xarm::tpc_end_flag>(flags)); });
     }
-    /// PEP 249 returns nothing; True tells the caller the branch voted read-only and is gone.
+    /// PEP 249 returns nothing; as python-oracledb, True when a commit is needed (False: the
+    /// branch voted read-only and is gone, tpc_commit() has nothing to do).
     bool tpc_prepare() {
-        return call(*m_s,
-                    [](xarm::connection& c) { return c.tpc_prepare() == xarm::vote::read_only; });
+        return call(*m_s, [](xarm::connection& c) { return c.tpc_prepare() == xarm::vote::ok; });
     }
     void tpc_commit(const py::object& x, bool one_phase) {
         if (x.is_none()) return call(*m_s, [](xarm::connection& c) { c.tpc_commit(); });

@@ -136,6 +136,14 @@ xarm::diagnostic last(int rmid) {
 
 std::atomic<int> next_rmid{100};
 
+// The test server's port (from XARM_TEST_PQ), for connection strings with a wrong password.
+std::string test_port() {
+    const std::string info = server("XARM_TEST_PQ");
+    const auto at = info.find("port=");
+    if (at == std::string::npos) return "5432";
+    return info.substr(at + 5, info.find_first_not_of("0123456789", at + 5) - (at + 5));
+}
+
 // A table of its own (id int primary key, v int) with rows (1,0) and (2,0), a gtrid
 // prefix, and cleanup of every prepared branch this fixture created.
 struct fx {
@@ -943,14 +951,16 @@ BOOST_FIXTURE_TEST_CASE(capabilities_declared, fx) {
 
 BOOST_FIXTURE_TEST_CASE(bad_login_and_conninfo, fx) {
     const std::string secret = "wrong-Secret-9137";
-    const std::string bad = "host=127.0.0.1 port=54329 dbname=xarm user=xarm password=" + secret;
+    const std::string bad =
+        "host=127.0.0.1 port=" + test_port() + " dbname=xarm user=xarm password=" + secret;
     auto e = expect_throw<xarm::error>([&] { xarm::connect("pq", bad); });
     BOOST_TEST(e.xa_code() == XAER_RMERR);
     BOOST_TEST(std::string(e.what()).find(secret) == std::string::npos, e.what());
     BOOST_TEST(std::string(e.what()).find("password authentication failed") != std::string::npos,
                e.what());
-    auto u = expect_throw<xarm::error>(
-        [&] { xarm::connect("pq", "postgresql://xarm:" + secret + "@127.0.0.1:54329/xarm"); });
+    auto u = expect_throw<xarm::error>([&] {
+        xarm::connect("pq", "postgresql://xarm:" + secret + "@127.0.0.1:" + test_port() + "/xarm");
+    });
     BOOST_TEST(std::string(u.what()).find(secret) == std::string::npos, u.what());
     auto i = expect_throw<xarm::error>([&] { xarm::connect("pq", "hostx=foo"); });
     BOOST_TEST(i.xa_code() == XAER_INVAL);
@@ -1334,7 +1344,8 @@ BOOST_FIXTURE_TEST_CASE(bad_login_keeps_rmid_openable, fx) {
     const std::string secret = "Wr0ng-pw-4242";
     int rmid = next_rmid++;
     rmids.push_back(rmid);
-    std::string bad = "host=127.0.0.1 port=54329 dbname=xarm user=xarm password=" + secret;
+    std::string bad =
+        "host=127.0.0.1 port=" + test_port() + " dbname=xarm user=xarm password=" + secret;
     BOOST_TEST(sw.xa_open_entry(bad.data(), rmid, TMNOFLAGS) == XAER_RMERR);
     auto d = last(rmid);
     BOOST_TEST(d.xa_code == XAER_RMERR);
