@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <thread>
@@ -280,11 +281,34 @@ bool is_connection_lost(unsigned errnum) noexcept {
 
 bool wait_detached(const std::function<bool()>& gone) {
     const auto deadline = std::chrono::steady_clock::now() + detached_wait::budget;
+    // Backing off: each PROCESSLIST reading holds the server's session list, which the
+    // closing session needs in order to leave it; many waiters polling fast starve it.
+    auto pause = detached_wait::poll;
     for (;;) {
         if (gone()) return true;
         if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::this_thread::sleep_for(detached_wait::poll);
+        std::this_thread::sleep_for(pause);
+        pause = std::min(pause * 2, detached_wait::pause);
     }
+}
+
+bool wait_session_gone(long session, const count_query& count) {
+    // Any of this user's sessions being torn down (KILL, or a client gone) when the one
+    // that held the branch is unknown (another process's, a crashed coordinator's).
+    const std::string closing =
+        session > 0
+            ? fmt::format("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {}",
+                          session)
+            : "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Killed'";
+    bool seen = session > 0;
+    // Unreadable (a lost connection): the finish that follows reports it.
+    const bool gone = wait_detached([&] {
+        const auto n = count(closing);
+        if (n && *n > 0) seen = true;
+        return !n || *n == 0;
+    });
+    if (gone && seen) std::this_thread::sleep_for(detached_wait::settle);
+    return gone;
 }
 
 detached_outcome finish_detached(const std::function<unsigned()>& attempt,
@@ -300,6 +324,13 @@ detached_outcome finish_detached(const std::function<unsigned()>& attempt,
             return {detached_result::still_attached, err};
         std::this_thread::sleep_for(detached_wait::pause);
     }
+}
+
+std::string closing_session_message(std::string_view what, const xid& x) {
+    return fmt::format(
+        "{}: branch {} was prepared on a connection this process closed, and the server has "
+        "not finished closing that session within {} ms: retry",
+        what, x.to_string(), detached_wait::budget.count());
 }
 
 std::string still_attached_message(std::string_view what, const xid& x) {

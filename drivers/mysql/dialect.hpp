@@ -145,11 +145,31 @@ struct detached_wait {
     static constexpr std::chrono::milliseconds pause{20};
     /// The pause between cheaper checks that the old session is gone (PROCESSLIST).
     static constexpr std::chrono::milliseconds poll{2};
+    /// After the old session left PROCESSLIST: time for the server to finish detaching
+    /// its branch (wait_session_gone).
+    static constexpr std::chrono::milliseconds settle{20};
 };
 
 /// Calls gone() every detached_wait::poll until it is true or detached_wait::budget has
 /// passed; returns its last answer.
 bool wait_detached(const std::function<bool()>& gone);
+
+/// Runs a SELECT COUNT(*) and returns its answer, or nullopt when it could not.
+using count_query = std::function<std::optional<long>(const std::string& sql)>;
+
+/// Waits (up to detached_wait::budget) until the server has torn down `session` (a
+/// CONNECTION_ID()), a connection this process closed while it held a prepared branch.
+/// MariaDB 10.11 makes the branch visible to other sessions before it detaches the
+/// branch's InnoDB transaction from the closing session, and an XA COMMIT arriving in
+/// between answers success yet commits nothing (the transaction stays prepared, out of
+/// XA RECOVER's sight, until a restart lists it again). The wait lasts until the session
+/// has left PROCESSLIST (a user always sees its own sessions), which MariaDB does a few
+/// instructions before that detach, then detached_wait::settle more: it narrows the
+/// server's window to a stall of the closing thread longer than that, not closes it.
+/// With session 0 (the holder is unknown: a branch of another process, or of a crashed
+/// coordinator, being recovered) it waits until none of this user's sessions is being
+/// torn down (PROCESSLIST command 'Killed'). Returns false when the budget passed first.
+bool wait_session_gone(long session, const count_query& count);
 
 /// What finish_detached found.
 enum class detached_result {
@@ -173,6 +193,9 @@ struct detached_outcome {
 /// still_attached at once.
 detached_outcome finish_detached(const std::function<unsigned()>& attempt,
                                  const std::function<bool()>& listed, bool wait);
+
+/// The message when wait_session_gone gave up: what (e.g. "XA COMMIT") of x.
+std::string closing_session_message(std::string_view what, const xid& x);
 
 /// The message for detached_result::still_attached: what (e.g. "XA COMMIT") of x, and
 /// why it cannot be done from here now.

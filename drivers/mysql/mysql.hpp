@@ -23,6 +23,7 @@
 #include <cppconn/resultset.h>
 #include <cppconn/statement.h>
 
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
@@ -51,8 +52,10 @@ struct options {
     /// sessions together), and never more than half the server's max_connections.
     int max_parked = 64;
     /// How long xa_start waits for a parked connection to be freed when the bound is
-    /// reached and the session has none of its own to close (milliseconds).
+    /// reached (milliseconds). A session holding parked connections itself waits
+    /// own_close_after of it, then closes its own oldest instead.
     int park_wait_ms = 5000;
+    static constexpr std::chrono::milliseconds own_close_after{100};
     /// MariaDB: vote XA_RDONLY for a branch that wrote nothing, told by the session write
     /// counters (write_counter_sql), read at XA START and before XA END: about 1 ms of
     /// server time each. Off: such a branch votes XA_OK and no counter is read.
@@ -101,6 +104,7 @@ struct link {
     std::deque<std::string> statement_order;
     std::optional<xid> prepared;  ///< attached prepared branch, if any
     bool lost = false;            ///< the server connection broke
+    long session_id = 0;          ///< the server's CONNECTION_ID() (0: unknown)
     /// Held while the connection is parked (in a session's set-aside list): counted
     /// against the process-wide bound; released by close().
     std::unique_ptr<park_ticket> ticket;

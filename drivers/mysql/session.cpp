@@ -293,6 +293,10 @@ std::shared_ptr<link> connect(const options& o) {
         l->conn.reset(native_driver().connect(m));
         l->conn->setAutoCommit(false);  // PEP 249: the first statement begins a transaction
         l->stmt.reset(l->conn->createStatement());
+        // Known before the connection may be closed or lost holding a branch: a finisher
+        // elsewhere waits until the server has torn this session down (wait_session_gone).
+        std::unique_ptr<sql::ResultSet> rs(l->stmt->executeQuery("SELECT CONNECTION_ID()"));
+        if (rs->next()) l->session_id = static_cast<long>(rs->getInt64(1));
     } catch (const sql::SQLException& e) {
         raise_sql(e, XAER_RMERR,
                   fmt::format("cannot connect to the MySQL server at {} as user '{}'",
@@ -315,7 +319,7 @@ session::~session() {
     auto& reg = registry::instance();
     auto drop = [&](const std::shared_ptr<link>& l) {
         std::lock_guard g(l->mu);
-        if (l->prepared) reg.detached(m_server, *l->prepared);
+        if (l->prepared) reg.detached(m_server, *l->prepared, l->session_id);
     };
     drop(m_link);
     for (const auto& p : m_parked) drop(p);
@@ -343,7 +347,7 @@ void session::ensure_free_link() {
     // finish it then.
     auto close_detaching = [&](link& l) {
         std::lock_guard g(l.mu);
-        if (l.prepared) reg.detached(m_server, *l.prepared);
+        if (l.prepared) reg.detached(m_server, *l.prepared, l.session_id);
         l.prepared.reset();
         l.close();
     };
@@ -369,29 +373,46 @@ void session::ensure_free_link() {
         return;
     }
     auto& budget = park_budget::instance();
+    const auto started = std::chrono::steady_clock::now();
+    // Waits in slices until `until` for a place. Meanwhile another thread may finish
+    // the branch this connection holds, and then it needs no other (freed).
+    bool freed = false;
+    auto wait_until = [&](std::chrono::steady_clock::time_point until) {
+        for (;;) {
+            const auto left = until - std::chrono::steady_clock::now();
+            if (left <= left.zero()) return false;
+            // Rounded up: the whole wait is waited, never a millisecond less.
+            if (budget.take(m_server, limit,
+                            std::min(std::chrono::ceil<std::chrono::milliseconds>(left),
+                                     std::chrono::milliseconds(20))))
+                return true;
+            std::lock_guard g(m_link->mu);
+            if (!m_link->prepared) {
+                freed = true;
+                return false;
+            }
+        }
+    };
     bool placed = budget.take(m_server, limit, std::chrono::milliseconds(0));
     if (!placed && !m_parked.empty()) {
-        // At the bound, and this session holds parked connections itself: close its
-        // oldest rather than wait for others.
-        auto victim = std::move(m_parked.front());
-        m_parked.erase(m_parked.begin());
-        close_detaching(*victim);
-        placed = budget.take(m_server, limit, std::chrono::milliseconds(0));
+        // At the bound, holding parked connections itself: give other threads a moment
+        // to free a place (finishing a branch on the connection that holds it is always
+        // safe), then close its own oldest, detaching that branch. Closing comes last:
+        // MariaDB 10.11 can lose an XA COMMIT that arrives while it tears the closed
+        // session down (see wait_session_gone).
+        placed = wait_until(started + std::min(std::chrono::milliseconds(m_opt.park_wait_ms),
+                                               options::own_close_after));
+        if (freed) return;
+        if (!placed) {
+            auto victim = std::move(m_parked.front());
+            m_parked.erase(m_parked.begin());
+            close_detaching(*victim);
+            placed = budget.take(m_server, limit, std::chrono::milliseconds(0));
+        }
     }
-    // Wait in slices: meanwhile another thread may finish the branch this connection
-    // holds, and then it needs no other.
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(m_opt.park_wait_ms);
-    while (!placed) {
-        const auto left = deadline - std::chrono::steady_clock::now();
-        if (left <= left.zero()) break;
-        // Rounded up: the whole park_wait_ms is waited, never a millisecond less.
-        placed = budget.take(m_server, limit,
-                             std::min(std::chrono::ceil<std::chrono::milliseconds>(left),
-                                      std::chrono::milliseconds(20)));
-        if (placed) break;
-        std::lock_guard g(m_link->mu);
-        if (!m_link->prepared) return;
+    if (!placed) {
+        placed = wait_until(started + std::chrono::milliseconds(m_opt.park_wait_ms));
+        if (freed) return;
     }
     if (!placed)
         raise(
@@ -664,7 +685,7 @@ void session::finish_prepared(const xid& x, bool commit) {
         }
     }
     // 2. Attached to another connection of this process: finish it there.
-    auto [l, was_ours] = reg.owner(m_server, x);
+    auto [l, was_ours, closed_session] = reg.owner(m_server, x);
     if (l) {
         std::unique_lock lk(l->mu);
         if (l->conn && !l->lost && l->prepared == x) {
@@ -679,6 +700,7 @@ void session::finish_prepared(const xid& x, bool commit) {
                 }
                 // Lost: the server detaches the branch; finish it below.
                 done = finished_anyway(n);
+                if (!done) closed_session = l->session_id;
             }
             l->prepared.reset();
             // A session waits for a place in the parked bound: give this one back
@@ -716,6 +738,19 @@ void session::finish_prepared(const xid& x, bool commit) {
         }
         ac.l = m_link.get();
     }
+    // Not while the server tears down the session that held the branch (closed here, or
+    // unknown: any closing one): an XA COMMIT meanwhile would answer success and commit
+    // nothing.
+    if (!wait_session_gone(closed_session, [&](const std::string& q) -> std::optional<long> {
+            try {
+                std::unique_ptr<sql::ResultSet> rs(m_link->stmt->executeQuery(q));
+                if (rs->next()) return static_cast<long>(rs->getInt64(1));
+            } catch (const sql::SQLException& e) {
+                if (is_connection_lost(errnum_of(e))) m_link->lost = true;
+            }
+            return std::nullopt;
+        }))
+        raise(commit ? XA_RETRY : XAER_RMERR, "55006", closing_session_message(what, x));
     // Prepared, yet unknown to this connection: still attached to a live connection.
     // One of ours that just closed is detached by the server shortly: wait for that.
     std::optional<sql::SQLException> last;

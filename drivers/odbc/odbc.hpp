@@ -117,6 +117,7 @@ struct branch_holder {
     SQLHDBC dbc = SQL_NULL_HDBC;  ///< null once the owning session is closing
     backend which = backend::unknown;
     std::optional<xid> prepared;  ///< the attached prepared branch
+    long session_id = 0;          ///< MariaDB: the server's CONNECTION_ID() for dbc
 };
 
 /// Takes xarm's own keys out of an ODBC connection string (the ODBC driver never sees
@@ -244,6 +245,8 @@ class session final : public native_session {
     /// MariaDB: waits (bounded) until the server has closed session id, so that the
     /// branch it held is detached and any connection can finish it.
     void wait_session_closed(long id);
+    /// A SELECT COUNT(*)'s answer on this connection, or nullopt when it failed.
+    std::optional<long> count_rows(const std::string& sql);
     /// MySQL: @@xa_detach_on_prepare (8.0.30+), false where the variable does not exist.
     bool read_detach_on_prepare();
 

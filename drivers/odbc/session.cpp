@@ -234,7 +234,8 @@ session::~session() {
     }
     std::lock_guard g(m_holder->mu);
 #ifdef XARM_ODBC_WITH_MYSQL_DIALECT
-    if (m_holder->prepared) holder_registry::instance().detached(m_server, *m_holder->prepared);
+    if (m_holder->prepared)
+        holder_registry::instance().detached(m_server, *m_holder->prepared, m_session_id);
 #endif
     m_holder->dbc = SQL_NULL_HDBC;
 }
@@ -392,6 +393,7 @@ void session::declare() {
             m_session_id = fetch_session_id();
             m_holder = std::make_shared<branch_holder>();
             m_holder->dbc = m_dbc.get();
+            m_holder->session_id = m_session_id;
             m_holder->which = m_backend;
             if (m_backend == backend::mysql) {
                 const auto traits = mysql::traits_of(mysql::parse_server_version(m_server_version));
@@ -481,6 +483,7 @@ void session::reconnect() {
     m_autocommit = true;
     set_autocommit(false);
     m_session_id = fetch_session_id();
+    if (m_holder) m_holder->session_id = m_session_id;
 }
 
 std::optional<unsigned long long> session::write_counter() {
@@ -512,19 +515,24 @@ long session::fetch_session_id() {
 
 void session::wait_session_closed(long id) {
     if (id <= 0) return;
-    // SQLDisconnect returns before the server has torn the session down; until it has,
-    // the prepared branch is still attached there and XA COMMIT elsewhere says
-    // XAER_NOTA. A session always sees its own user's threads in PROCESSLIST.
-    const std::string sql =
-        fmt::format("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {}", id);
+        // SQLDisconnect returns before the server has torn the session down; until it has,
+        // the prepared branch is still attached there (XA COMMIT elsewhere says XAER_NOTA,
+        // or worse: see wait_session_gone).
 #ifdef XARM_ODBC_WITH_MYSQL_DIALECT
-    mysql::wait_detached([&] {
-        auto r = run(sql, true);
-        SQLEndTran(SQL_HANDLE_DBC, m_dbc.get(), SQL_ROLLBACK);
-        return r.failed || r.rows.rows.empty() || r.rows.rows[0].empty() || !r.rows.rows[0][0] ||
-               *r.rows.rows[0][0] == "0";
-    });
+    mysql::wait_session_gone(id, [&](const std::string& q) { return count_rows(q); });
 #endif
+}
+
+std::optional<long> session::count_rows(const std::string& sql) {
+    auto r = run(sql, true);
+    SQLEndTran(SQL_HANDLE_DBC, m_dbc.get(), SQL_ROLLBACK);
+    if (r.failed || r.rows.rows.empty() || r.rows.rows[0].empty() || !r.rows.rows[0][0])
+        return std::nullopt;
+    try {
+        return std::stol(*r.rows.rows[0][0]);
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
 }
 
 bool session::read_detach_on_prepare() {
@@ -545,10 +553,10 @@ void session::detach_held() {
     std::lock_guard g(m_holder->mu);
     if (!m_holder->prepared) return;  // none, or another thread finished it meanwhile
     [[maybe_unused]] const xid x = *std::exchange(m_holder->prepared, std::nullopt);
-#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
-    holder_registry::instance().detached(m_server, x);
-#endif
     const long old_session = m_session_id;
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    holder_registry::instance().detached(m_server, x, old_session);
+#endif
     reconnect();
     // Until the server has torn the old session down the branch is still attached there
     // and XA COMMIT elsewhere says unknown XID: wait (briefly) for that here, so that
@@ -899,7 +907,7 @@ bool session::finish_on_holder([[maybe_unused]] branch_holder& h, [[maybe_unused
         // The server detaches the branch when it notices: finish it from another
         // connection (or by recovery).
         h.prepared.reset();
-        reg.detached(m_server, x);
+        reg.detached(m_server, x, h.session_id);
         raise_diag(*d, h.which, op::finish, what);
     }
     // ER_XA_RBROLLBACK: the server rolled the branch back; unknown XID (or XAER_OUTSIDE,
@@ -930,7 +938,7 @@ void session::finish_my([[maybe_unused]] const xid& x, [[maybe_unused]] bool com
         if (m_holder->prepared == x && finish_on_holder(*m_holder, x, commit)) return;
     }
     // 2. Held by another session of this process (another thread): finish it there.
-    auto [h, was_ours] = reg.owner(m_server, x);
+    auto [h, was_ours, closed_session] = reg.owner(m_server, x);
     if (h && h != m_holder) {
         std::lock_guard g(h->mu);
         if (h->dbc != SQL_NULL_HDBC && h->prepared == x && finish_on_holder(*h, x, commit)) return;
@@ -938,6 +946,12 @@ void session::finish_my([[maybe_unused]] const xid& x, [[maybe_unused]] bool com
     // 3. Detached (its session reconnected or ended, or the server restarted): any
     // connection that holds no branch itself will do.
     detach_held();
+    // Not while the server tears down the session that held the branch (closed here, or
+    // unknown: any closing one): an XA COMMIT meanwhile would answer success, committing
+    // nothing.
+    if (!mysql::wait_session_gone(closed_session,
+                                  [&](const std::string& q) { return count_rows(q); }))
+        raise(commit ? XA_RETRY : XAER_RMERR, "55006", mysql::closing_session_message(what, x));
     std::exception_ptr last;
     const auto out = mysql::finish_detached(
         [&]() -> unsigned {
