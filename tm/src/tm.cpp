@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "workers.hpp"
 #include "xarm/driver/trace.hpp"
@@ -170,6 +171,7 @@ transaction::transaction(transaction&& o) noexcept
       m_before(std::move(o.m_before)),
       m_after(std::move(o.m_after)),
       m_unfinished(std::move(o.m_unfinished)),
+      m_deferred_forget(std::move(o.m_deferred_forget)),
       m_outcome(o.m_outcome),
       m_done(o.m_done),
       m_began(o.m_began),
@@ -204,6 +206,8 @@ xid transaction::enlist(resource& r) {
         if (!h.res->withdraw_marker(h.x)) return false;
         h.marker = false;
         holder = none;
+        for (auto& f : std::exchange(m_deferred_forget, {}))
+            m_coord->finished_marker(h.res->name(), f);
         return true;
     };
     if (!r.can_prepare() && holder != none && !withdraw())
@@ -235,7 +239,14 @@ xid transaction::enlist(resource& r) {
                 best = i;
         if (best != none && best != holder && (holder == none || withdraw())) {
             auto& b = m_members[best];
-            b.marker = b.res->defer_marker(b.x, m_gtrid);
+            // Finished markers are deleted in the same statement: no step of their own
+            // at commit (it cost a round trip and a worker hand-off every 16 commits).
+            auto forget = m_coord->take_markers(b.res->name());
+            b.marker = b.res->defer_marker(b.x, m_gtrid, forget);
+            if (b.marker)
+                m_deferred_forget = std::move(forget);
+            else
+                for (auto& f : forget) m_coord->finished_marker(b.res->name(), f);
         }
     }
     return x;
@@ -251,6 +262,14 @@ void transaction::after_commit(std::function<void(outcome)> hook) {
 void transaction::finish(outcome o) {
     m_done = true;
     m_outcome = o;
+    // Their deletion rode with a marker that did not commit (or may not have): delete
+    // them with a later one (deleting twice is harmless).
+    if (o != outcome::committed && !m_deferred_forget.empty()) {
+        std::string holder;
+        for (const auto& m : m_members)
+            if (m.marker) holder = m.res->name();
+        for (auto& f : std::exchange(m_deferred_forget, {})) m_coord->finished_marker(holder, f);
+    }
     if (trace_enabled())
         trace(fmt::format("tm transaction {} {} ({} resources, {} left for recovery)", m_gtrid,
                           to_string(o), m_members.size(), m_unfinished.size()));
@@ -402,8 +421,11 @@ void transaction::commit_two_phase() {
     // the branch's work already): it commits only with the agent's own one-phase commit,
     // after every vote (a crash before that leaves it uncommitted, rolled back by the
     // server with the branch). Finished markers are deleted in the same step.
-    if (agent) forget = m_coord->take_markers(lr_name);
-    const bool agent_item = agent && (!deferred || !forget.empty());
+    if (deferred)
+        forget = std::exchange(m_deferred_forget, {});  // already in the branch's work
+    else if (agent)
+        forget = m_coord->take_markers(lr_name);
+    const bool agent_item = agent && !deferred;
     const std::size_t items = tpc.size() + (agent_item ? 1 : 0);
     std::vector<std::exception_ptr> errs(items);
     m_coord->m_workers->parallel_for(
@@ -411,10 +433,7 @@ void transaction::commit_two_phase() {
         [&](std::size_t i) {
             if (i == tpc.size()) {
                 try {
-                    if (deferred)
-                        last->res->delete_markers_in_branch(last->x, forget);
-                    else
-                        last->res->write_marker(last->x, m_gtrid, forget);
+                    last->res->write_marker(last->x, m_gtrid, forget);
                 } catch (...) {
                     errs[i] = std::current_exception();
                 }
@@ -712,11 +731,10 @@ bool coordinator::may_be_last_agent(const resource& r) const {
 std::vector<std::string> coordinator::take_markers(const std::string& name) {
     std::lock_guard lk(m_mutex);
     auto it = m_finished_markers.find(name);
-    // At least 16 (one delete per 16 marker commits), at most 64 (a small statement).
-    if (it == m_finished_markers.end() || it->second.size() < 16) return {};
+    if (it == m_finished_markers.end() || it->second.size() < marker_batch) return {};
     std::vector<std::string> out;
     auto& v = it->second;
-    const std::size_t n = std::min<std::size_t>(v.size(), 64);
+    const std::size_t n = marker_batch;
     out.assign(v.end() - static_cast<std::ptrdiff_t>(n), v.end());
     v.resize(v.size() - n);
     return out;

@@ -36,17 +36,11 @@ void resource::write_marker(const xid&, const std::string&, const std::vector<st
           fmt::format("resource '{}' keeps no commit markers: it cannot be a last agent", name()));
 }
 
-bool resource::defer_marker(const xid&, const std::string&) {
+bool resource::defer_marker(const xid&, const std::string&, const std::vector<std::string>&) {
     return false;
 }
 bool resource::withdraw_marker(const xid&) {
     return false;
-}
-void resource::delete_markers_in_branch(const xid& x, const std::vector<std::string>& names) {
-    (void)x;
-    (void)names;
-    raise(XAER_RMERR, "0A000",
-          fmt::format("resource '{}' keeps no commit markers: it cannot be a last agent", name()));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -247,20 +241,30 @@ void connection_resource::write_marker(const xid&, const std::string& marker,
     m_conn->execute("INSERT INTO xarm_tm_marker (gtrid) VALUES (?)", marker);
 }
 
-bool connection_resource::defer_marker(const xid&, const std::string& marker) {
+bool connection_resource::defer_marker(const xid&, const std::string& marker,
+                                       const std::vector<std::string>& forget) {
     if (m_agent != agent::ready) return false;
-    const value args[] = {value(marker)};
-    return m_conn->tpc_defer("INSERT INTO xarm_tm_marker (gtrid) VALUES (?)",
-                             std::span<const value>(args));
+    if (forget.empty()) {
+        const value args[] = {value(marker)};
+        return m_conn->tpc_defer("INSERT INTO xarm_tm_marker (gtrid) VALUES (?)",
+                                 std::span<const value>(args));
+    }
+    // One statement for both (a deferred statement is one statement): a data-modifying
+    // WITH is PostgreSQL's, the only driver that defers (tpc_defer is false elsewhere).
+    std::string sql = "WITH gone AS (DELETE FROM xarm_tm_marker WHERE gtrid IN (";
+    std::vector<value> args;
+    args.reserve(forget.size() + 1);
+    for (const auto& n : forget) {
+        sql += args.empty() ? "?" : ",?";
+        args.emplace_back(n);
+    }
+    sql += ")) INSERT INTO xarm_tm_marker (gtrid) VALUES (?)";
+    args.emplace_back(marker);
+    return m_conn->tpc_defer(sql, std::span<const value>(args));
 }
 
 bool connection_resource::withdraw_marker(const xid&) {
     return m_conn->tpc_withdraw_deferred();
-}
-
-void connection_resource::delete_markers_in_branch(const xid&,
-                                                   const std::vector<std::string>& names) {
-    if (!names.empty()) delete_marker_rows(*m_conn, names);
 }
 
 void connection_resource::commit_with_marker(const xid& x, const std::string& marker,

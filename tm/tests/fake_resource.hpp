@@ -182,11 +182,12 @@ class fake_resource final : public resource {
         m_pending_marker = marker;
         m_pending_forget = forget;
     }
-    bool defer_marker(const xid&, const std::string& marker) override {
+    bool defer_marker(const xid&, const std::string& marker,
+                      const std::vector<std::string>& forget) override {
         if (!m_o.can_defer) return false;
-        note("defer_marker");
+        note(forget.empty() ? "defer_marker" : "defer_marker+delete");
         m_pending_marker = marker;
-        m_pending_forget.clear();
+        m_pending_forget = forget;
         return true;
     }
     bool withdraw_marker(const xid&) override {
@@ -194,10 +195,6 @@ class fake_resource final : public resource {
         note("withdraw_marker");
         m_pending_marker.reset();
         return true;
-    }
-    void delete_markers_in_branch(const xid&, const std::vector<std::string>& names) override {
-        note("delete_markers_in_branch");
-        m_pending_forget = names;
     }
     std::vector<std::string> markers(const std::string& prefix) override {
         std::lock_guard lk(m_store->mutex);

@@ -306,3 +306,51 @@ BOOST_AUTO_TEST_CASE(a_killed_coordinators_held_last_agent_commit_fails_then_rol
                          utf::precondition(needs{"XARM_TEST_PQ_DB2"})) {
     killed_coordinator(false);
 }
+
+// Finished markers are deleted a batch at a time, inside a later last agent's deferred
+// marker statement (PostgreSQL: a data-modifying WITH sent with the branch's first
+// statement). On a real server that statement works: every transaction commits, and of
+// 2 batches + 5 transactions' markers only the last 5 are left.
+BOOST_AUTO_TEST_CASE(finished_markers_are_deleted_in_batches_with_a_later_marker,
+                     *utf::precondition(needs{"XARM_TEST_PQ"}) *
+                         utf::precondition(needs{"XARM_TEST_PQ_DB2"})) {
+    const std::string id = "mb" + std::to_string(::getpid() % 100000);
+    const std::string work = "xarm_tm_batch_" + id;
+    auto log = std::make_shared<memory_log>(id);
+    coordinator co(coordinator::options{id, log, {}, {}, {}, {}});
+    connection_resource a("a", xarm::connect("pq", server("XARM_TEST_PQ"))),
+        b("b", xarm::connect("pq", server("XARM_TEST_PQ_DB2")));
+    for (auto* r : {&a, &b}) {
+        r->conn().execute("CREATE TABLE " + work + " (n INT)");
+        r->conn().commit();
+    }
+    const std::size_t n = 2 * coordinator::marker_batch + 5;
+    for (std::size_t i = 0; i < n; ++i) {
+        auto t = co.begin();
+        t.enlist(a);
+        t.enlist(b);
+        a.conn().execute("INSERT INTO " + work + " (n) VALUES (?)", static_cast<std::int64_t>(i));
+        b.conn().execute("INSERT INTO " + work + " (n) VALUES (?)", static_cast<std::int64_t>(i));
+        t.commit();
+        BOOST_TEST_REQUIRE((t.result() == outcome::committed));
+    }
+    BOOST_TEST(co.stats().last_agent == n);
+    BOOST_TEST(log->forced.empty());  // the markers decided, nothing was forced
+    // The agent (PostgreSQL ranks first; a tie goes to the later) holds the markers.
+    connection agent_db = xarm::connect("pq", server("XARM_TEST_PQ_DB2"));
+    const auto left =
+        agent_db.query("SELECT COUNT(*) FROM xarm_tm_marker WHERE gtrid LIKE ?", id + ".%")
+            .rows.at(0)
+            .get<std::int64_t>(0);
+    agent_db.rollback();
+    BOOST_TEST(left == 5);
+    for (auto* r : {&a, &b}) {
+        BOOST_TEST(
+            r->conn().query("SELECT COUNT(*) FROM " + work).rows.at(0).get<std::int64_t>(0) ==
+            static_cast<std::int64_t>(n));
+        r->conn().execute("DROP TABLE " + work);
+        r->conn().commit();
+    }
+    agent_db.execute("DELETE FROM xarm_tm_marker WHERE gtrid LIKE ?", id + ".%");
+    agent_db.commit();
+}

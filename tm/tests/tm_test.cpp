@@ -301,10 +301,10 @@ BOOST_AUTO_TEST_CASE(commits_after_all_prepared_with_a_marker_then_the_others) {
     BOOST_TEST(e.log->forced.empty());  // the marker is the decision: nothing forced
     BOOST_TEST(e.coord.stats().last_resource == 1u);
 
-    // Later marker commits delete the finished markers in passing, once a batch of 16
-    // waits: the 17th transaction's commit deletes the first 16 markers.
+    // Later marker commits delete the finished markers in passing, once a batch waits:
+    // the (batch + 1)th transaction's commit deletes the first batch.
     std::vector<std::string> gtrids{t.gtrid()};
-    for (int i = 0; i < 16; ++i) {
+    for (std::size_t i = 0; i < coordinator::marker_batch; ++i) {
         auto t2 = e.coord.begin();
         t2.enlist(a);
         t2.enlist(l);
@@ -644,17 +644,18 @@ BOOST_AUTO_TEST_CASE(a_marker_stays_while_a_branch_it_decided_is_unfinished) {
     t.commit();  // decided by b's marker; a lost its connection in phase two
     BOOST_TEST(t.unfinished().size() == 1u);
     BOOST_TEST(g.s2->markers.count(t.gtrid()) == 1u);
-    // Sixteen more transactions through b: their finished markers are deleted in
-    // passing, never t's, which recovery still needs.
+    // More than a batch of transactions through b: their finished markers are deleted
+    // in passing, never t's, which recovery still needs.
     a.opts().lose_connection_at_commit = false;
-    for (int i = 0; i < 20; ++i) {
+    const std::size_t more = coordinator::marker_batch + 4;
+    for (std::size_t i = 0; i < more; ++i) {
         auto t2 = e.coord.begin();
         t2.enlist(a);
         t2.enlist(b);
         t2.commit();
     }
     BOOST_TEST(g.s2->markers.count(t.gtrid()) == 1u);
-    BOOST_TEST(g.s2->markers.size() < 21u);
+    BOOST_TEST(g.s2->markers.size() < more + 1);
     auto rep = e.coord.recover([&](const std::string& n) { return g.make(n); }, {"a", "b"});
     BOOST_TEST(rep.committed.size() == 1u);
     BOOST_TEST(g.s1->has_committed(t.gtrid()));
@@ -662,14 +663,22 @@ BOOST_AUTO_TEST_CASE(a_marker_stays_while_a_branch_it_decided_is_unfinished) {
     BOOST_TEST(rep.complete());
 }
 
-// A resource that can queue its marker with its branch's work (pq): no marker step
-// while the others prepare, and the branch is never prepared.
-BOOST_AUTO_TEST_CASE(a_deferred_marker_needs_no_step_of_its_own) {
+// Resource a, and b that defers its marker (as pq): b is the last agent.
+struct deferring_agent {
     env e;
     agents g;
-    auto ob = g.opts(1);
-    ob.can_defer = true;
-    fake_resource a("a", g.s1, g.opts(0)), b("b", g.s2, ob);
+    fake_options ob = [this] {
+        auto o = g.opts(1);
+        o.can_defer = true;
+        return o;
+    }();
+    fake_resource a{"a", g.s1, g.opts(0)};
+    fake_resource b{"b", g.s2, ob};
+};
+
+// A resource that can queue its marker with its branch's work (pq): no marker step
+// while the others prepare, and the branch is never prepared.
+BOOST_FIXTURE_TEST_CASE(a_deferred_marker_needs_no_step_of_its_own, deferring_agent) {
     auto t = e.coord.begin();
     t.enlist(a);
     t.enlist(b);
@@ -774,24 +783,44 @@ BOOST_AUTO_TEST_CASE(a_one_phase_only_resource_after_a_sent_marker_is_refused) {
     }
 }
 
-// Finished markers are deleted in the deferred agent's branch, in the step where a
-// marker would otherwise have been written.
-BOOST_AUTO_TEST_CASE(a_deferred_agent_deletes_finished_markers_in_its_branch) {
-    env e;
-    agents g;
-    auto ob = g.opts(1);
-    ob.can_defer = true;
-    fake_resource a("a", g.s1, g.opts(0)), b("b", g.s2, ob);
-    for (int i = 0; i < 40; ++i) {
+// Finished markers are deleted in the deferred agent's branch, with its deferred marker
+// (no step of their own at commit).
+BOOST_FIXTURE_TEST_CASE(a_deferred_agent_deletes_finished_markers_in_its_branch, deferring_agent) {
+    const int n = static_cast<int>(coordinator::marker_batch) * 5 / 2;
+    for (int i = 0; i < n; ++i) {
         auto t = e.coord.begin();
         t.enlist(a);
         t.enlist(b);
         t.commit();
     }
-    BOOST_TEST(g.saw("b:delete_markers_in_branch"));
+    BOOST_TEST(g.saw("b:defer_marker+delete"));
     BOOST_TEST(!g.saw("b:write_marker"));
-    BOOST_TEST(g.s2->markers.size() < 40u);
+    BOOST_TEST(g.s2->markers.size() < static_cast<std::size_t>(n));
     BOOST_TEST(g.s2->markers.size() >= 1u);
+}
+
+// The finished markers whose deletion went with a deferred marker are not lost when that
+// transaction rolls back: the next deferred marker deletes them.
+BOOST_FIXTURE_TEST_CASE(finished_markers_of_a_rolled_back_deferred_agent_are_deleted_later,
+                        deferring_agent) {
+    auto run = [&](bool commit) {
+        auto t = e.coord.begin();
+        t.enlist(a);
+        t.enlist(b);
+        if (commit)
+            t.commit();
+        else
+            t.rollback();
+    };
+    const std::size_t batch = coordinator::marker_batch;
+    for (std::size_t i = 0; i < batch; ++i) run(true);  // a batch of finished markers
+    BOOST_TEST(g.s2->markers.size() == batch);
+    BOOST_TEST(!g.saw("b:defer_marker+delete"));
+    run(false);  // takes the batch into its deferred statement, then rolls back
+    BOOST_TEST(g.saw("b:defer_marker+delete"));
+    BOOST_TEST(g.s2->markers.size() == batch);
+    run(true);  // gets the batch back and deletes it with its own marker
+    BOOST_TEST(g.s2->markers.size() == 1u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -99,18 +99,17 @@ class XARM_API resource {
     /// `forget` there too, without committing. The default throws not_supported_error.
     virtual void write_marker(const xid& x, const std::string& marker,
                               const std::vector<std::string>& forget);
-    /// Right after begin(x), before the application's work: queues the marker's insert
-    /// to travel with the branch's first round trip (no round trip of its own). True when
-    /// queued: the marker is then part of the branch's work (sent at the latest before its
-    /// commit) and the coordinator makes this resource the last agent (it must never be
-    /// prepared: a prepared marker would hold its key against recovery's fence). The
-    /// default: false (the marker is written with write_marker() while the others prepare).
-    virtual bool defer_marker(const xid& x, const std::string& marker);
+    /// Right after begin(x), before the application's work: queues the marker's insert,
+    /// and the deletion of the finished markers `forget` (may be empty), to travel with
+    /// the branch's first round trip (no round trip of its own). True when queued: both
+    /// are then part of the branch's work (sent at the latest before its commit) and the
+    /// coordinator makes this resource the last agent (it must never be prepared: a
+    /// prepared marker would hold its key against recovery's fence). The default: false
+    /// (the marker is written with write_marker() while the others prepare).
+    virtual bool defer_marker(const xid& x, const std::string& marker,
+                              const std::vector<std::string>& forget);
     /// Drops the queued marker if it was not sent yet (true); false: it stays.
     virtual bool withdraw_marker(const xid& x);
-    /// Deletes the finished markers `names` in the branch's work, without committing
-    /// (a last agent whose marker was deferred). The default throws not_supported_error.
-    virtual void delete_markers_in_branch(const xid& x, const std::vector<std::string>& names);
 };
 
 /// An xarm::connection as a resource: two-phase when its driver has two_phase, else a
@@ -165,9 +164,9 @@ class XARM_API connection_resource final : public resource {
                       const std::vector<std::string>& forget) override;
     /// Through connection::tpc_defer: pq queues it behind the branch's pending BEGIN;
     /// other drivers cannot (false).
-    bool defer_marker(const xid& x, const std::string& marker) override;
+    bool defer_marker(const xid& x, const std::string& marker,
+                      const std::vector<std::string>& forget) override;
     bool withdraw_marker(const xid& x) override;
-    void delete_markers_in_branch(const xid& x, const std::vector<std::string>& names) override;
 
   private:
     void init(mode m);
@@ -465,6 +464,9 @@ class XARM_API transaction {
     std::vector<std::function<void()>> m_before;
     std::vector<std::function<void(outcome)>> m_after;
     std::vector<xid> m_unfinished;
+    // Finished markers whose deletion went with the deferred marker: given back to the
+    // coordinator unless this transaction commits.
+    std::vector<std::string> m_deferred_forget;
     std::optional<outcome> m_outcome;
     bool m_done = false;
     std::chrono::steady_clock::time_point m_began = std::chrono::steady_clock::now();
@@ -501,6 +503,11 @@ struct recovery_report {
 /// threads may run transactions at once (their decisions share log flushes).
 class XARM_API coordinator {
   public:
+    /// Finished commit markers are deleted this many at a time, with a later marker
+    /// (measured on PostgreSQL: a batch of 16 cost its transaction 0.5 ms, one of 64
+    /// about 1 ms: 31 against 16 us per transaction).
+    static constexpr std::size_t marker_batch = 64;
+
     struct options {
         /// 1-16 characters [A-Za-z0-9_-]: embedded in every gtrid; recovery touches only
         /// branches that carry it. Two live processes must never share one.
