@@ -206,8 +206,7 @@ xid transaction::enlist(resource& r) {
         if (!h.res->withdraw_marker(h.x)) return false;
         h.marker = false;
         holder = none;
-        for (auto& f : std::exchange(m_deferred_forget, {}))
-            m_coord->finished_marker(h.res->name(), f);
+        m_coord->give_back_markers(h.res->name(), m_deferred_forget);
         return true;
     };
     if (!r.can_prepare() && holder != none && !withdraw())
@@ -246,7 +245,7 @@ xid transaction::enlist(resource& r) {
             if (b.marker)
                 m_deferred_forget = std::move(forget);
             else
-                for (auto& f : forget) m_coord->finished_marker(b.res->name(), f);
+                m_coord->give_back_markers(b.res->name(), forget);
         }
     }
     return x;
@@ -268,7 +267,7 @@ void transaction::finish(outcome o) {
         std::string holder;
         for (const auto& m : m_members)
             if (m.marker) holder = m.res->name();
-        for (auto& f : std::exchange(m_deferred_forget, {})) m_coord->finished_marker(holder, f);
+        m_coord->give_back_markers(holder, m_deferred_forget);
     }
     if (trace_enabled())
         trace(fmt::format("tm transaction {} {} ({} resources, {} left for recovery)", m_gtrid,
@@ -411,16 +410,14 @@ void transaction::commit_two_phase() {
         if (&m != last) tpc.push_back(&m);
     const std::string lr_name = last != nullptr ? last->res->name() : std::string();
     std::vector<std::string> forget;  // finished markers deleted with this one
-    auto give_back = [&] {
-        for (auto& f : forget) m_coord->finished_marker(lr_name, f);
-        forget.clear();
-    };
+    auto give_back = [&] { m_coord->give_back_markers(lr_name, forget); };
 
     crash_point("before_prepare");
     // A last agent's marker is written while the others prepare (unless it went with
     // the branch's work already): it commits only with the agent's own one-phase commit,
     // after every vote (a crash before that leaves it uncommitted, rolled back by the
-    // server with the branch). Finished markers are deleted in the same step.
+    // server with the branch). Finished markers are deleted in the same step (with a
+    // deferred marker they went with it already).
     if (deferred)
         forget = std::exchange(m_deferred_forget, {});  // already in the branch's work
     else if (agent)
@@ -726,6 +723,14 @@ void coordinator::finished_marker(const std::string& name, const std::string& gt
 
 bool coordinator::may_be_last_agent(const resource& r) const {
     return m_last_agent == "auto" || (m_last_agent != "off" && m_last_agent == r.name());
+}
+
+void coordinator::give_back_markers(const std::string& name, std::vector<std::string>& names) {
+    if (names.empty()) return;
+    std::lock_guard lk(m_mutex);
+    auto& v = m_finished_markers[name];
+    v.insert(v.end(), std::make_move_iterator(names.begin()), std::make_move_iterator(names.end()));
+    names.clear();
 }
 
 std::vector<std::string> coordinator::take_markers(const std::string& name) {

@@ -570,6 +570,10 @@ class XARM_API coordinator {
     friend class transaction;
     void forget_inflight(const std::string& gtrid);
     void finished_marker(const std::string& resource_name, const std::string& gtrid);
+    /// Markers taken with take_markers() and not deleted after all (the transaction
+    /// that carried their delete did not commit): back to the finished list; empties
+    /// names.
+    void give_back_markers(const std::string& resource_name, std::vector<std::string>& names);
     /// Finished markers of the resource to delete in passing, in batches (none while
     /// fewer than a batch wait: a delete costs the marker's commit a statement).
     std::vector<std::string> take_markers(const std::string& resource_name);
