@@ -17,7 +17,8 @@
  *    votes XA_OK, never XA_RDONLY, as a switch without a read-only check (PostgreSQL then
  *    keeps even an empty branch prepared).
  *
- * FAULTY_SWITCH_HANG=<entry> (e.g. xa_forget) makes that entry never return.
+ * FAULTY_SWITCH_HANG=<entry> (e.g. xa_forget) makes that entry never return (after
+ * "faulty switch: hanging" on stderr).
  * faulty_null_switch has no entry points; faulty_dynamic_switch has TMREGISTER and a name
  * without its terminating NUL. faulty_conn(rmid) is the wrapped switch's connection.
  *
@@ -68,8 +69,13 @@ static int ready(void) {
 
 static void hang_if(const char* entry) {
     const char* h = getenv("FAULTY_SWITCH_HANG");
-    if (h != NULL && strcmp(h, entry) == 0)
+    if (h != NULL && strcmp(h, entry) == 0) {
+        /* Said on stderr so that a test can signal the run while the call hangs. */
+        static const char said[] = "faulty switch: hanging\n";
+        ssize_t n = write(STDERR_FILENO, said, sizeof said - 1);
+        (void)n;
         for (;;) pause();
+    }
 }
 
 /* Reads the XID as a switch that never checks for NULL does. */
