@@ -326,6 +326,333 @@ bool transaction::expired() const noexcept {
            std::chrono::steady_clock::now() - m_began > m_timeout;
 }
 
+// One two-phase commit, in its steps: choose the member whose one-phase commit decides
+// (if any), prepare the others, decide, commit the others, conclude. Each failing step
+// finishes the transaction and raises.
+class two_phase_commit {
+  public:
+    explicit two_phase_commit(transaction& tx) : m_tx(tx), m_co(*tx.m_coord) {}
+    void run() {
+        choose_decider();
+        prepare_all();
+        for (auto* m : m_tpc)
+            if (!m->read_only) m_writers.push_back(m);
+        if (!decide()) return;
+        commit_writers();
+        conclude();
+    }
+
+  private:
+    using member = transaction::member;
+
+    // The marker-committer: a one-phase-only resource (the last resource), or else,
+    // when allowed, the best-ranked two-phase resource (the last agent), which is not
+    // prepared. Its one-phase commit, carrying the marker, is the decision.
+    void choose_decider() {
+        for (auto& m : m_tx.m_members)
+            if (!m.res->can_prepare()) m_last = &m;
+        // A deferred marker fixes the last agent (enlist() chose it by the same rule).
+        if (m_last == nullptr)
+            for (auto& m : m_tx.m_members)
+                if (m.marker) {
+                    m_last = &m;
+                    m_agent = true;
+                }
+        if (m_last == nullptr)
+            for (auto& m : m_tx.m_members)
+                if (m.agent_rank > 0 && (m_last == nullptr || m.agent_rank >= m_last->agent_rank)) {
+                    m_last = &m;
+                    m_agent = true;
+                }
+        // Its marker is already part of its work: only finished markers may be left to
+        // delete.
+        m_deferred = m_agent && m_last->marker;
+        for (auto& m : m_tx.m_members)
+            if (&m != m_last) m_tpc.push_back(&m);
+        if (m_last != nullptr) m_lr_name = m_last->res->name();
+    }
+
+    void give_back() { m_co.give_back_markers(m_lr_name, m_forget); }
+
+    // A last agent's marker is written while the others prepare (unless it went with
+    // the branch's work already): it commits only with the agent's own one-phase commit,
+    // after every vote (a crash before that leaves it uncommitted, rolled back by the
+    // server with the branch). Finished markers are deleted in the same step (with a
+    // deferred marker they went with it already).
+    void prepare_all() {
+        crash_point("before_prepare");
+        if (m_deferred)
+            m_forget = std::exchange(m_tx.m_deferred_forget, {});  // already in the branch's work
+        else if (m_agent)
+            m_forget = m_co.take_markers(m_lr_name);
+        const bool agent_item = m_agent && !m_deferred;
+        const std::size_t items = m_tpc.size() + (agent_item ? 1 : 0);
+        std::vector<std::exception_ptr> errs(items);
+        m_co.m_workers->parallel_for(
+            items,
+            [&](std::size_t i) {
+                if (i == m_tpc.size()) {
+                    try {
+                        m_last->res->write_marker(m_last->x, m_tx.m_gtrid, m_forget);
+                    } catch (...) {
+                        errs[i] = std::current_exception();
+                    }
+                    return;
+                }
+                try {
+                    const vote v = m_tpc[i]->res->prepare(m_tpc[i]->x);
+                    m_tpc[i]->prepared = true;
+                    m_tpc[i]->read_only = v == vote::read_only;
+                } catch (...) {
+                    errs[i] = std::current_exception();
+                    return;
+                }
+                if (fault_injection_enabled() && crash().armed)
+                    crash_point(fmt::format("after_prepare:{}", i + 1));
+            },
+            [&](std::size_t i) {
+                return i == m_tpc.size() ? m_last->res->thread_bound()
+                                         : m_tpc[i]->res->thread_bound();
+            });
+        for (std::size_t i = 0; i < items; ++i)
+            if (errs[i]) refused(i, errs[i]);
+    }
+
+    // A refused or failed vote, or a marker not written: presumed abort, nothing to log.
+    [[noreturn]] void refused(std::size_t i, const std::exception_ptr& err) {
+        give_back();
+        m_tx.rollback_members(true);
+        m_tx.finish(outcome::rolled_back);
+        diagnostic d;
+        try {
+            std::rethrow_exception(err);
+        } catch (const error& e) {
+            d = e.diag();
+        } catch (const std::exception& e) {
+            d.message = e.what();
+        }
+        if (!is_rollback_code(d.xa_code)) {
+            d.xa_code = XA_RBROLLBACK;
+            d.sqlstate = "40000";
+        }
+        d.message =
+            i == m_tpc.size()
+                ? fmt::format(
+                      "tm: transaction {} rolled back: the last agent '{}' could not "
+                      "write its commit marker: {}",
+                      m_tx.m_gtrid, m_lr_name, d.message)
+                : fmt::format("tm: transaction {} rolled back: resource '{}' could not prepare: {}",
+                              m_tx.m_gtrid, m_tpc[i]->res->name(), d.message);
+        raise(std::move(d));
+    }
+
+    // The decision: the last resource's or agent's one-phase commit, or the forced log
+    // record, or (one writer, the others read-only) that writer's commit in phase two,
+    // whose crash before it is a presumed abort, correct for an unacknowledged commit.
+    // False when the transaction is finished already (nobody left to commit).
+    bool decide() {
+        if (m_last != nullptr) {
+            commit_decider();
+            if (m_writers.empty()) {
+                if (m_agent) m_co.finished_marker(m_lr_name, m_tx.m_gtrid);
+                m_tx.finish(outcome::committed);
+                std::lock_guard lk(m_co.m_mutex);
+                ++(m_agent ? m_co.m_stats.last_agent : m_co.m_stats.last_resource);
+                return false;
+            }
+            crash_point("after_last_resource_commit");
+            // The marker is the decision: nothing is logged. It stays until every other
+            // branch is committed, then goes with a later marker commit or recovery.
+        } else if (m_writers.empty()) {
+            m_tx.finish(outcome::committed);
+            std::lock_guard lk(m_co.m_mutex);
+            ++m_co.m_stats.read_only_only;
+            return false;
+        } else if (m_writers.size() > 1) {
+            crash_point("before_decision");
+            log_decision();
+            crash_point("after_decision_logged");
+        }
+        return true;
+    }
+
+    void commit_decider() {
+        const char* role = m_agent ? "last agent" : "last resource";
+        if (!m_writers.empty()) crash_point("before_last_resource_commit");
+        // With writers, the marker makes this commit the decision; without (everybody
+        // else voted read-only) it alone decides (a last agent's marker, already
+        // written, is then merely finished at once).
+        if (!m_agent && !m_writers.empty()) m_forget = m_co.take_markers(m_lr_name);
+        try {
+            if (m_agent || m_writers.empty())
+                m_last->res->commit(m_last->x, true);
+            else
+                m_last->res->commit_with_marker(m_last->x, m_tx.m_gtrid, m_forget);
+        } catch (const std::exception& e) {
+            give_back();
+            if (dynamic_cast<const operational_error*>(&e) != nullptr ||
+                dynamic_cast<const heuristic_error*>(&e) != nullptr) {
+                // Outcome unknown: leave the others prepared; recovery reads the marker.
+                m_tx.finish(outcome::in_doubt);
+                diagnostic d = static_cast<const error&>(e).diag();
+                d.message = fmt::format(
+                    "tm: transaction {} in doubt: the {} '{}' failed during its commit ({}); "
+                    "{}",
+                    m_tx.m_gtrid, role, m_lr_name, d.message,
+                    m_writers.empty()
+                        ? "it was the only writer, its outcome is its own"
+                        : "the others stay prepared until recovery, which decides from its "
+                          "commit marker");
+                raise(std::move(d), true);
+            }
+            // Any other answer to a one-phase commit: the work is rolled back (a refused
+            // COMMIT, a failed marker, XAER_RMERR for XA's TMONEPHASE).
+            diagnostic d;
+            if (const auto* xe = dynamic_cast<const error*>(&e)) d = xe->diag();
+            if (!is_rollback_code(d.xa_code)) {
+                d.xa_code = XA_RBROLLBACK;
+                d.sqlstate = "40000";
+            }
+            d.message =
+                fmt::format("tm: transaction {} rolled back: the {} '{}' did not commit: {}",
+                            m_tx.m_gtrid, role, m_lr_name, e.what());
+            try {
+                m_last->res->rollback(m_last->x);  // out of its branch, if still in it
+            } catch (...) {
+            }
+            m_last->read_only = true;  // gone: not rolled back again
+            m_tx.rollback_members(true);
+            m_tx.finish(outcome::rolled_back);
+            raise(std::move(d));
+        }
+        m_last->read_only = true;  // finished: never rolled back from here on
+    }
+
+    void log_decision() {
+        try {
+            log_record rec{log_record::kind::commit, m_tx.m_gtrid, {}};
+            for (auto* m : m_writers) rec.branches.emplace_back(m->res->name(), m->x.bqual());
+            m_co.m_log->force(rec);
+            m_logged = true;
+        } catch (const error& e) {
+            // Maybe on disk, maybe not: leave the branches prepared and let recovery
+            // decide from what the log holds, which is consistent either way.
+            m_tx.finish(outcome::in_doubt);
+            diagnostic d = e.diag();
+            d.xa_code = XAER_RMFAIL;
+            d.message =
+                fmt::format("tm: transaction {} in doubt: the decision could not be logged: {}",
+                            m_tx.m_gtrid, d.message);
+            raise(std::move(d), true);
+        }
+    }
+
+    // Phase two. A decided branch must answer "committed" (or "try later", retried
+    // here, then left to recovery); anything else is reported, never taken for done.
+    void commit_writers() {
+        auto one = [this](std::size_t i) { commit_writer(*m_writers[i]); };
+        if (armed_for("between_commits") && !m_writers.empty()) {
+            one(0);
+            crash_point("between_commits");
+            for (std::size_t i = 1; i < m_writers.size(); ++i) one(i);
+        } else {
+            m_co.m_workers->parallel_for(m_writers.size(), one, [&](std::size_t i) {
+                return m_writers[i]->res->thread_bound();
+            });
+        }
+        crash_point("after_commits");
+    }
+
+    void commit_writer(member& m) {
+        auto report = [&](int code, std::string what, bool keep_for_recovery) {
+            std::lock_guard lk(m_hmutex);
+            m_heuristics.push_back(
+                fmt::format("'{}' {}: {}", m.res->name(), m.x.to_string(), std::move(what)));
+            if (code == XA_HEURHAZ) m_heuristic_code = XA_HEURHAZ;
+            if (keep_for_recovery) m_tx.m_unfinished.push_back(m.x);
+        };
+        auto leave_for_recovery = [&] {
+            std::lock_guard lk(m_hmutex);
+            m_tx.m_unfinished.push_back(m.x);
+        };
+        try {
+            retrying([&] { m.res->commit(m.x, false); });
+        } catch (const heuristic_error& e) {
+            report(XA_HEURMIX, e.what(), false);
+        } catch (const rollback_error& e) {
+            report(XA_HEURMIX, fmt::format("rolled back a branch decided committed ({})", e.what()),
+                   false);
+        } catch (const operational_error&) {
+            leave_for_recovery();  // connection lost: recovery commits it
+        } catch (const error& e) {
+            if (e.xa_code() == XA_RETRY) {
+                leave_for_recovery();  // still busy: recovery commits it
+            } else if (e.xa_code() == XAER_NOTA) {
+                report(XA_HEURMIX,
+                       fmt::format("the prepared branch was gone when phase two came to commit "
+                                   "it (rolled back by someone else?): {}",
+                                   e.what()),
+                       false);
+            } else {
+                // The branch may still be prepared: keep the decision for recovery.
+                report(XA_HEURHAZ,
+                       fmt::format("did not confirm the commit of a decided branch (recovery "
+                                   "retries it): {}",
+                                   e.what()),
+                       true);
+            }
+        } catch (...) {
+            leave_for_recovery();
+        }
+    }
+
+    void conclude() {
+        if (m_logged && m_tx.m_unfinished.empty())
+            m_co.m_log->append(log_record{log_record::kind::end, m_tx.m_gtrid, {}});
+        // A marker is needed while a branch it decided may still be prepared.
+        if (m_last != nullptr && m_tx.m_unfinished.empty())
+            m_co.finished_marker(m_lr_name, m_tx.m_gtrid);
+        {
+            std::lock_guard lk(m_co.m_mutex);
+            ++(m_last == nullptr ? m_co.m_stats.two_phase
+               : m_agent         ? m_co.m_stats.last_agent
+                                 : m_co.m_stats.last_resource);
+        }
+        if (!m_logged && !m_tx.m_unfinished.empty() && m_last == nullptr) {
+            // The single writer's commit was the decision and it did not answer: unknown
+            // (recovery finds no record and rolls the branch back if it is still prepared).
+            m_tx.finish(outcome::in_doubt);
+            raise(XAER_RMFAIL, "08007",
+                  fmt::format("tm: transaction {} in doubt: '{}' did not confirm its commit{}",
+                              m_tx.m_gtrid, m_writers[0]->res->name(),
+                              m_heuristics.empty() ? "" : " (" + m_heuristics.front() + ")"),
+                  0);
+        }
+        if (!m_heuristics.empty()) {
+            m_tx.finish(outcome::heuristic);
+            std::string msg;
+            for (auto& h : m_heuristics) msg += (msg.empty() ? "" : "; ") + h;
+            raise(m_heuristic_code, "40000",
+                  fmt::format("tm: transaction {} was decided committed but is not atomic: {}",
+                              m_tx.m_gtrid, msg));
+        }
+        m_tx.finish(outcome::committed);
+    }
+
+    transaction& m_tx;
+    coordinator& m_co;
+    member* m_last = nullptr;  // the decider, if any
+    bool m_agent = false;      // last is a last agent (two-phase, not prepared)
+    bool m_deferred = false;   // its marker went with its work
+    bool m_logged = false;     // the decision is in the forced log
+    std::vector<member*> m_tpc, m_writers;
+    std::string m_lr_name;
+    std::vector<std::string> m_forget;  // finished markers deleted with this one
+    std::vector<std::string> m_heuristics;
+    int m_heuristic_code = XA_HEURMIX;
+    std::mutex m_hmutex;
+};
+
 void transaction::commit() {
     if (m_done) misuse("commit: the transaction is finished");
     if (expired()) {
@@ -379,289 +706,7 @@ void transaction::commit() {
         finish(outcome::committed);
         return;
     }
-    commit_two_phase();
-}
-
-void transaction::commit_two_phase() {
-    // The marker-committer: a one-phase-only resource (the last resource), or else,
-    // when allowed, the best-ranked two-phase resource (the last agent), which is not
-    // prepared. Its one-phase commit, carrying the marker, is the decision.
-    member* last = nullptr;
-    bool agent = false;
-    for (auto& m : m_members)
-        if (!m.res->can_prepare()) last = &m;
-    // A deferred marker fixes the last agent (enlist() chose it by the same rule).
-    if (last == nullptr)
-        for (auto& m : m_members)
-            if (m.marker) {
-                last = &m;
-                agent = true;
-            }
-    if (last == nullptr)
-        for (auto& m : m_members)
-            if (m.agent_rank > 0 && (last == nullptr || m.agent_rank >= last->agent_rank)) {
-                last = &m;
-                agent = true;
-            }
-    // Its marker is already part of its work: only finished markers may be left to delete.
-    const bool deferred = agent && last->marker;
-    std::vector<member*> tpc;
-    for (auto& m : m_members)
-        if (&m != last) tpc.push_back(&m);
-    const std::string lr_name = last != nullptr ? last->res->name() : std::string();
-    std::vector<std::string> forget;  // finished markers deleted with this one
-    auto give_back = [&] { m_coord->give_back_markers(lr_name, forget); };
-
-    crash_point("before_prepare");
-    // A last agent's marker is written while the others prepare (unless it went with
-    // the branch's work already): it commits only with the agent's own one-phase commit,
-    // after every vote (a crash before that leaves it uncommitted, rolled back by the
-    // server with the branch). Finished markers are deleted in the same step (with a
-    // deferred marker they went with it already).
-    if (deferred)
-        forget = std::exchange(m_deferred_forget, {});  // already in the branch's work
-    else if (agent)
-        forget = m_coord->take_markers(lr_name);
-    const bool agent_item = agent && !deferred;
-    const std::size_t items = tpc.size() + (agent_item ? 1 : 0);
-    std::vector<std::exception_ptr> errs(items);
-    m_coord->m_workers->parallel_for(
-        items,
-        [&](std::size_t i) {
-            if (i == tpc.size()) {
-                try {
-                    last->res->write_marker(last->x, m_gtrid, forget);
-                } catch (...) {
-                    errs[i] = std::current_exception();
-                }
-                return;
-            }
-            try {
-                const vote v = tpc[i]->res->prepare(tpc[i]->x);
-                tpc[i]->prepared = true;
-                tpc[i]->read_only = v == vote::read_only;
-            } catch (...) {
-                errs[i] = std::current_exception();
-                return;
-            }
-            if (fault_injection_enabled() && crash().armed)
-                crash_point(fmt::format("after_prepare:{}", i + 1));
-        },
-        [&](std::size_t i) {
-            return i == tpc.size() ? last->res->thread_bound() : tpc[i]->res->thread_bound();
-        });
-    for (std::size_t i = 0; i < items; ++i) {
-        if (!errs[i]) continue;
-        // A refused or failed vote, or a marker not written: presumed abort, nothing to log.
-        give_back();
-        rollback_members(true);
-        finish(outcome::rolled_back);
-        diagnostic d;
-        try {
-            std::rethrow_exception(errs[i]);
-        } catch (const error& e) {
-            d = e.diag();
-        } catch (const std::exception& e) {
-            d.message = e.what();
-        }
-        if (!is_rollback_code(d.xa_code)) {
-            d.xa_code = XA_RBROLLBACK;
-            d.sqlstate = "40000";
-        }
-        d.message =
-            i == tpc.size()
-                ? fmt::format(
-                      "tm: transaction {} rolled back: the last agent '{}' could not "
-                      "write its commit marker: {}",
-                      m_gtrid, lr_name, d.message)
-                : fmt::format("tm: transaction {} rolled back: resource '{}' could not prepare: {}",
-                              m_gtrid, tpc[i]->res->name(), d.message);
-        raise(std::move(d));
-    }
-
-    std::vector<member*> writers;
-    for (auto* m : tpc)
-        if (!m->read_only) writers.push_back(m);
-
-    bool logged = false;
-    auto log_decision = [&] {
-        log_record rec{log_record::kind::commit, m_gtrid, {}};
-        for (auto* m : writers) rec.branches.emplace_back(m->res->name(), m->x.bqual());
-        m_coord->m_log->force(rec);
-        logged = true;
-    };
-    const char* role = agent ? "last agent" : "last resource";
-
-    if (last != nullptr) {
-        if (!writers.empty()) crash_point("before_last_resource_commit");
-        // With writers, the marker makes this commit the decision; without (everybody
-        // else voted read-only) it alone decides (a last agent's marker, already
-        // written, is then merely finished at once).
-        if (!agent && !writers.empty()) forget = m_coord->take_markers(lr_name);
-        try {
-            if (agent || writers.empty())
-                last->res->commit(last->x, true);
-            else
-                last->res->commit_with_marker(last->x, m_gtrid, forget);
-        } catch (const std::exception& e) {
-            give_back();
-            if (dynamic_cast<const operational_error*>(&e) != nullptr ||
-                dynamic_cast<const heuristic_error*>(&e) != nullptr) {
-                // Outcome unknown: leave the others prepared; recovery reads the marker.
-                finish(outcome::in_doubt);
-                diagnostic d = static_cast<const error&>(e).diag();
-                d.message = fmt::format(
-                    "tm: transaction {} in doubt: the {} '{}' failed during its commit ({}); "
-                    "{}",
-                    m_gtrid, role, lr_name, d.message,
-                    writers.empty()
-                        ? "it was the only writer, its outcome is its own"
-                        : "the others stay prepared until recovery, which decides from its "
-                          "commit marker");
-                raise(std::move(d), true);
-            }
-            // Any other answer to a one-phase commit: the work is rolled back (a refused
-            // COMMIT, a failed marker, XAER_RMERR for XA's TMONEPHASE).
-            diagnostic d;
-            if (const auto* xe = dynamic_cast<const error*>(&e)) d = xe->diag();
-            if (!is_rollback_code(d.xa_code)) {
-                d.xa_code = XA_RBROLLBACK;
-                d.sqlstate = "40000";
-            }
-            d.message =
-                fmt::format("tm: transaction {} rolled back: the {} '{}' did not commit: {}",
-                            m_gtrid, role, lr_name, e.what());
-            try {
-                last->res->rollback(last->x);  // out of its branch, if still in it
-            } catch (...) {
-            }
-            last->read_only = true;  // gone: not rolled back again
-            rollback_members(true);
-            finish(outcome::rolled_back);
-            raise(std::move(d));
-        }
-        last->read_only = true;  // finished: never rolled back from here on
-        if (writers.empty()) {
-            if (agent) m_coord->finished_marker(lr_name, m_gtrid);
-            finish(outcome::committed);
-            std::lock_guard lk(m_coord->m_mutex);
-            ++(agent ? m_coord->m_stats.last_agent : m_coord->m_stats.last_resource);
-            return;
-        }
-        crash_point("after_last_resource_commit");
-        // The marker is the decision: nothing is logged. It stays until every other
-        // branch is committed (below), then goes with a later marker commit or recovery.
-    } else if (writers.empty()) {
-        finish(outcome::committed);
-        std::lock_guard lk(m_coord->m_mutex);
-        ++m_coord->m_stats.read_only_only;
-        return;
-    } else if (writers.size() > 1) {
-        crash_point("before_decision");
-        try {
-            log_decision();
-        } catch (const error& e) {
-            // Maybe on disk, maybe not: leave the branches prepared and let recovery
-            // decide from what the log holds, which is consistent either way.
-            finish(outcome::in_doubt);
-            diagnostic d = e.diag();
-            d.xa_code = XAER_RMFAIL;
-            d.message =
-                fmt::format("tm: transaction {} in doubt: the decision could not be logged: {}",
-                            m_gtrid, d.message);
-            raise(std::move(d), true);
-        }
-        crash_point("after_decision_logged");
-    }
-    // else: one writer, the others read-only: its commit alone decides; a crash before
-    // it is a presumed abort, which is a correct outcome for an unacknowledged commit.
-
-    // Phase two. A decided branch must answer "committed" (or "try later", retried
-    // here, then left to recovery); anything else is reported, never taken for done.
-    std::vector<std::string> heuristics;
-    int heuristic_code = XA_HEURMIX;
-    std::mutex hmutex;
-    auto commit_one = [&](std::size_t i) {
-        auto* m = writers[i];
-        auto report = [&](int code, std::string what, bool keep_for_recovery) {
-            std::lock_guard lk(hmutex);
-            heuristics.push_back(
-                fmt::format("'{}' {}: {}", m->res->name(), m->x.to_string(), std::move(what)));
-            if (code == XA_HEURHAZ) heuristic_code = XA_HEURHAZ;
-            if (keep_for_recovery) m_unfinished.push_back(m->x);
-        };
-        try {
-            retrying([&] { m->res->commit(m->x, false); });
-        } catch (const heuristic_error& e) {
-            report(XA_HEURMIX, e.what(), false);
-        } catch (const rollback_error& e) {
-            report(XA_HEURMIX, fmt::format("rolled back a branch decided committed ({})", e.what()),
-                   false);
-        } catch (const operational_error&) {
-            std::lock_guard lk(hmutex);
-            m_unfinished.push_back(m->x);  // connection lost: recovery commits it
-        } catch (const error& e) {
-            if (e.xa_code() == XA_RETRY) {
-                std::lock_guard lk(hmutex);
-                m_unfinished.push_back(m->x);  // still busy: recovery commits it
-            } else if (e.xa_code() == XAER_NOTA) {
-                report(XA_HEURMIX,
-                       fmt::format("the prepared branch was gone when phase two came to commit "
-                                   "it (rolled back by someone else?): {}",
-                                   e.what()),
-                       false);
-            } else {
-                // The branch may still be prepared: keep the decision for recovery.
-                report(XA_HEURHAZ,
-                       fmt::format("did not confirm the commit of a decided branch (recovery "
-                                   "retries it): {}",
-                                   e.what()),
-                       true);
-            }
-        } catch (...) {
-            std::lock_guard lk(hmutex);
-            m_unfinished.push_back(m->x);
-        }
-    };
-    if (armed_for("between_commits") && !writers.empty()) {
-        commit_one(0);
-        crash_point("between_commits");
-        for (std::size_t i = 1; i < writers.size(); ++i) commit_one(i);
-    } else {
-        m_coord->m_workers->parallel_for(writers.size(), commit_one, [&](std::size_t i) {
-            return writers[i]->res->thread_bound();
-        });
-    }
-    crash_point("after_commits");
-    if (logged && m_unfinished.empty())
-        m_coord->m_log->append(log_record{log_record::kind::end, m_gtrid, {}});
-    // A marker is needed while a branch it decided may still be prepared.
-    if (last != nullptr && m_unfinished.empty()) m_coord->finished_marker(lr_name, m_gtrid);
-    {
-        std::lock_guard lk(m_coord->m_mutex);
-        ++(last == nullptr ? m_coord->m_stats.two_phase
-           : agent         ? m_coord->m_stats.last_agent
-                           : m_coord->m_stats.last_resource);
-    }
-    if (!logged && !m_unfinished.empty() && last == nullptr) {
-        // The single writer's commit was the decision and it did not answer: unknown
-        // (recovery finds no record and rolls the branch back if it is still prepared).
-        finish(outcome::in_doubt);
-        raise(XAER_RMFAIL, "08007",
-              fmt::format("tm: transaction {} in doubt: '{}' did not confirm its commit{}", m_gtrid,
-                          writers[0]->res->name(),
-                          heuristics.empty() ? "" : " (" + heuristics.front() + ")"),
-              0);
-    }
-    if (!heuristics.empty()) {
-        finish(outcome::heuristic);
-        std::string msg;
-        for (auto& h : heuristics) msg += (msg.empty() ? "" : "; ") + h;
-        raise(heuristic_code, "40000",
-              fmt::format("tm: transaction {} was decided committed but is not atomic: {}", m_gtrid,
-                          msg));
-    }
-    finish(outcome::committed);
+    two_phase_commit(*this).run();
 }
 
 // ---------------------------------------------------------------------------------------

@@ -456,7 +456,7 @@ class XARM_API transaction {
     };
     void finish(outcome o);
     void rollback_members(bool swallow);
-    void commit_two_phase();
+    friend class two_phase_commit;  // tm.cpp: commit()'s steps with more than one member
 
     coordinator* m_coord;
     std::string m_gtrid;
@@ -568,6 +568,7 @@ class XARM_API coordinator {
 
   private:
     friend class transaction;
+    friend class two_phase_commit;
     void forget_inflight(const std::string& gtrid);
     void finished_marker(const std::string& resource_name, const std::string& gtrid);
     /// Markers taken with take_markers() and not deleted after all (the transaction
