@@ -174,6 +174,14 @@ class session final : public native_session {
                      bool is_rollback);
     /// Phase two of a prepared branch, wherever in this process it is attached.
     void finish_prepared(const xid& x, bool commit);
+    /// finish_prepared on this session's connection; false when x is not attached here.
+    bool finish_here(const xid& x, bool commit);
+    /// finish_prepared on l, another connection of this process holding x; false when
+    /// it does not (any more), or its connection was lost (closed_session: its session).
+    bool finish_on_owner(const xid& x, bool commit, const std::shared_ptr<link>& l,
+                         long& closed_session);
+    /// finish_prepared of a branch detached on the server, from a free connection.
+    void finish_on_server(const xid& x, bool commit, bool was_ours, long closed_session);
     /// MariaDB with read_only_vote=on: the branch (still active on l) has not moved the
     /// write counter since XA START; false when unknown, when the vote is off, or when a
     /// statement run through xarm already reported rows it changed (no reading then).

@@ -642,78 +642,96 @@ void session::rollback(const xid& x, bool prepared) {
     finish_idle(*m_link, x, xa_rollback_sql(x), "XA ROLLBACK", true);
 }
 
+namespace {
+
+// ER_XA_RBROLLBACK: the server rolled the branch back (MariaDB discards a prepared
+// branch that wrote nothing when its connection ends). Done, for a rollback; for a
+// commit that is a heuristic rollback, never a success.
+bool finished_anyway(const xid& x, bool commit, unsigned n) {
+    if (n != errnum::xa_rbrollback) return false;
+    if (commit) raise_rolled_back_at_commit(x, n);
+    return true;
+}
+
+// The holder answered "unknown XID" (or, with autocommit off, XAER_OUTSIDE, which a
+// connection still holding the prepared branch never answers to its XA COMMIT): the
+// branch was finished on it behind xarm's back (XA COMMIT sent on xarm_mysql_conn): the
+// connection is free again and the entry goes.
+void finished_behind(link& l, const sql::SQLException& e, const std::string& server, const xid& x) {
+    const unsigned n = errnum_of(e);
+    if (n != errnum::xaer_nota && n != errnum::xaer_outside) return;
+    l.prepared.reset();
+    registry::instance().forget(server, x);
+}
+
+const char* finish_verb(bool commit) {
+    return commit ? "XA COMMIT" : "XA ROLLBACK";
+}
+
+std::string finish_sql(const xid& x, bool commit) {
+    return commit ? xa_commit_sql(x, false) : xa_rollback_sql(x);
+}
+
+}  // namespace
+
+// A prepared branch is attached to this session's connection (the common, free path),
+// or to another connection of this process, or detached on the server (its connection
+// ended, or the server restarted).
 void session::finish_prepared(const xid& x, bool commit) {
-    const std::string sql = commit ? xa_commit_sql(x, false) : xa_rollback_sql(x);
-    const char* what = commit ? "XA COMMIT" : "XA ROLLBACK";
-    auto& reg = registry::instance();
-    // ER_XA_RBROLLBACK: the server rolled the branch back (MariaDB discards a prepared
-    // branch that wrote nothing when its connection ends). Done, for a rollback; for a
-    // commit that is a heuristic rollback, never a success.
-    auto finished_anyway = [&](unsigned n) {
-        if (n != errnum::xa_rbrollback) return false;
-        if (commit) raise_rolled_back_at_commit(x, n);
-        return true;
-    };
+    if (finish_here(x, commit)) return;
+    auto owner = registry::instance().owner(m_server, x);
+    if (finish_on_owner(x, commit, owner.holder, owner.closed_session)) return;
+    finish_on_server(x, commit, owner.ours, owner.closed_session);
+}
 
-    // The holder answered "unknown XID" (or, with autocommit off, XAER_OUTSIDE, which
-    // a connection still holding the prepared branch never answers to its XA COMMIT):
-    // the branch was finished on it behind xarm's back (XA COMMIT sent on
-    // xarm_mysql_conn): the connection is free again and the entry goes.
-    auto finished_behind = [&](link& l, const sql::SQLException& e) {
+bool session::finish_here(const xid& x, bool commit) {
+    std::unique_lock lk(m_link->mu);
+    if (m_link->prepared != x) return false;
+    try {
+        run(*m_link, finish_sql(x, commit));
+    } catch (const sql::SQLException& e) {
+        if (!finished_anyway(x, commit, errnum_of(e))) {
+            finished_behind(*m_link, e, m_server, x);
+            raise_sql(e, XAER_RMERR, finish_verb(commit));
+        }
+    }
+    m_link->prepared.reset();
+    lk.unlock();
+    registry::instance().forget(m_server, x);
+    return true;
+}
+
+bool session::finish_on_owner(const xid& x, bool commit, const std::shared_ptr<link>& l,
+                              long& closed_session) {
+    if (!l) return false;
+    std::unique_lock lk(l->mu);
+    if (!l->conn || l->lost || l->prepared != x) return false;
+    bool done = true;
+    try {
+        run(*l, finish_sql(x, commit));
+    } catch (const sql::SQLException& e) {
         const unsigned n = errnum_of(e);
-        if (n != errnum::xaer_nota && n != errnum::xaer_outside) return;
-        l.prepared.reset();
-        reg.forget(m_server, x);
-    };
+        if (!finished_anyway(x, commit, n) && !is_connection_lost(n)) {
+            finished_behind(*l, e, m_server, x);
+            raise_sql(e, XAER_RMERR, finish_verb(commit));
+        }
+        // Lost: the server detaches the branch; the caller finishes it detached.
+        done = finished_anyway(x, commit, n);
+        if (!done) closed_session = l->session_id;
+    }
+    l->prepared.reset();
+    // A session waits for a place in the parked bound: give this one back rather than
+    // keep the connection for its owner to reuse.
+    if (l->ticket && park_budget::instance().wanted(m_server)) l->close();
+    lk.unlock();
+    if (done) registry::instance().forget(m_server, x);
+    return done;
+}
 
-    // 1. Attached to this session's connection: the common, free path.
-    {
-        std::unique_lock lk(m_link->mu);
-        if (m_link->prepared == x) {
-            try {
-                run(*m_link, sql);
-            } catch (const sql::SQLException& e) {
-                if (!finished_anyway(errnum_of(e))) {
-                    finished_behind(*m_link, e);
-                    raise_sql(e, XAER_RMERR, what);
-                }
-            }
-            m_link->prepared.reset();
-            lk.unlock();
-            reg.forget(m_server, x);
-            return;
-        }
-    }
-    // 2. Attached to another connection of this process: finish it there.
-    auto [l, was_ours, closed_session] = reg.owner(m_server, x);
-    if (l) {
-        std::unique_lock lk(l->mu);
-        if (l->conn && !l->lost && l->prepared == x) {
-            bool done = true;
-            try {
-                run(*l, sql);
-            } catch (const sql::SQLException& e) {
-                const unsigned n = errnum_of(e);
-                if (!finished_anyway(n) && !is_connection_lost(n)) {
-                    finished_behind(*l, e);
-                    raise_sql(e, XAER_RMERR, what);
-                }
-                // Lost: the server detaches the branch; finish it below.
-                done = finished_anyway(n);
-                if (!done) closed_session = l->session_id;
-            }
-            l->prepared.reset();
-            // A session waits for a place in the parked bound: give this one back
-            // rather than keep the connection for its owner to reuse.
-            if (l->ticket && park_budget::instance().wanted(m_server)) l->close();
-            lk.unlock();
-            if (done) {
-                reg.forget(m_server, x);
-                return;
-            }
-        }
-    }
-    // 3. Detached (its connection ended, or the server restarted): any connection will do.
+void session::finish_on_server(const xid& x, bool commit, bool was_ours, long closed_session) {
+    const std::string sql = finish_sql(x, commit);
+    const char* what = finish_verb(commit);
+    auto& reg = registry::instance();
     ensure_free_link();
     std::lock_guard g(m_link->mu);
     // With autocommit off MariaDB counts the session as inside a transaction and
@@ -775,7 +793,7 @@ void session::finish_prepared(const xid& x, bool commit) {
             break;
         case detached_result::rolled_back:
             if (was_ours) reg.forget(m_server, x);
-            finished_anyway(out.errnum);  // raises for a commit
+            finished_anyway(x, commit, out.errnum);  // raises for a commit
             return;
         case detached_result::not_prepared:
             if (was_ours) reg.forget(m_server, x);
