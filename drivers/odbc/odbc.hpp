@@ -195,6 +195,8 @@ class session final : public native_session {
     void connect(const std::string& conn);
     void recognise();
     void declare();
+    void declare_postgresql(capability_set& c, const std::string& via);
+    void declare_mysql(capability_set& c, const std::string& via);
     void set_autocommit(bool on);
     /// Runs one statement on a fresh statement handle. collect: keep the rows. Never
     /// throws for an SQL error: the caller maps it.

@@ -316,109 +316,13 @@ void session::declare() {
         "(PostgreSQL, MariaDB/MySQL); this connection reaches " +
         m_dbms;
     switch (m_backend) {
-        case backend::postgresql: {
-#ifdef XARM_ODBC_WITH_PQ_DIALECT
-            long max_prepared = 0;
-            auto r = run_autocommit(pq::max_prepared_sql, true, op::open,
-                                    "reading max_prepared_transactions");
-            if (!r.rows.empty() && r.rows[0].size() == 1 && r.rows[0][0]) {
-                try {
-                    max_prepared = std::stol(*r.rows[0][0]);
-                } catch (const std::exception&) {
-                    max_prepared = 0;
-                }
-            }
-            for (const auto& s : pq::capabilities_for(max_prepared).list()) {
-                if (s.what != capability::two_phase && s.what != capability::recovery &&
-                    s.what != capability::read_only_vote)
-                    continue;
-                if (s.supported)
-                    c.yes(s.what, s.reason + ", " + via);
-                else
-                    c.no(s.what, s.reason);
-            }
-            m_two_phase = max_prepared > 0;
-            c.yes(capability::timeout,
-                  "SET LOCAL idle_in_transaction_session_timeout as the branch's first "
-                  "statement " +
-                      via +
-                      ": PostgreSQL ends the session (rolling the branch back) once it has been "
-                      "idle in the branch that long; a prepared branch is not timed");
-#else
-            const std::string why = "this build of xarm has no PostgreSQL dialect (drivers/pq)";
-            c.no(capability::two_phase, why)
-                .no(capability::recovery, why)
-                .no(capability::read_only_vote, why);
-#endif
+        case backend::postgresql:
+            declare_postgresql(c, via);
             break;
-        }
         case backend::mariadb:
-        case backend::mysql: {
-#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
-            c.yes(capability::two_phase,
-                  "XA START/END/PREPARE/COMMIT/ROLLBACK " + via +
-                      "; the server keeps a prepared branch attached to its session: phase two "
-                      "on the same session runs there, from another thread of this process on "
-                      "that session's connection, and anything else this session does first "
-                      "reopens the connection to detach the branch (xarm_odbc_hdbc stays the "
-                      "same handle)")
-                .yes(capability::recovery,
-                     std::string("XA RECOVER ") +
-                         (m_backend == backend::mariadb ? "FORMAT='SQL'" : "CONVERT XID") +
-                         ", read byte-exact " + via)
-                .no(capability::read_only_vote,
-                    "MySQL's XA PREPARE gives no read-only answer, and xarm reads "
-                    "MariaDB's session counters to tell");
-            if (m_backend == backend::mariadb && m_read_only_vote)
-                c.yes(capability::read_only_vote,
-                      "XARM_READ_ONLY_VOTE=on: a branch whose session write counters (rows "
-                      "written, updated or deleted; DELETE and UPDATE statements) did not move "
-                      "since XA START is rolled back at prepare and votes XA_RDONLY; MariaDB "
-                      "would otherwise discard it once its session ends, and XA COMMIT from "
-                      "elsewhere would answer XA_HEURRB. Cost: about 1 ms of server time for "
-                      "each of the two readings per branch " +
-                          via);
-            else if (m_backend == backend::mariadb)
-                c.no(capability::read_only_vote,
-                     "off by default (XARM_READ_ONLY_VOTE=off): a branch that wrote nothing "
-                     "votes XA_OK and is committed on the session that prepared it, from any "
-                     "thread of this process; MariaDB discards such a branch once that session "
-                     "ends (xa_close, another branch started before phase two, a crash), and "
-                     "XA COMMIT from elsewhere then answers XA_HEURRB. Add "
-                     "XARM_READ_ONLY_VOTE=on to the connection string to vote XA_RDONLY "
-                     "instead, at the cost of reading the session write counters "
-                     "(information_schema.SESSION_STATUS, about 1 ms of server time per "
-                     "reading, two per branch)");
-            c.yes(capability::one_phase, "XA COMMIT ... ONE PHASE " + via);
-            m_session_id = fetch_session_id();
-            m_holder = std::make_shared<branch_holder>();
-            m_holder->dbc = m_dbc.get();
-            m_holder->session_id = m_session_id;
-            m_holder->which = m_backend;
-            if (m_backend == backend::mysql) {
-                const auto traits = mysql::traits_of(mysql::parse_server_version(m_server_version));
-                m_detach_on_prepare = traits.has_detach_on_prepare && read_detach_on_prepare();
-                if (traits.recover_needs_privilege)
-                    c.yes(capability::recovery,
-                          "XA RECOVER CONVERT XID, read byte-exact " + via +
-                              "; MySQL 8 answers it only to users with the XA_RECOVER_ADMIN "
-                              "privilege (error 1227 otherwise)");
-            }
-            if (m_backend == backend::mysql && m_odbc_driver.find("maodbc") != std::string::npos)
-                c.no(capability::recovery,
-                     "MariaDB Connector/ODBC cannot read XA RECOVER's result (it sees no "
-                     "columns and leaves the connection unusable), and a MySQL server has no "
-                     "anonymous compound statement to wrap it in: use MySQL's Connector/ODBC "
-                     "or the native mysql driver to recover");
-            m_two_phase = true;
-#else
-            const std::string why = "this build of xarm has no MySQL dialect (drivers/mysql)";
-            c.no(capability::two_phase, why)
-                .no(capability::recovery, why)
-                .no(capability::read_only_vote, why);
-#endif
+        case backend::mysql:
+            declare_mysql(c, via);
             break;
-        }
         case backend::sqlite:
             c.no(capability::two_phase,
                  "SQLite cannot keep a prepared transaction: a transaction that survives the "
@@ -442,6 +346,112 @@ void session::declare() {
             break;
     }
     m_caps = std::move(c);
+}
+
+// Two-phase through ODBC to PostgreSQL: the pq driver's own statements and capabilities.
+void session::declare_postgresql(capability_set& c, const std::string& via) {
+#ifdef XARM_ODBC_WITH_PQ_DIALECT
+    long max_prepared = 0;
+    auto r =
+        run_autocommit(pq::max_prepared_sql, true, op::open, "reading max_prepared_transactions");
+    if (!r.rows.empty() && r.rows[0].size() == 1 && r.rows[0][0]) {
+        try {
+            max_prepared = std::stol(*r.rows[0][0]);
+        } catch (const std::exception&) {
+            max_prepared = 0;
+        }
+    }
+    for (const auto& s : pq::capabilities_for(max_prepared).list()) {
+        if (s.what != capability::two_phase && s.what != capability::recovery &&
+            s.what != capability::read_only_vote)
+            continue;
+        if (s.supported)
+            c.yes(s.what, s.reason + ", " + via);
+        else
+            c.no(s.what, s.reason);
+    }
+    m_two_phase = max_prepared > 0;
+    c.yes(capability::timeout,
+          "SET LOCAL idle_in_transaction_session_timeout as the branch's first "
+          "statement " +
+              via +
+              ": PostgreSQL ends the session (rolling the branch back) once it has been "
+              "idle in the branch that long; a prepared branch is not timed");
+#else
+    const std::string why = "this build of xarm has no PostgreSQL dialect (drivers/pq)";
+    c.no(capability::two_phase, why)
+        .no(capability::recovery, why)
+        .no(capability::read_only_vote, why);
+#endif
+}
+
+// Two-phase through ODBC to MariaDB or MySQL: XA statements, with the mysql driver's
+// dialect (recover format, server traits) and the branch holder for phase two from
+// other threads.
+void session::declare_mysql(capability_set& c, const std::string& via) {
+#ifdef XARM_ODBC_WITH_MYSQL_DIALECT
+    c.yes(capability::two_phase,
+          "XA START/END/PREPARE/COMMIT/ROLLBACK " + via +
+              "; the server keeps a prepared branch attached to its session: phase two "
+              "on the same session runs there, from another thread of this process on "
+              "that session's connection, and anything else this session does first "
+              "reopens the connection to detach the branch (xarm_odbc_hdbc stays the "
+              "same handle)")
+        .yes(capability::recovery,
+             std::string("XA RECOVER ") +
+                 (m_backend == backend::mariadb ? "FORMAT='SQL'" : "CONVERT XID") +
+                 ", read byte-exact " + via)
+        .no(capability::read_only_vote,
+            "MySQL's XA PREPARE gives no read-only answer, and xarm reads "
+            "MariaDB's session counters to tell");
+    if (m_backend == backend::mariadb && m_read_only_vote)
+        c.yes(capability::read_only_vote,
+              "XARM_READ_ONLY_VOTE=on: a branch whose session write counters (rows "
+              "written, updated or deleted; DELETE and UPDATE statements) did not move "
+              "since XA START is rolled back at prepare and votes XA_RDONLY; MariaDB "
+              "would otherwise discard it once its session ends, and XA COMMIT from "
+              "elsewhere would answer XA_HEURRB. Cost: about 1 ms of server time for "
+              "each of the two readings per branch " +
+                  via);
+    else if (m_backend == backend::mariadb)
+        c.no(capability::read_only_vote,
+             "off by default (XARM_READ_ONLY_VOTE=off): a branch that wrote nothing "
+             "votes XA_OK and is committed on the session that prepared it, from any "
+             "thread of this process; MariaDB discards such a branch once that session "
+             "ends (xa_close, another branch started before phase two, a crash), and "
+             "XA COMMIT from elsewhere then answers XA_HEURRB. Add "
+             "XARM_READ_ONLY_VOTE=on to the connection string to vote XA_RDONLY "
+             "instead, at the cost of reading the session write counters "
+             "(information_schema.SESSION_STATUS, about 1 ms of server time per "
+             "reading, two per branch)");
+    c.yes(capability::one_phase, "XA COMMIT ... ONE PHASE " + via);
+    m_session_id = fetch_session_id();
+    m_holder = std::make_shared<branch_holder>();
+    m_holder->dbc = m_dbc.get();
+    m_holder->session_id = m_session_id;
+    m_holder->which = m_backend;
+    if (m_backend == backend::mysql) {
+        const auto traits = mysql::traits_of(mysql::parse_server_version(m_server_version));
+        m_detach_on_prepare = traits.has_detach_on_prepare && read_detach_on_prepare();
+        if (traits.recover_needs_privilege)
+            c.yes(capability::recovery,
+                  "XA RECOVER CONVERT XID, read byte-exact " + via +
+                      "; MySQL 8 answers it only to users with the XA_RECOVER_ADMIN "
+                      "privilege (error 1227 otherwise)");
+    }
+    if (m_backend == backend::mysql && m_odbc_driver.find("maodbc") != std::string::npos)
+        c.no(capability::recovery,
+             "MariaDB Connector/ODBC cannot read XA RECOVER's result (it sees no "
+             "columns and leaves the connection unusable), and a MySQL server has no "
+             "anonymous compound statement to wrap it in: use MySQL's Connector/ODBC "
+             "or the native mysql driver to recover");
+    m_two_phase = true;
+#else
+    const std::string why = "this build of xarm has no MySQL dialect (drivers/mysql)";
+    c.no(capability::two_phase, why)
+        .no(capability::recovery, why)
+        .no(capability::read_only_vote, why);
+#endif
 }
 
 void session::set_autocommit(bool on) {
