@@ -348,6 +348,15 @@ void session::declare() {
     m_caps = std::move(c);
 }
 
+namespace {
+// A backend whose dialect driver was not built: no two-phase through ODBC.
+[[maybe_unused]] void without_dialect(capability_set& c, const std::string& why) {
+    c.no(capability::two_phase, why)
+        .no(capability::recovery, why)
+        .no(capability::read_only_vote, why);
+}
+}  // namespace
+
 // Two-phase through ODBC to PostgreSQL: the pq driver's own statements and capabilities.
 void session::declare_postgresql(capability_set& c, const std::string& via) {
 #ifdef XARM_ODBC_WITH_PQ_DIALECT
@@ -378,10 +387,7 @@ void session::declare_postgresql(capability_set& c, const std::string& via) {
               ": PostgreSQL ends the session (rolling the branch back) once it has been "
               "idle in the branch that long; a prepared branch is not timed");
 #else
-    const std::string why = "this build of xarm has no PostgreSQL dialect (drivers/pq)";
-    c.no(capability::two_phase, why)
-        .no(capability::recovery, why)
-        .no(capability::read_only_vote, why);
+    without_dialect(c, "this build of xarm has no PostgreSQL dialect (drivers/pq)");
 #endif
 }
 
@@ -447,10 +453,7 @@ void session::declare_mysql(capability_set& c, const std::string& via) {
              "or the native mysql driver to recover");
     m_two_phase = true;
 #else
-    const std::string why = "this build of xarm has no MySQL dialect (drivers/mysql)";
-    c.no(capability::two_phase, why)
-        .no(capability::recovery, why)
-        .no(capability::read_only_vote, why);
+    without_dialect(c, "this build of xarm has no MySQL dialect (drivers/mysql)");
 #endif
 }
 
