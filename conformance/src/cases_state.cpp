@@ -375,6 +375,7 @@ void threads_c(context& ctx) {
     constexpr int threads = 4, per = 10;
     std::vector<std::string> errs(threads);
     std::vector<std::thread> ts;
+    ts.reserve(threads);
     for (int i = 0; i < threads; ++i)
         ts.emplace_back([&, i] {
             try {

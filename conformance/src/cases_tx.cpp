@@ -622,6 +622,7 @@ void threads_sql(context& ctx) {
     auto t = ctx.new_table();
     std::vector<std::string> errs(threads);
     std::vector<std::thread> ts;
+    ts.reserve(threads);
     for (int i = 0; i < threads; ++i)
         ts.emplace_back([&, i] {
             try {
@@ -638,7 +639,7 @@ void threads_sql(context& ctx) {
         });
     for (auto& th : ts) th.join();
     for (const auto& e : errs) check(e.empty(), e);
-    check(ctx.count(t) == threads * per,
+    check(ctx.count(t) == long{threads} * per,
           fmt::format("{} threads x {} commits: {} rows", threads, per, ctx.count(t)));
 }
 

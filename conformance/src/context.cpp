@@ -520,7 +520,7 @@ void fail(const std::string& what) {
 }
 
 std::string code_text(int rc) {
-    const std::string name = xa_code_name(rc);
+    std::string name = xa_code_name(rc);
     if (name != "XA_UNKNOWN") return name;
     return fmt::format("{} (not an XA return code)", rc);
 }

@@ -105,6 +105,7 @@ class pq_client final : public sql_client {
         }
         const int rows = m_ntuples(res), cols = m_nfields(res);
         std::vector<column> names;
+        names.reserve(static_cast<std::size_t>(cols));
         for (int c = 0; c < cols; ++c) names.push_back({m_fname(res, c), "", 0});
         result_builder b(std::move(names));
         for (int i = 0; i < rows; ++i) {
@@ -280,6 +281,8 @@ class switch_session final : public native_session {
         }
     }
 
+    switch_session(const switch_session&) = delete;
+    switch_session& operator=(const switch_session&) = delete;
     ~switch_session() override {
         int rc = 0;
         {

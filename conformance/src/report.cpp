@@ -158,6 +158,7 @@ std::string report_text(const std::vector<run_result>& runs) {
     std::size_t w0 = 4;
     for (const auto& id : ids) w0 = std::max(w0, id.size());
     std::vector<std::size_t> w;
+    w.reserve(runs.size());
     for (const auto& r : runs) w.push_back(std::max<std::size_t>(r.tgt.label.size(), 14));
     std::string out = fmt::format("{:<{}}", "case", w0);
     for (std::size_t i = 0; i < runs.size(); ++i)

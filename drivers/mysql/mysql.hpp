@@ -125,6 +125,8 @@ result read_rows(sql::ResultSet& rs, std::int64_t affected);
 
 class session final : public native_session {
   public:
+    session(const session&) = delete;
+    session& operator=(const session&) = delete;
     /// max_connections: the server's, read at open (bounds the parked connections).
     session(options opt, dialect d, std::shared_ptr<link> first, long max_connections);
     ~session() override;

@@ -14,6 +14,7 @@
 
 #include "mysql.hpp"
 #include "registry.hpp"
+#include "xarm/driver/scope.hpp"
 #include "xarm/xa.h"
 
 namespace xarm::mysql {
@@ -737,24 +738,22 @@ void session::finish_on_server(const xid& x, bool commit, bool was_ours, long cl
     // With autocommit off MariaDB counts the session as inside a transaction and
     // answers XAER_OUTSIDE for another connection's branch: switch it on meanwhile,
     // unless a local transaction is really open (which that answer then reports).
-    struct autocommit_on {
-        link* l = nullptr;
-        ~autocommit_on() {
-            if (l == nullptr) return;
-            try {
-                run(*l, "SET autocommit=0");
-            } catch (const sql::SQLException&) {
-                // Lost connection: the next use reports it.
-            }
+    link* switched = nullptr;
+    const scope_exit autocommit_off([&switched]() noexcept {
+        if (switched == nullptr) return;
+        try {
+            run(*switched, "SET autocommit=0");
+        } catch (const sql::SQLException&) {
+            // Lost connection: the next use reports it.
         }
-    } ac;
+    });
     if (!m_local) {
         try {
             run(*m_link, "SET autocommit=1");
         } catch (const sql::SQLException& e) {
             raise_sql(e, XAER_RMERR, what);
         }
-        ac.l = m_link.get();
+        switched = m_link.get();
     }
     // Not while the server tears down the session that held the branch (closed here, or
     // unknown: any closing one): an XA COMMIT meanwhile would answer success and commit

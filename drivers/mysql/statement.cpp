@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "mysql.hpp"
+#include "xarm/driver/scope.hpp"
 #include "xarm/xa.h"
 
 namespace xarm::mysql {
@@ -111,16 +112,13 @@ void bind(sql::PreparedStatement& ps, std::span<const value> params,
 result run_prepared(sql::PreparedStatement& ps, std::span<const value> params, bool rows) {
     std::vector<std::unique_ptr<std::istringstream>> streams;
     // The statement keeps pointers to the streams: unbind them whatever happens.
-    struct unbind {
-        sql::PreparedStatement& ps;
-        ~unbind() {
-            try {
-                ps.clearParameters();
-            } catch (...) {
-                // The connection is gone: so is the statement.
-            }
+    const scope_exit unbind([&ps]() noexcept {
+        try {
+            ps.clearParameters();
+        } catch (...) {
+            // The connection is gone: so is the statement.
         }
-    } guard{ps};
+    });
     bind(ps, params, streams);
     // The statement's result columns are known since it was prepared (no round trip);
     // Connector/C++ has no update count for prepared statements but executeUpdate's.

@@ -138,8 +138,10 @@ struct outcome {
 
 class session final : public native_session {
   public:
+    session(const session&) = delete;
+    session& operator=(const session&) = delete;
     /// conn: an ODBC connection string; it holds the password: never put it in a message.
-    explicit session(std::string conn);
+    explicit session(const std::string& conn);
     ~session() override;
 
     capability_set capabilities() const override { return m_caps; }

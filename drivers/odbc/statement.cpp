@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "odbc.hpp"
+#include "xarm/driver/scope.hpp"
 #include "xarm/xa.h"
 
 namespace xarm::odbc {
@@ -250,6 +251,8 @@ struct prepared final : native_statement {
         owner.m_prepared.push_back(this);
     }
     ~prepared() override { std::erase(owner.m_prepared, this); }
+    prepared(const prepared&) = delete;
+    prepared& operator=(const prepared&) = delete;
     session& owner;
     std::string sql;
     stmt_ptr handle;
@@ -421,13 +424,10 @@ result session::execute_prepared(native_statement& st, std::span<const value> pa
         SQLFreeStmt(h, SQL_CLOSE);
         SQLFreeStmt(h, SQL_RESET_PARAMS);
         bound_params bound(params, m_backend == backend::sqlite, m_backend == backend::virtuoso);
-        struct unbind {
-            SQLHSTMT h;
-            ~unbind() {
-                SQLFreeStmt(h, SQL_CLOSE);
-                SQLFreeStmt(h, SQL_RESET_PARAMS);
-            }
-        } guard{h};
+        const scope_exit unbind([h]() noexcept {
+            SQLFreeStmt(h, SQL_CLOSE);
+            SQLFreeStmt(h, SQL_RESET_PARAMS);
+        });
         if (!bound.bind(h, params)) return {{}, true, read_diag(SQL_HANDLE_STMT, h)};
         const SQLRETURN rc = SQLExecute(h);
         if (rc == SQL_NO_DATA) return {};

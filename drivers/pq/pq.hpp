@@ -48,6 +48,8 @@ void check_conninfo(const std::string& info);
 
 class session final : public native_session {
   public:
+    session(const session&) = delete;
+    session& operator=(const session&) = delete;
     explicit session(const std::string& conninfo);
     ~session() override;
 

@@ -372,6 +372,8 @@ namespace {
 struct prepared final : native_statement {
     prepared(session& s, std::string n) : owner(s), name(std::move(n)) {}
     ~prepared() override { owner.unused(std::move(name)); }
+    prepared(const prepared&) = delete;
+    prepared& operator=(const prepared&) = delete;
     session& owner;
     std::string name;
 };

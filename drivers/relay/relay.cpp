@@ -15,6 +15,8 @@ namespace {
 
 class session final : public native_session {
   public:
+    session(const session&) = delete;
+    session& operator=(const session&) = delete;
     session(std::shared_ptr<const driver> d, std::unique_ptr<native_session> s)
         : m_driver(std::move(d)), m_inner(std::move(s)) {}
     ~session() override {

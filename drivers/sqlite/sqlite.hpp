@@ -20,6 +20,8 @@ int rollback_code_of(int rc) noexcept;
 
 class session final : public native_session {
   public:
+    session(const session&) = delete;
+    session& operator=(const session&) = delete;
     session(const std::string& path, int flags, int busy_timeout_ms, bool foreign_keys);
     ~session() override;
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "sqlite.hpp"
+#include "xarm/driver/scope.hpp"
 #include "xarm/xa.h"
 
 namespace xarm::sqlite {
@@ -74,13 +75,10 @@ const char* fundamental_name(int t) {
 
 result session::run(sqlite3_stmt* st, std::span<const value> params, bool collect) {
     // Leave the statement reset and unbound whatever happens: bound data is not ours.
-    struct reset_guard {
-        sqlite3_stmt* st;
-        ~reset_guard() {
-            sqlite3_reset(st);
-            sqlite3_clear_bindings(st);
-        }
-    } guard{st};
+    const scope_exit reset([st]() noexcept {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    });
     for (std::size_t i = 0; i < params.size(); ++i) {
         const int rc = bind(st, static_cast<int>(i + 1), params[i]);
         if (rc != SQLITE_OK)

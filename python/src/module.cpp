@@ -267,10 +267,14 @@ auto call(shared_connection& s, F&& f) {
 /// Drops one owner of the shared connection; the last one closes it, which may wait on
 /// the network, so without the GIL (except while the interpreter shuts down, when
 /// another thread could not take it anyway).
-void release(std::shared_ptr<shared_connection>& s) {
-    if (s.use_count() == 1 && !_Py_IsFinalizing()) {
-        py::gil_scoped_release nogil;
-        s.reset();
+void release(std::shared_ptr<shared_connection>& s) noexcept {
+    try {
+        if (s.use_count() == 1 && !_Py_IsFinalizing()) {
+            py::gil_scoped_release nogil;
+            s.reset();
+        }
+    } catch (...) {
+        // The GIL could not be released: close with it held.
     }
     s.reset();
 }
@@ -386,6 +390,8 @@ class Cursor {
     explicit Cursor(std::shared_ptr<shared_connection> s) : m_s(std::move(s)) {}
     Cursor(Cursor&&) noexcept = default;
     Cursor& operator=(Cursor&&) = delete;
+    Cursor(const Cursor&) = delete;
+    Cursor& operator=(const Cursor&) = delete;
     ~Cursor() { release(m_s); }
 
     int arraysize = 1;
@@ -561,13 +567,15 @@ PYBIND11_MODULE(_xarm, m) {
     exc.heuristic_error = new_exception(m, "HeuristicError", exc.database_error,
                                         "The branch was completed heuristically (XA_HEUR*).");
 
-    py::register_exception_translator([](std::exception_ptr p) {
-        try {
-            if (p) std::rethrow_exception(p);
-        } catch (const xarm::error& e) {
-            set_python_error(e);
-        }
-    });
+    // pybind11's translator type takes the exception_ptr by value.
+    py::register_exception_translator(
+        [](std::exception_ptr p) {  // NOLINT(performance-unnecessary-value-param)
+            try {
+                if (p) std::rethrow_exception(p);
+            } catch (const xarm::error& e) {
+                set_python_error(e);
+            }
+        });
 
     m.def(
         "_xid_to_string", [](const py::handle& x) { return to_xid(x).to_string(); },

@@ -372,7 +372,7 @@ int demo_transfer(const demo_transfer_options& o, std::ostream& out) {
                     for (auto& r : res) t.enlist(*r);
                     const int src = static_cast<int>(rng() % n);
                     const int dst = (src + 1 + static_cast<int>(rng() % (n - 1))) % n;
-                    const long long amount = 1 + rng() % 100;
+                    const auto amount = static_cast<long long>(1 + rng() % 100);
                     for (int k = 0; k < n; ++k) {
                         const long long delta = k == src ? -amount : k == dst ? amount : 0;
                         auto& c = res[static_cast<std::size_t>(k)]->conn();
@@ -414,6 +414,7 @@ int demo_transfer(const demo_transfer_options& o, std::ostream& out) {
         }
     };
     std::vector<std::thread> ts;
+    ts.reserve(static_cast<std::size_t>(o.threads));
     for (int w = 0; w < o.threads; ++w) ts.emplace_back(worker, w);
     for (auto& t : ts) t.join();
     const double secs =

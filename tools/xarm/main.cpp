@@ -6,7 +6,8 @@
 
 #include "commands.hpp"
 
-int main(int argc, char** argv) {
+namespace {
+int run_command_line(int argc, char** argv) {
     using namespace xarm::cli;
     CLI::App app{"xarm: XA resource managers for SQL databases"};
     app.require_subcommand(1);
@@ -47,4 +48,15 @@ int main(int argc, char** argv) {
         return exit_failed;
     }
     return exit_usage;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run_command_line(argc, argv);
+    } catch (const std::exception& e) {
+        // Building the command line itself failed (out of memory, say).
+        std::fprintf(stderr, "xarm: %s\n", e.what());
+        return xarm::cli::exit_failed;
+    }
 }

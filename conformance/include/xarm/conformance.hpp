@@ -218,6 +218,8 @@ class context {
   public:
     explicit context(const target& t);
     ~context();
+    context(const context&) = delete;
+    context& operator=(const context&) = delete;
 
     const target& tgt() const noexcept { return m_t; }
     bool claims(capability c) const;
@@ -244,7 +246,7 @@ class context {
     void adopt(const std::vector<xid>& xids, const std::vector<std::string>& tables);
     /// Runs cleanup: rolls back tracked prepared branches, drops tables.
     void cleanup() noexcept;
-    void note(std::string s) {
+    void note(const std::string& s) {
         std::lock_guard lock(m_mu);
         m_notes += (m_notes.empty() ? "" : "; ") + s;
     }
