@@ -800,63 +800,104 @@ coordinator::statistics coordinator::stats() const {
     return m_stats;
 }
 
-recovery_report coordinator::recover(const resource_factory& make, std::vector<std::string> names,
-                                     const recovery_options& o) {
-    recovery_report rep;
-    rep.warnings = m_log->warnings();
-    std::map<std::string, log_record> live;
-    for (auto& r : m_log->live()) live.emplace(r.gtrid, r);
+// One recovery pass, in its steps: check that the log's resources are given, scan
+// every resource for this coordinator's prepared branches, read (and fence) the commit
+// markers, finish each branch as decided, then close what is finished.
+class recovery_pass {
+  public:
+    recovery_pass(coordinator& co, const resource_factory& make, std::vector<std::string> names,
+                  const recovery_options& o)
+        : m_co(co), m_make(make), m_names(std::move(names)), m_opts(o) {}
+
+    recovery_report run() {
+        m_rep.warnings = m_co.m_log->warnings();
+        for (auto& r : m_co.m_log->live()) m_live.emplace(r.gtrid, r);
+        require_logged_resources();
+        scan();
+        read_markers();
+        // Without every marker a missing one does not mean "not committed": then decide
+        // only what the log decides, and leave the rest in doubt.
+        m_markers_complete = m_rep.errors.empty();
+        if (m_markers_complete) fence_undecided();
+        finish_branches();
+        close_finished();
+        if (trace_enabled())
+            trace(fmt::format(
+                "tm recovery of '{}': {} committed, {} rolled back, {} heuristic, {} errors",
+                m_co.m_id, m_rep.committed.size(), m_rep.rolled_back.size(), m_rep.heuristic.size(),
+                m_rep.errors.size()));
+        if (m_rep.complete()) {
+            try {
+                m_co.m_log->compact();
+            } catch (const error& e) {
+                m_rep.warnings.push_back(std::string("log not compacted: ") + e.what());
+            }
+        }
+        return std::move(m_rep);
+    }
+
+  private:
+    struct scanned {
+        std::unique_ptr<resource> res;
+        std::vector<xid> own;
+    };
+
+    bool inflight(const std::string& gtrid) const {
+        std::lock_guard lk(m_co.m_mutex);
+        return m_co.m_inflight.count(gtrid) != 0;
+    }
+
     // Every resource the log names must be given: recovering without one would leave
     // its decided branches prepared while reporting success for the others.
-    std::set<std::string> missing;
-    for (const auto& [g, r] : live)
-        for (const auto& b : r.branches)
-            if (std::find(names.begin(), names.end(), b.first) == names.end())
-                missing.insert(b.first);
-    if (!missing.empty()) {
+    void require_logged_resources() const {
+        std::set<std::string> missing;
+        for (const auto& [g, r] : m_live)
+            for (const auto& b : r.branches)
+                if (std::find(m_names.begin(), m_names.end(), b.first) == m_names.end())
+                    missing.insert(b.first);
+        if (missing.empty()) return;
         std::string list;
         for (const auto& n : missing) list += (list.empty() ? "'" : ", '") + n + "'";
         raise(XAER_INVAL, "22023",
               fmt::format("tm: recovery refused: the decision log ({}) names resources that "
                           "were not given: {}. Configure every resource the coordinator uses",
-                          m_log->describe(), list));
+                          m_co.m_log->describe(), list));
     }
 
-    struct scanned {
-        std::unique_ptr<resource> res;
-        std::vector<xid> own;
-    };
-    std::map<std::string, scanned> reachable;
-    for (const auto& name : names) {
-        if (reachable.count(name)) continue;
-        auto backoff = o.first_backoff;
-        for (int attempt = 1;; ++attempt) {
-            try {
-                scanned s;
-                s.res = make(name);
-                if (!s.res) {
-                    // Not a connection problem: retrying cannot help.
-                    rep.errors.push_back(
-                        fmt::format("resource '{}': the resource factory does not know it", name));
+    // Each resource's prepared branches of this coordinator, retried with back-off while
+    // it cannot be reached.
+    void scan() {
+        for (const auto& name : m_names) {
+            if (m_reachable.count(name)) continue;
+            auto backoff = m_opts.first_backoff;
+            for (int attempt = 1;; ++attempt) {
+                try {
+                    scanned s;
+                    s.res = m_make(name);
+                    if (!s.res) {
+                        // Not a connection problem: retrying cannot help.
+                        m_rep.errors.push_back(fmt::format(
+                            "resource '{}': the resource factory does not know it", name));
+                        break;
+                    }
+                    for (auto& x : s.res->recover()) {
+                        if (m_co.owns(x))
+                            s.own.push_back(x);
+                        else
+                            ++m_rep.foreign_left_alone;
+                    }
+                    m_reachable.emplace(name, std::move(s));
                     break;
+                } catch (const std::exception& e) {
+                    if (attempt >= m_opts.attempts) {
+                        m_rep.errors.push_back(
+                            fmt::format("resource '{}' unreachable after {} attempts: {}", name,
+                                        attempt, e.what()));
+                        break;
+                    }
+                    std::this_thread::sleep_for(backoff);
+                    backoff = std::min(backoff * 2, m_opts.max_backoff);
                 }
-                for (auto& x : s.res->recover()) {
-                    if (owns(x))
-                        s.own.push_back(x);
-                    else
-                        ++rep.foreign_left_alone;
-                }
-                reachable.emplace(name, std::move(s));
-                break;
-            } catch (const std::exception& e) {
-                if (attempt >= o.attempts) {
-                    rep.errors.push_back(
-                        fmt::format("resource '{}' unreachable after {} attempts: {}", name,
-                                    attempt, e.what()));
-                    break;
-                }
-                std::this_thread::sleep_for(backoff);
-                backoff = std::min(backoff * 2, o.max_backoff);
             }
         }
     }
@@ -864,38 +905,34 @@ recovery_report coordinator::recover(const resource_factory& make, std::vector<s
     // Decisions recorded by last resources and last agents (markers), by gtrid. Any
     // resource may have been a last agent (the setting may have changed since): every
     // one is asked; those that keep no markers answer none.
-    std::map<std::string, std::string> markers;  // gtrid -> resource name
-    for (auto& [name, s] : reachable) {
-        try {
-            for (auto& m : s.res->markers(m_id + ".")) markers.emplace(m, name);
-        } catch (const std::exception& e) {
-            rep.errors.push_back(
-                fmt::format("resource '{}': cannot read its commit markers: {}", name, e.what()));
+    void read_markers() {
+        for (auto& [name, s] : m_reachable) {
+            try {
+                for (auto& m : s.res->markers(m_co.m_id + ".")) m_markers.emplace(m, name);
+            } catch (const std::exception& e) {
+                m_rep.errors.push_back(fmt::format(
+                    "resource '{}': cannot read its commit markers: {}", name, e.what()));
+            }
         }
     }
-    // Without every marker a missing one does not mean "not committed": then decide
-    // only what the log decides, and leave the rest in doubt.
-    bool markers_complete = rep.errors.empty();
+
     // A gtrid with prepared branches, no commit record and no visible marker may still
     // have its marker's COMMIT running on the server for the dead coordinator: make each
     // such absence final before presuming abort (docs/DESIGN.md section 7, Recovery).
-    if (markers_complete) {
+    void fence_undecided() {
         std::set<std::string> undecided;
-        for (const auto& [name, s] : reachable)
+        for (const auto& [name, s] : m_reachable)
             for (const auto& x : s.own)
-                if (!live.count(x.gtrid()) && !markers.count(x.gtrid()))
+                if (!m_live.count(x.gtrid()) && !m_markers.count(x.gtrid()))
                     undecided.insert(x.gtrid());
-        for (auto& [name, s] : reachable) {
+        for (auto& [name, s] : m_reachable) {
             for (const auto& g : undecided) {
-                {
-                    std::lock_guard lk(m_mutex);
-                    if (markers.count(g) || m_inflight.count(g)) continue;
-                }
+                if (m_markers.count(g) || inflight(g)) continue;
                 try {
-                    if (s.res->marker_committed(g)) markers.emplace(g, name);
+                    if (s.res->marker_committed(g)) m_markers.emplace(g, name);
                 } catch (const std::exception& e) {
-                    markers_complete = false;
-                    rep.errors.push_back(fmt::format(
+                    m_markers_complete = false;
+                    m_rep.errors.push_back(fmt::format(
                         "resource '{}': cannot make sure that marker {} is not being committed: {}",
                         name, g, e.what()));
                 }
@@ -903,113 +940,110 @@ recovery_report coordinator::recover(const resource_factory& make, std::vector<s
         }
     }
 
-    std::set<std::string> unresolved;
-    // Two resources on one database both list its branches: a branch finished through
-    // one is not "vanished" when the other comes to it.
-    std::set<xid> finished_here;
-    bool first = true;
-    for (auto& [name, s] : reachable) {
-        for (const auto& x : s.own) {
-            {
-                std::lock_guard lk(m_mutex);
-                if (m_inflight.count(x.gtrid())) continue;  // a running transaction's own
-            }
-            if (finished_here.count(x)) continue;
-            const bool commit = live.count(x.gtrid()) || markers.count(x.gtrid());
-            if (!commit && !markers_complete) {
-                unresolved.insert(x.gtrid());
-                continue;
-            }
-            const char* decided = commit ? "decided commit" : "decided rollback";
-            try {
-                // A named reference: clang before 16 (clang-tidy's here) cannot capture
-                // a structured binding in a lambda.
-                resource& res = *s.res;
-                if (commit) {
-                    retrying([&] { res.commit_recovered(x); });
-                    rep.committed.push_back(x);
-                } else {
-                    retrying([&] { res.rollback_recovered(x); });
-                    rep.rolled_back.push_back(x);
-                }
-                finished_here.insert(x);
-            } catch (const heuristic_error& e) {
-                unresolved.insert(x.gtrid());  // keep the record: someone must look
-                rep.heuristic.push_back(
-                    fmt::format("'{}' {} ({}): {}", name, x.to_string(), decided, e.what()));
-            } catch (const rollback_error& e) {
-                if (commit)
-                    rep.heuristic.push_back(fmt::format("'{}' {} (decided commit) rolled back: {}",
-                                                        name, x.to_string(), e.what()));
-                else
-                    rep.rolled_back.push_back(x);
-            } catch (const error& e) {
-                if (e.xa_code() == XAER_NOTA && !commit) continue;  // gone: rolled back anyway
-                if (e.xa_code() == XAER_NOTA) {
-                    // Listed as prepared a moment ago, gone now: committed by the previous
-                    // process's last command, or rolled back by someone else. Which one
-                    // cannot be told from here: an operator must check.
-                    rep.heuristic.push_back(
-                        fmt::format("'{}' {} (decided commit): the branch vanished before "
-                                    "recovery could commit it; check whether its work is "
-                                    "there: {}",
-                                    name, x.to_string(), e.what()));
+    void finish_branches() {
+        bool first = true;
+        for (auto& [name, s] : m_reachable) {
+            for (const auto& x : s.own) {
+                if (inflight(x.gtrid())) continue;  // a running transaction's own
+                if (m_finished_here.count(x)) continue;
+                const bool commit = m_live.count(x.gtrid()) || m_markers.count(x.gtrid());
+                if (!commit && !m_markers_complete) {
+                    m_unresolved.insert(x.gtrid());
                     continue;
                 }
-                unresolved.insert(x.gtrid());
-                rep.errors.push_back(fmt::format("'{}' {}: {}", name, x.to_string(), e.what()));
-            }
-            if (first) {
-                first = false;
-                crash_point("during_recovery");
+                finish_branch(name, *s.res, x, commit);
+                if (first) {
+                    first = false;
+                    crash_point("during_recovery");
+                }
             }
         }
     }
 
-    // Close what is finished: end records, markers.
-    for (const auto& [g, r] : live) {
-        {
-            std::lock_guard lk(m_mutex);
-            if (m_inflight.count(g)) continue;
-        }
-        bool done = !unresolved.count(g);
-        for (const auto& b : r.branches) done = done && reachable.count(b.first);
-        if (done) {
-            m_log->append(log_record{log_record::kind::end, g, {}});
-            ++rep.log_records_finished;
+    void finish_branch(const std::string& name, resource& res, const xid& x, bool commit) {
+        const char* decided = commit ? "decided commit" : "decided rollback";
+        try {
+            if (commit) {
+                retrying([&] { res.commit_recovered(x); });
+                m_rep.committed.push_back(x);
+            } else {
+                retrying([&] { res.rollback_recovered(x); });
+                m_rep.rolled_back.push_back(x);
+            }
+            m_finished_here.insert(x);
+        } catch (const heuristic_error& e) {
+            m_unresolved.insert(x.gtrid());  // keep the record: someone must look
+            m_rep.heuristic.push_back(
+                fmt::format("'{}' {} ({}): {}", name, x.to_string(), decided, e.what()));
+        } catch (const rollback_error& e) {
+            if (commit)
+                m_rep.heuristic.push_back(fmt::format("'{}' {} (decided commit) rolled back: {}",
+                                                      name, x.to_string(), e.what()));
+            else
+                m_rep.rolled_back.push_back(x);
+        } catch (const error& e) {
+            if (e.xa_code() == XAER_NOTA && !commit) return;  // gone: rolled back anyway
+            if (e.xa_code() == XAER_NOTA) {
+                // Listed as prepared a moment ago, gone now: committed by the previous
+                // process's last command, or rolled back by someone else. Which one cannot
+                // be told from here: an operator must check.
+                m_rep.heuristic.push_back(
+                    fmt::format("'{}' {} (decided commit): the branch vanished before "
+                                "recovery could commit it; check whether its work is there: {}",
+                                name, x.to_string(), e.what()));
+                return;
+            }
+            m_unresolved.insert(x.gtrid());
+            m_rep.errors.push_back(fmt::format("'{}' {}: {}", name, x.to_string(), e.what()));
         }
     }
-    if (markers_complete) {
+
+    // Close what is finished: end records, markers.
+    void close_finished() {
+        for (const auto& [g, r] : m_live) {
+            if (inflight(g)) continue;
+            bool done = !m_unresolved.count(g);
+            for (const auto& b : r.branches) done = done && m_reachable.count(b.first);
+            if (done) {
+                m_co.m_log->append(log_record{log_record::kind::end, g, {}});
+                ++m_rep.log_records_finished;
+            }
+        }
+        if (!m_markers_complete) return;
         std::map<std::string, std::vector<std::string>> drop;
-        for (const auto& [g, name] : markers) {
-            std::lock_guard lk(m_mutex);
-            if (m_inflight.count(g) || unresolved.count(g)) continue;
+        for (const auto& [g, name] : m_markers) {
+            if (inflight(g) || m_unresolved.count(g)) continue;
             drop[name].push_back(g);
         }
         for (auto& [name, gs] : drop) {
             try {
-                reachable.at(name).res->delete_markers(gs);
-                rep.markers_deleted += gs.size();
+                m_reachable.at(name).res->delete_markers(gs);
+                m_rep.markers_deleted += gs.size();
             } catch (const std::exception& e) {
-                rep.warnings.push_back(
+                m_rep.warnings.push_back(
                     fmt::format("resource '{}': markers not deleted: {}", name, e.what()));
             }
         }
     }
-    if (trace_enabled())
-        trace(
-            fmt::format("tm recovery of '{}': {} committed, {} rolled back, {} heuristic, {} "
-                        "errors",
-                        m_id, rep.committed.size(), rep.rolled_back.size(), rep.heuristic.size(),
-                        rep.errors.size()));
-    if (rep.complete()) {
-        try {
-            m_log->compact();
-        } catch (const error& e) {
-            rep.warnings.push_back(std::string("log not compacted: ") + e.what());
-        }
-    }
-    return rep;
+
+    coordinator& m_co;
+    const resource_factory& m_make;
+    std::vector<std::string> m_names;
+    const recovery_options& m_opts;
+    recovery_report m_rep;
+    std::map<std::string, log_record> m_live;  // the log's undone decisions, by gtrid
+    std::map<std::string, scanned> m_reachable;
+    std::map<std::string, std::string> m_markers;  // gtrid -> resource name holding it
+    bool m_markers_complete = false;
+    std::set<std::string> m_unresolved;
+    // Two resources on one database both list its branches: a branch finished through
+    // one is not "vanished" when the other comes to it.
+    std::set<xid> m_finished_here;
+};
+
+recovery_report coordinator::recover(const resource_factory& make, std::vector<std::string> names,
+                                     const recovery_options& o) {
+    return recovery_pass(*this, make, std::move(names), o).run();
 }
 
 }  // namespace xarm::tm

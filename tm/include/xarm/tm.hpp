@@ -569,6 +569,7 @@ class XARM_API coordinator {
   private:
     friend class transaction;
     friend class two_phase_commit;
+    friend class recovery_pass;
     void forget_inflight(const std::string& gtrid);
     void finished_marker(const std::string& resource_name, const std::string& gtrid);
     /// Markers taken with take_markers() and not deleted after all (the transaction
