@@ -123,14 +123,13 @@ bool is_connection_loss(const diag_record& d, backend b) noexcept {
     }
 }
 
-int rollback_code_for(const diag_record& d, backend b) noexcept {
+int rollback_code_for(const diag_record& d, [[maybe_unused]] backend b) noexcept {
 #ifdef XARM_ODBC_WITH_PQ_DIALECT
     if (b == backend::postgresql) return pq::rollback_code_for(d.sqlstate);
 #endif
 #ifdef XARM_ODBC_WITH_MYSQL_DIALECT
     if (b == backend::mariadb || b == backend::mysql) return mysql_rollback_code(d);
 #endif
-    (void)b;
     return generic_rollback_code(d.sqlstate);
 }
 

@@ -624,7 +624,7 @@ void session::rollback_local() {
 
 // ---- branches ---------------------------------------------------------------------
 
-void session::start(const xid& x, start_mode mode) {
+void session::start([[maybe_unused]] const xid& x, start_mode mode) {
     if (mode != start_mode::fresh) return;  // join/resume: the transaction is still open
     detach_held();
     m_branch_failure.reset();
@@ -635,8 +635,6 @@ void session::start(const xid& x, start_mode mode) {
         m_write_base =
             m_backend == backend::mariadb && m_read_only_vote ? write_counter() : std::nullopt;
     }
-#else
-    (void)x;
 #endif
     m_branch = true;
 }
@@ -847,7 +845,7 @@ void session::rollback(const xid& x, bool prepared) {
 }
 
 // Phase two of a prepared branch (ours or recovered), through the backend's own SQL.
-void session::finish_prepared(const xid& x, bool commit) {
+void session::finish_prepared([[maybe_unused]] const xid& x, [[maybe_unused]] bool commit) {
     if (!m_two_phase)
         raise(XAER_NOTA, "XAE04",
               "no such prepared branch: two-phase commit is not supported "
@@ -869,8 +867,6 @@ void session::finish_prepared(const xid& x, bool commit) {
         return;
     }
 #endif
-    (void)x;
-    (void)commit;
 }
 
 std::vector<xid> session::recover() {
