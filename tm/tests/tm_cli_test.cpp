@@ -299,3 +299,63 @@ BOOST_AUTO_TEST_CASE(mariadb_killed_mid_run_ends_the_demo_with_its_status_and_re
     BOOST_TEST(xarm::testing::mysql_prepared_of(d.mysql, d.coordinator) == 0u);
     drop_tables(d);
 }
+
+// Branch mode against PostgreSQL: the listing (text and JSON) names a prepared branch
+// with the server's details, --commit and --rollback finish just the branch they name,
+// and a branch that is not in doubt is refused without touching the others.
+BOOST_AUTO_TEST_CASE(recover_lists_and_finishes_prepared_branches_of_a_server,
+                     *boost::unit_test::precondition(xarm::testing::needs{"XARM_TEST_PQ"})) {
+    const std::string info = std::getenv("XARM_TEST_PQ");
+    scratch tmp;
+    const auto out = tmp.dir / "out";
+    const std::string g = short_id("xarm-cli-recover-");
+    auto c = xarm::connect("pq", info);
+    c.execute("CREATE TABLE IF NOT EXISTS xarm_cli_recover (v text)");
+    c.commit();
+    const std::vector<xid> xs{connection::xid(7, g, "a"), connection::xid(7, g, "b")};
+    for (const auto& x : xs) {  // prepared, then left in doubt by closing the connection
+        auto p = xarm::connect("pq", info);
+        p.tpc_begin(x);
+        p.execute("INSERT INTO xarm_cli_recover (v) VALUES (?)", x.bqual());
+        p.tpc_prepare();
+    }
+    auto mine = [&](const std::string& text) {
+        std::size_t n = 0;
+        for (const auto& x : xs) n += contains(text, x.to_string()) ? 1 : 0;
+        return n;
+    };
+    const std::vector<std::string> server{"recover", "--driver", "pq", "--open", info};
+
+    auto r = run_xarm(server, out);
+    BOOST_TEST(r.code == 0, r.output);
+    BOOST_TEST(mine(r.output) == 2u, r.output);
+    BOOST_TEST(contains(r.output, "owner"), r.output);  // the server's details
+
+    r = run_xarm(server + std::vector<std::string>{"--json"}, out);
+    BOOST_TEST(r.code == 0, r.output);
+    BOOST_TEST(contains(r.output, "\"gtrid_hex\""), r.output);
+    BOOST_TEST(mine(r.output) == 2u, r.output);
+
+    // Not in doubt: refused, nothing finished.
+    r = run_xarm(server + std::vector<std::string>{"--commit",
+                                                   connection::xid(7, g, "z").to_string(), "--yes"},
+                 out);
+    BOOST_TEST(r.code == 1, r.output);
+    BOOST_TEST(contains(r.output, "is not in doubt"), r.output);
+
+    r = run_xarm(server + std::vector<std::string>{"--commit", xs[0].to_string(), "--yes"}, out);
+    BOOST_TEST(r.code == 0, r.output);
+    BOOST_TEST(contains(r.output, "committed " + xs[0].to_string()), r.output);
+
+    r = run_xarm(server + std::vector<std::string>{"--rollback", xs[1].to_string(), "--yes"}, out);
+    BOOST_TEST(r.code == 0, r.output);
+    BOOST_TEST(contains(r.output, "rolled back " + xs[1].to_string()), r.output);
+
+    r = run_xarm(server, out);
+    BOOST_TEST(mine(r.output) == 0u, r.output);
+    auto rows = c.query("SELECT v FROM xarm_cli_recover WHERE v IN ('a', 'b') ORDER BY v");
+    BOOST_TEST_REQUIRE(rows.rows.size() == 1u);
+    BOOST_TEST(rows.rows[0].get<std::string>(0) == "a");  // committed; b rolled back
+    c.execute("DELETE FROM xarm_cli_recover");
+    c.commit();
+}

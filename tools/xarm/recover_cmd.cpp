@@ -92,72 +92,53 @@ bool confirm(const std::string& question, bool yes) {
     return answer == "y" || answer == "Y" || answer == "yes";
 }
 
-int run(const options& o) {
-    const int actions = !o.commit.empty() + !o.rollback.empty() + o.commit_all + o.rollback_all;
-    if (actions > 1)
-        throw usage_error("give at most one of --commit, --rollback, --commit-all, --rollback-all");
-    if (actions == 1 && !o.yes && ::isatty(STDIN_FILENO) == 0)
-        throw usage_error(
-            "standard input is not a terminal: add --yes to finish branches without a prompt");
-    std::optional<xid> target;
-    if (!o.commit.empty()) target = parse_xid(o.commit);
-    if (!o.rollback.empty()) target = parse_xid(o.rollback);
+using details_map = std::map<std::string, details>;
 
-    std::optional<connection> c;
-    try {
-        c.emplace(xarm::connect(o.driver, o.info));
-    } catch (const xarm::error& e) {
-        std::fprintf(stderr, "xarm recover: cannot connect: %s\n", e.what());
-        return exit_failed;
+int list_json(const std::vector<xid>& branches, const details_map& info, const driver* drv) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& x : branches) {
+        nlohmann::json e{{"xid", x.to_string()}, {"foreign", x.is_unparsed()}};
+        if (!x.is_unparsed()) {
+            e["format_id"] = x.format_id();
+            e["gtrid_hex"] = hex_encode(x.gtrid());
+            e["bqual_hex"] = hex_encode(x.bqual());
+        }
+        if (auto it = info.find(key_of(drv, x)); it != info.end()) {
+            e["prepared"] = it->second.prepared;
+            e["owner"] = it->second.owner;
+            e["database"] = it->second.database;
+        }
+        j.push_back(e);
     }
-    const auto describer = describer_of(*c);
-    const driver* drv = describer.get();
-    auto branches = c->tpc_recover();
-    auto info = load_details(*c, drv);
+    std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return exit_ok;
+}
 
-    if (actions == 0) {
-        if (o.json) {
-            nlohmann::json j = nlohmann::json::array();
-            for (const auto& x : branches) {
-                nlohmann::json e{{"xid", x.to_string()}, {"foreign", x.is_unparsed()}};
-                if (!x.is_unparsed()) {
-                    e["format_id"] = x.format_id();
-                    e["gtrid_hex"] = hex_encode(x.gtrid());
-                    e["bqual_hex"] = hex_encode(x.bqual());
-                }
-                if (auto it = info.find(key_of(drv, x)); it != info.end()) {
-                    e["prepared"] = it->second.prepared;
-                    e["owner"] = it->second.owner;
-                    e["database"] = it->second.database;
-                }
-                j.push_back(e);
-            }
-            std::printf("%s\n",
-                        j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
-            return exit_ok;
-        }
-        if (branches.empty()) {
-            std::printf("no in-doubt branches\n");
-            return exit_ok;
-        }
-        const bool detailed = !info.empty();
-        if (detailed)
-            std::printf("%-32s  %-12s  %-12s  %s\n", "prepared", "owner", "database", "xid");
-        for (const auto& x : branches) {
-            if (detailed) {
-                details d;
-                if (auto it = info.find(key_of(drv, x)); it != info.end()) d = it->second;
-                std::printf("%-32s  %-12s  %-12s  %s\n", printable(d.prepared).c_str(),
-                            printable(d.owner).c_str(), printable(d.database).c_str(),
-                            x.to_string().c_str());
-            } else {
-                std::printf("%s\n", x.to_string().c_str());
-            }
-        }
-        std::printf("%zu in-doubt branch%s\n", branches.size(), branches.size() == 1 ? "" : "es");
+int list_text(const std::vector<xid>& branches, const details_map& info, const driver* drv) {
+    if (branches.empty()) {
+        std::printf("no in-doubt branches\n");
         return exit_ok;
     }
+    const bool detailed = !info.empty();
+    if (detailed) std::printf("%-32s  %-12s  %-12s  %s\n", "prepared", "owner", "database", "xid");
+    for (const auto& x : branches) {
+        if (detailed) {
+            details d;
+            if (auto it = info.find(key_of(drv, x)); it != info.end()) d = it->second;
+            std::printf("%-32s  %-12s  %-12s  %s\n", printable(d.prepared).c_str(),
+                        printable(d.owner).c_str(), printable(d.database).c_str(),
+                        x.to_string().c_str());
+        } else {
+            std::printf("%s\n", x.to_string().c_str());
+        }
+    }
+    std::printf("%zu in-doubt branch%s\n", branches.size(), branches.size() == 1 ? "" : "es");
+    return exit_ok;
+}
 
+// Commits or rolls back target, or every branch listed, after asking (or --yes).
+int finish(connection& c, const options& o, const std::vector<xid>& branches,
+           const std::optional<xid>& target) {
     const bool commit = !o.commit.empty() || o.commit_all;
     std::vector<xid> todo;
     if (target) {
@@ -186,9 +167,9 @@ int run(const options& o) {
     for (const auto& x : todo) {
         try {
             if (commit)
-                c->tpc_commit(x);
+                c.tpc_commit(x);
             else
-                c->tpc_rollback(x);
+                c.tpc_rollback(x);
             std::printf("%s %s\n", commit ? "committed" : "rolled back", x.to_string().c_str());
         } catch (const xarm::error& e) {
             ++failed;
@@ -196,6 +177,32 @@ int run(const options& o) {
         }
     }
     return failed == 0 ? exit_ok : exit_failed;
+}
+
+int run(const options& o) {
+    const int actions = !o.commit.empty() + !o.rollback.empty() + o.commit_all + o.rollback_all;
+    if (actions > 1)
+        throw usage_error("give at most one of --commit, --rollback, --commit-all, --rollback-all");
+    if (actions == 1 && !o.yes && ::isatty(STDIN_FILENO) == 0)
+        throw usage_error(
+            "standard input is not a terminal: add --yes to finish branches without a prompt");
+    std::optional<xid> target;
+    if (!o.commit.empty()) target = parse_xid(o.commit);
+    if (!o.rollback.empty()) target = parse_xid(o.rollback);
+
+    std::optional<connection> c;
+    try {
+        c.emplace(xarm::connect(o.driver, o.info));
+    } catch (const xarm::error& e) {
+        std::fprintf(stderr, "xarm recover: cannot connect: %s\n", e.what());
+        return exit_failed;
+    }
+    const auto describer = describer_of(*c);
+    const driver* drv = describer.get();
+    auto branches = c->tpc_recover();
+    if (actions == 1) return finish(*c, o, branches, target);
+    const auto info = load_details(*c, drv);
+    return o.json ? list_json(branches, info, drv) : list_text(branches, info, drv);
 }
 
 }  // namespace
