@@ -125,17 +125,18 @@ std::vector<cf::target> all_targets(const std::string& scratch_dir) {
     return out;
 }
 
-int run(const options& o) {
-    if (o.list) {
-        for (const auto* c : cf::select_cases(o.cases)) {
-            std::string needs;
-            for (auto n : c->needs)
-                needs += (needs.empty() ? "" : ",") + std::string(xarm::to_string(n));
-            std::printf("%-36s %-9s %-28s %s\n", c->id.c_str(), cf::to_string(c->needs_layer),
-                        needs.empty() ? "-" : needs.c_str(), c->title.c_str());
-        }
-        return exit_ok;
+int list_cases(const options& o) {
+    for (const auto* c : cf::select_cases(o.cases)) {
+        std::string needs;
+        for (auto n : c->needs)
+            needs += (needs.empty() ? "" : ",") + std::string(xarm::to_string(n));
+        std::printf("%-36s %-9s %-28s %s\n", c->id.c_str(), cf::to_string(c->needs_layer),
+                    needs.empty() ? "-" : needs.c_str(), c->title.c_str());
     }
+    return exit_ok;
+}
+
+void check_usage(const options& o) {
     const int modes = !o.driver.empty() + !o.lib.empty() + o.all;
     if (modes != 1) throw usage_error("give exactly one of --driver, --switch or --all");
     if (!o.all && o.info.empty())
@@ -148,21 +149,19 @@ int run(const options& o) {
     if (!o.declare.empty() && o.all) throw usage_error("--declare goes with --driver or --switch");
     if (o.timeout <= 0) throw usage_error("--timeout must be positive");
     if (cf::select_cases(o.cases).empty()) throw usage_error("no case matches --case");
+}
 
+// What the run is against: every driver found (--all, its SQLite files in scratch_dir),
+// a driver, or a switch library (an unusable one is refused here, by name).
+std::vector<cf::target> make_targets(const options& o, const std::string& scratch_dir) {
     std::vector<cf::target> targets;
-    std::string scratch_dir;
     if (o.all) {
-        scratch_dir = (std::filesystem::temp_directory_path() /
-                       fmt::format("xarm-conformance-{}", ::getpid()))
-                          .string();
-        std::filesystem::create_directories(scratch_dir);
         targets = all_targets(scratch_dir);
     } else if (!o.driver.empty()) {
         targets.push_back(driver_target("", o.driver, o.info, ""));
         if (!targets.back().setup_error.empty() && !targets.back().drv)
             throw std::runtime_error(targets.back().setup_error);
     } else {
-        // An unusable switch (NULL entries, bad name or flags) is refused here, by name.
         targets.push_back(cf::load_switch_target(o.lib, o.symbol, o.info));
         auto& t = targets.back();
         if (!o.native_conn.empty()) cf::attach_native_connection(t, o.native_conn, o.dbms);
@@ -172,8 +171,12 @@ int run(const options& o) {
         t.restart_cmd = o.restart;
         if (!o.declare.empty()) cf::apply_declarations(t, o.declare);
     }
-    install_signal_handlers();
+    return targets;
+}
 
+// The cases, target after target, with progress on a terminal; a signal stops the run
+// (the report says what did not run).
+std::vector<cf::run_result> run_targets(const options& o, const std::vector<cf::target>& targets) {
     const bool progress = ::isatty(STDERR_FILENO) != 0;
     cf::run_options ro;
     ro.globs = o.cases;
@@ -194,14 +197,13 @@ int run(const options& o) {
     std::vector<cf::run_result> runs;
     for (const auto& t : targets) {
         runs.push_back(cf::run(t, ro));
-        if (cf::stop_requested() != 0) break;  // the report says what did not run
+        if (cf::stop_requested() != 0) break;
     }
     if (progress) std::fprintf(stderr, "\r\033[K");
-    if (!scratch_dir.empty()) {
-        std::error_code ec;
-        std::filesystem::remove_all(scratch_dir, ec);
-    }
+    return runs;
+}
 
+void write_report(const options& o, const std::vector<cf::run_result>& runs) {
     std::string text;
     if (o.format == "text")
         text = cf::report_text(runs);
@@ -218,6 +220,26 @@ int run(const options& o) {
         f << text;
         if (!f) throw std::runtime_error("cannot write " + o.output);
     }
+}
+
+int run(const options& o) {
+    if (o.list) return list_cases(o);
+    check_usage(o);
+    std::string scratch_dir;
+    if (o.all) {
+        scratch_dir = (std::filesystem::temp_directory_path() /
+                       fmt::format("xarm-conformance-{}", ::getpid()))
+                          .string();
+        std::filesystem::create_directories(scratch_dir);
+    }
+    const auto targets = make_targets(o, scratch_dir);
+    install_signal_handlers();
+    const auto runs = run_targets(o, targets);
+    if (!scratch_dir.empty()) {
+        std::error_code ec;
+        std::filesystem::remove_all(scratch_dir, ec);
+    }
+    write_report(o, runs);
     if (const int sig = cf::stop_requested(); sig != 0) return 128 + sig;
     for (const auto& r : runs)
         for (const auto& c : r.cases)
