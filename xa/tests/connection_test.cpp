@@ -184,6 +184,18 @@ BOOST_AUTO_TEST_CASE(prepared_statements_follow_their_connection) {
     }
     connection moved = std::move(c);
     BOOST_TEST(st.query(8)[0].get<int>("p1") == 8);
+    // What is left of a moved-from connection is closed, with no branch.
+    BOOST_TEST(c.current().is_null());
+    BOOST_TEST(!c.prepared());
+    BOOST_TEST(!c.ended());
+    BOOST_TEST(c.native_handle() == nullptr);
+    BOOST_CHECK_THROW(c.execute("SELECT 1"), programming_error);
+    BOOST_CHECK_THROW(c.tpc_begin(connection::xid(1, "after-move", "")), programming_error);
+    c.close();         // nothing to close: no error
+    moved.rollback();  // the query above began a local transaction
+    moved.tpc_begin(connection::xid(1, "moved", ""));
+    BOOST_TEST((moved.current() == connection::xid(1, "moved", "")));
+    moved.tpc_rollback();
     moved.close();
     BOOST_CHECK_THROW(st.execute(1), programming_error);
     {

@@ -218,9 +218,9 @@ class XARM_API connection : private detail::anchor<connection> {
     /// The current branch, or a null xid.
     xarm::xid current() const;
     /// True between tpc_prepare() and tpc_commit()/tpc_rollback().
-    bool prepared() const noexcept { return m_phase == phase::prepared; }
+    bool prepared() const noexcept;
     /// True while the current branch is ended (tpc_end normal) or suspended by tpc_end.
-    bool ended() const noexcept { return m_phase == phase::ended || m_phase == phase::suspended; }
+    bool ended() const noexcept;
     /// The client library's connection, untyped; prefer native_handle<Handle>().
     void* native_handle() noexcept;
     /// The client library's connection: PGconn* (pq), sql::Connection* (mysql), sqlite3*
@@ -248,7 +248,7 @@ class XARM_API connection : private detail::anchor<connection> {
     friend class statement;
     friend class branch;
     friend class detail::anchor<connection>;
-    enum class phase { none, active, ended, suspended, prepared };
+    struct state;  // the protocol session and the current branch (connection.cpp)
     void check_open() const;
     const char* phase_text() const noexcept;
     void leave_branch() noexcept;
@@ -263,10 +263,7 @@ class XARM_API connection : private detail::anchor<connection> {
                         bool rows);
     void* checked_native_handle(const char* driver);
 
-    std::unique_ptr<rm_session> m_session;
-    xarm::xid m_xid;
-    phase m_phase = phase::none;
-    bool m_read_only = false;
+    std::unique_ptr<state> m_state;  // null once moved from
 };
 
 /// xarm::connect("pq", "host=... dbname=..."): load_driver + connection.
