@@ -287,6 +287,151 @@ bool check_invariant(const demo_databases& d, std::ostream& out) {
     return check(c.coordinator_id, d.table, databases(c), out);
 }
 
+namespace {
+
+// One run of the demo: its workers, what they counted, and the first sign of a lost
+// database (which ends the run: the other workers finish their transfer and stop).
+class transfer_run {
+  public:
+    transfer_run(const demo_transfer_options& o, const std::vector<db_spec>& dbs,
+                 tm::coordinator& coord, std::ostream& out)
+        : m_o(o), m_dbs(dbs), m_coord(coord), m_out(out) {}
+
+    void run() {
+        m_t0 = std::chrono::steady_clock::now();
+        std::vector<std::thread> ts;
+        ts.reserve(static_cast<std::size_t>(m_o.threads));
+        for (int w = 0; w < m_o.threads; ++w) ts.emplace_back([this, w] { worker(w); });
+        for (auto& t : ts) t.join();
+    }
+
+    // The counts, then the exit status: unresolved (a database lost, or transfers in
+    // doubt or heuristic: recovery must run), else what the invariant check says.
+    int conclude(const tm::config& cfg) {
+        const double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - m_t0).count();
+        const auto st = m_coord.log().stats();
+        m_out << "transfers: " << m_committed << " committed, " << m_rolled_back << " rolled back, "
+              << m_in_doubt << " in doubt, " << m_heuristic << " heuristic in " << secs << " s ("
+              << (secs > 0 ? m_committed / secs : 0) << " tx/s); log: " << st.forced_records
+              << " decisions in " << st.syncs << " flushes\n";
+        if (!m_lost.empty()) {
+            m_out << "demo transfer: stopped early: a database was lost during the run (" << m_lost
+                  << "). " << m_in_doubt + m_unfinished
+                  << " transfer(s) are known to be left for recovery, others may be prepared; "
+                     "once the database is back, `"
+                  << recover_hint(m_o.db, cfg)
+                  << "` finishes them (then the invariant holds again)\n";
+            return exit_unresolved;
+        }
+        if (m_in_doubt > 0 || m_heuristic > 0) {
+            m_out << "demo transfer: some transfers are in doubt or heuristic: run `"
+                  << recover_hint(m_o.db, cfg) << "`\n";
+            return exit_unresolved;
+        }
+        return check(cfg.coordinator_id, m_o.db.table, m_dbs, m_out) ? exit_done : exit_broken;
+    }
+
+  private:
+    void lose(const std::string& what) {
+        std::lock_guard lk(m_out_mutex);
+        m_out << "  " << what << "\n";
+        if (m_lost.empty()) m_lost = what;
+        m_stop = true;
+    }
+
+    void say(const std::string& line) {
+        std::lock_guard lk(m_out_mutex);
+        m_out << "  " << line << "\n";
+    }
+
+    // No exception may leave a worker (std::terminate would abort the whole process).
+    void worker(int w) noexcept {
+        try {
+            std::mt19937 rng(m_o.seed * 7919u + static_cast<unsigned>(w));
+            std::vector<std::unique_ptr<tm::connection_resource>> res;
+            try {
+                for (const auto& s : m_dbs)
+                    res.push_back(std::make_unique<tm::connection_resource>(
+                        s.name, open_db(s),
+                        s.one_phase_only ? tm::connection_resource::mode::one_phase_only
+                                         : tm::connection_resource::mode::automatic));
+            } catch (const std::exception& e) {
+                lose("worker " + std::to_string(w) + ": cannot connect: " + e.what());
+                return;
+            }
+            while (!m_stop && m_next.fetch_add(1) < m_o.transfers) transfer(res, rng);
+        } catch (const std::exception& e) {
+            lose("worker " + std::to_string(w) + " stopped: " + e.what());
+        } catch (...) {
+            lose("worker " + std::to_string(w) + " stopped by an unknown exception");
+        }
+    }
+
+    // One transfer: an amount from one database's account to another's, a journal row
+    // in every database, one transaction of the manager.
+    void transfer(std::vector<std::unique_ptr<tm::connection_resource>>& res, std::mt19937& rng) {
+        auto t = m_coord.begin();
+        // Rolls back what is left; a lost connection took its branch with it, so an error
+        // here adds nothing to the one being handled.
+        auto abandon = [&t] {
+            try {
+                if (!t.finished()) t.rollback();
+            } catch (const std::exception&) {
+            }
+        };
+        const int n = static_cast<int>(res.size());
+        try {
+            for (auto& r : res) t.enlist(*r);
+            const int src = static_cast<int>(rng() % n);
+            const int dst = (src + 1 + static_cast<int>(rng() % (n - 1))) % n;
+            const auto amount = static_cast<long long>(1 + rng() % 100);
+            for (int k = 0; k < n; ++k) {
+                const long long delta = k == src ? -amount : k == dst ? amount : 0;
+                auto& c = res[static_cast<std::size_t>(k)]->conn();
+                if (delta != 0)
+                    c.execute("UPDATE " + m_o.db.table + " SET balance = balance + ? WHERE id = ?",
+                              delta, rng() % static_cast<unsigned>(m_o.accounts));
+                c.execute(
+                    "INSERT INTO " + m_o.db.table + "_journal (transfer, delta) VALUES (?, ?)",
+                    t.gtrid(), delta);
+            }
+            t.commit();
+            ++m_committed;
+            if (!t.unfinished().empty()) {
+                // Decided, but a database could not be told: it is gone.
+                ++m_unfinished;
+                lose(t.gtrid() + ": committed, " + std::to_string(t.unfinished().size()) +
+                     " branch(es) left for recovery (connection lost in phase two)");
+            }
+        } catch (const operational_error& e) {
+            (e.in_doubt() ? m_in_doubt : m_rolled_back)++;
+            abandon();
+            lose(t.gtrid() + (e.in_doubt() ? " in doubt: " : " rolled back: ") + e.what());
+        } catch (const heuristic_error& e) {
+            ++m_heuristic;
+            say(t.gtrid() + " HEURISTIC: " + e.what());
+        } catch (const std::exception& e) {
+            ++m_rolled_back;
+            abandon();
+            say(t.gtrid() + " rolled back: " + e.what());
+        }
+    }
+
+    const demo_transfer_options& m_o;
+    const std::vector<db_spec>& m_dbs;
+    tm::coordinator& m_coord;
+    std::ostream& m_out;
+    std::chrono::steady_clock::time_point m_t0;
+    std::atomic<int> m_next{0}, m_committed{0}, m_rolled_back{0}, m_in_doubt{0}, m_unfinished{0},
+        m_heuristic{0};
+    std::atomic<bool> m_stop{false};
+    std::mutex m_out_mutex;
+    std::string m_lost;  // the first sign of a lost database (under m_out_mutex)
+};
+
+}  // namespace
+
 int demo_transfer(const demo_transfer_options& o, std::ostream& out) {
     if (o.list_crash_points) {
         for (auto& [name, what] : tm::crash_points()) out << name << "\t" << what << "\n";
@@ -328,116 +473,9 @@ int demo_transfer(const demo_transfer_options& o, std::ostream& out) {
     out << "demo transfer: running as pid " << ::getpid() << ", coordinator '" << coord->id()
         << "', log " << coord->log().describe() << std::endl;
     if (!o.crash_at.empty()) tm::set_crash_point(o.crash_at);
-
-    std::atomic<int> next{0}, committed{0}, rolled_back{0}, in_doubt{0}, unfinished{0},
-        heuristic{0};
-    std::atomic<bool> stop{false};
-    std::mutex out_mutex;
-    std::string lost;  // the first sign of a lost database (under out_mutex)
-    // A lost database ends the run: the other workers finish their transfer and stop.
-    auto lose = [&](const std::string& what) {
-        std::lock_guard lk(out_mutex);
-        out << "  " << what << "\n";
-        if (lost.empty()) lost = what;
-        stop = true;
-    };
-    const auto t0 = std::chrono::steady_clock::now();
-    // No exception may leave a worker (std::terminate would abort the whole process).
-    auto worker = [&](int w) noexcept {
-        try {
-            std::mt19937 rng(o.seed * 7919u + static_cast<unsigned>(w));
-            std::vector<std::unique_ptr<tm::connection_resource>> res;
-            try {
-                for (auto& s : dbs)
-                    res.push_back(std::make_unique<tm::connection_resource>(
-                        s.name, open_db(s),
-                        s.one_phase_only ? tm::connection_resource::mode::one_phase_only
-                                         : tm::connection_resource::mode::automatic));
-            } catch (const std::exception& e) {
-                lose("worker " + std::to_string(w) + ": cannot connect: " + e.what());
-                return;
-            }
-            const int n = static_cast<int>(dbs.size());
-            while (!stop && next.fetch_add(1) < o.transfers) {
-                auto t = coord->begin();
-                // Rolls back what is left; a lost connection took its branch with it, so
-                // an error here adds nothing to the one being handled.
-                auto abandon = [&t] {
-                    try {
-                        if (!t.finished()) t.rollback();
-                    } catch (const std::exception&) {
-                    }
-                };
-                try {
-                    for (auto& r : res) t.enlist(*r);
-                    const int src = static_cast<int>(rng() % n);
-                    const int dst = (src + 1 + static_cast<int>(rng() % (n - 1))) % n;
-                    const auto amount = static_cast<long long>(1 + rng() % 100);
-                    for (int k = 0; k < n; ++k) {
-                        const long long delta = k == src ? -amount : k == dst ? amount : 0;
-                        auto& c = res[static_cast<std::size_t>(k)]->conn();
-                        if (delta != 0)
-                            c.execute(
-                                "UPDATE " + o.db.table + " SET balance = balance + ? WHERE id = ?",
-                                delta, rng() % static_cast<unsigned>(o.accounts));
-                        c.execute("INSERT INTO " + o.db.table +
-                                      "_journal (transfer, delta) VALUES (?, ?)",
-                                  t.gtrid(), delta);
-                    }
-                    t.commit();
-                    ++committed;
-                    if (!t.unfinished().empty()) {
-                        // Decided, but a database could not be told: it is gone.
-                        ++unfinished;
-                        lose(t.gtrid() + ": committed, " + std::to_string(t.unfinished().size()) +
-                             " branch(es) left for recovery (connection lost in phase two)");
-                    }
-                } catch (const operational_error& e) {
-                    (e.in_doubt() ? in_doubt : rolled_back)++;
-                    abandon();
-                    lose(t.gtrid() + (e.in_doubt() ? " in doubt: " : " rolled back: ") + e.what());
-                } catch (const heuristic_error& e) {
-                    ++heuristic;
-                    std::lock_guard lk(out_mutex);
-                    out << "  " << t.gtrid() << " HEURISTIC: " << e.what() << "\n";
-                } catch (const std::exception& e) {
-                    ++rolled_back;
-                    abandon();
-                    std::lock_guard lk(out_mutex);
-                    out << "  " << t.gtrid() << " rolled back: " << e.what() << "\n";
-                }
-            }
-        } catch (const std::exception& e) {
-            lose("worker " + std::to_string(w) + " stopped: " + e.what());
-        } catch (...) {
-            lose("worker " + std::to_string(w) + " stopped by an unknown exception");
-        }
-    };
-    std::vector<std::thread> ts;
-    ts.reserve(static_cast<std::size_t>(o.threads));
-    for (int w = 0; w < o.threads; ++w) ts.emplace_back(worker, w);
-    for (auto& t : ts) t.join();
-    const double secs =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const auto st = coord->log().stats();
-    out << "transfers: " << committed << " committed, " << rolled_back << " rolled back, "
-        << in_doubt << " in doubt, " << heuristic << " heuristic in " << secs << " s ("
-        << (secs > 0 ? committed / secs : 0) << " tx/s); log: " << st.forced_records
-        << " decisions in " << st.syncs << " flushes\n";
-    if (!lost.empty()) {
-        out << "demo transfer: stopped early: a database was lost during the run (" << lost << "). "
-            << in_doubt + unfinished
-            << " transfer(s) are known to be left for recovery, others may be prepared; "
-               "once the database is back, `"
-            << recover_hint(o.db, cfg) << "` finishes them (then the invariant holds again)\n";
-        return exit_unresolved;
-    }
-    if (in_doubt > 0 || heuristic > 0) {
-        out << "demo transfer: some transfers are in doubt or heuristic: run `"
-            << recover_hint(o.db, cfg) << "`\n";
-        return exit_unresolved;
-    }
-    return check(cfg.coordinator_id, o.db.table, dbs, out) ? exit_done : exit_broken;
+    transfer_run r(o, dbs, *coord, out);
+    r.run();
+    return r.conclude(cfg);
 }
 
 int tm_recover(const tm_recover_options& o, std::ostream& out) {
