@@ -92,6 +92,12 @@ std::string xa_commit_sql(const xid& x, bool one_phase) {
 std::string xa_rollback_sql(const xid& x) {
     return "XA ROLLBACK " + encode_mysql_xid(x);
 }
+std::string xa_finish_sql(const xid& x, bool commit) {
+    return commit ? xa_commit_sql(x, false) : xa_rollback_sql(x);
+}
+const char* xa_finish_verb(bool commit) noexcept {
+    return commit ? "XA COMMIT" : "XA ROLLBACK";
+}
 
 const char* const write_counter_sql =
     "SELECT SUM(CAST(VARIABLE_VALUE AS UNSIGNED)) FROM information_schema.SESSION_STATUS WHERE "

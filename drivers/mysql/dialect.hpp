@@ -69,6 +69,10 @@ std::string xa_end_prepare_sql(const xid& x);
 std::string xa_commit_sql(const xid& x, bool one_phase);
 /// XA ROLLBACK <xid>.
 std::string xa_rollback_sql(const xid& x);
+/// Phase two of a prepared branch: XA COMMIT <xid> (commit) or XA ROLLBACK <xid>, and
+/// the verb's name for messages.
+std::string xa_finish_sql(const xid& x, bool commit);
+const char* xa_finish_verb(bool commit) noexcept;
 /// MariaDB: one number that moves whenever a statement of this session may have written a
 /// table, read inside the branch at XA START and again before XA PREPARE. MariaDB has no
 /// "this transaction wrote" flag a client may read (information_schema.INNODB_TRX needs

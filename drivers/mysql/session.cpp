@@ -665,14 +665,6 @@ void finished_behind(link& l, const sql::SQLException& e, const std::string& ser
     registry::instance().forget(server, x);
 }
 
-const char* finish_verb(bool commit) {
-    return commit ? "XA COMMIT" : "XA ROLLBACK";
-}
-
-std::string finish_sql(const xid& x, bool commit) {
-    return commit ? xa_commit_sql(x, false) : xa_rollback_sql(x);
-}
-
 }  // namespace
 
 // A prepared branch is attached to this session's connection (the common, free path),
@@ -689,11 +681,11 @@ bool session::finish_here(const xid& x, bool commit) {
     std::unique_lock lk(m_link->mu);
     if (m_link->prepared != x) return false;
     try {
-        run(*m_link, finish_sql(x, commit));
+        run(*m_link, xa_finish_sql(x, commit));
     } catch (const sql::SQLException& e) {
         if (!finished_anyway(x, commit, errnum_of(e))) {
             finished_behind(*m_link, e, m_server, x);
-            raise_sql(e, XAER_RMERR, finish_verb(commit));
+            raise_sql(e, XAER_RMERR, xa_finish_verb(commit));
         }
     }
     m_link->prepared.reset();
@@ -709,12 +701,12 @@ bool session::finish_on_owner(const xid& x, bool commit, const std::shared_ptr<l
     if (!l->conn || l->lost || l->prepared != x) return false;
     bool done = true;
     try {
-        run(*l, finish_sql(x, commit));
+        run(*l, xa_finish_sql(x, commit));
     } catch (const sql::SQLException& e) {
         const unsigned n = errnum_of(e);
         if (!finished_anyway(x, commit, n) && !is_connection_lost(n)) {
             finished_behind(*l, e, m_server, x);
-            raise_sql(e, XAER_RMERR, finish_verb(commit));
+            raise_sql(e, XAER_RMERR, xa_finish_verb(commit));
         }
         // Lost: the server detaches the branch; the caller finishes it detached.
         done = finished_anyway(x, commit, n);
@@ -730,8 +722,8 @@ bool session::finish_on_owner(const xid& x, bool commit, const std::shared_ptr<l
 }
 
 void session::finish_on_server(const xid& x, bool commit, bool was_ours, long closed_session) {
-    const std::string sql = finish_sql(x, commit);
-    const char* what = finish_verb(commit);
+    const std::string sql = xa_finish_sql(x, commit);
+    const char* what = xa_finish_verb(commit);
     auto& reg = registry::instance();
     ensure_free_link();
     std::lock_guard g(m_link->mu);

@@ -906,11 +906,10 @@ std::vector<xid> session::recover() {
 bool session::finish_on_holder([[maybe_unused]] branch_holder& h, [[maybe_unused]] const xid& x,
                                [[maybe_unused]] bool commit) {
 #ifdef XARM_ODBC_WITH_MYSQL_DIALECT
-    const char* what = commit ? "XA COMMIT" : "XA ROLLBACK";
+    const char* what = mysql::xa_finish_verb(commit);
     auto& reg = holder_registry::instance();
     // The branch's own session finishes it: no autocommit switch needed.
-    const auto d =
-        exec_on(h.dbc, commit ? mysql::xa_commit_sql(x, false) : mysql::xa_rollback_sql(x));
+    const auto d = exec_on(h.dbc, mysql::xa_finish_sql(x, commit));
     if (!d) {
         h.prepared.reset();
         reg.forget(m_server, x);
@@ -943,8 +942,8 @@ bool session::finish_on_holder([[maybe_unused]] branch_holder& h, [[maybe_unused
 
 void session::finish_my([[maybe_unused]] const xid& x, [[maybe_unused]] bool commit) {
 #ifdef XARM_ODBC_WITH_MYSQL_DIALECT
-    const std::string sql = commit ? mysql::xa_commit_sql(x, false) : mysql::xa_rollback_sql(x);
-    const char* what = commit ? "XA COMMIT" : "XA ROLLBACK";
+    const std::string sql = mysql::xa_finish_sql(x, commit);
+    const char* what = mysql::xa_finish_verb(commit);
     auto& reg = holder_registry::instance();
     // 1. Held by this session's connection: the common path (prepare, then commit).
     {
