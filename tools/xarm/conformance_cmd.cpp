@@ -14,6 +14,7 @@
 
 #include "commands.hpp"
 #include "xarm/conformance.hpp"
+#include "xarm/driver/scope.hpp"
 
 namespace xarm::cli {
 
@@ -232,13 +233,13 @@ int run(const options& o) {
                           .string();
         std::filesystem::create_directories(scratch_dir);
     }
+    const scope_exit remove_scratch([&scratch_dir]() noexcept {
+        std::error_code ec;
+        if (!scratch_dir.empty()) std::filesystem::remove_all(scratch_dir, ec);
+    });
     const auto targets = make_targets(o, scratch_dir);
     install_signal_handlers();
     const auto runs = run_targets(o, targets);
-    if (!scratch_dir.empty()) {
-        std::error_code ec;
-        std::filesystem::remove_all(scratch_dir, ec);
-    }
     write_report(o, runs);
     if (const int sig = cf::stop_requested(); sig != 0) return 128 + sig;
     for (const auto& r : runs)
