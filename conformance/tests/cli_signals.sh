@@ -13,12 +13,13 @@ fail() { echo "FAIL: $*"; echo "--- output:"; cat "$out"; exit 1; }
 
 # Starts the run in the background ($pid) and waits until the switch hangs.
 start() {
-    rm -f "$db"
+    # The previous run's output goes first: it says "hanging" too.
+    rm -f "$db" "$out"
     FAULTY_SWITCH_HANG=xa_forget "$xarm" conformance --switch "$lib" --open "path=$db" \
         --case 'state.*' "$@" >"$out" 2>&1 &
     pid=$!
     i=0
-    until grep -q 'faulty switch: hanging' "$out"; do
+    until grep -qs 'faulty switch: hanging' "$out"; do
         i=$((i + 1))
         [ $i -le 600 ] || fail "the switch never hung"
         kill -0 $pid 2>/dev/null || fail "the run ended before the switch hung"
