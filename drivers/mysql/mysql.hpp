@@ -165,6 +165,16 @@ class session final : public native_session {
     /// process-wide bound (closing this session's oldest parked connection, or waiting
     /// up to park_wait_ms for another session's to be freed, when it is reached).
     void ensure_free_link();
+    /// ensure_free_link's first choice: swaps in an own parked connection whose branch is
+    /// finished (dropping lost ones); false when there is none.
+    bool reuse_parked_link();
+    /// What reserve_park_place got.
+    enum class park_place { taken, freed, none };
+    /// A place within the bound for m_link to be parked in (taken), or m_link's branch
+    /// finished by another thread meanwhile (freed), or none within park_wait_ms.
+    park_place reserve_park_place(int limit);
+    /// Closes l, detaching its prepared branch on the server.
+    void close_detaching(link& l);
     /// The process-wide bound of parked connections for this server.
     int parked_limit() const noexcept;
     /// Sends the deferred XA END of the idle branch, if any.

@@ -343,15 +343,55 @@ void session::ensure_free_link() {
         std::lock_guard g(m_link->mu);
         if (!m_link->prepared) return;
     }
-    auto& reg = registry::instance();
-    // Closing a connection detaches its branch on the server: any connection can
-    // finish it then.
-    auto close_detaching = [&](link& l) {
-        std::lock_guard g(l.mu);
-        if (l.prepared) reg.detached(m_server, *l.prepared, l.session_id);
-        l.prepared.reset();
-        l.close();
-    };
+    if (reuse_parked_link()) return;
+    const int limit = parked_limit();
+    if (limit == 0) {  // nothing may be parked: detach this one's branch
+        auto fresh = connect(m_opt);
+        close_detaching(*m_link);
+        m_link = std::move(fresh);
+        return;
+    }
+    switch (reserve_park_place(limit)) {
+        case park_place::freed:  // another thread finished m_link's branch meanwhile
+            return;
+        case park_place::none:
+            raise(XAER_RMERR, "08004",
+                  fmt::format(
+                      "XA START: this connection still holds a prepared branch and another is "
+                      "needed, but this process already keeps {} connections to {} set aside "
+                      "holding prepared branches, its bound of {} (max_parked={}{}); none was "
+                      "freed within park_wait_ms={}. Finish prepared branches sooner (xa_commit "
+                      "or xa_rollback), or raise max_parked in the open string (and the "
+                      "server's max_connections)",
+                      park_budget::instance().used(m_server), m_server, limit, m_opt.max_parked,
+                      m_max_connections > 0
+                          ? fmt::format(", at most half the server's max_connections={}",
+                                        m_max_connections)
+                          : std::string(),
+                      m_opt.park_wait_ms));
+        case park_place::taken:
+            break;
+    }
+    auto ticket = std::make_unique<park_ticket>(m_server);  // gives the place back on failure
+    auto fresh = connect(m_opt);
+    {
+        std::lock_guard g(m_link->mu);
+        m_link->ticket = std::move(ticket);
+    }
+    m_parked.push_back(std::move(m_link));
+    m_link = std::move(fresh);
+}
+
+void session::close_detaching(link& l) {
+    // Closing a connection detaches its branch on the server: any connection can finish
+    // it then.
+    std::lock_guard g(l.mu);
+    if (l.prepared) registry::instance().detached(m_server, *l.prepared, l.session_id);
+    l.prepared.reset();
+    l.close();
+}
+
+bool session::reuse_parked_link() {
     // An own parked connection whose branch was finished since (by any thread) is
     // reused; its place in the bound passes to the connection parked instead.
     std::erase_if(m_parked, [](const std::shared_ptr<link>& p) {
@@ -363,81 +403,47 @@ void session::ensure_free_link() {
         if (!p->prepared && p->conn && !p->lost) {
             std::swap(p->ticket, m_link->ticket);
             std::swap(p, m_link);
-            return;
+            return true;
         }
     }
-    const int limit = parked_limit();
-    if (limit == 0) {  // nothing may be parked: detach this one's branch
-        auto fresh = connect(m_opt);
-        close_detaching(*m_link);
-        m_link = std::move(fresh);
-        return;
-    }
+    return false;
+}
+
+session::park_place session::reserve_park_place(int limit) {
     auto& budget = park_budget::instance();
     const auto started = std::chrono::steady_clock::now();
     // Waits in slices until `until` for a place. Meanwhile another thread may finish
     // the branch this connection holds, and then it needs no other (freed).
-    bool freed = false;
     auto wait_until = [&](std::chrono::steady_clock::time_point until) {
         for (;;) {
             const auto left = until - std::chrono::steady_clock::now();
-            if (left <= left.zero()) return false;
+            if (left <= left.zero()) return park_place::none;
             // Rounded up: the whole wait is waited, never a millisecond less.
             if (budget.take(m_server, limit,
                             std::min(std::chrono::ceil<std::chrono::milliseconds>(left),
                                      std::chrono::milliseconds(20))))
-                return true;
+                return park_place::taken;
             std::lock_guard g(m_link->mu);
-            if (!m_link->prepared) {
-                freed = true;
-                return false;
-            }
+            if (!m_link->prepared) return park_place::freed;
         }
     };
-    bool placed = budget.take(m_server, limit, std::chrono::milliseconds(0));
-    if (!placed && !m_parked.empty()) {
+    if (budget.take(m_server, limit, std::chrono::milliseconds(0))) return park_place::taken;
+    if (!m_parked.empty()) {
         // At the bound, holding parked connections itself: give other threads a moment
         // to free a place (finishing a branch on the connection that holds it is always
         // safe), then close its own oldest, detaching that branch. Closing comes last:
         // MariaDB 10.11 can lose an XA COMMIT that arrives while it tears the closed
         // session down (see wait_session_gone).
-        placed = wait_until(started + std::min(std::chrono::milliseconds(m_opt.park_wait_ms),
-                                               options::own_close_after));
-        if (freed) return;
-        if (!placed) {
-            auto victim = std::move(m_parked.front());
-            m_parked.erase(m_parked.begin());
-            close_detaching(*victim);
-            placed = budget.take(m_server, limit, std::chrono::milliseconds(0));
-        }
+        const auto got =
+            wait_until(started + std::min(std::chrono::milliseconds(m_opt.park_wait_ms),
+                                          options::own_close_after));
+        if (got != park_place::none) return got;
+        auto victim = std::move(m_parked.front());
+        m_parked.erase(m_parked.begin());
+        close_detaching(*victim);
+        if (budget.take(m_server, limit, std::chrono::milliseconds(0))) return park_place::taken;
     }
-    if (!placed) {
-        placed = wait_until(started + std::chrono::milliseconds(m_opt.park_wait_ms));
-        if (freed) return;
-    }
-    if (!placed)
-        raise(
-            XAER_RMERR, "08004",
-            fmt::format("XA START: this connection still holds a prepared branch and another is "
-                        "needed, but this process already keeps {} connections to {} set aside "
-                        "holding prepared branches, its bound of {} (max_parked={}{}); none was "
-                        "freed within park_wait_ms={}. Finish prepared branches sooner (xa_commit "
-                        "or xa_rollback), or raise max_parked in the open string (and the server's "
-                        "max_connections)",
-                        budget.used(m_server), m_server, limit, m_opt.max_parked,
-                        m_max_connections > 0
-                            ? fmt::format(", at most half the server's max_connections={}",
-                                          m_max_connections)
-                            : std::string(),
-                        m_opt.park_wait_ms));
-    auto ticket = std::make_unique<park_ticket>(m_server);  // gives the place back on failure
-    auto fresh = connect(m_opt);
-    {
-        std::lock_guard g(m_link->mu);
-        m_link->ticket = std::move(ticket);
-    }
-    m_parked.push_back(std::move(m_link));
-    m_link = std::move(fresh);
+    return wait_until(started + std::chrono::milliseconds(m_opt.park_wait_ms));
 }
 
 void session::start(const xid& x, start_mode mode) {
