@@ -206,13 +206,15 @@ void track_table(const std::string& name) {
     send_line("T " + name + "\n");
 }
 
-child_end run_in_child(const std::function<case_result()>& fn, double timeout_seconds) {
-    child_end out;
-    shared_state* s = shared();
-    if (s != nullptr) {
-        s->call = static_cast<int>(call::none);
-        s->rmid = 0;
-    }
+namespace {
+
+struct forked {
+    pid_t pid;
+    int fd;  ///< the read end of the child's pipe (the caller closes it)
+};
+
+// Forks the child that runs fn in its own process group, writing its lines to a pipe.
+forked fork_child(const std::function<case_result()>& fn) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0)
         throw setup_error("pipe failed: " + std::string(std::strerror(errno)));
@@ -231,13 +233,17 @@ child_end run_in_child(const std::function<case_result()>& fn, double timeout_se
     }
     ::setpgid(pid, pid);  // also here: no race with the kill below
     ::close(fds[1]);
+    return {pid, fds[0]};
+}
 
+// Reads the child's lines into out until it ends, its time is up or a stop is requested
+// (both kill its process group and say so in out.death). True when the child was reaped
+// here, its status in status.
+bool collect(const forked& child, double timeout_seconds, child_end& out, int& status) {
     using clock = std::chrono::steady_clock;
     const auto deadline =
         clock::now() + std::chrono::milliseconds(static_cast<long long>(timeout_seconds * 1000));
     std::string buffer;
-    int status = 0;
-    bool reaped = false;
     auto take_lines = [&] {
         for (auto nl = buffer.find('\n'); nl != std::string::npos; nl = buffer.find('\n')) {
             parse_line(buffer.substr(0, nl), out);
@@ -246,63 +252,80 @@ child_end run_in_child(const std::function<case_result()>& fn, double timeout_se
     };
     for (;;) {
         if (const int sig = stop_requested(); sig != 0) {
-            ::kill(-pid, SIGKILL);
+            ::kill(-child.pid, SIGKILL);
             out.death = "interrupted by " + signal_name(sig);
-            break;
+            return false;
         }
         const auto left =
             std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
         if (left <= 0) {
-            ::kill(-pid, SIGKILL);
+            ::kill(-child.pid, SIGKILL);
             out.death = fmt::format("no result after {:g} s: killed", timeout_seconds);
-            break;
+            return false;
         }
-        pollfd p{fds[0], POLLIN, 0};
+        pollfd p{child.fd, POLLIN, 0};
         const int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 200)));
-        if (n < 0 && errno != EINTR) break;
+        if (n < 0 && errno != EINTR) return false;
         if (n > 0) {
             char chunk[4096];
-            const ssize_t got = ::read(fds[0], chunk, sizeof chunk);
+            const ssize_t got = ::read(child.fd, chunk, sizeof chunk);
             if (got > 0) {
                 buffer.append(chunk, static_cast<std::size_t>(got));
                 take_lines();
                 continue;
             }
-            if (got == 0) break;  // every writer is gone
+            if (got == 0) return false;  // every writer is gone
         }
         // A grandchild may keep the pipe open after the child is gone: stop waiting then.
-        if (::waitpid(pid, &status, WNOHANG) == pid) {
-            reaped = true;
-            ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
+        if (::waitpid(child.pid, &status, WNOHANG) == child.pid) {
+            ::fcntl(child.fd, F_SETFL, O_NONBLOCK);
             char chunk[4096];
-            for (ssize_t got; (got = ::read(fds[0], chunk, sizeof chunk)) > 0;)
+            for (ssize_t got; (got = ::read(child.fd, chunk, sizeof chunk)) > 0;)
                 buffer.append(chunk, static_cast<std::size_t>(got));
             take_lines();
-            break;
+            return true;
         }
     }
-    ::close(fds[0]);
+}
+
+// The call the child was in when it ended, from the shared page's mark.
+void note_open_call(const shared_state* s, child_end& out) {
+    if (s == nullptr) return;
+    const auto c = static_cast<call>(s->call.load());
+    if (c != call::none)
+        out.in_call = c == call::native_sql || c == call::native_conn
+                          ? to_string(c)
+                          : fmt::format("{} (rmid {})", to_string(c), s->rmid.load());
+}
+
+std::string death_of(int status) {
+    if (WIFSIGNALED(status)) return signal_name(WTERMSIG(status));
+    if (WIFEXITED(status)) return fmt::format("exit status {}", WEXITSTATUS(status));
+    return "an unknown end";
+}
+
+}  // namespace
+
+child_end run_in_child(const std::function<case_result()>& fn, double timeout_seconds) {
+    child_end out;
+    shared_state* s = shared();
+    if (s != nullptr) {
+        s->call = static_cast<int>(call::none);
+        s->rmid = 0;
+    }
+    const forked child = fork_child(fn);
+    int status = 0;
+    const bool reaped = collect(child, timeout_seconds, out, status);
+    ::close(child.fd);
     if (!reaped) {
-        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        while (::waitpid(child.pid, &status, 0) < 0 && errno == EINTR) {
         }
     }
     // A case that died or hung may leave processes of its own behind. Not after a normal
     // end: a server started by --allow-restart's command may still be in the group.
-    if (!out.finished) ::kill(-pid, SIGKILL);
-    if (s != nullptr) {
-        const auto c = static_cast<call>(s->call.load());
-        if (c != call::none)
-            out.in_call = c == call::native_sql || c == call::native_conn
-                              ? to_string(c)
-                              : fmt::format("{} (rmid {})", to_string(c), s->rmid.load());
-    }
-    if (out.finished || !out.death.empty()) return out;
-    if (WIFSIGNALED(status))
-        out.death = signal_name(WTERMSIG(status));
-    else if (WIFEXITED(status))
-        out.death = fmt::format("exit status {}", WEXITSTATUS(status));
-    else
-        out.death = "an unknown end";
+    if (!out.finished) ::kill(-child.pid, SIGKILL);
+    note_open_call(s, out);
+    if (!out.finished && out.death.empty()) out.death = death_of(status);
     return out;
 }
 
