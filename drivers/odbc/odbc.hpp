@@ -1,8 +1,9 @@
 // The ODBC driver's internals: one ODBC connection (SQLHDBC) per session. ODBC itself has
 // no two-phase commit (its enlistment attributes need Microsoft's DTC), so a session
-// recognises the DBMS behind the connection at open and does two-phase through that
-// backend's own SQL when it knows it (PostgreSQL, MariaDB/MySQL), reusing the native
-// drivers' dialect libraries; anything else gets local work and one-phase commit only.
+// recognises the DBMS behind the connection at open and hands everything that depends on
+// it to that backend's rules (backend.hpp): two-phase through the backend's own SQL when
+// xarm knows it (PostgreSQL, MariaDB/MySQL, reusing the native drivers' dialect
+// libraries), local work and one-phase commit only for anything else.
 #pragma once
 
 #include <sql.h>
@@ -14,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "xarm/driver/driver.hpp"
@@ -52,16 +54,7 @@ bool serialize_connects(std::string_view odbc_driver_name) noexcept;
 
 /// The DBMS behind a connection, from SQLGetInfo(SQL_DBMS_NAME).
 enum class backend { unknown, postgresql, mariadb, mysql, sqlite, virtuoso };
-const char* to_string(backend b) noexcept;
 backend backend_from_dbms_name(std::string_view dbms_name) noexcept;
-
-// ---- Virtuoso (virtuoso.cpp) ------------------------------------------------------
-
-/// What a connection to OpenLink Virtuoso can do: one-phase only, with the reason
-/// (`via` names the connection's DBMS and ODBC driver).
-void declare_virtuoso(capability_set& c, const std::string& via);
-/// Virtuoso's lexical rules: ISO SQL, except that '...' strings take C escapes.
-sql_syntax virtuoso_syntax();
 
 // ---- the native-error table (error.cpp) -----------------------------------------
 
@@ -88,17 +81,40 @@ struct diag_record {
 
 /// The first diagnostic record of a handle (SQLGetDiagRec), or a generic one.
 diag_record read_diag(SQLSMALLINT type, SQLHANDLE h);
-/// The XA code the table gives a diagnostic during o, for backend b.
-int xa_code_for(const diag_record& d, backend b, op o) noexcept;
-/// The XA_RB* code for an error that aborted (or must abort) a branch's work.
-int rollback_code_for(const diag_record& d, backend b) noexcept;
+
+/// How a DBMS's diagnostics map to XA codes. The base is ODBC's generic table (standard
+/// SQLSTATEs only); a backend with a native driver in xarm (PostgreSQL, MariaDB/MySQL)
+/// replaces it with that driver's table (psqlODBC passes the server's SQLSTATE through,
+/// Connector/ODBC the server's error number).
+class error_table {
+  public:
+    error_table() = default;
+    error_table(const error_table&) = delete;
+    error_table& operator=(const error_table&) = delete;
+    virtual ~error_table() = default;
+    /// The XA_RB* code for an error that aborted (or must abort) a branch's work.
+    virtual int rollback_code(const diag_record& d) const noexcept;
+    /// The XA code for d during o, the connection being still there.
+    virtual int xa_code(const diag_record& d, op o) const noexcept;
+    /// True when d means the connection is gone, beyond ODBC's own class 08.
+    virtual bool lost_connection(const diag_record&) const noexcept { return false; }
+    /// What d means, to add to its message; empty when there is nothing to add.
+    virtual std::string explain(const diag_record&, op) const { return {}; }
+
+    /// The generic table, used until the DBMS is known.
+    static const error_table& generic() noexcept;
+};
+
 /// True when the diagnostic means the connection is gone.
-bool is_connection_loss(const diag_record& d, backend b) noexcept;
+bool is_connection_loss(const diag_record& d, const error_table& t) noexcept;
+/// The XA code the table gives a diagnostic during o.
+int xa_code_for(const diag_record& d, const error_table& t, op o) noexcept;
 /// Raises the error for d during o; context says what was being done (never the
 /// connection string, which holds the password).
-[[noreturn]] void raise_diag(const diag_record& d, backend b, op o, std::string_view context);
+[[noreturn]] void raise_diag(const diag_record& d, const error_table& t, op o,
+                             std::string_view context);
 /// Reads the handle's diagnostic and raises it.
-[[noreturn]] void raise_odbc(SQLSMALLINT type, SQLHANDLE h, backend b, op o,
+[[noreturn]] void raise_odbc(SQLSMALLINT type, SQLHANDLE h, const error_table& t, op o,
                              std::string_view context);
 inline bool ok(SQLRETURN rc) noexcept {
     return rc == SQL_SUCCESS || rc == SQL_SUCCESS_WITH_INFO;
@@ -107,18 +123,7 @@ inline bool ok(SQLRETURN rc) noexcept {
 // ---- the session ---------------------------------------------------------------
 
 struct prepared;
-
-/// MariaDB/MySQL: a session's connection while it keeps a prepared branch attached (the
-/// server lets only that session finish it until the session ends), reachable through a
-/// process-wide registry (session.cpp) by the session of another thread that finishes
-/// the branch. Every use of dbc by another session holds mu.
-struct branch_holder {
-    std::mutex mu;
-    SQLHDBC dbc = SQL_NULL_HDBC;  ///< null once the owning session is closing
-    backend which = backend::unknown;
-    std::optional<xid> prepared;  ///< the attached prepared branch
-    long session_id = 0;          ///< MariaDB: the server's CONNECTION_ID() for dbc
-};
+class backend_rules;
 
 /// Takes xarm's own keys out of an ODBC connection string (the ODBC driver never sees
 /// them): XARM_READ_ONLY_VOTE=on|off (MariaDB: read the session write counters to vote
@@ -136,6 +141,15 @@ struct outcome {
     diag_record diag;  ///< when failed
 };
 
+/// How values travel through a backend's ODBC driver.
+struct binding_quirks {
+    bool times_as_text = false;     ///< timestamps bound as text (sqliteodbc)
+    bool integers_as_text = false;  ///< integers bound and read as text (Virtuoso)
+};
+
+/// One ODBC connection. It keeps the connection, the statements and the branch's state
+/// (open, failed, local transaction); whatever depends on the DBMS behind it goes to its
+/// backend's rules, chosen once the DBMS is recognised.
 class session final : public native_session {
   public:
     session(const session&) = delete;
@@ -168,42 +182,57 @@ class session final : public native_session {
     void commit_local() override;
     void rollback_local() override;
     bool in_local_transaction() const override { return m_local; }
-    /// The application now sends statements itself, unseen here: from then on the
-    /// PostgreSQL one-phase commit checks the block before COMMIT.
+    /// The application now sends statements itself, unseen here (see handle_given).
     void* native_handle() noexcept override {
         m_direct = true;
         return m_dbc.get();
     }
     /// The native driver describing the DBMS behind the connection, or none.
-    std::string dbms() const override {
-        switch (m_backend) {
-            case backend::postgresql:
-                return "pq";
-            case backend::mariadb:
-            case backend::mysql:
-                return "mysql";
-            case backend::sqlite:
-                return "sqlite";
-            case backend::virtuoso:  // no native driver describes it
-            case backend::unknown:
-                break;
-        }
-        return "odbc";
-    }
+    std::string dbms() const override;
 
-    backend which() const noexcept { return m_backend; }
+    // ---- for the backend rules -----------------------------------------------------
 
-  private:
-    void connect(const std::string& conn);
-    void recognise();
-    void declare();
-    void declare_postgresql(capability_set& c, const std::string& via);
-    void declare_mysql(capability_set& c, const std::string& via);
-    void set_autocommit(bool on);
+    SQLHDBC dbc() const noexcept { return m_dbc.get(); }
+    /// The DBMS's name and version, for messages ("PostgreSQL 15.x").
+    const std::string& dbms_text() const noexcept { return m_dbms; }
+    /// The ODBC driver's file name (SQL_DRIVER_NAME, e.g. psqlodbcw.so).
+    const std::string& odbc_driver() const noexcept { return m_odbc_driver; }
+    /// The error table in force: the backend's, or the generic one before it is known.
+    const error_table& errors() const noexcept;
     /// Runs one statement on a fresh statement handle. collect: keep the rows. Never
     /// throws for an SQL error: the caller maps it.
     outcome run(std::string_view sql, bool collect);
-    /// The same with bound parameters.
+    /// run, raising the mapped error on failure.
+    result run_or_raise(std::string_view sql, bool collect, op o, std::string_view context);
+    /// A statement that must run outside any transaction (COMMIT PREPARED, recovery).
+    result run_autocommit(std::string_view sql, bool collect, op o, std::string_view context);
+    /// SQLEndTran, raising the mapped error on failure.
+    void end_tran(SQLSMALLINT what, op o, std::string_view context);
+    /// SQLEndTran(SQL_ROLLBACK), whatever it answers (cleaning up after a failure).
+    void rollback_quietly() noexcept;
+    /// One-phase commit of the connection's transaction through SQLEndTran; a failure
+    /// leaves it rolled back.
+    void commit_transaction();
+    /// SQLDisconnect + SQLDriverConnect on the same handle: the value applications got
+    /// from xarm_odbc_hdbc stays valid (their statement handles do not: ours are freed
+    /// first and prepared again on their next use). why: the message's start if it fails
+    /// (XAER_RMFAIL).
+    void reopen(std::string_view why);
+    /// True once the application has the connection's handle (xarm_odbc_hdbc) and may
+    /// send statements this session never sees.
+    bool handle_given() const noexcept { return m_direct; }
+    /// The failure of a statement of the open branch, taken (nullopt if none).
+    std::optional<diag_record> take_branch_failure() noexcept {
+        return std::exchange(m_branch_failure, std::nullopt);
+    }
+
+  private:
+    void connect(const std::string& conn);
+    /// Reads the DBMS's and the ODBC driver's names: the backend behind the connection.
+    backend recognise();
+    void declare();
+    void set_autocommit(bool on);
+    /// run with bound parameters.
     outcome run(std::string_view sql, std::span<const value> params, bool collect);
     /// Reads what an executed statement handle returns (every result; the last one that
     /// has columns gives the rows).
@@ -213,69 +242,26 @@ class session final : public native_session {
     result work(const std::function<outcome()>& run);
     friend struct prepared;
     void release_statement_handles() noexcept;
-    /// run, raising the mapped error on failure.
-    result run_or_raise(std::string_view sql, bool collect, op o, std::string_view context);
-    /// A statement that must run outside any transaction (COMMIT PREPARED, recovery).
-    result run_autocommit(std::string_view sql, bool collect, op o, std::string_view context);
-    void end_tran(SQLSMALLINT what, op o, std::string_view context);
     /// A statement of the branch or of a local transaction failed: remember how.
     void note_failure(const diag_record& d);
-    /// MariaDB keeps a prepared XA branch attached to its session: detach it by
-    /// reconnecting (the server keeps prepared branches of closed sessions).
-    void reconnect();
-    /// MariaDB/MySQL: when this connection still holds a prepared branch (kept after XA
-    /// PREPARE so that phase two on this session costs nothing), detach it now by
-    /// reconnecting, before the connection does anything else.
-    void detach_held();
-
-    // Per backend.
-    vote prepare_pq(const xid& x);
-    vote prepare_my(const xid& x);
-    void xa_end_if_needed(const xid& x);
-    /// held: this connection holds a prepared branch (the query runs without switching
-    /// autocommit, which the server refuses then).
-    std::vector<xid> recover_my(bool held);
-    void finish_prepared(const xid& x, bool commit);
-    /// MariaDB/MySQL: XA COMMIT/ROLLBACK of a prepared branch by xid: on the connection
-    /// that holds it (this session's or, through the registry, another thread's), else
-    /// on this one, waiting out its detachment from a session the server is closing.
-    void finish_my(const xid& x, bool commit);
-    /// finish_my on the connection that holds x (h->mu held): true when done there.
-    bool finish_on_holder(branch_holder& h, const xid& x, bool commit);
-    /// MariaDB: the session's write counter (mysql::write_counter_sql), nullopt if unknown.
-    std::optional<unsigned long long> write_counter();
-    /// MariaDB: this connection's server session id (CONNECTION_ID()), 0 if unknown.
-    long fetch_session_id();
-    /// MariaDB: waits (bounded) until the server has closed session id, so that the
-    /// branch it held is detached and any connection can finish it.
-    void wait_session_closed(long id);
-    /// A SELECT COUNT(*)'s answer on this connection, or nullopt when it failed.
-    std::optional<long> count_rows(const std::string& sql);
-    /// MySQL: @@xa_detach_on_prepare (8.0.30+), false where the variable does not exist.
-    bool read_detach_on_prepare();
+    /// Two-phase calls are declared missing for this backend: the core never sends them.
+    void require_two_phase(const xid& x) const;
 
     std::string m_conn;  // the connection string as connected (holds the password)
     dbc_ptr m_dbc;
-    backend m_backend = backend::unknown;
-    std::string m_dbms;            // "PostgreSQL 15.x", for messages
-    std::string m_server_version;  // MySQL/MariaDB: SELECT VERSION()
-    std::string m_odbc_driver;     // SQL_DRIVER_NAME, e.g. psqlodbcw.so
+    std::string m_dbms;         // "PostgreSQL 15.x", for messages
+    std::string m_odbc_driver;  // SQL_DRIVER_NAME, e.g. psqlodbcw.so
     capability_set m_caps;
-    bool m_two_phase = false;
+    binding_quirks m_quirks;
     bool m_autocommit = false;
-    bool m_branch = false;          // a branch's transaction is open on this connection
-    bool m_xa_end_pending = false;  // MariaDB: XA END not yet sent for the open branch
-    bool m_local = false;           // a local transaction is open
-    bool m_direct = false;          // the application has the HDBC (native_handle)
-    std::optional<diag_record> m_branch_failure;     // a statement of the branch failed
-    long m_session_id = 0;                           // MariaDB: CONNECTION_ID()
-    std::string m_server;                            // MariaDB: @@hostname:@@port (registry key)
-    std::shared_ptr<branch_holder> m_holder;         // MariaDB: the prepared branch kept attached
-    bool m_read_only_vote = false;                   // XARM_READ_ONLY_VOTE=on
-    bool m_detach_on_prepare = false;                // MySQL 8: @@xa_detach_on_prepare=ON
-    std::optional<unsigned long long> m_write_base;  // MariaDB: write counter at XA START
+    bool m_branch = false;  // a branch's transaction is open on this connection
+    bool m_local = false;   // a local transaction is open
+    bool m_direct = false;  // the application has the HDBC (native_handle)
+    std::optional<diag_record> m_branch_failure;  // a statement of the branch failed
     /// Prepared statements' handles, freed before the connection is reopened.
     std::vector<prepared*> m_prepared;
+    /// Declared last: destroyed first, while the connection is still there.
+    std::unique_ptr<backend_rules> m_rules;
 };
 
 }  // namespace xarm::odbc

@@ -8,7 +8,7 @@
 #include <charconv>
 #include <cstring>
 
-#include "odbc.hpp"
+#include "backend.hpp"
 #include "xarm/driver/scope.hpp"
 #include "xarm/xa.h"
 
@@ -262,28 +262,6 @@ void session::release_statement_handles() noexcept {
     for (auto* p : m_prepared) p->handle.reset();
 }
 
-sql_syntax session::syntax() const {
-    sql_syntax s;
-    switch (m_backend) {
-        case backend::postgresql:
-            s = sql_syntax::postgresql();
-            s.placeholder = sql_syntax::marker::question;  // psqlODBC numbers them itself
-            return s;
-        case backend::mariadb:
-        case backend::mysql:
-            return sql_syntax::mysql();
-        case backend::sqlite:
-            s = sql_syntax::sqlite();
-            s.drop_comments = true;  // sqliteodbc counts a ? in a comment as a placeholder
-            return s;
-        case backend::virtuoso:
-            return virtuoso_syntax();
-        case backend::unknown:
-            break;
-    }
-    return sql_syntax::standard();
-}
-
 outcome session::fetch(SQLHSTMT st, bool collect) {
     outcome out;
     auto fail = [&] {
@@ -316,7 +294,7 @@ outcome session::fetch(SQLHSTMT st, bool collect) {
                     is_unsigned = SQL_FALSE;
                 cols.push_back({reinterpret_cast<const char*>(name.data()),
                                 reinterpret_cast<const char*>(tname.data()), type});
-                info.push_back({type, is_unsigned == SQL_TRUE, m_backend == backend::virtuoso});
+                info.push_back({type, is_unsigned == SQL_TRUE, m_quirks.integers_as_text});
             }
             result_builder rows(std::move(cols));
             while ((rc = SQLFetch(st)) != SQL_NO_DATA) {
@@ -348,7 +326,7 @@ outcome session::run(std::string_view sql, std::span<const value> params, bool c
     if (!ok(SQLAllocHandle(SQL_HANDLE_STMT, m_dbc.get(), &raw)))
         return {{}, true, read_diag(SQL_HANDLE_DBC, m_dbc.get())};
     stmt_ptr st(raw);
-    bound_params bound(params, m_backend == backend::sqlite, m_backend == backend::virtuoso);
+    bound_params bound(params, m_quirks.times_as_text, m_quirks.integers_as_text);
     if (!bound.bind(st.get(), params)) return {{}, true, read_diag(SQL_HANDLE_STMT, st.get())};
     SQLRETURN rc =
         SQLExecDirect(st.get(), reinterpret_cast<SQLCHAR*>(const_cast<char*>(sql.data())),
@@ -363,13 +341,13 @@ result session::work(const std::function<outcome()>& run_it) {
     // transaction (ODBC begins it implicitly). A prepared branch still attached to this
     // connection (MariaDB) would refuse the work: detach it first.
     if (!m_branch) {
-        detach_held();
+        m_rules->release_held_branch();
         m_local = true;
     }
     auto out = run_it();
     if (out.failed) {
         note_failure(out.diag);
-        raise_diag(out.diag, m_backend, op::statement, "SQL error");
+        raise_diag(out.diag, errors(), op::statement, "SQL error");
     }
     return std::move(out.rows);
 }
@@ -387,11 +365,11 @@ result session::execute_params(std::string_view sql, std::span<const value> para
 }
 
 std::unique_ptr<native_statement> session::prepare(std::string_view sql, std::size_t) {
-    if (!m_branch) detach_held();
+    if (!m_branch) m_rules->release_held_branch();
     auto p = std::make_unique<prepared>(*this, std::string(sql));
     SQLHSTMT raw = SQL_NULL_HSTMT;
     if (!ok(SQLAllocHandle(SQL_HANDLE_STMT, m_dbc.get(), &raw)))
-        raise_odbc(SQL_HANDLE_DBC, m_dbc.get(), m_backend, op::statement,
+        raise_odbc(SQL_HANDLE_DBC, m_dbc.get(), errors(), op::statement,
                    "cannot allocate a statement handle");
     p->handle.reset(raw);
     if (!ok(SQLPrepare(raw, reinterpret_cast<SQLCHAR*>(p->sql.data()),
@@ -399,7 +377,7 @@ std::unique_ptr<native_statement> session::prepare(std::string_view sql, std::si
         // A parse error on the server aborts a PostgreSQL block like a failed statement.
         const diag_record d = read_diag(SQL_HANDLE_STMT, raw);
         note_failure(d);
-        raise_diag(d, m_backend, op::statement, "cannot prepare the statement");
+        raise_diag(d, errors(), op::statement, "cannot prepare the statement");
     }
     return p;
 }
@@ -423,7 +401,7 @@ result session::execute_prepared(native_statement& st, std::span<const value> pa
         // The previous run's cursor and bindings go (the bound buffers were its own).
         SQLFreeStmt(h, SQL_CLOSE);
         SQLFreeStmt(h, SQL_RESET_PARAMS);
-        bound_params bound(params, m_backend == backend::sqlite, m_backend == backend::virtuoso);
+        bound_params bound(params, m_quirks.times_as_text, m_quirks.integers_as_text);
         const scope_exit unbind([h]() noexcept {
             SQLFreeStmt(h, SQL_CLOSE);
             SQLFreeStmt(h, SQL_RESET_PARAMS);

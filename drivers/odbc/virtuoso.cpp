@@ -13,32 +13,48 @@
 // finished by another connection after a crash: Virtuoso takes part in a two-phase
 // transaction of xarm's manager as its one-phase last resource. README.md, "ODBC",
 // names the Virtuoso sources this was read from.
-#include "odbc.hpp"
+#include "backend.hpp"
 
 namespace xarm::odbc {
 
-void declare_virtuoso(capability_set& c, const std::string& via) {
-    c.no(capability::two_phase,
-         "Virtuoso keeps prepared XA branches for its JDBC driver only: its ODBC driver can "
-         "start an XA branch (SQL_COPT_SS_ENLIST_IN_XA) but has no call, attribute or SQL "
-         "procedure that prepares, commits or rolls back one by XID (its own SQL_TP_* "
-         "transaction codes carry no XID, and unixODBC refuses them), and MS DTC is Windows "
-         "only; use Virtuoso as the transaction manager's one-phase last resource (" +
-             via + ")")
-        .no(capability::recovery,
-            "no branch is ever prepared on Virtuoso through ODBC, and a prepared branch that "
-            "_2PC.DBA.XA_GET_ALL_XIDS() lists could not be committed or rolled back through "
-            "ODBC (" +
-                via + ")")
-        .no(capability::read_only_vote, "there is no prepare to vote at");
-}
+namespace {
 
-sql_syntax virtuoso_syntax() {
-    sql_syntax s = sql_syntax::standard();
-    // 'a\'b' is a'b in Virtuoso (unless the session sets NO_CHAR_C_ESCAPE): a ? after
-    // an escaped quote is still inside the string.
-    s.backslash_escapes = true;
-    return s;
+class virtuoso_rules final : public backend_rules {
+  public:
+    explicit virtuoso_rules(session& s) : backend_rules(s, backend::virtuoso) {}
+
+    sql_syntax syntax() const override {
+        sql_syntax s = sql_syntax::standard();
+        // 'a\'b' is a'b in Virtuoso (unless the session sets NO_CHAR_C_ESCAPE): a ? after
+        // an escaped quote is still inside the string.
+        s.backslash_escapes = true;
+        return s;
+    }
+    // Its driver answers SQL_C_SBIGINT with no value and cuts SQL_INTEGER to 32 bits.
+    binding_quirks quirks() const override { return {.integers_as_text = true}; }
+
+    void declare(capability_set& c, const std::string& via) override {
+        c.no(capability::two_phase,
+             "Virtuoso keeps prepared XA branches for its JDBC driver only: its ODBC driver "
+             "can start an XA branch (SQL_COPT_SS_ENLIST_IN_XA) but has no call, attribute or "
+             "SQL procedure that prepares, commits or rolls back one by XID (its own SQL_TP_* "
+             "transaction codes carry no XID, and unixODBC refuses them), and MS DTC is "
+             "Windows only; use Virtuoso as the transaction manager's one-phase last resource "
+             "(" +
+                 via + ")")
+            .no(capability::recovery,
+                "no branch is ever prepared on Virtuoso through ODBC, and a prepared branch "
+                "that _2PC.DBA.XA_GET_ALL_XIDS() lists could not be committed or rolled back "
+                "through ODBC (" +
+                    via + ")")
+            .no(capability::read_only_vote, "there is no prepare to vote at");
+    }
+};
+
+}  // namespace
+
+std::unique_ptr<backend_rules> make_virtuoso_rules(session& s) {
+    return std::make_unique<virtuoso_rules>(s);
 }
 
 }  // namespace xarm::odbc
