@@ -10,6 +10,9 @@ namespace xarm::odbc {
 
 namespace {
 
+/// in_failed_sql_transaction: a statement in a block the server had already aborted.
+constexpr std::string_view in_failed_block_sqlstate = "25P02";
+
 pq::op pq_op(op o) {
     switch (o) {
         case op::open:
@@ -104,23 +107,19 @@ class postgresql_rules final : public backend_rules {
     }
 
     vote prepare(const xid& x) override {
-        auto abandon = [&](const diag_record& d, op o, std::string_view what) {
-            m_s.rollback_quietly();
-            raise_diag(d, *this, o, what);
-        };
-        // The read-only check also finds a transaction block the server aborted after an
-        // error (25P02), which PREPARE TRANSACTION would silently turn into ROLLBACK.
-        auto check = m_s.run(pq::wrote_nothing_sql, true);
-        if (check.failed)
-            abandon(check.diag, op::end, "checking the branch before PREPARE TRANSACTION");
-        if (!check.rows.rows.empty() && !check.rows.rows[0].empty() && check.rows.rows[0][0] &&
-            pq::parse_bool(*check.rows.rows[0][0])) {
-            m_s.end_tran(SQL_ROLLBACK, op::rollback, "ROLLBACK of a read-only branch");
-            return vote::read_only;
-        }
-        auto prep = m_s.run(pq::prepare_sql(x), false);
-        if (prep.failed) abandon(prep.diag, op::prepare, "PREPARE TRANSACTION");
-        return vote::ok;
+        // The read-only check and PREPARE TRANSACTION in one round trip (psqlODBC sends
+        // the text as one query): the check fails with read_only_sqlstate when the
+        // branch wrote nothing, and with 25P02 when the server had aborted the block
+        // after an error (PREPARE TRANSACTION would silently turn that into ROLLBACK);
+        // either way PREPARE does not run.
+        auto both = m_s.run(pq::check_and_prepare_sql(x), false);
+        if (!both.failed) return vote::ok;
+        m_s.rollback_quietly();
+        if (both.diag.sqlstate == pq::read_only_sqlstate) return vote::read_only;
+        if (both.diag.sqlstate == in_failed_block_sqlstate)
+            raise_diag(both.diag, *this, op::end,
+                       "the branch's work had failed before PREPARE TRANSACTION");
+        raise_diag(both.diag, *this, op::prepare, "PREPARE TRANSACTION");
     }
 
     void commit_one_phase(const xid&) override {
@@ -152,7 +151,8 @@ class postgresql_rules final : public backend_rules {
     }
 
     std::vector<xid> recover() override {
-        auto r = m_s.run_autocommit(pq::recover_sql, true, op::recover, "reading pg_prepared_xacts");
+        auto r =
+            m_s.run_autocommit(pq::recover_sql, true, op::recover, "reading pg_prepared_xacts");
         std::vector<std::string> gids;
         for (const auto& row : r.rows)
             if (!row.empty() && row[0]) gids.push_back(*row[0]);
