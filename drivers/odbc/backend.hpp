@@ -76,7 +76,8 @@ std::unique_ptr<backend_rules> make_rules(session& s, backend b, bool read_only_
 
 // Each made only where its file is built (see the top of this file).
 std::unique_ptr<backend_rules> make_postgresql_rules(session& s);
-std::unique_ptr<backend_rules> make_mysql_rules(session& s, bool read_only_vote);
+/// b: mariadb or mysql, as SQL_DBMS_NAME says (the rules tell a MariaDB called MySQL).
+std::unique_ptr<backend_rules> make_mysql_rules(session& s, backend b, bool read_only_vote);
 std::unique_ptr<backend_rules> make_virtuoso_rules(session& s);
 
 }  // namespace xarm::odbc

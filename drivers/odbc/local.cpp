@@ -8,7 +8,8 @@ namespace xarm::odbc {
 
 vote backend_rules::prepare(const xid&) {
     // Unreachable: the core refuses prepare where two_phase is declared missing.
-    raise(XAER_RMERR, "0A000", "two-phase commit is not supported through ODBC to " + m_s.dbms_text());
+    raise(XAER_RMERR, "0A000",
+          "two-phase commit is not supported through ODBC to " + m_s.dbms_text());
 }
 
 void backend_rules::rollback_branch(const xid&) {
@@ -84,7 +85,7 @@ std::unique_ptr<backend_rules> make_rules(session& s, backend b,
         case backend::mariadb:
         case backend::mysql:
 #ifdef XARM_ODBC_WITH_MYSQL_DIALECT
-            return make_mysql_rules(s, read_only_vote);
+            return make_mysql_rules(s, b, read_only_vote);
 #else
             return std::make_unique<one_phase_rules>(
                 s, b, "this build of xarm has no MySQL dialect (drivers/mysql)", true);

@@ -66,8 +66,10 @@ std::optional<std::string> first_value(const outcome& r) {
 
 class mysql_rules final : public backend_rules {
   public:
-    mysql_rules(session& s, bool read_only_vote)
-        : backend_rules(s, backend::mysql), m_read_only_vote(read_only_vote) {
+    /// b: what SQL_DBMS_NAME says (mariadb or mysql).
+    mysql_rules(session& s, backend b, bool read_only_vote)
+        : backend_rules(s, b), m_read_only_vote(read_only_vote) {
+        if (b != backend::mysql) return;
         // Connector/ODBC may call a MariaDB server "MySQL", and SQL_DBMS_VER is only the
         // number: the server's own version string says which it is.
         m_server_version = first_value(m_s.run("SELECT VERSION()", true)).value_or("");
@@ -136,11 +138,11 @@ class mysql_rules final : public backend_rules {
     /// MySQL: @@xa_detach_on_prepare (8.0.30+), false where the variable does not exist.
     bool read_detach_on_prepare();
 
-    bool m_read_only_vote;            // XARM_READ_ONLY_VOTE=on
-    std::string m_server_version;     // SELECT VERSION()
-    bool m_xa_end_pending = false;    // XA END not yet sent for the open branch
-    long m_session_id = 0;            // CONNECTION_ID()
-    std::string m_server;             // @@hostname:@@port (registry key)
+    bool m_read_only_vote;          // XARM_READ_ONLY_VOTE=on
+    std::string m_server_version;   // SELECT VERSION()
+    bool m_xa_end_pending = false;  // XA END not yet sent for the open branch
+    long m_session_id = 0;          // CONNECTION_ID()
+    std::string m_server;           // @@hostname:@@port (registry key)
     std::shared_ptr<branch_holder> m_holder = std::make_shared<branch_holder>();
     bool m_detach_on_prepare = false;                // MySQL 8: @@xa_detach_on_prepare=ON
     std::optional<unsigned long long> m_write_base;  // MariaDB: write counter at XA START
@@ -238,15 +240,13 @@ void mysql_rules::release_held_branch() {
     // wait (briefly) for that here, so that another process can finish the branch from
     // now on.
     if (old_session > 0)
-        mysql::wait_session_gone(old_session,
-                                 [&](const std::string& q) { return count_rows(q); });
+        mysql::wait_session_gone(old_session, [&](const std::string& q) { return count_rows(q); });
 }
 
 void mysql_rules::start(const xid& x) {
     m_s.run_or_raise(mysql::xa_start_sql(x), false, op::start, "XA START");
     m_xa_end_pending = true;
-    m_write_base =
-        m_which == backend::mariadb && m_read_only_vote ? write_counter() : std::nullopt;
+    m_write_base = m_which == backend::mariadb && m_read_only_vote ? write_counter() : std::nullopt;
 }
 
 void mysql_rules::xa_end_if_needed(const xid& x) {
@@ -504,8 +504,8 @@ bool mysql_rules::read_detach_on_prepare() {
 
 }  // namespace
 
-std::unique_ptr<backend_rules> make_mysql_rules(session& s, bool read_only_vote) {
-    return std::make_unique<mysql_rules>(s, read_only_vote);
+std::unique_ptr<backend_rules> make_mysql_rules(session& s, backend b, bool read_only_vote) {
+    return std::make_unique<mysql_rules>(s, b, read_only_vote);
 }
 
 }  // namespace xarm::odbc
