@@ -2,6 +2,7 @@
 // and the SQLSTATE table are in dialect.hpp (shared with the odbc driver).
 #pragma once
 
+#include <libpq-events.h>
 #include <libpq-fe.h>
 
 #include <functional>
@@ -134,6 +135,10 @@ class session final : public native_session {
     void rollback_block() noexcept;
     /// XAER_RMFAIL when libpq already knows the connection is gone.
     void check_alive(op o, std::string_view what);
+    /// libpq's event procedure (PQregisterEventProc): reads the command tag of every
+    /// successful result on the connection, the application's own ones included.
+    static int on_event(PGEventId id, void* info, void* self);
+    void saw_tag(std::string_view tag);
 
     conn_ptr m_conn;
     capability_set m_caps;
@@ -141,7 +146,7 @@ class session final : public native_session {
     bool m_pending_begin = false;       // the branch's BEGIN goes with its first statement
     bool m_ended_outside = false;       // the application ended the branch's block itself
     bool m_direct = false;              // the application has the PGconn (native_handle)
-    bool m_wrote = false;               // a statement of the branch provably wrote
+    bool m_wrote = false;               // a command tag proved a write (saw_tag)
     server_error m_abort;               // the error that aborted the current block, if any
     unsigned long m_statements = 0;     // server-side statements prepared so far (names)
     std::string m_check;                // the read-only check's statement name, once parsed

@@ -353,7 +353,6 @@ result session::bound(const std::function<int()>& send, bool rows) {
         if (before != PQTRANS_INERROR) m_abort = err;
         raise_server(err, op::statement, "SQL error");
     }
-    if (m_branch && !m_wrote) m_wrote = tag_proves_write(PQcmdStatus(r.get()));
     return decode(r.get(), rows);
 }
 
