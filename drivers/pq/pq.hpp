@@ -68,7 +68,9 @@ class session final : public native_session {
     result query(std::string_view sql) override;
     sql_syntax syntax() const override { return sql_syntax::postgresql(); }
     result execute_params(std::string_view sql, std::span<const value> params, bool rows) override;
-    /// PQprepare, one round trip; the statement is named xarm_<n> on the server.
+    /// PQprepare, one round trip; the statement is named xarm_<n> on the server. Executed
+    /// with typed values (integers, reals, booleans, bytes), it is parsed once more for
+    /// each set of parameter types (parse()).
     std::unique_ptr<native_statement> prepare(std::string_view sql, std::size_t params) override;
     result execute_prepared(native_statement& st, std::span<const value> params,
                             bool rows) override;
@@ -89,6 +91,9 @@ class session final : public native_session {
     /// prepared transaction): nothing is kept to forget.
     void forget(const xid&) override {}
 
+    /// PQprepare under a new name (xarm_<n>) with the given parameter types (null: all
+    /// left to the server); a failure is recorded as the block's abort and raised.
+    std::string parse(const std::string& sql, int params, const Oid* types);
     /// A server-side statement is no longer used: DEALLOCATEd at the next prepare()
     /// outside a transaction (never from a destructor, never inside a block).
     void unused(std::string name) { m_unused.push_back(std::move(name)); }
