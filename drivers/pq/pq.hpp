@@ -2,6 +2,7 @@
 // and the SQLSTATE table are in dialect.hpp (shared with the odbc driver).
 #pragma once
 
+#include <libpq-events.h>
 #include <libpq-fe.h>
 
 #include <functional>
@@ -67,7 +68,9 @@ class session final : public native_session {
     result query(std::string_view sql) override;
     sql_syntax syntax() const override { return sql_syntax::postgresql(); }
     result execute_params(std::string_view sql, std::span<const value> params, bool rows) override;
-    /// PQprepare, one round trip; the statement is named xarm_<n> on the server.
+    /// PQprepare, one round trip; the statement is named xarm_<n> on the server. Executed
+    /// with typed values (integers, reals, booleans, bytes), it is parsed once more for
+    /// each set of parameter types (parse()).
     std::unique_ptr<native_statement> prepare(std::string_view sql, std::size_t params) override;
     result execute_prepared(native_statement& st, std::span<const value> params,
                             bool rows) override;
@@ -88,6 +91,9 @@ class session final : public native_session {
     /// prepared transaction): nothing is kept to forget.
     void forget(const xid&) override {}
 
+    /// PQprepare under a new name (xarm_<n>) with the given parameter types (null: all
+    /// left to the server); a failure is recorded as the block's abort and raised.
+    std::string parse(const std::string& sql, int params, const Oid* types);
     /// A server-side statement is no longer used: DEALLOCATEd at the next prepare()
     /// outside a transaction (never from a destructor, never inside a block).
     void unused(std::string name) { m_unused.push_back(std::move(name)); }
@@ -134,6 +140,10 @@ class session final : public native_session {
     void rollback_block() noexcept;
     /// XAER_RMFAIL when libpq already knows the connection is gone.
     void check_alive(op o, std::string_view what);
+    /// libpq's event procedure (PQregisterEventProc): reads the command tag of every
+    /// successful result on the connection, the application's own ones included.
+    static int on_event(PGEventId id, void* info, void* self);
+    void saw_tag(std::string_view tag);
 
     conn_ptr m_conn;
     capability_set m_caps;
@@ -141,7 +151,7 @@ class session final : public native_session {
     bool m_pending_begin = false;       // the branch's BEGIN goes with its first statement
     bool m_ended_outside = false;       // the application ended the branch's block itself
     bool m_direct = false;              // the application has the PGconn (native_handle)
-    bool m_wrote = false;               // a statement of the branch provably wrote
+    bool m_wrote = false;               // a command tag proved a write (saw_tag)
     server_error m_abort;               // the error that aborted the current block, if any
     unsigned long m_statements = 0;     // server-side statements prepared so far (names)
     std::string m_check;                // the read-only check's statement name, once parsed

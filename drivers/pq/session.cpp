@@ -9,7 +9,9 @@
 //
 // Direct mode: an application that takes the PGconn (native_handle(), as xarm_pq_conn
 // does for the switch) sends its statements itself, so from then on start() sends BEGIN
-// at once and a BEGIN still pending is sent when the handle is taken. (A Describe of the
+// at once and a BEGIN still pending is sent when the handle is taken. Its statements'
+// command tags still reach the session (a libpq event procedure sees every result), so a
+// branch whose UPDATE said "UPDATE 1" is prepared without the check, as by hand. (A Describe of the
 // read-only check statement behind that BEGIN, to find it deallocated by the
 // application, cost more than the check's parse and plan: measured, not done.)
 #include <charconv>
@@ -29,6 +31,8 @@ session::session(const std::string& conninfo) {
     // application that wants them sets its own processor on xarm_pq_conn()).
     PQsetNoticeProcessor(
         m_conn.get(), [](void*, const char*) {}, nullptr);
+    if (!PQregisterEventProc(m_conn.get(), &session::on_event, "xarm_pq", this))
+        raise(XAER_RMERR, "58000", "cannot register the libpq event procedure");
     auto r = exec(max_prepared_sql, op::open, "reading max_prepared_transactions");
     long n = 0;
     if (PQntuples(r.get()) == 1) {
@@ -39,6 +43,31 @@ session::session(const std::string& conninfo) {
 }
 
 session::~session() = default;  // PQfinish: the server rolls back an unprepared block
+
+int session::on_event(PGEventId id, void* info, void* self) {
+    if (id == PGEVT_RESULTCREATE) {
+        const auto* e = static_cast<PGEventResultCreate*>(info);
+        static_cast<session*>(self)->saw_tag(PQcmdStatus(e->result));
+    }
+    return 1;  // 0 would turn the result into an error
+}
+
+void session::saw_tag(std::string_view tag) {
+    // Statements the application sends on the PGconn itself (direct mode) are seen here
+    // too: a DEALLOCATE ALL or DISCARD ALL dropped the check, parse it anew.
+    if (tag == "DEALLOCATE ALL" || tag == "DISCARD ALL") {
+        m_check.clear();
+        m_defer_names.clear();
+    }
+    if (!m_branch) return;
+    if (tag_proves_write(tag)) {
+        m_wrote = true;
+    } else if (tag == "COMMIT" || tag == "ROLLBACK" || tag == "PREPARE TRANSACTION") {
+        // The block (or, for ROLLBACK TO SAVEPOINT, part of it) may have ended: what was
+        // written may be gone, so prove nothing; the check decides.
+        m_wrote = false;
+    }
+}
 
 result_ptr session::try_exec(const std::string& sql, server_error& err) {
     const auto before = status();
@@ -347,7 +376,6 @@ result session::run(std::string_view sql, bool collect) {
         raise_server(err, op::statement, "SQL error");
     }
     const std::string_view tag = PQcmdStatus(r.get());
-    if (m_branch && !m_wrote) m_wrote = tag_proves_write(tag);
     if (tag.starts_with("DEALLOCATE")) {  // perhaps ours: parse them anew
         m_check.clear();
         m_defer_names.clear();

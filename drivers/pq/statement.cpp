@@ -1,13 +1,21 @@
 // PostgreSQL statements with bound parameters (PQsendQueryParams, PQprepare,
 // PQsendQueryPrepared) and results decoded by type OID.
 //
-// Parameters go in text format with their type left for the server to infer from the
-// statement (OID 0, as for a quoted literal), so that 5 binds to an int4, int8 or numeric
-// column alike and a timestamp ("...+00") to timestamp or timestamptz; binary data goes
-// in binary format as bytea. A statement that would begin a transaction (PEP 249: the
-// first statement does) takes its BEGIN along in one pipeline: one round trip.
+// Parameters go in text format. Integers, reals and booleans carry their type, as the
+// same value written in the SQL would (5 is an int4, 5000000000 an int8, a real a
+// float8; psycopg 3 types them too), so that a bare "SELECT ?" returns 5, not '5'; the
+// server casts an int4 up to int8 or numeric where the context asks. Text and timestamps
+// leave the type to the server (OID 0, as for a quoted literal), so that a string binds
+// to any column type and a timestamp ("...+00") to timestamp or timestamptz; binary data
+// goes in binary format as bytea. A prepared statement is parsed once more for each set
+// of parameter types it is executed with. A statement that would begin a transaction
+// (PEP 249: the first statement does) takes its BEGIN along in one pipeline: one round
+// trip.
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <iterator>
+#include <limits>
 #include <optional>
 #include <utility>
 
@@ -21,7 +29,11 @@ namespace xarm::pq {
 
 namespace {
 
+constexpr Oid bool_oid = 16;
 constexpr Oid bytea_oid = 17;
+constexpr Oid int8_oid = 20;
+constexpr Oid int4_oid = 23;
+constexpr Oid float8_oid = 701;
 
 // The parameters in libpq's arrays. Text lives in the values themselves or in texts.
 struct wire_params {
@@ -55,12 +67,18 @@ struct wire_params {
                 return;
             case value_type::boolean:
                 values[i] = v.boolean() ? "true" : "false";
+                types[i] = bool_oid;
                 return;
-            case value_type::integer:
-                values[i] = keep(std::to_string(v.integer()));
+            case value_type::integer: {
+                const std::int64_t n = v.integer();
+                values[i] = keep(std::to_string(n));
+                using int4 = std::numeric_limits<std::int32_t>;
+                types[i] = n >= int4::min() && n <= int4::max() ? int4_oid : int8_oid;
                 return;
+            }
             case value_type::real: {
                 const double d = v.real();
+                types[i] = float8_oid;
                 if (std::isnan(d)) {
                     values[i] = "NaN";
                 } else if (std::isinf(d)) {
@@ -353,7 +371,6 @@ result session::bound(const std::function<int()>& send, bool rows) {
         if (before != PQTRANS_INERROR) m_abort = err;
         raise_server(err, op::statement, "SQL error");
     }
-    if (m_branch && !m_wrote) m_wrote = tag_proves_write(PQcmdStatus(r.get()));
     return decode(r.get(), rows);
 }
 
@@ -370,14 +387,32 @@ result session::execute_params(std::string_view sql, std::span<const value> para
 
 namespace {
 struct prepared final : native_statement {
-    prepared(session& s, std::string n) : owner(s), name(std::move(n)) {}
-    ~prepared() override { owner.unused(std::move(name)); }
+    prepared(session& s, std::string q, std::string n)
+        : owner(s), sql(std::move(q)), name(std::move(n)) {}
+    ~prepared() override {
+        owner.unused(std::move(name));
+        for (auto& t : typed) owner.unused(std::move(t.second));
+    }
     prepared(const prepared&) = delete;
     prepared& operator=(const prepared&) = delete;
     session& owner;
-    std::string name;
+    std::string sql;
+    std::string name;  // parsed with every parameter's type left to the server
+    std::vector<std::pair<std::vector<Oid>, std::string>> typed;  // types -> statement
 };
 }  // namespace
+
+std::string session::parse(const std::string& sql, int params, const Oid* types) {
+    auto name = fmt::format("xarm_{}", ++m_statements);
+    const auto before = status();
+    result_ptr r(PQprepare(m_conn.get(), name.c_str(), sql.c_str(), params, types));
+    if (!succeeded(r.get())) {
+        server_error err = read_error(m_conn.get(), r.get());
+        if (before == PQTRANS_INTRANS) m_abort = err;  // a failed parse aborts the block
+        raise_server(err, op::statement, "cannot prepare the statement");
+    }
+    return name;
+}
 
 std::unique_ptr<native_statement> session::prepare(std::string_view sql, std::size_t params) {
     if (!m_unused.empty() && status() == PQTRANS_IDLE) {
@@ -386,21 +421,26 @@ std::unique_ptr<native_statement> session::prepare(std::string_view sql, std::si
         m_unused.clear();
         result_ptr r(PQexec(m_conn.get(), dealloc.c_str()));  // a failure costs only memory
     }
-    auto name = fmt::format("xarm_{}", ++m_statements);
-    const auto before = status();
-    result_ptr r(PQprepare(m_conn.get(), name.c_str(), std::string(sql).c_str(),
-                           static_cast<int>(params), nullptr));
-    if (!succeeded(r.get())) {
-        server_error err = read_error(m_conn.get(), r.get());
-        if (before == PQTRANS_INTRANS) m_abort = err;  // a failed parse aborts the block
-        raise_server(err, op::statement, "cannot prepare the statement");
-    }
-    return std::make_unique<prepared>(*this, std::move(name));
+    // Parsed at once with no types, so that a wrong statement fails here.
+    std::string text(sql);
+    auto name = parse(text, static_cast<int>(params), nullptr);
+    return std::make_unique<prepared>(*this, std::move(text), std::move(name));
 }
 
 result session::execute_prepared(native_statement& st, std::span<const value> params, bool rows) {
-    const auto& name = static_cast<prepared&>(st).name;
+    auto& p = static_cast<prepared&>(st);
     wire_params w(params);
+    const std::string* found = &p.name;
+    if (std::any_of(w.types.begin(), w.types.end(), [](Oid t) { return t != 0; })) {
+        auto it = std::find_if(p.typed.begin(), p.typed.end(),
+                               [&](const auto& t) { return t.first == w.types; });
+        if (it == p.typed.end()) {
+            p.typed.emplace_back(w.types, parse(p.sql, w.count(), w.types.data()));
+            it = std::prev(p.typed.end());
+        }
+        found = &it->second;
+    }
+    const std::string& name = *found;
     return bound(
         [&] {
             return PQsendQueryPrepared(m_conn.get(), name.c_str(), w.count(), w.values.data(),

@@ -376,6 +376,24 @@ def test_big_int_beyond_64_bits(two_phase):
     assert int(got) == big
 
 
+def test_bare_parameters_keep_their_type():
+    """Issue 21: with nothing in the statement to type it, PostgreSQL took a parameter
+    for text, so SELECT ? bound to 5 gave '5'. The same text with other types of values
+    (the cursor caches the statement) still works."""
+    c = xarm.connect("pq", server("XARM_TEST_PQ"))
+    try:
+        cur = c.cursor()
+        cur.execute("SELECT ?, ?, ?, ?, ?", (5, 2**40, 1.5, True, "x"))
+        assert cur.fetchone() == (5, 2**40, 1.5, True, "x")
+        for value in (7, "seven", None, 7.5, False, b"7", 8):
+            cur.execute("SELECT ?", (value,))
+            (got,) = cur.fetchone()
+            assert (got, type(got)) == (value, type(value))
+        c.rollback()
+    finally:
+        c.close()
+
+
 def test_gil_released_during_database_calls(two_phase):
     t = two_phase
     c = t.connect()

@@ -107,7 +107,10 @@ capability_set& capability_set::no(capability c, std::string reason) {
 }
 
 bool capability_set::has(capability c) const {
-    return get(c).supported;
+    // Asked on every switch call: no copy of the reason.
+    for (const auto& s : m_items)
+        if (s.what == c) return s.supported;
+    return false;
 }
 
 capability_status capability_set::get(capability c) const {

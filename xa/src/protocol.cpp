@@ -107,8 +107,8 @@ void rm_session::state_error(int code, const xid& x, const char* verb, const cha
 }
 
 void rm_session::require(capability c, int code, const char* what) const {
+    if (m_caps.has(c)) return;
     auto s = m_caps.get(c);
-    if (s.supported) return;
     raise(diagnostic{
         code, "0A000", 0, std::string(m_driver->name()),
         fmt::format("{} is not supported by the {} driver: {}", what, m_driver->name(), s.reason)});

@@ -36,7 +36,8 @@ template <class F>
 int guarded(int rmid, F&& f) noexcept {
     try {
         int rc = f();
-        tls.failures.erase(rmid);
+        // Every call passes here: no hash lookup while nothing failed.
+        if (auto& failures = tls.failures; !failures.empty()) failures.erase(rmid);
         return rc;
     } catch (const error& e) {
         diagnostic d = e.diag();

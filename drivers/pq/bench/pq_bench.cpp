@@ -1,7 +1,8 @@
 // xarm_pq_bench: the cost of xarm over libpq. Each transaction does one UPDATE and one
-// INSERT on a small table, two-phase and one-phase, through (a) libpq directly, (b) the
-// xarm C++ API and (c) the xarm C switch with the SQL sent on xarm_pq_conn. Prints tx/s,
-// latency percentiles and the xarm/direct ratios. Not a test: figures only.
+// INSERT on a small table, two-phase and one-phase, through (a) libpq directly (also on
+// the switch's own PGconn), (b) the xarm C++ API and (c) the xarm C switch with the SQL
+// sent on xarm_pq_conn. Prints tx/s, latency percentiles and the xarm/direct ratios. Not
+// a test: figures only.
 #include <libpq-fe.h>
 
 #include <unistd.h>
@@ -266,6 +267,21 @@ int main(int argc, char** argv) {
                              {},
                              0,
                              0});
+        // The same SQL by hand on the switch's own PGconn (between branches): the same
+        // server backend as the switch path, so no scheduling luck of one backend
+        // against another enters the ratio.
+        two_cases.push_back({"libpq on switch PGconn",
+                             [&](long i) {
+                                 const std::string gid = xarm::encode_pg_gid(gid_of("h", i));
+                                 must(sw, "BEGIN");
+                                 must(sw, upd(i));
+                                 must(sw, ins(i));
+                                 must(sw, "PREPARE TRANSACTION '" + gid + "'");
+                                 must(sw, "COMMIT PREPARED '" + gid + "'");
+                             },
+                             {},
+                             0,
+                             0});
         two_cases.push_back(
             {"xarm C switch",
              [&](long i) {
@@ -297,6 +313,16 @@ int main(int argc, char** argv) {
                                  xc.execute(upd(i));
                                  xc.execute(ins(i));
                                  xc.tpc_commit();
+                             },
+                             {},
+                             0,
+                             0});
+        one_cases.push_back({"libpq on switch PGconn",
+                             [&](long i) {
+                                 must(sw, "BEGIN");
+                                 must(sw, upd(i));
+                                 must(sw, ins(i));
+                                 must(sw, "COMMIT");
                              },
                              {},
                              0,
@@ -406,10 +432,19 @@ int main(int argc, char** argv) {
             "  tx/s ratio: total throughput against the baseline; paired: the median of the "
             "per-slice ratios\n",
             seconds);
+        auto same_conn = [](const std::vector<stats>& v) {
+            const auto& through = v.back();
+            const auto& hand = v[v.size() - 2];
+            fmt::print(
+                "  xarm C switch against libpq on the same PGconn: tx/s {:.3f}, paired {:.3f}\n",
+                through.tps / hand.tps, paired_ratio(through, hand));
+        };
         print("two-phase (BEGIN, UPDATE, INSERT, PREPARE TRANSACTION, COMMIT PREPARED)", two,
               "direct 5, C++ API 4 (BEGIN sent with the UPDATE), switch 5");
+        same_conn(two);
         print("one-phase (BEGIN, UPDATE, INSERT, COMMIT)", one,
               "direct 4, C++ API 3 (BEGIN sent with the UPDATE), switch 4");
+        same_conn(one);
         print(
             "two-phase with bound parameters (ratios: xarm execute against PQexecParams, "
             "xarm statement against PQexecPrepared)",

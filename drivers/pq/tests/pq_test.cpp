@@ -644,6 +644,48 @@ BOOST_FIXTURE_TEST_CASE(results_decoded_by_type_oid, fx) {
     BOOST_TEST(r.columns()[11].type_name == "varchar");
 }
 
+// Issue 21: an integer, real or boolean bound where nothing gives the parameter a type
+// comes back as bound (it was text: PostgreSQL infers text for an untyped parameter),
+// through execute and a prepared statement alike; where the context gives the type,
+// values convert as before, and text still binds to any type.
+BOOST_FIXTURE_TEST_CASE(bare_parameters_keep_their_type, fx) {
+    auto c = xarm::connect("pq", info);
+    auto r = c.query("SELECT ? AS a, ? AS b, ? AS c, ? AS d, ? AS e, ? AS f", 5,
+                     std::int64_t{5000000000}, 1.5, true, "x", xarm::value{});
+    c.rollback();
+    std::vector<std::string> types;
+    for (const auto& col : r.columns()) types.push_back(col.type_name);
+    BOOST_TEST(
+        types == (std::vector<std::string>{"int4", "int8", "float8", "bool", "text", "text"}),
+        boost::test_tools::per_element());
+    BOOST_TEST(r[0].get<std::int64_t>("a") == 5);
+    BOOST_TEST(r[0].get<std::int64_t>("b") == 5000000000);
+    BOOST_TEST(r[0].get<double>("c") == 1.5);
+    BOOST_TEST(r[0].get<bool>("d"));
+    BOOST_TEST(r[0]["f"].is_null());
+    // A prepared statement: parsed once more per set of types it is executed with.
+    auto st = c.prepare("SELECT ? AS a");
+    BOOST_TEST(st.query(5).columns()[0].type_name == "int4");
+    BOOST_TEST(st.query("x").scalar<std::string>() == "x");
+    BOOST_TEST(st.query(7).scalar<int>() == 7);
+    BOOST_TEST(st.query(false).columns()[0].type_name == "bool");
+    c.rollback();
+    // The context decides: an int4 widens to numeric or int8, fits a function taking
+    // integer; text binds to jsonb and to an integer column.
+    BOOST_TEST(c.query("SELECT ?::numeric / 4", 5).scalar<double>() == 1.25);
+    BOOST_TEST(
+        c.query("SELECT ? + ?", 2000000000, std::int64_t{5000000000}).scalar<std::int64_t>() ==
+        7000000000);
+    BOOST_TEST(c.query("SELECT substr('hello', ?)", 2).scalar<std::string>() == "ello");
+    BOOST_TEST(c.query("SELECT ?::jsonb -> ?", R"({"k": 3})", "k").scalar<int>() == 3);
+    c.rollback();
+    BOOST_TEST(c.execute(fmt::format("UPDATE {} SET v = ? WHERE id = ?", table), "12", 1) == 1);
+    BOOST_TEST(c.execute(fmt::format("UPDATE {} SET v = ? WHERE id = ?", table), 2.0, 2) == 1);
+    c.commit();
+    BOOST_TEST(value(1) == 12);
+    BOOST_TEST(value(2) == 2);
+}
+
 BOOST_FIXTURE_TEST_CASE(prepared_statements_on_the_server, fx) {
     auto c = xarm::connect("pq", info);
     auto count = [&] {
@@ -664,7 +706,9 @@ BOOST_FIXTURE_TEST_CASE(prepared_statements_on_the_server, fx) {
         }
         BOOST_TEST(value(1) == 3);
     }
-    BOOST_TEST(count() == 1);  // deallocated at the next prepare, not from the destructor
+    // Parsed once at prepare (types left to the server), once for the types of (int, int)
+    // bound three times; deallocated at the next prepare, not from the destructor.
+    BOOST_TEST(count() == 2);
     auto st2 = c.prepare("SELECT ?::int + 1");
     BOOST_TEST(count() == 1);
     BOOST_TEST(st2.query(41).scalar<int>() == 42);
@@ -1076,8 +1120,9 @@ BOOST_FIXTURE_TEST_CASE(read_only_vote, fx) {
 }
 
 // The read-only check is a statement parsed once per connection (no parse or plan at
-// each prepare); deallocated by the application, it costs one branch, then is parsed
-// anew.
+// each prepare), and only sent when no command tag of the application's statements on the
+// PGconn proved a write. Dropped by DEALLOCATE ALL or DISCARD ALL, it is parsed anew;
+// deallocated by name, it costs one (read-only) branch, then is parsed anew.
 BOOST_FIXTURE_TEST_CASE(read_only_check_parsed_once, fx) {
     int rmid = open_rm();
     PGconn* pg = xarm_pq_conn(rmid);
@@ -1097,30 +1142,81 @@ BOOST_FIXTURE_TEST_CASE(read_only_check_parsed_once, fx) {
                       "SELECT count(*) FROM pg_catalog.pg_prepared_statements "
                       "WHERE name LIKE 'xarm\\_ro\\_check\\_%'");
     };
-    branch(true);
+    branch(true);  // "UPDATE 1" proved the write: PREPARE alone, no check
+    BOOST_TEST(checks() == "0");
     branch(false);
     branch(true);
     BOOST_TEST(checks() == "1");
-    // Deallocated by the application on the connection (DEALLOCATE ALL inside the
-    // branch here; DISCARD ALL between branches does the same): the check fails, the
-    // branch is rolled back and says why; the check is parsed anew for the next one.
+    // Dropped by the application on the connection (DEALLOCATE ALL inside the branch
+    // here, DISCARD ALL between branches): its tag says so, the check is parsed anew and
+    // no branch suffers, read-only or not.
     for (const char* drop : {"DEALLOCATE ALL", "DISCARD ALL"}) {
-        auto y = make_xid();
-        XID cy = to_c(y);
-        if (std::string(drop) == "DISCARD ALL") run(pg, drop);
-        BOOST_REQUIRE(sw.xa_start_entry(&cy, rmid, TMNOFLAGS) == XA_OK);
-        run(pg, update(2, 5));
-        if (std::string(drop) == "DEALLOCATE ALL") run(pg, drop);
-        BOOST_REQUIRE(sw.xa_end_entry(&cy, rmid, TMSUCCESS) == XA_OK);
-        const int rc = sw.xa_prepare_entry(&cy, rmid, TMNOFLAGS);
-        BOOST_TEST((rc >= XA_RBBASE && rc <= XA_RBEND), rc);
-        BOOST_TEST(last(rmid).message.find("deallocated") != std::string::npos, last(rmid).message);
-        BOOST_TEST(!is_prepared(y));
-        BOOST_TEST(value(2) == 0);
-        branch(true);
+        for (const bool write : {false, true}) {
+            auto y = make_xid();
+            XID cy = to_c(y);
+            if (std::string(drop) == "DISCARD ALL") run(pg, drop);
+            BOOST_REQUIRE(sw.xa_start_entry(&cy, rmid, TMNOFLAGS) == XA_OK);
+            run(pg, write ? update(2, ++counter) : fmt::format("SELECT * FROM {}", table));
+            if (std::string(drop) == "DEALLOCATE ALL") run(pg, drop);
+            BOOST_REQUIRE(sw.xa_end_entry(&cy, rmid, TMSUCCESS) == XA_OK);
+            const int rc = sw.xa_prepare_entry(&cy, rmid, TMNOFLAGS);
+            BOOST_TEST(rc == (write ? XA_OK : XA_RDONLY), drop << ": " << last(rmid).message);
+            if (rc == XA_OK) BOOST_TEST(sw.xa_commit_entry(&cy, rmid, TMNOFLAGS) == XA_OK);
+            if (write) BOOST_TEST(value(2) == counter);
+        }
         branch(false);
         BOOST_TEST(checks() == "1");
     }
+    // Deallocated by name: the tag does not say which statement, so the check fails, the
+    // (read-only) branch is rolled back and says why; the check is parsed anew.
+    auto y = make_xid();
+    XID cy = to_c(y);
+    BOOST_REQUIRE(sw.xa_start_entry(&cy, rmid, TMNOFLAGS) == XA_OK);
+    run(pg, fmt::format("SELECT * FROM {}", table));
+    const std::string name = scalar(pg,
+                                    "SELECT name FROM pg_catalog.pg_prepared_statements "
+                                    "WHERE name LIKE 'xarm\\_ro\\_check\\_%'");
+    run(pg, "DEALLOCATE " + name);
+    BOOST_REQUIRE(sw.xa_end_entry(&cy, rmid, TMSUCCESS) == XA_OK);
+    const int rc = sw.xa_prepare_entry(&cy, rmid, TMNOFLAGS);
+    BOOST_TEST((rc >= XA_RBBASE && rc <= XA_RBEND), rc);
+    BOOST_TEST(last(rmid).message.find("deallocated") != std::string::npos, last(rmid).message);
+    BOOST_TEST(!is_prepared(y));
+    branch(false);
+    branch(true);
+    BOOST_TEST(checks() == "1");
+}
+
+// Through the switch the command tags of the application's own statements decide
+// whether the read-only check is needed; a tag that may have undone the write (the
+// block or a savepoint rolled back on the PGconn) leaves the vote to the check again.
+BOOST_FIXTURE_TEST_CASE(write_proved_by_the_applications_tags, fx) {
+    int rmid = open_rm();
+    PGconn* pg = xarm_pq_conn(rmid);
+    auto branch = [&](const std::vector<std::string>& sql, int vote) {
+        auto x = make_xid();
+        XID cx = to_c(x);
+        BOOST_REQUIRE(sw.xa_start_entry(&cx, rmid, TMNOFLAGS) == XA_OK);
+        for (const auto& s : sql) run(pg, s);
+        BOOST_REQUIRE(sw.xa_end_entry(&cx, rmid, TMSUCCESS) == XA_OK);
+        const int rc = sw.xa_prepare_entry(&cx, rmid, TMNOFLAGS);
+        BOOST_TEST(rc == vote, sql.back() << ": " << last(rmid).message);
+        if (rc == XA_OK) BOOST_TEST(sw.xa_commit_entry(&cx, rmid, TMNOFLAGS) == XA_OK);
+        BOOST_TEST(PQtransactionStatus(pg) == PQTRANS_IDLE);
+    };
+    // ended and begun again on the PGconn: the new block wrote nothing
+    branch({update(1, 81), "ROLLBACK", "BEGIN", "SELECT 1"}, XA_RDONLY);
+    BOOST_TEST(value(1) == 0);
+    // a savepoint's write undone: the transaction still has an id, so it is prepared
+    branch({"SAVEPOINT s", update(1, 82), "ROLLBACK TO SAVEPOINT s"}, XA_OK);
+    BOOST_TEST(value(1) == 0);
+    // "UPDATE 0" proves nothing, nor does "SELECT 1" that wrote: the check decides
+    branch({fmt::format("UPDATE {} SET v = 84 WHERE id = -1", table)}, XA_RDONLY);
+    branch({fmt::format("WITH w AS (UPDATE {} SET v = 83 WHERE id = 1 RETURNING 1) "
+                        "SELECT count(*) FROM w",
+                        table)},
+           XA_OK);
+    BOOST_TEST(value(1) == 83);
 }
 
 BOOST_FIXTURE_TEST_CASE(join_and_suspend_resume, fx) {
