@@ -51,11 +51,48 @@ session::session(const std::string& path, int flags, int busy_timeout_ms, bool f
 session::~session() {
     // Closing rolls back whatever transaction is open, as the server-side databases do
     // when a connection closes.
+    m_begin.reset();
+    m_commit.reset();
     if (m_db != nullptr) sqlite3_close_v2(m_db);
 }
 
 capability_set session::capabilities() const {
     return declared_capabilities();
+}
+
+namespace {
+
+// Runs st (BEGIN or COMMIT), compiling sql into it the first time; SQLite's code, msg
+// its text when it failed.
+int step_control(sqlite3* db, std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)>& st,
+                 const char* sql, std::string& msg) {
+    if (!st) {
+        sqlite3_stmt* raw = nullptr;
+        const int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+        if (rc != SQLITE_OK) {
+            msg = sqlite3_errmsg(db);
+            return rc;
+        }
+        st.reset(raw);
+    }
+    int rc = sqlite3_step(st.get());
+    if (rc != SQLITE_DONE) msg = sqlite3_errmsg(db);
+    sqlite3_reset(st.get());
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+}  // namespace
+
+void session::begin() {
+    std::string msg;
+    if (const int rc = step_control(m_db, m_begin, "BEGIN", msg); rc != SQLITE_OK)
+        raise(XAER_RMERR, sqlstate_of(rc), "BEGIN: " + msg, rc);
+}
+
+int session::commit_or_roll_back(std::string& msg) {
+    const int rc = step_control(m_db, m_commit, "COMMIT", msg);
+    if (rc != SQLITE_OK) sqlite3_exec(m_db, "ROLLBACK", nullptr, nullptr, nullptr);
+    return rc;
 }
 
 void session::exec(const char* sql, int xa_code) {
@@ -70,7 +107,7 @@ void session::exec(const char* sql, int xa_code) {
 
 void session::start(const xid&, start_mode mode) {
     if (mode != start_mode::fresh) return;  // join/resume: the transaction is still open
-    exec("BEGIN", XAER_RMERR);
+    begin();
     m_branch = true;
     m_commits_at_start = m_commits;
 }
@@ -115,13 +152,12 @@ void session::commit(const xid& x, bool one_phase) {
         raise(XA_RBROLLBACK, "40000",
               "the branch's transaction was rolled back (by SQLite after an error, or by a "
               "ROLLBACK on the native handle)");
-    int rc = sqlite3_exec(m_db, "COMMIT", nullptr, nullptr, nullptr);
-    if (rc == SQLITE_OK) return;
-    // A failed COMMIT (busy, deferred constraint) leaves the transaction open: roll it
-    // back, so that the one-phase outcome is a clean rollback, never a half-state.
-    std::string msg = sqlite3_errmsg(m_db);
-    sqlite3_exec(m_db, "ROLLBACK", nullptr, nullptr, nullptr);
-    raise(rollback_code_of(rc), sqlstate_of(rc), "COMMIT failed and was rolled back: " + msg, rc);
+    // A failed COMMIT is rolled back: the one-phase outcome is a clean rollback, never a
+    // half-state.
+    std::string msg;
+    if (const int rc = commit_or_roll_back(msg); rc != SQLITE_OK)
+        raise(rollback_code_of(rc), sqlstate_of(rc), "COMMIT failed and was rolled back: " + msg,
+              rc);
 }
 
 void session::rollback(const xid& x, bool prepared) {
@@ -142,7 +178,7 @@ std::vector<xid> session::recover() {
 void session::begin_local_if_needed() {
     // PEP 249: autocommit off; the first statement outside a branch begins a transaction.
     if (!m_branch && !m_local) {
-        exec("BEGIN", XAER_RMERR);
+        begin();
         m_local = true;
     }
 }
@@ -184,12 +220,9 @@ void session::commit_local() {
     m_local = false;
     if (sqlite3_get_autocommit(m_db) != 0)
         raise(XAER_RMERR, "40000", "SQLite rolled the transaction back after an error");
-    int rc = sqlite3_exec(m_db, "COMMIT", nullptr, nullptr, nullptr);
-    if (rc != SQLITE_OK) {
-        std::string msg = sqlite3_errmsg(m_db);
-        sqlite3_exec(m_db, "ROLLBACK", nullptr, nullptr, nullptr);
+    std::string msg;
+    if (const int rc = commit_or_roll_back(msg); rc != SQLITE_OK)
         raise(XAER_RMERR, sqlstate_of(rc), "COMMIT failed and was rolled back: " + msg, rc);
-    }
 }
 
 void session::rollback_local() {

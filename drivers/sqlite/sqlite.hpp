@@ -52,6 +52,11 @@ class session final : public native_session {
   private:
     using stmt_ptr = std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)>;
     void exec(const char* sql, int xa_code);
+    /// BEGIN, compiled once per connection (so a branch's start costs no parse).
+    void begin();
+    /// COMMIT, compiled once per connection; a failure (busy, a deferred constraint)
+    /// leaves the transaction open, so it is rolled back: SQLite's code, msg its text.
+    int commit_or_roll_back(std::string& msg);
     result run(std::string_view sql, bool collect);
     void begin_local_if_needed();
     /// Compiles the one statement of sql (programming_error when it holds more).
@@ -66,10 +71,12 @@ class session final : public native_session {
     bool ended_by_commit() const;
 
     sqlite3* m_db = nullptr;
-    bool m_branch = false;                 // a branch's transaction is open
-    bool m_local = false;                  // a local transaction is open
-    unsigned long m_commits = 0;           // commits on this handle (commit hook)
-    unsigned long m_commits_at_start = 0;  // ... when the branch began
+    bool m_branch = false;                          // a branch's transaction is open
+    bool m_local = false;                           // a local transaction is open
+    unsigned long m_commits = 0;                    // commits on this handle (commit hook)
+    unsigned long m_commits_at_start = 0;           // ... when the branch began
+    stmt_ptr m_begin{nullptr, &sqlite3_finalize};   // begin()'s statement, once compiled
+    stmt_ptr m_commit{nullptr, &sqlite3_finalize};  // commit_or_roll_back()'s
 };
 
 capability_set declared_capabilities();
