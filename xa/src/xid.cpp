@@ -229,14 +229,26 @@ std::optional<std::string> base64_decode(std::string_view in) {
     return out;
 }
 
-std::string hex_encode(std::string_view bytes) {
+namespace {
+
+// Appends bytes as lower-case hex digits, written in place (this runs for every XA
+// statement a driver sends).
+void append_hex(std::string& out, std::string_view bytes) {
     static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(bytes.size() * 2);
+    const std::size_t at = out.size();
+    out.resize(at + bytes.size() * 2);
+    char* p = out.data() + at;
     for (unsigned char c : bytes) {
-        out += digits[c >> 4];
-        out += digits[c & 15];
+        *p++ = digits[c >> 4];
+        *p++ = digits[c & 15];
     }
+}
+
+}  // namespace
+
+std::string hex_encode(std::string_view bytes) {
+    std::string out;
+    append_hex(out, bytes);
     return out;
 }
 
@@ -282,9 +294,17 @@ xid decode_pg_gid(std::string_view gid) {
 std::string encode_mysql_xid(const xid& x) {
     if (x.is_null() || x.is_unparsed())
         invalid("only a well-formed xid can be written as a MySQL XID");
-    // X'' is the empty string, which MySQL accepts for an empty bqual.
-    return fmt::format("X'{}',X'{}',{}", hex_encode(x.gtrid()), hex_encode(x.bqual()),
-                       x.format_id());
+    // X'' is the empty string, which MySQL accepts for an empty bqual. Built by hand:
+    // every XA statement of the mysql and odbc drivers starts here.
+    std::string out;
+    out.reserve(2 * (x.gtrid().size() + x.bqual().size()) + 20);
+    out += "X'";
+    append_hex(out, x.gtrid());
+    out += "',X'";
+    append_hex(out, x.bqual());
+    out += "',";
+    out += std::to_string(x.format_id());
+    return out;
 }
 
 }  // namespace xarm
