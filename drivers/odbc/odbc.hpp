@@ -221,6 +221,11 @@ class session final : public native_session {
     /// True once the application has the connection's handle (xarm_odbc_hdbc) and may
     /// send statements this session never sees.
     bool handle_given() const noexcept { return m_direct; }
+    /// True when a statement of the open branch run through this session changed rows
+    /// and returned none (INSERT, UPDATE, DELETE): the branch provably wrote.
+    bool branch_wrote() const noexcept { return m_wrote; }
+    /// True when a statement of the open branch failed (run through this session).
+    bool branch_failed() const noexcept { return m_branch_failure.has_value(); }
     /// The failure of a statement of the open branch, taken (nullopt if none).
     std::optional<diag_record> take_branch_failure() noexcept {
         return std::exchange(m_branch_failure, std::nullopt);
@@ -257,6 +262,7 @@ class session final : public native_session {
     bool m_branch = false;  // a branch's transaction is open on this connection
     bool m_local = false;   // a local transaction is open
     bool m_direct = false;  // the application has the HDBC (native_handle)
+    bool m_wrote = false;   // a statement of the branch provably wrote (branch_wrote)
     std::optional<diag_record> m_branch_failure;  // a statement of the branch failed
     /// Prepared statements' handles, freed before the connection is reopened.
     std::vector<prepared*> m_prepared;

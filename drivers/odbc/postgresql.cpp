@@ -107,7 +107,15 @@ class postgresql_rules final : public backend_rules {
     }
 
     vote prepare(const xid& x) override {
-        // The read-only check and PREPARE TRANSACTION in one round trip (psqlODBC sends
+        // Every statement ran through xarm, none failed and one provably wrote: the block
+        // is open and not read-only, so PREPARE TRANSACTION alone, as by hand.
+        if (m_s.branch_wrote() && !m_s.handle_given() && !m_s.branch_failed()) {
+            auto prep = m_s.run(pq::prepare_sql(x), false);
+            if (!prep.failed) return vote::ok;
+            m_s.rollback_quietly();
+            raise_diag(prep.diag, *this, op::prepare, "PREPARE TRANSACTION");
+        }
+        // Otherwise the read-only check and PREPARE TRANSACTION in one round trip (psqlODBC sends
         // the text as one query): the check fails with read_only_sqlstate when the
         // branch wrote nothing, and with 25P02 when the server had aborted the block
         // after an error (PREPARE TRANSACTION would silently turn that into ROLLBACK);

@@ -332,6 +332,7 @@ void session::start(const xid& x, start_mode mode) {
     if (mode != start_mode::fresh) return;  // join/resume: the transaction is still open
     m_rules->release_held_branch();
     m_branch_failure.reset();
+    m_wrote = false;
     m_rules->start(x);
     m_branch = true;
 }

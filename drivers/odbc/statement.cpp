@@ -349,6 +349,8 @@ result session::work(const std::function<outcome()>& run_it) {
         note_failure(out.diag);
         raise_diag(out.diag, errors(), op::statement, "SQL error");
     }
+    // Rows changed by a statement that returns none (INSERT, UPDATE, DELETE): a write.
+    if (m_branch && out.rows.columns().empty() && out.rows.affected > 0) m_wrote = true;
     return std::move(out.rows);
 }
 

@@ -618,6 +618,47 @@ BOOST_AUTO_TEST_CASE(read_only_branch_votes_rdonly) {
     BOOST_TEST(xarm_odbc_switch.xa_commit_entry(&a, 92, TMNOFLAGS) == XAER_NOTA);
 }
 
+// A branch whose statements all ran through xarm and one of which changed rows is
+// prepared with PREPARE TRANSACTION alone, as by hand; otherwise the read-only check
+// travels with it. The server's pg_stat_activity shows the backend's last query.
+BOOST_AUTO_TEST_CASE(a_branch_that_wrote_through_xarm_is_prepared_without_the_check) {
+    const std::string info = server(PQ);
+    table_guard t(info, "odbc_proof");
+    auto c = xarm::connect("odbc", info);
+    auto other = xarm::connect("odbc", info);
+    const std::string pid = *c.query("SELECT pg_backend_pid()").rows[0][0];
+    c.rollback();
+    auto last_query = [&] {
+        auto r = other.query("SELECT query FROM pg_stat_activity WHERE pid = " + pid);
+        other.rollback();
+        BOOST_REQUIRE(r.rows.size() == 1);
+        return std::string(*r.rows[0][0]);
+    };
+    c.tpc_begin(make_xid("proof-wrote"));
+    c.execute("INSERT INTO " + t.name + " VALUES (1)");
+    BOOST_TEST((c.tpc_prepare() == xarm::vote::ok));
+    BOOST_TEST(last_query().starts_with("PREPARE TRANSACTION"), last_query());
+    c.tpc_commit();
+    BOOST_TEST(count_rows(other, t.name) == 1);
+
+    // Nothing changed (an UPDATE that matched no row): the check decides, read-only
+    // (PREPARE TRANSACTION alone would have voted XA_OK).
+    c.tpc_begin(make_xid("proof-none"));
+    c.execute("UPDATE " + t.name + " SET a = 2 WHERE a = 99");
+    BOOST_TEST((c.tpc_prepare() == xarm::vote::read_only));
+    c.tpc_commit();  // nothing left on the server: PEP 249 still ends the branch so
+
+    // A row changed by a statement that returns rows proves nothing here: the check runs
+    // (and finds the write).
+    c.tpc_begin(make_xid("proof-returning"));
+    c.query("INSERT INTO " + t.name + " VALUES (3) RETURNING a");
+    BOOST_TEST((c.tpc_prepare() == xarm::vote::ok));
+    BOOST_TEST(last_query().find("pg_current_xact_id_if_assigned") != std::string::npos,
+               last_query());
+    c.tpc_commit();
+    BOOST_TEST(count_rows(other, t.name) == 2);
+}
+
 // One-phase COMMIT of a block PostgreSQL aborted would answer ROLLBACK, which ODBC
 // reports as success: a failure seen through xarm, or one on xarm_odbc_hdbc (then
 // xarm looks before COMMIT), must come back as a rollback, the row not committed.
