@@ -40,8 +40,6 @@ class backend_rules : public error_table {
     /// Declares two_phase, recovery and read_only_vote (and what else differs) into c,
     /// which holds the capabilities common to every backend. via: "through ODBC (...)".
     virtual void declare(capability_set& c, const std::string& via) = 0;
-    /// After declare: true when the backend's two-phase calls work here.
-    bool two_phase() const noexcept { return m_two_phase; }
 
     /// Before anything else on the connection outside a branch: a prepared branch the
     /// connection still holds (MariaDB) must leave it first.
@@ -52,13 +50,15 @@ class backend_rules : public error_table {
     }
     /// A fresh branch begins (the session then counts it open).
     virtual void start(const xid&) {}
-    /// Prepares the open branch (the session has counted it closed).
+    /// Prepares the open branch (the session has counted it closed). The base refuses:
+    /// the core never asks where two_phase is declared missing.
     virtual vote prepare(const xid& x);
     /// Commits the open branch in one phase (the session has counted it closed).
     virtual void commit_one_phase(const xid&) { m_s.commit_transaction(); }
     /// Rolls the open, unprepared branch back (the session has counted it closed).
     virtual void rollback_branch(const xid&);
-    /// Phase two of a prepared branch (ours or recovered); only where two_phase().
+    /// Phase two of a prepared branch (ours or recovered). The base answers XAER_NOTA:
+    /// a backend without two-phase never holds one.
     virtual void finish_prepared(const xid& x, bool commit);
     /// The prepared branches on the server.
     virtual std::vector<xid> recover() { return {}; }
@@ -68,7 +68,6 @@ class backend_rules : public error_table {
   protected:
     session& m_s;
     backend m_which;
-    bool m_two_phase = false;
 };
 
 /// The rules for b. read_only_vote: XARM_READ_ONLY_VOTE from the connection string.

@@ -205,7 +205,6 @@ void mysql_rules::declare(capability_set& c, const std::string& via) {
                  "anonymous compound statement to wrap it in: use MySQL's Connector/ODBC "
                  "or the native mysql driver to recover");
     }
-    m_two_phase = true;
 }
 
 void mysql_rules::close() noexcept {

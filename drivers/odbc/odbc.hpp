@@ -249,8 +249,6 @@ class session final : public native_session {
     void release_statement_handles() noexcept;
     /// A statement of the branch or of a local transaction failed: remember how.
     void note_failure(const diag_record& d);
-    /// Two-phase calls are declared missing for this backend: the core never sends them.
-    void require_two_phase(const xid& x) const;
 
     std::string m_conn;  // the connection string as connected (holds the password)
     dbc_ptr m_dbc;

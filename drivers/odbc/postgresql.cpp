@@ -93,7 +93,6 @@ class postgresql_rules final : public backend_rules {
             else
                 c.no(s.what, s.reason);
         }
-        m_two_phase = max_prepared > 0;
         c.yes(capability::timeout,
               "SET LOCAL idle_in_transaction_session_timeout as the branch's first "
               "statement " +

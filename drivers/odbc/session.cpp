@@ -368,25 +368,15 @@ void session::end(const xid&, end_mode mode) {
                          d.message});
 }
 
-void session::require_two_phase(const xid& x) const {
-    if (!m_rules->two_phase())
-        raise(XAER_NOTA, "XAE04",
-              "no such prepared branch " + x.to_string() +
-                  ": two-phase commit is not supported through ODBC to " + m_dbms);
-}
-
 vote session::prepare(const xid& x) {
     if (!m_branch)
         raise(XAER_NOTA, "XAE04", "no branch is open on this ODBC connection: " + x.to_string());
-    if (!m_rules->two_phase())  // unreachable: the core refuses it where not declared
-        raise(XAER_RMERR, "0A000", "two-phase commit is not supported through ODBC to " + m_dbms);
     m_branch = false;
     return m_rules->prepare(x);
 }
 
 void session::commit(const xid& x, bool one_phase) {
     if (!one_phase) {
-        require_two_phase(x);
         m_rules->finish_prepared(x, true);
         return;
     }
@@ -398,7 +388,6 @@ void session::commit(const xid& x, bool one_phase) {
 
 void session::rollback(const xid& x, bool prepared) {
     if (prepared) {
-        require_two_phase(x);
         m_rules->finish_prepared(x, false);
         return;
     }
